@@ -1,0 +1,32 @@
+# Each target creates and fills its own virtual environment (.venv) first; all are idempotent.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test gradcheck bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "gradlab needs Python 3.11+, found " + sys.version.split()[0]'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $@
+
+# The main job: check every backward against finite differences, then the quick benchmark.
+run: install
+	$(BIN)/gradlab gradcheck
+	$(BIN)/gradlab bench --quick
+
+# The whole test suite (PyTorch comparisons run when torch is installed in .venv, else skip).
+test: install
+	$(BIN)/python -m pytest -q
+
+gradcheck: install
+	$(BIN)/gradlab gradcheck
+
+bench: install
+	$(BIN)/gradlab bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache .hypothesis

@@ -1,0 +1,84 @@
+"""SGD-family optimizers with PyTorch's update rules. Each updates the parameter arrays in place.
+
+    sgd       p <- p - lr g
+    momentum  v <- mu v + g;  p <- p - lr v
+    adam      m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
+              p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from gradlab.nn import _checks
+
+Array = np.ndarray
+
+
+class SGD:
+    """Plain SGD, or SGD with (heavy-ball) momentum mu when momentum > 0."""
+
+    def __init__(self, params: dict[str, Array], lr: float, momentum: float = 0.0) -> None:
+        self.params = params
+        self.lr = _checks.positive("lr", lr)
+        self.momentum = _checks.non_negative("momentum", momentum)
+        if self.momentum >= 1:
+            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
+        self.velocity = {k: np.zeros_like(p) for k, p in params.items()} if self.momentum else {}
+
+    @np.errstate(all="ignore")
+    def step(self, grads: dict[str, Array]) -> None:
+        for name, p in self.params.items():
+            g = grads[name]
+            if self.momentum:
+                v = self.velocity[name]
+                v *= self.momentum  # v <- mu v + g
+                v += g
+                g = v
+            p -= self.lr * g
+
+
+class Adam:
+    """Adam (Kingma and Ba 2015) with bias correction, as torch.optim.Adam."""
+
+    def __init__(
+        self, params: dict[str, Array], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
+        self.params = params
+        self.lr = _checks.positive("lr", lr)
+        for name, b in zip(("betas[0]", "betas[1]"), betas):
+            if not 0 <= _checks.non_negative(name, b) < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {b!r}")
+        self.betas = betas
+        self.eps = _checks.positive("eps", eps)
+        self.t = 0
+        self.m = {k: np.zeros_like(p) for k, p in params.items()}
+        self.v = {k: np.zeros_like(p) for k, p in params.items()}
+
+    @np.errstate(all="ignore")
+    def step(self, grads: dict[str, Array]) -> None:
+        b1, b2 = self.betas
+        self.t += 1
+        step_size = self.lr / (1 - b1**self.t)  # bias correction of m
+        v_scale = 1.0 / np.sqrt(1 - b2**self.t)  # bias correction of sqrt(v)
+        for name, p in self.params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            m *= b1  # m <- b1 m + (1 - b1) g
+            m += (1 - b1) * g
+            v *= b2  # v <- b2 v + (1 - b2) g^2
+            v += (1 - b2) * g * g
+            denom = np.sqrt(v)
+            denom *= v_scale
+            denom += self.eps
+            p -= step_size * m / denom
+
+
+NAMES = ("sgd", "momentum", "adam")
+
+
+def get(name: str, params: dict[str, Array], lr: float, momentum: float = 0.9) -> SGD | Adam:
+    """The optimizer called `name` (sgd, momentum, adam) over params; `momentum` is used by momentum only."""
+    _checks.choice("optimizer", name, NAMES)
+    if name == "adam":
+        return Adam(params, lr)
+    return SGD(params, lr, momentum if name == "momentum" else 0.0)
