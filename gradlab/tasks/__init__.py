@@ -1,0 +1,29 @@
+"""Synthetic tasks: sequences for RNNs/LSTMs, vectors for MLPs. `get(name, **options)` builds one."""
+
+from __future__ import annotations
+
+from gradlab.nn import _checks
+from gradlab.tasks.adding import Adding
+from gradlab.tasks.base import EVAL_SIZE, Task
+from gradlab.tasks.copy_memory import CopyMemory
+from gradlab.tasks.temporal_order import TemporalOrder
+from gradlab.tasks.vectors import GaussianBlobs, TeacherStudent, TwoSpirals
+
+TASKS = {
+    "adding": Adding,
+    "temporal_order": TemporalOrder,
+    "copy_memory": CopyMemory,
+    "teacher_student": TeacherStudent,
+    "gaussian_blobs": GaussianBlobs,
+    "two_spirals": TwoSpirals,
+}
+NAMES = tuple(TASKS)
+
+
+def get(name: str, **options) -> Task:
+    """The task called `name` (one of NAMES) with its options (e.g. T, variant, input_size, seed)."""
+    return TASKS[_checks.choice("task", name, NAMES)](**options)
+
+
+__all__ = ["EVAL_SIZE", "NAMES", "TASKS", "Adding", "CopyMemory", "GaussianBlobs", "Task", "TeacherStudent",
+           "TemporalOrder", "TwoSpirals", "get"]  # fmt: skip

@@ -1,0 +1,19 @@
+"""The README's Python example runs and prints what the README says it prints."""
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def test_readme_example_prints_what_the_readme_shows():
+    text = README.read_text()
+    match = re.search(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", text, re.S)
+    assert match, "README has no ```python block followed by 'prints' and its output"
+    code, expected = match.groups()
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {})
+    assert out.getvalue() == expected, f"README example printed:\n{out.getvalue()}\nREADME says:\n{expected}"
