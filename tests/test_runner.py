@@ -1,0 +1,83 @@
+"""The sweep runner: executors agree bit for bit, failures are isolated, resume skips finished runs."""
+
+import pandas as pd
+import pytest
+
+from gradlab.sweep import config, runner
+from gradlab.sweep.store import load
+
+SMALL = {
+    "model": {"width": 8, "depth": 2},
+    "train": {"steps": 12, "log_every": 4, "probe_size": 64},
+    "sweep": {"activation": ["tanh", "relu"], "seed": [0, 1]},
+}
+VOLATILE = ["wall_s"]  # the only column allowed to differ between executors
+
+
+def run(tmp_path, data, name="exp", **kw):
+    experiment = config.from_dict(data, name)
+    summary = runner.run(experiment, tmp_path / name, progress=False, **kw)
+    return summary, load(tmp_path / name)
+
+
+def assert_same_tables(a, b):
+    for name in a:
+        left, right = a[name].drop(columns=VOLATILE, errors="ignore"), b[name].drop(columns=VOLATILE, errors="ignore")
+        pd.testing.assert_frame_equal(left, right, check_exact=True, obj=name)
+
+
+def test_process_pool_gives_the_serial_tables_bit_for_bit(tmp_path):
+    _, serial = run(tmp_path, SMALL, "serial")
+    _, pooled = run(tmp_path, SMALL, "pooled", executor="process", workers=2)
+    assert len(serial["runs"]) == 4 and (serial["runs"]["status"] == "ok").all()
+    assert_same_tables(serial, pooled)
+
+
+def test_dask_local_cluster_gives_the_serial_tables(tmp_path):
+    pytest.importorskip("dask.distributed")
+    _, serial = run(tmp_path, SMALL, "serial")
+    _, dasked = run(tmp_path, SMALL, "dasked", executor="dask", workers=2)
+    assert_same_tables(serial, dasked)
+
+
+def test_a_run_that_raises_is_recorded_failed_and_the_others_finish(tmp_path):
+    data = {**SMALL, "sweep": {"width": [4, 10**12]}}  # 10^12 units cannot be allocated
+    summary, tables = run(tmp_path, data)
+    runs = tables["runs"].set_index("width")
+    assert runs.loc[4, "status"] == "ok" and runs.loc[10**12, "status"] == "failed"
+    assert "MemoryError" in runs.loc[10**12, "error"]
+    assert [rid for rid, _ in summary.failed] == [runs.loc[10**12, "run_id"]]
+
+
+def test_a_diverging_run_stops_at_its_step_and_keeps_what_it_logged(tmp_path):
+    data = {
+        "model": {"kind": "rnn", "width": 16, "init": "mean_field", "sigma_w2": 16.0},
+        "task": {"name": "adding", "T": 30},
+        "train": {"steps": 300, "lr": 1.0, "log_every": 5, "probe_size": 64},
+    }
+    _, tables = run(tmp_path, data)
+    row = tables["runs"].iloc[0]
+    assert row["status"] == "diverged" and row["diverged_step"] > 0
+    assert tables["steps"]["step"].max() < row["diverged_step"]
+    assert len(tables["steps"]) > 1
+
+
+def test_rerunning_skips_finished_runs_and_fresh_starts_over(tmp_path):
+    first, tables = run(tmp_path, SMALL)
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp_path / "exp" / "runs").iterdir()}
+    again, tables_again = run(tmp_path, SMALL)
+    assert (first.skipped, again.skipped) == (0, 4)
+    assert stamps == {p.name: p.stat().st_mtime_ns for p in (tmp_path / "exp" / "runs").iterdir()}
+    assert_same_tables(tables, tables_again)
+    fresh, _ = run(tmp_path, SMALL, fresh=True)
+    assert fresh.skipped == 0
+
+
+def test_manifest_records_provenance_and_counts(tmp_path):
+    import json
+
+    run(tmp_path, SMALL)
+    manifest = json.loads((tmp_path / "exp" / "manifest.json").read_text())
+    assert manifest["runs"]["total"] == 4 and manifest["runs"]["ok"] == 4
+    assert {"numpy", "pandas", "pyarrow"} <= set(manifest["packages"])
+    assert manifest["gradlab_version"] and manifest["git_commit"]
