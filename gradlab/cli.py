@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
 
 import gradlab
@@ -26,6 +28,82 @@ def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
 ) -> None:
     """A lab for seeing, measuring and explaining vanishing, exploding and dying gradients."""
+
+
+@app.command()
+def run(
+    config: Path = typer.Argument(None, help="Experiment config (TOML); default experiments/tour.toml."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. --set train.steps=50 (repeatable)."),
+    out: Path = typer.Option(None, help="Results folder; default results/<experiment name>."),
+    workers: int = typer.Option(None, min=1, help="Processes for --executor process/dask; default: the core count."),
+    executor: str = typer.Option("serial", help="serial, process or dask."),
+    address: str = typer.Option(None, help="A running Dask scheduler, e.g. tcp://127.0.0.1:8786 (--executor dask)."),
+    fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out and start over."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid size and the first runs; run nothing."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Run an experiment's grid into a results folder. Rerunning resumes: finished runs are kept and
+    skipped, failed ones are run again. Exit 1 if a run failed, 2 on a bad config or option.
+
+    Example: gradlab run experiments/mlp_depth.toml --set train.steps=50 --executor process
+    """
+    from gradlab.sweep import ConfigError, load, runner, summary
+    from gradlab.sweep.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
+    if address is not None and executor != "dask":
+        _bad(f"--address {address!r}: needs --executor dask")
+    try:
+        experiment = load(config or Path("experiments") / "tour.toml", set_)
+        grid = experiment.grid()
+    except ConfigError as err:
+        _bad(str(err))
+    out = out or Path("results") / experiment.name
+    if dry_run:
+        typer.echo(f"{experiment.name}: " + summary.grid_preview(grid) + f"\nwould write {out}/ (nothing run)")
+        return
+    try:
+        result = runner.run(experiment, out, executor, workers, address, fresh, progress=not quiet)
+    except KeyboardInterrupt:
+        typer.echo(f"\ninterrupted: finished runs are kept in {out}/; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    except RuntimeError as err:  # e.g. dask missing
+        _bad(str(err))
+    typer.echo(
+        f"{experiment.name}: {result.total} runs ({result.skipped} already finished) in {result.wall_s:.1f} s -> {out}/\n"
+        + summary.counts(_load_runs(out))
+    )
+    if result.failed:
+        typer.echo("failed: " + ", ".join(rid for rid, _ in result.failed) + f" (see `gradlab show {out}`)", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def show(path: Path = typer.Argument(..., help="A results folder written by gradlab run.")) -> None:
+    """Summarise a results folder: runs by status and diagnosis, failures, the worst cases.
+
+    Example: gradlab show results/mlp_depth
+    """
+    from gradlab.sweep import load_results, summary
+
+    try:
+        tables = load_results(path)
+    except FileNotFoundError as err:
+        _bad(str(err))
+    typer.echo(summary.show(tables))
+
+
+def _load_runs(out: Path):
+    from gradlab.sweep import load_results
+
+    return load_results(out)["runs"]
+
+
+def _bad(message: str) -> None:
+    """A usage error: one line on stderr, exit code 2."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -61,6 +139,27 @@ def _gradcheck_table(rows: list) -> str:
     for (model, act), by_loss in cells.items():
         lines.append(f"{model:<18}{act:<12}" + "".join(f"{by_loss[name]:>15.1e}" for name in LOSSES))
     return "\n".join(lines)
+
+
+@app.command()
+def bench(
+    quick: bool = typer.Option(False, "--quick", help="Fewer repeats (the whole run well under a minute)."),
+    only: str = typer.Option("", help="Comma-separated workloads to run, e.g. W1,W3 (default: all)."),
+    dtype: str = typer.Option("both", help="float32, float64 or both."),
+) -> None:
+    """Time one training step (forward, loss, backward, clip, SGD) on four workloads in float32 and
+    float64, against NumPy's matrix-product peak and, when installed, PyTorch; check the targets.
+
+    Example: gradlab bench --quick
+    """
+    from gradlab.bench import run
+
+    dtypes = ("float32", "float64") if dtype == "both" else (dtype,)
+    try:
+        run(quick=quick, only=[n for n in only.split(",") if n.strip()] or None, dtypes=dtypes, echo=typer.echo)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:
