@@ -26,7 +26,11 @@ def non_negative(name: str, value: object) -> float:
 
 def positive(name: str, value: object) -> float:
     """Return value as float, or raise if it is not a finite number > 0."""
-    if non_negative(name, value) == 0:
+    try:
+        ok = non_negative(name, value) > 0
+    except ValueError:
+        ok = False
+    if not ok:
         raise ValueError(f"{name} must be a number > 0, got {value!r}")
     return float(value)
 
@@ -44,8 +48,8 @@ def dtype(value: object) -> np.dtype:
     try:
         dt = np.dtype(value)  # type: ignore[arg-type]
     except TypeError:
-        dt = None
-    if dt not in (np.dtype(np.float32), np.dtype(np.float64)):
+        dt = np.dtype(object)
+    if value is None or dt not in (np.dtype(np.float32), np.dtype(np.float64)):
         raise ValueError(f"dtype must be float32 or float64, got {value!r}")
     return dt
 

@@ -42,49 +42,66 @@ def _relu(z: Array, out: Array | None = None) -> Array:
 
 
 def _leaky_relu(z: Array, out: Array | None = None, *, slope: float) -> Array:
-    """max(z, slope z), which is the leaky ReLU for 0 <= slope <= 1."""
-    s = np.multiply(z, slope, out=out)
-    return np.maximum(z, s, out=s)
+    """max(z, slope z), which is the leaky ReLU for 0 <= slope <= 1 (out may be z itself)."""
+    if out is not z:
+        out = _identity(z, out)
+    return np.multiply(out, slope, out=out, where=out < 0)
 
 
 # phi'(z) written in terms of a = phi(z), so a backward never needs z: for the ReLUs a > 0 exactly
-# when z > 0 (the derivative at 0 is taken as the left one, as PyTorch does).
-def _d_identity(a: Array) -> Array:
-    return np.ones_like(a)
+# when z > 0 (the derivative at 0 is taken as the left one, as PyTorch does). `out` (may be a itself)
+# receives the result, so that a backward need not allocate.
+def _d_identity(a: Array, out: Array | None = None) -> Array:
+    if out is None:
+        return np.ones_like(a)
+    out.fill(1.0)
+    return out
 
 
-def _d_sigmoid(a: Array) -> Array:
-    return a * (1.0 - a)
+def _d_sigmoid(a: Array, out: Array | None = None) -> Array:
+    d = np.subtract(1.0, a, out=out)  # 1 - a
+    return np.multiply(a, d, out=d)  # a (1 - a)
 
 
-def _d_tanh(a: Array) -> Array:
-    return 1.0 - a * a
+def _d_tanh(a: Array, out: Array | None = None) -> Array:
+    d = np.multiply(a, a, out=out)  # a^2
+    return np.subtract(1.0, d, out=d)  # 1 - a^2
 
 
-def _d_relu(a: Array) -> Array:
-    return (a > 0).astype(a.dtype)
+def _d_relu(a: Array, out: Array | None = None) -> Array:
+    if out is None:
+        return (a > 0).astype(a.dtype)
+    return np.greater(a, 0.0, out=out)  # 1.0 where a > 0, else 0.0
 
 
-def _d_leaky_relu(a: Array, *, slope: float) -> Array:
-    return np.where(a > 0, 1.0, slope).astype(a.dtype)
+def _d_leaky_relu(a: Array, out: Array | None = None, *, slope: float) -> Array:
+    d = _d_relu(a, out)
+    d *= 1.0 - slope  # 1 where a > 0, slope elsewhere
+    d += slope
+    return d
 
 
 @dataclass(frozen=True)
 class Activation:
-    """phi and phi' for one activation: `a = forward(z[, out])`, `phi'(z) = derivative(a)`."""
+    """phi and phi' for one activation: `a = forward(z[, out])`, `phi'(z) = derivative(a[, out])`."""
 
     name: str
     forward: Callable[..., Array]
-    derivative: Callable[[Array], Array]
+    derivative: Callable[..., Array]
     max_derivative: float
     slope: float = 0.0
 
     def backward(self, da: Array, a: Array, out: Array | None = None) -> Array:
-        """delta = dL/dz = dL/da * phi'(z), elementwise, from a = phi(z)."""
-        return np.multiply(da, self.derivative(a), out=out)
+        """delta = dL/dz = dL/da * phi'(z), elementwise, from a = phi(z); out (may be a) receives it."""
+        if out is not None and np.may_share_memory(out, da):
+            return np.multiply(da, self.derivative(a), out=out)
+        d = self.derivative(a, out=out)  # phi'(z), in delta's place
+        return np.multiply(da, d, out=d)
 
     def __call__(self, z: Array) -> Array:
-        return self.forward(z)
+        """phi(z) without floating-point warnings (overflow is a result)."""
+        with np.errstate(all="ignore"):
+            return self.forward(z)
 
 
 #                   name          phi            phi'(a)         max phi'
@@ -111,11 +128,12 @@ def leaky_relu(slope: float = DEFAULT_SLOPE) -> Activation:
     )
 
 
-def get(name: str | Activation, slope: float = DEFAULT_SLOPE) -> Activation:
-    """The activation called `name` (one of NAMES); `slope` is used by leaky_relu only."""
+def get(name: str | Activation, slope: float = DEFAULT_SLOPE, argument: str = "activation") -> Activation:
+    """The activation called `name` (one of NAMES); `slope` is used by leaky_relu only; `argument`
+    is the name an error message gives the caller's argument."""
     if isinstance(name, Activation):
         return name
-    _checks.choice("activation", name, NAMES)
+    _checks.choice(argument, name, NAMES)
     if name == "leaky_relu":
         return leaky_relu(slope)
     return {"identity": IDENTITY, "sigmoid": SIGMOID, "tanh": TANH, "relu": RELU}[name]

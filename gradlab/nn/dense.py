@@ -5,12 +5,13 @@ Batch-major: a_prev is (N, in), W is (out, in) as in torch.nn.Linear, so z = a_p
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 
-from gradlab.nn import _checks, activations
+from gradlab.nn import _blas, _checks, activations
 from gradlab.nn import init as initialisers
 from gradlab.nn.activations import Activation
 from gradlab.nn.trace import Gradients, MLPTrace
@@ -33,10 +34,12 @@ def dense_forward(a_prev: Array, weight: Array, bias: Array, act: Activation) ->
 
 
 def dense_backward(
-    da: Array, cache: DenseCache, weight: Array, act: Activation, input_grad: bool = True
+    da: Array, cache: DenseCache, weight: Array, act: Activation, input_grad: bool = True, out: Array | None = None
 ) -> tuple[Array | None, Array, Array, Array]:
-    """From da = dL/da (N, out) to (da_prev, dW, db, delta), delta = dL/dz = da * phi'(z)."""
-    delta = act.backward(da, cache.a)  # dL/dz = dL/da * da/dz
+    """From da = dL/da (N, out) to (da_prev, dW, db, delta), delta = dL/dz = da * phi'(z).
+
+    `out` receives delta (it may be cache.z, which the backward does not need)."""
+    delta = act.backward(da, cache.a, out=out)  # dL/dz = dL/da * da/dz
     dW = delta.T @ cache.a_prev  # dL/dW = delta a_prev^T, summed over the batch
     db = delta.sum(axis=0)  # dL/db = delta
     da_prev = delta @ weight if input_grad else None  # dL/da_prev = W^T delta
@@ -74,7 +77,7 @@ class MLP:
             raise ValueError(f"sizes must list at least an input and an output size, got {list(sizes)!r}")
         self.sizes = [_checks.positive_int("sizes[%d]" % i, s) for i, s in enumerate(sizes)]
         self.act = activations.get(activation, slope)
-        self.out_act = activations.get(output_activation, slope)
+        self.out_act = activations.get(output_activation, slope, "output_activation")
         self.dtype = _checks.dtype(dtype)
         rng = np.random.default_rng() if rng is None else rng
         self.params: dict[str, Array] = {}
@@ -99,29 +102,36 @@ class MLP:
         a = np.asarray(x, dtype=self.dtype)
         _checks.array_shape("x", a, (None, self.sizes[0]), "(N, sizes[0])")
         caches = []
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), self._blas_threads(len(a)):
             for l in range(self.depth):
                 a, cache = dense_forward(a, *self.layer(l))
                 caches.append(cache)
         return a, MLPCache(caches, trace)
 
     def backward(self, dout: Array, cache: MLPCache, input_grad: bool = True) -> Gradients:
-        """dout = dL/d(output) (N, sizes[-1]) -> Gradients (params, dx, trace if recorded)."""
+        """dout = dL/d(output) (N, sizes[-1]) -> Gradients (params, dx, trace if recorded). Without trace,
+        each layer's delta is written over its z (which the backward does not read)."""
         _checks.array_shape("dout", dout, cache.layers[-1].a.shape, "output.shape")
         grads: dict[str, Array] = {}
         deltas: list[Array] = [None] * self.depth  # type: ignore[list-item]
         da = dout
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), self._blas_threads(len(dout)):
             for l in reversed(range(self.depth)):
                 weight, _, act = self.layer(l)
                 need_da = l > 0 or input_grad
+                spent_z = None if cache.trace else cache.layers[l].z  # without trace, delta takes z's place
                 da, grads[f"layers.{l}.weight"], grads[f"layers.{l}.bias"], deltas[l] = dense_backward(
-                    da, cache.layers[l], weight, act, need_da
+                    da, cache.layers[l], weight, act, need_da, out=spent_z
                 )
         trace = None
         if cache.trace:
             trace = MLPTrace([c.z for c in cache.layers], [c.a for c in cache.layers], deltas)
         return Gradients({name: grads[name] for name in self.params}, da, trace=trace)
+
+    def _blas_threads(self, n: int):
+        """One BLAS thread when every product is small (see gradlab.nn._blas), else BLAS's own choice."""
+        small = n * max(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])) < _blas.SMALL_PRODUCT
+        return _blas.single_threaded() if small else contextlib.nullcontext()
 
     def load_torch(self, state_dict: dict) -> None:
         """Copy weights from a torch nn.Sequential of Linear layers (any other modules interleaved):

@@ -124,7 +124,7 @@ def preactivation_margin(model: Model, x: Array) -> float:
         return float("inf")
     if isinstance(model, MLP):
         out, cache = model.forward(x)
-        return min(float(np.abs(c.z).min()) for c in cache.layers[:-1])
+        return min((float(np.abs(c.z).min()) for c in cache.layers[:-1]), default=float("inf"))
     _, cache = model.forward(x)
     p = model.params
     z = cache.xs @ p["weight_ih"].T + p["bias"] + cache.hs[:-1] @ p["weight_hh"].T

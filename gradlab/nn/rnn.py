@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from gradlab.nn import _checks, activations, sequence
+from gradlab.nn import _blas, _checks, activations, sequence
 from gradlab.nn.activations import Activation
 from gradlab.nn.recurrent_init import load_torch, recurrent_params
 from gradlab.nn.trace import Gradients, SequenceTrace
@@ -20,9 +20,9 @@ Array = np.ndarray
 
 def rnn_step_forward(xw_t: Array, h_prev: Array, weight_hh: Array, act: Activation, out: Array | None = None) -> Array:
     """h_t = phi(z_t), z_t = W_hh h_(t-1) + xw_t, where xw_t = W_ih x_t + b; (N, H) -> (N, H)."""
-    z = h_prev @ weight_hh.T  # recurrent input W_hh h_(t-1)
+    z = np.matmul(h_prev, weight_hh.T, out=out)  # recurrent input W_hh h_(t-1) (in h_t's place)
     z += xw_t  # pre-activation z_t
-    return act.forward(z, out=out)  # h_t = phi(z_t)
+    return act.forward(z, out=z)  # h_t = phi(z_t)
 
 
 def rnn_step_backward(
@@ -92,7 +92,7 @@ class RNN:
         T, N, D = xs.shape
         hs = np.empty((T + 1, N, self.hidden_size), dtype=self.dtype)
         hs[0] = sequence.initial_state(h0, "h0", N, self.hidden_size, self.dtype)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), _blas.single_threaded():
             xw = (xs.reshape(T * N, D) @ p["weight_ih"].T).reshape(T, N, -1)  # W_ih x_t, all steps at once
             xw += p["bias"]
             for t in range(T):
@@ -105,21 +105,25 @@ class RNN:
         p, (T, N, D), hs = self.params, cache.xs.shape, cache.hs
         sequence.check_dout(dout, self.output, N, T, self.output_size)
         grads: dict[str, Array] = {}
-        dzs = cache.buf  # the input projections are spent: dL/dz_t goes in their place
+        dzs = cache.buf  # the input projections are spent: phi'(z_t), then dL/dz_t, go in their place
         dhs = np.empty_like(dzs) if cache.trace else None
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), _blas.single_threaded():
             grads["readout.weight"], grads["readout.bias"], dh_out = sequence.readout_backward(
                 dout, hs[1:], p["readout.weight"], self.output
             )
+            self.act.derivative(hs[1:], out=dzs)  # phi'(z_t) for all steps at once (from h_t = phi(z_t))
             every_step = self.output == "all"
-            dh_next = np.zeros((N, self.hidden_size), self.dtype) if every_step else dh_out
+            dh = np.zeros((N, self.hidden_size), self.dtype) if every_step else np.array(dh_out, self.dtype, order="C")
             for t in reversed(range(T)):
-                dh = dh_next + dh_out[t] if every_step else dh_next  # dL/dh_t: readout + recurrence
+                if every_step:
+                    dh += dh_out[t]  # dL/dh_t: readout + recurrence
                 if dhs is not None:
                     dhs[t] = dh
-                dh_next, _ = rnn_step_backward(dh, hs[t + 1], p["weight_hh"], self.act, out=dzs[t])
+                dz = np.multiply(dh, dzs[t], out=dzs[t])  # dL/dz_t = dL/dh_t * phi'(z_t)
+                np.matmul(dz, p["weight_hh"], out=dh)  # dL/dh_(t-1) = W_hh^T dL/dz_t
                 if not sequence.flows_back(t, T, self.truncate):
-                    dh_next = np.zeros_like(dh_next)  # truncated BPTT: h_(t-1) is treated as a constant
+                    dh.fill(0.0)  # truncated BPTT: h_(t-1) is treated as a constant
+            dh_next = dh
             # the weights are shared over time: their gradients sum over steps, as one product each
             dz_flat = dzs.reshape(T * N, -1)
             grads["weight_ih"] = dz_flat.T @ cache.xs.reshape(T * N, D)  # sum_t dz_t x_t^T

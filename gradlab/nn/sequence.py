@@ -22,9 +22,10 @@ def check_options(output: str, truncate: int | None) -> tuple[str, int | None]:
 
 
 def flows_back(t: int, T: int, truncate: int | None) -> bool:
-    """Whether dL/dh_t flows into h_(t-1). Truncated BPTT(k) cuts the recurrence every k steps
-    counting back from the last one, so the last step's loss reaches exactly k steps."""
-    return truncate is None or (T - t) % truncate != 0
+    """Whether dL/dh_t flows into h_(t-1) (h_(-1) being h0). Truncated BPTT(k) cuts the recurrence
+    every k steps counting back from the last one, so the last step's loss reaches exactly k steps;
+    there is no cut before step 0, so dL/dh0 is the first chunk's gradient and k >= T is full BPTT."""
+    return truncate is None or t == 0 or (T - t) % truncate != 0
 
 
 def readout_forward(hs: Array, weight: Array, bias: Array, output: str) -> Array:

@@ -1,0 +1,162 @@
+"""Clipping (Pascanu et al. 2013, Algorithm 1, and by value) and the optimizers' update rules,
+as properties over random gradient dicts (hypothesis)."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+from conftest import ENGINE, assert_close
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from gradlab.nn import clip, optim
+
+shapes = st.one_of(hnp.array_shapes(min_dims=1, max_dims=2, min_side=1, max_side=5))
+values = st.floats(-1e3, 1e3, allow_nan=False, allow_infinity=False, width=64)
+grad_dicts = st.dictionaries(
+    st.sampled_from(["layers.0.weight", "layers.0.bias", "weight_hh", "readout.bias"]),
+    shapes.flatmap(lambda s: hnp.arrays(np.float64, s, elements=values)),
+    min_size=1,
+    max_size=4,
+)
+thresholds = st.floats(1e-3, 1e3)
+
+
+def norm_of(grads):
+    return math.sqrt(sum(float((g.astype(np.float64) ** 2).sum()) for g in grads.values()))
+
+
+def copy(grads):
+    return {k: v.copy() for k, v in grads.items()}
+
+
+@ENGINE
+@given(grads=grad_dicts, c=thresholds)
+def test_clip_norm_gives_min_norm_and_keeps_direction(grads, c):
+    before = copy(grads)
+    n = norm_of(before)
+    got_before, got_after = clip.clip_norm(grads, c)
+    assert got_before == pytest.approx(n, rel=1e-12, abs=1e-300), f"c={c}: norm before {got_before!r} vs {n!r}"
+    want_norm = min(n, c)
+    assert norm_of(grads) == pytest.approx(want_norm, rel=1e-12, abs=1e-300), (
+        f"c={c}: ||g|| after {norm_of(grads)!r}, want min({n!r}, {c})"
+    )
+    assert got_after == pytest.approx(norm_of(grads), rel=1e-12, abs=1e-300), (
+        f"c={c}: returned norm after {got_after!r}"
+    )
+    scale = 1.0 if n <= c else c / n  # the same positive factor for every parameter: direction kept
+    for k in grads:
+        assert_close(grads[k], before[k] * scale, f"c={c} clipped {k}", rtol=1e-12, atol=1e-300)
+
+
+@ENGINE
+@given(grads=grad_dicts, c=thresholds)
+def test_clip_value_bounds_every_component(grads, c):
+    before = copy(grads)
+    got_before, got_after = clip.clip_value(grads, c)
+    for k, g in grads.items():
+        assert np.all(np.abs(g) <= c), f"c={c} {k}: component {g.flat[np.argmax(np.abs(g))]!r} outside [-c, c]"
+        inside = np.abs(before[k]) <= c
+        assert np.array_equal(g[inside], before[k][inside]), f"c={c} {k}: a component inside the bound changed"
+        assert np.array_equal(g[~inside], np.sign(before[k][~inside]) * c), f"c={c} {k}: not clipped to +-c"
+    assert got_before == pytest.approx(norm_of(before), rel=1e-12, abs=1e-300), "value clip: norm before"
+    assert got_after == pytest.approx(norm_of(grads), rel=1e-12, abs=1e-300), "value clip: norm after"
+
+
+@ENGINE
+@given(grads=grad_dicts)
+def test_clip_none_measures_only(grads):
+    before = copy(grads)
+    n_before, n_after = clip.clip(grads, "none", None)
+    assert n_before == n_after == pytest.approx(norm_of(before), rel=1e-12, abs=1e-300)
+    for k in grads:
+        assert np.array_equal(grads[k], before[k]), f"clip mode none changed {k}"
+
+
+@pytest.mark.parametrize("mode", ["norm", "value"])
+def test_clip_dispatch_equals_the_direct_function(mode):
+    rng = np.random.default_rng(0)
+    g1 = {"a": rng.normal(size=(3, 4)) * 5, "b": rng.normal(size=3)}
+    g2 = copy(g1)
+    r1 = clip.clip(g1, mode, 0.7)
+    r2 = (clip.clip_norm if mode == "norm" else clip.clip_value)(g2, 0.7)
+    assert r1 == r2, f"clip({mode!r}) returned {r1}, direct call {r2}"
+    for k in g1:
+        assert np.array_equal(g1[k], g2[k]), f"clip({mode!r}) {k} differs from the direct call"
+
+
+def test_clip_norm_below_threshold_is_untouched_and_zero_stays_zero():
+    g = {"a": np.array([3.0, 4.0])}
+    assert clip.clip_norm(g, 5.0) == (5.0, 5.0)
+    assert np.array_equal(g["a"], [3.0, 4.0]), "a gradient exactly at the threshold was changed"
+    z = {"a": np.zeros(3)}
+    assert clip.clip_norm(z, 1.0) == (0.0, 0.0) and not z["a"].any()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_clipping_keeps_dtype(dtype):
+    g = {"a": np.arange(6, dtype=dtype).reshape(2, 3), "b": np.ones(2, dtype=dtype)}
+    clip.clip_norm(g, 1.0)
+    clip.clip_value(g, 0.1)
+    assert all(v.dtype == dtype for v in g.values()), f"{dtype}: clipping changed a dtype"
+
+
+@pytest.mark.parametrize("fn", [clip.clip_norm, clip.clip_value])
+def test_clipping_non_finite_gradients_is_silent(fn):
+    g = {"a": np.array([np.nan, 1.0]), "b": np.array([np.inf, -np.inf])}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        before, after = fn(g, 1.0)
+    assert not np.isfinite(before), f"{fn.__name__}: norm of a non-finite gradient reported as {before}"
+
+
+# ---------------------------------------------------------------- optimizers (torch-free formula checks)
+
+params_st = st.dictionaries(
+    st.sampled_from(["w", "b"]), hnp.arrays(np.float64, (3, 2), elements=st.floats(-10, 10)), min_size=1
+)
+
+
+@ENGINE
+@given(p=params_st, lr=st.floats(1e-4, 1.0), seed=st.integers(0, 2**16))
+def test_sgd_step_is_p_minus_lr_g(p, lr, seed):
+    rng = np.random.default_rng(seed)
+    g = {k: rng.normal(size=v.shape) for k, v in p.items()}
+    before = copy(p)
+    optim.SGD(p, lr).step(g)
+    for k in p:
+        assert_close(p[k], before[k] - lr * g[k], f"sgd lr={lr} {k}", rtol=1e-15, atol=1e-15)
+
+
+def test_momentum_accumulates_velocity():
+    p = {"w": np.zeros(3)}
+    opt = optim.SGD(p, lr=0.5, momentum=0.9)
+    g = {"w": np.array([1.0, -2.0, 0.5])}
+    opt.step(g)  # v = g
+    assert_close(p["w"], -0.5 * g["w"], "momentum step 1", rtol=1e-15)
+    opt.step(g)  # v = 0.9 g + g
+    assert_close(p["w"], -0.5 * g["w"] - 0.5 * 1.9 * g["w"], "momentum step 2", rtol=1e-15)
+
+
+@ENGINE
+@given(lr=st.floats(1e-4, 1.0), seed=st.integers(0, 2**16))
+def test_adam_first_step_is_lr_times_sign(lr, seed):
+    """With bias correction, Adam's first step is lr g / (|g| + eps) = lr sign(g) up to eps / |g|."""
+    rng = np.random.default_rng(seed)
+    g = {"w": rng.normal(size=(4, 3)) + np.sign(rng.normal(size=(4, 3)))}  # |g| > 0 with high probability
+    g["w"][np.abs(g["w"]) < 1e-3] = 1.0
+    p = {"w": np.zeros((4, 3))}
+    optim.Adam(p, lr=lr).step(g)
+    assert_close(p["w"], -lr * g["w"] / (np.abs(g["w"]) + 1e-8), f"adam lr={lr} first step", rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", optim.NAMES)
+def test_optimizers_update_in_place_and_keep_dtype(name):
+    for dtype in (np.float32, np.float64):
+        w = np.ones((2, 2), dtype=dtype)
+        params = {"w": w}
+        optim.get(name, params, lr=0.1).step({"w": np.ones((2, 2), dtype=dtype)})
+        assert params["w"] is w, f"{name}: parameter array replaced instead of updated in place"
+        assert w.dtype == dtype and np.all(w < 1), f"{name} {dtype}: {w}"
