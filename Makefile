@@ -10,7 +10,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "gradlab needs Python 3.11+, found " + sys.version.split()[0]'
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q -e '.[test]'
+	$(BIN)/python -m pip install -q -e '.[test,dask]'
 	touch $@
 
 # The main job: check every backward against finite differences, then the quick benchmark.
@@ -18,7 +18,8 @@ run: install
 	$(BIN)/gradlab gradcheck
 	$(BIN)/gradlab bench --quick
 
-# The whole test suite (PyTorch comparisons run when torch is installed in .venv, else skip).
+# The whole test suite (PyTorch comparisons run when torch is installed in .venv, else skip;
+# the Dask tests use the dask extra installed above).
 test: install
 	$(BIN)/python -m pytest -q
 

@@ -81,3 +81,35 @@ def test_manifest_records_provenance_and_counts(tmp_path):
     assert manifest["runs"]["total"] == 4 and manifest["runs"]["ok"] == 4
     assert {"numpy", "pandas", "pyarrow"} <= set(manifest["packages"])
     assert manifest["gradlab_version"] and manifest["git_commit"]
+
+
+def test_dask_cluster_at_an_address_gives_the_serial_tables(tmp_path):
+    """A cluster started the usual way (`dask scheduler`, `dask worker ADDRESS`) on 127.0.0.1."""
+    pytest.importorskip("dask.distributed")
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    quiet = dict(stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    procs = [subprocess.Popen([sys.executable, "-m", "dask", "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"], **quiet)]
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:  # wait for the scheduler to listen
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", "worker", address, "--nthreads", "1", "--no-dashboard"], **quiet))
+        _, serial = run(tmp_path, SMALL, "serial")
+        _, remote = run(tmp_path, SMALL, "remote", executor="dask", address=address)
+        assert_same_tables(serial, remote)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
