@@ -1,6 +1,8 @@
 """Train one resolved config: build the task and the model, run the optimizer with clipping, log
 through the probes, evaluate on the held-out set, diagnose, and return the tidy tables.
 
+Probes (gradlab.probes.Recorder) log the steps table at every step and the layers and timesteps
+tables every `log_every` steps (and the first and last); dead units are judged on the held-out set.
 A run is deterministic: the weights come from Generator([seed, 0]), the batches from
 Generator([seed, 1]), the task's own randomness (a teacher's weights) from its fixed seed 0, and the
 held-out set from task.held_out(probe_size). An inf/NaN loss or gradient stops the run as
@@ -15,7 +17,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from gradlab import tasks
+from gradlab import probes, tasks
+from gradlab.diagnose import diagnose
 from gradlab.nn import LSTM, MLP, RNN, clip, losses, optim
 from gradlab.sweep.schema import FIELDS, column
 
@@ -63,9 +66,7 @@ def run_record(config: Config, run_id: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
-def should_log(step: int, steps: int, every: int) -> bool:
-    """Log every `every` steps, and always the first and the last step."""
-    return step % every == 0 or step == steps - 1
+DIAGNOSIS_COLUMNS = ("delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change", "dead_frac")
 
 
 def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
@@ -75,52 +76,47 @@ def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.
     loss_fn = losses.get(task.loss)
     optimizer = optim.get(config["train.optimizer"], model.params, config["train.lr"], config["train.momentum"])
     batches = np.random.default_rng([config["train.seed"], 1])
-    steps, every, batch = config["train.steps"], config["train.log_every"], config["train.batch"]
+    steps, batch, lr = config["train.steps"], config["train.batch"], config["train.lr"]
     mode, threshold = config["train.clip_mode"], config["train.clip"]
-    log = StepLog(run_id)
+    x_probe, y_probe = task.held_out(config["train.probe_size"])
+    weight_hh = model.params["weight_hh"].copy() if "weight_hh" in model.params else None
+    recorder = probes.Recorder(
+        model, run_id=run_id, every=config["train.log_every"], last_step=steps - 1, probe_x=x_probe,
+        jacobian=config["train.jacobian"],
+    )  # fmt: skip
     status, diverged_step = "ok", -1
     for step in range(steps):
-        logged = should_log(step, steps, every)
+        logged = recorder.should_log(step)
         x, y = task.sample(batches, batch)
         out, cache = model.forward(x, trace=logged)
         loss, dout = loss_fn(out, y)
         grads = model.backward(dout, cache, input_grad=False)
+        if logged:
+            recorder.record_backward(step, grads, dout=dout, output=out)
         norm, clipped_norm = clip.clip(grads.params, mode, threshold)
-        if not (math.isfinite(loss) and math.isfinite(norm)):
+        if not (math.isfinite(loss) and math.isfinite(norm)):  # overflow: stop, keep what was logged
             status, diverged_step = "diverged", step
+            recorder.record_step(step, loss, norm, clipped_norm, lr)
             break
         optimizer.step(grads.params)
-        if logged:
-            log.step(step, loss, norm, clipped_norm, config["train.lr"])
-    final_loss = evaluate(model, task, loss_fn, config["train.probe_size"]) if status == "ok" else math.nan
+        recorder.record_step(step, loss, norm, clipped_norm, lr)
+    tables = recorder.frames()
+    final_loss = loss_fn(model.forward(x_probe)[0], y_probe)[0] if status == "ok" else math.nan
+    facts = {
+        "model": config["model.kind"], "activation": config["model.activation"], "init": config["model.init"],
+        "sigma_w2": config["model.sigma_w2"], "sigma_b2": config["model.sigma_b2"], "slope": config["model.slope"],
+        "gain": config["model.gain"], "depth": config["model.depth"] + 1, "weight_hh": weight_hh,
+    }  # fmt: skip
+    verdict = diagnose(tables["steps"], tables["layers"], tables["timesteps"], facts)
     record = run_record(
-        config, run_id, status=status, diverged_step=diverged_step, final_loss=final_loss, baseline_loss=task.baseline_loss
-    )
-    return record, {"steps": log.frame()}
+        config, run_id, status=status, diverged_step=diverged_step, final_loss=final_loss,
+        baseline_loss=task.baseline_loss, diagnosis=verdict.label, diagnosis_text=verdict.sentence,
+        **{k: _number(verdict.numbers.get(k)) for k in DIAGNOSIS_COLUMNS},
+    )  # fmt: skip
+    return record, tables
 
 
-def evaluate(model: MLP | RNN | LSTM, task: tasks.Task, loss_fn, n: int) -> float:
-    x, y = task.held_out(n)
-    return loss_fn(model.forward(x)[0], y)[0]
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
 
 
-class StepLog:
-    """Rows of the steps table, collected as lists and framed once with explicit dtypes."""
-
-    def __init__(self, run_id: str) -> None:
-        self.run_id, self.rows = run_id, []
-
-    def step(self, step: int, loss: float, norm: float, clipped_norm: float, lr: float) -> None:
-        self.rows.append((step, loss, norm, clipped_norm, clipped_norm < norm, lr))
-
-    def frame(self) -> pd.DataFrame:
-        cols = list(zip(*self.rows)) if self.rows else [[]] * 6
-        return pd.DataFrame({
-            "run_id": pd.Series([self.run_id] * len(self.rows), dtype=str),
-            "step": pd.Series(cols[0], dtype="int64"),
-            "loss": pd.Series(cols[1], dtype="float64"),
-            "grad_norm": pd.Series(cols[2], dtype="float64"),
-            "grad_norm_clipped": pd.Series(cols[3], dtype="float64"),
-            "clipped": pd.Series(cols[4], dtype="bool"),
-            "lr": pd.Series(cols[5], dtype="float64"),
-        })  # fmt: skip

@@ -1,5 +1,6 @@
 """The sweep runner: executors agree bit for bit, failures are isolated, resume skips finished runs."""
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -57,9 +58,11 @@ def test_a_diverging_run_stops_at_its_step_and_keeps_what_it_logged(tmp_path):
     }
     _, tables = run(tmp_path, data)
     row = tables["runs"].iloc[0]
-    assert row["status"] == "diverged" and row["diverged_step"] > 0
-    assert tables["steps"]["step"].max() < row["diverged_step"]
-    assert len(tables["steps"]) > 1
+    assert row["status"] == "diverged" and row["diverged_step"] > 0 and row["diagnosis"] == "diverged"
+    steps = tables["steps"].set_index("step")
+    assert steps.index.max() == row["diverged_step"], "the steps table ends at the diverging step"
+    assert np.isfinite(steps["loss"].iloc[:-1]).all() and not np.isfinite(steps[["loss", "grad_norm"]].iloc[-1]).all()
+    assert (tables["layers"]["step"] < row["diverged_step"]).all() and len(tables["layers"]) > 0
 
 
 def test_rerunning_skips_finished_runs_and_fresh_starts_over(tmp_path):

@@ -1,0 +1,326 @@
+"""Closed forms and quadratures that the probes, plots and diagnosis compare measured gradients with.
+
+- Mean field (Poole et al. 2016, Schoenholz et al. 2017): the length fixed point q*, chi_1, the
+  critical sigma_w^2, the depth scale and the predicted delta_norm per layer.
+- Pascanu et al. 2013: gamma = max |phi'|, the bound (gamma ||W_hh||_2)^(T-1-t), the verdict.
+- Glorot and Bengio 2010: the per-layer variance ratio n Var[W] of each initialiser.
+- Lu et al. 2019: probability that a symmetric-init ReLU net is dead at a point.
+
+Conventions: weights Var[W] = sigma_w2 / fan_in, biases Var[b] = sigma_b2 (gradlab.nn.init.mean_field);
+z ~ N(0, 1); q is the variance of one pre-activation. Every bad argument raises a one-line ValueError.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+
+import numpy as np
+from numpy.polynomial.hermite_e import hermegauss
+
+from gradlab.nn import _checks, activations
+from gradlab.nn import init as initialisers
+from gradlab.nn.activations import Activation
+
+Array = np.ndarray
+
+GH_POINTS = 200  # Gauss-Hermite nodes: error < 1e-11 for E[tanh^2], E[tanh'^4], sigmoid while q <= GH_MAX_Q
+GH_MAX_Q = 1.5  # beyond, phi(sqrt(q) z) bends on a scale 1/sqrt(q) that Gauss-Hermite resolves only with O(q) nodes
+_HOMOGENEOUS = ("identity", "relu", "leaky_relu")  # phi(c z) = c phi(z) for c > 0: closed forms
+_TOL = 1e-13  # relative convergence tolerance of the q* iteration and the bisections
+
+
+# ---------------------------------------------------------------- argument checks
+
+
+def _act(activation: str, slope: float) -> Activation:
+    if isinstance(activation, Activation):
+        return activation
+    return activations.get(activation, slope)  # raises ValueError naming activation / slope
+
+
+def _positive(name: str, value: float) -> float:
+    """value as a float, or one ValueError line if it is not a finite number > 0."""
+    try:
+        return _checks.positive(name, value)
+    except ValueError:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}") from None
+
+
+def _sigma_w2(value: float) -> float:
+    return _positive("sigma_w2", value)
+
+
+def _sigma_b2(value: float) -> float:
+    return _checks.non_negative("sigma_b2", value)
+
+
+def _homogeneous_factor(act: Activation) -> float:
+    """m with E[phi(sqrt(q) z)^2] = m q and E[phi'(sqrt(q) z)^2] = m: 1, 1/2, (1 + a^2)/2."""
+    return {"identity": 1.0, "relu": 0.5, "leaky_relu": (1.0 + act.slope**2) / 2.0}[act.name]
+
+
+# ---------------------------------------------------------------- Gaussian expectations
+
+
+@lru_cache(maxsize=None)
+def _gauss_hermite() -> tuple[Array, Array]:
+    nodes, weights = hermegauss(GH_POINTS)
+    return nodes, weights / math.sqrt(2.0 * math.pi)  # weights of E over z ~ N(0, 1)
+
+
+def _midpoint(q: float) -> tuple[Array, Array]:
+    """Midpoint rule on |z| <= 10, step <= 0.25 / sqrt(q): exponentially accurate for integrands
+    analytic in a strip (tanh, sigmoid), error < 1e-10 for every q; no node at z = 0."""
+    h = max(min(0.1, 0.25 / math.sqrt(q)), 1e-5)  # the floor only bites for q > 6e8
+    m = math.ceil(10.0 / h)
+    z = (np.arange(-m, m) + 0.5) * h
+    w = np.exp(-0.5 * z * z) * (h / math.sqrt(2.0 * math.pi))
+    return z, w / w.sum()
+
+
+def gaussian_expectation(f: Callable[[Array], Array], q: float) -> float:
+    """E[f(sqrt(q) z)], z ~ N(0, 1): Gauss-Hermite (GH_POINTS nodes) for q <= GH_MAX_Q, else the
+    midpoint rule of _midpoint (Gauss-Hermite would need O(q) nodes and hermegauss overflows past ~350)."""
+    q = _checks.non_negative("q", q)
+    z, w = _gauss_hermite() if q <= GH_MAX_Q else _midpoint(q)
+    with np.errstate(over="ignore"):  # sigmoid's exp(-x) overflows to inf for x << 0, giving exactly 0
+        return float(np.dot(w, f(math.sqrt(q) * z)))
+
+
+def _length_map(act: Activation, sigma_w2: float, sigma_b2: float, q: float) -> float:
+    """q -> sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2, by quadrature (any activation)."""
+    return sigma_w2 * gaussian_expectation(lambda x: act.forward(x) ** 2, q) + sigma_b2
+
+
+def _slope_map(act: Activation, sigma_w2: float, q: float) -> float:
+    """sigma_w2 E[phi'(sqrt(q) z)^2], by quadrature (any activation)."""
+    return sigma_w2 * gaussian_expectation(lambda x: act.derivative(act.forward(x)) ** 2, q)
+
+
+# ---------------------------------------------------------------- bisection (no scipy)
+
+
+def _bisect(g: Callable[[float], float], lo: float, hi: float) -> float:
+    """A root of g in [lo, hi] where g(lo) and g(hi) have opposite signs (or one is 0)."""
+    g_lo = g(lo)
+    if g_lo == 0.0:
+        return lo
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        g_mid = g(mid)
+        if g_mid == 0.0 or hi - lo <= _TOL * max(1.0, abs(mid)):
+            return mid
+        if (g_mid > 0) == (g_lo > 0):
+            lo, g_lo = mid, g_mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+# ---------------------------------------------------------------- mean field
+
+
+def q_star(activation: str, sigma_w2: float, sigma_b2: float, slope: float = activations.DEFAULT_SLOPE) -> float:
+    """The fixed point q* of q = sigma_w2 E[phi(sqrt(q) z)^2] + sigma_b2 reached from any q_0 > 0.
+
+    Identity / ReLU / leaky ReLU (closed form, m = 1, 1/2, (1 + a^2)/2, c = sigma_w2 m): q* =
+    sigma_b2 / (1 - c) for c < 1 (0 when sigma_b2 = 0); inf for c > 1, or c = 1 with sigma_b2 > 0
+    (the length grows without bound); nan for c = 1 and sigma_b2 = 0 (every q is a fixed point).
+    tanh with sigma_b2 = 0 and sigma_w2 <= 1: 0 (tanh^2(x) < x^2 drives q to 0). Otherwise (tanh,
+    sigmoid) the unique positive fixed point, by iteration with a convergence check (relative
+    change < 1e-13), finished by bisection on [0, sigma_w2 + sigma_b2] if it converges slowly.
+    """
+    act, sigma_w2, sigma_b2 = _act(activation, slope), _sigma_w2(sigma_w2), _sigma_b2(sigma_b2)
+    if act.name in _HOMOGENEOUS:
+        c = sigma_w2 * _homogeneous_factor(act)
+        if c < 1.0:
+            return sigma_b2 / (1.0 - c)
+        return math.nan if (c == 1.0 and sigma_b2 == 0.0) else math.inf
+    if act.name == "tanh" and sigma_b2 == 0.0 and sigma_w2 <= 1.0:
+        return 0.0
+    return _q_star_quadrature(act, sigma_w2, sigma_b2)
+
+
+def _q_star_quadrature(act: Activation, sigma_w2: float, sigma_b2: float) -> float:
+    """Fixed-point iteration of the length map, bisection as a fallback (phi bounded by 1, so the
+    map sends [0, inf) into [sigma_b2, sigma_w2 + sigma_b2], and F(q) - q changes sign there)."""
+    q = max(sigma_b2 + sigma_w2 * 0.25, 1e-3)  # any positive start
+    for _ in range(500):
+        q_new = _length_map(act, sigma_w2, sigma_b2, q)
+        if abs(q_new - q) <= _TOL * max(q_new, 1e-300):
+            return q_new
+        q = q_new
+    hi, lo = sigma_w2 + sigma_b2, 0.0
+    if _length_map(act, sigma_w2, sigma_b2, 0.0) == 0.0:  # q = 0 is a fixed point: attracting or not?
+        lo = 1e-12 * hi
+        if _length_map(act, sigma_w2, sigma_b2, lo) <= lo:
+            return 0.0  # small q shrink: q -> 0
+    return _bisect(lambda x: _length_map(act, sigma_w2, sigma_b2, x) - x, lo, hi)
+
+
+def chi1(
+    activation: str, sigma_w2: float, sigma_b2: float = 0.0, slope: float = activations.DEFAULT_SLOPE
+) -> float:
+    """chi_1 = sigma_w2 E[phi'(sqrt(q*) z)^2]: the mean ratio E||delta_l||^2 / E||delta_(l+1)||^2.
+
+    Closed forms: identity sigma_w2, ReLU sigma_w2 / 2, leaky ReLU sigma_w2 (1 + a^2) / 2 (for any q,
+    so also where q* is 0 or inf); tanh and sigmoid by quadrature at q* (tanh at q* = 0: sigma_w2).
+    """
+    act, sigma_w2, sigma_b2 = _act(activation, slope), _sigma_w2(sigma_w2), _sigma_b2(sigma_b2)
+    if act.name in _HOMOGENEOUS:
+        return sigma_w2 * _homogeneous_factor(act)
+    return _slope_map(act, sigma_w2, q_star(act, sigma_w2, sigma_b2))
+
+
+def critical_sigma_w2(activation: str, sigma_b2: float, slope: float = activations.DEFAULT_SLOPE) -> float:
+    """The sigma_w2 with chi_1(sigma_w2, sigma_b2) = 1 (edge of chaos), by bisection.
+
+    Closed forms: identity 1, ReLU 2, leaky ReLU 2 / (1 + a^2), tanh at sigma_b2 = 0: 1. Otherwise
+    bisection between 0.5 / gamma^2 (where chi_1 <= sigma_w2 gamma^2 < 1) and an upper end doubled
+    until chi_1 >= 1 (ValueError past 1e8).
+    """
+    act, sigma_b2 = _act(activation, slope), _sigma_b2(sigma_b2)
+    if act.name in _HOMOGENEOUS:
+        return 1.0 / _homogeneous_factor(act)
+    if act.name == "tanh" and sigma_b2 == 0.0:
+        return 1.0  # chi_1 = sigma_w2 up to 1 (q* = 0), above 1 at the q* > 0 beyond
+    lo = 0.5 / act.max_derivative**2
+    hi = 2.0 * lo
+    while chi1(act, hi, sigma_b2) < 1.0:
+        lo, hi = hi, 2.0 * hi
+        if hi > 1e8:
+            raise ValueError(f"sigma_b2 = {sigma_b2!r} gives no critical sigma_w2 below 1e8 for {act.name}")
+    return _bisect(lambda s: chi1(act, s, sigma_b2) - 1.0, lo, hi)
+
+
+def depth_scale(chi1_value: float) -> float:
+    """xi = -1 / ln chi_1: gradients change by a factor e every |xi| layers.
+
+    Positive for chi_1 < 1 (vanishing), inf at chi_1 = 1, negative for chi_1 > 1 (exploding: the
+    magnitude is the number of layers over which E||delta||^2 grows by e).
+    """
+    c = _positive("chi1_value", chi1_value)
+    return math.inf if c == 1.0 else -1.0 / math.log(c)
+
+
+def predicted_delta_norms(
+    activation: str,
+    sigma_w2: float,
+    sigma_b2: float,
+    depth: int,
+    slope: float = activations.DEFAULT_SLOPE,
+    last: float = 1.0,
+) -> Array:
+    """delta_norm_l = last chi_1^((depth - 1 - l) / 2), l = 0 (input side) .. depth - 1 (= last).
+
+    Mean field: E||delta_l||^2 = chi_1 E||delta_(l+1)||^2 assuming wide layers of equal width (with
+    Var[W] = sigma_w2 / fan_in the squared-norm ratio holds for any widths), pre-activation variance
+    at its fixed point q* in every layer, and backward weights independent of the forward.
+    The square root of E||delta||^2 stands in for the batch mean of ||delta||.
+    """
+    depth = _checks.positive_int("depth", depth)
+    last = _checks.non_negative("last", last)
+    c = chi1(activation, sigma_w2, sigma_b2, slope)
+    return last * np.power(c, (depth - 1 - np.arange(depth)) / 2.0)
+
+
+# ---------------------------------------------------------------- Pascanu et al. 2013
+
+
+def gamma(activation: str, slope: float = activations.DEFAULT_SLOPE) -> float:
+    """gamma = sup |phi'|: 1/4 sigmoid, 1 tanh / ReLU / leaky ReLU / identity."""
+    return float(_act(activation, slope).max_derivative)
+
+
+def _square(name: str, w: Array) -> Array:
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] != w.shape[1] or w.shape[0] == 0:
+        raise ValueError(f"{name} must be a square (H, H) matrix, got shape {tuple(w.shape)}")
+    if not np.all(np.isfinite(w)):
+        raise ValueError(f"{name} must be finite, got a matrix with inf/NaN entries")
+    return w
+
+
+def _gamma_norm(weight_hh: Array, activation: str, slope: float) -> float:
+    """gamma ||W_hh||_2, the per-step bound on ||dh_(t-1)|| / ||dh_t||."""
+    return gamma(activation, slope) * float(np.linalg.norm(_square("weight_hh", weight_hh), 2))
+
+
+def pascanu_bound(
+    weight_hh: Array, activation: str, T: int, slope: float = activations.DEFAULT_SLOPE
+) -> Array:
+    """factor[t] = (gamma ||W_hh||_2)^(T-1-t), t = 0..T-1: with the loss on the last step,
+    ||dL/dh_t|| <= factor[t] ||dL/dh_(T-1)|| for every example (dh_(t-1) = W^T (phi'(z_t) * dh_t))."""
+    T = _checks.positive_int("T", T)
+    return np.power(_gamma_norm(weight_hh, activation, slope), np.arange(T - 1, -1, -1, dtype=np.float64))
+
+
+VANISHING = "sufficient for vanishing"
+EXPLODING = "necessary condition for exploding met"
+NEITHER = "neither"
+BOUNDARY_RTOL = 1e-9  # gamma ||W_hh||_2 within this of 1 counts as the boundary
+
+
+def pascanu_verdict(weight_hh: Array, activation: str, slope: float = activations.DEFAULT_SLOPE) -> str:
+    """VANISHING if gamma ||W_hh||_2 < 1, EXPLODING if ||W_hh||_2 > 1 / gamma, else NEITHER.
+
+    The boundary gamma ||W_hh||_2 = 1 (within BOUNDARY_RTOL, so that an orthogonal W_hh with
+    gamma = 1 is not judged by rounding) is NEITHER: no decay is guaranteed and growth needs > 1.
+    """
+    g = _gamma_norm(weight_hh, activation, slope)
+    if abs(g - 1.0) <= BOUNDARY_RTOL:
+        return NEITHER
+    return VANISHING if g < 1.0 else EXPLODING
+
+
+# ---------------------------------------------------------------- Glorot and Bengio 2010
+
+_INIT_OPTIONS = {"gain": 1.0, "slope": 0.0, "sigma_w2": 1.0}  # gradlab.nn.init's defaults
+
+
+def init_variance(init: str, fan_in: int, fan_out: int, **options: float) -> float:
+    """Var[W_ij] of gradlab.nn.init's initialiser `init` for a (fan_out, fan_in) weight.
+
+    standard 1/(3 fan_in); xavier_* gain^2 2/(fan_in + fan_out); he_* 2/((1 + slope^2) fan_in);
+    mean_field sigma_w2/fan_in; orthogonal and identity (not random entries: the mean square)
+    gain^2 / max(fan_in, fan_out). Options: gain, slope, sigma_w2 (None or unused ones ignored).
+    """
+    _checks.choice("init", init, initialisers.NAMES)
+    fan_in, fan_out = _checks.positive_int("fan_in", fan_in), _checks.positive_int("fan_out", fan_out)
+    for key in options:
+        if key not in _INIT_OPTIONS:
+            raise ValueError(f"options must be among {', '.join(_INIT_OPTIONS)}; got {key!r}")
+    opt = {k: (_INIT_OPTIONS[k] if options.get(k) is None else options[k]) for k in _INIT_OPTIONS}
+    gain2 = _positive("gain", opt["gain"]) ** 2
+    if init == "standard":
+        return 1.0 / (3.0 * fan_in)
+    if init in ("xavier_uniform", "xavier_normal"):
+        return gain2 * 2.0 / (fan_in + fan_out)
+    if init in ("he_normal", "he_uniform"):
+        return initialisers.relu_gain(opt["slope"]) ** 2 / fan_in
+    if init == "mean_field":
+        return _sigma_w2(opt["sigma_w2"]) / fan_in
+    return gain2 / max(fan_in, fan_out)  # orthogonal, identity
+
+
+def glorot_variance_ratio(init: str, fan_in: int, fan_out: int, direction: str = "backward", **options: float) -> float:
+    """n Var[W]: the factor by which one linear layer scales the per-unit variance of the
+    backpropagated gradient (direction="backward", n = fan_out, the size dL/da_prev = W^T delta sums
+    over) or of the activations (direction="forward", n = fan_in). 1/3 for "standard", square layers."""
+    _checks.choice("direction", direction, ("backward", "forward"))
+    n = fan_out if direction == "backward" else fan_in
+    return n * init_variance(init, fan_in, fan_out, **options)
+
+
+# ---------------------------------------------------------------- Lu et al. 2019
+
+
+def lu_dead_probability(width: int, hidden_layers: int) -> float:
+    """P(dead at a point) = 1 - (1 - 2^-N)^k for a ReLU net with k hidden layers of width N and
+    weights and biases from symmetric continuous distributions, at a point x != 0: each hidden layer,
+    given a nonzero input, is all zero with probability 2^-N, and then the net is constant near x."""
+    n = _checks.positive_int("width", width)
+    k = _checks.positive_int("hidden_layers", hidden_layers)
+    return float(-np.expm1(k * np.log1p(-(0.5**n))))
