@@ -10,10 +10,16 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 def test_readme_example_prints_what_the_readme_shows():
     text = README.read_text()
-    match = re.search(r"```python\n(.*?)```\n\nprints\n\n```\n(.*?)```", text, re.S)
+    match = re.search(r"```python\n((?:(?!```).)*)```\n\nprints\n\n```\n(.*?)```", text, re.S)
     assert match, "README has no ```python block followed by 'prints' and its output"
     code, expected = match.groups()
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
         exec(compile(code, str(README), "exec"), {})
     assert out.getvalue() == expected, f"README example printed:\n{out.getvalue()}\nREADME says:\n{expected}"
+
+
+def test_readme_config_reference_is_the_schema():
+    from gradlab.sweep.schema import reference
+
+    assert reference() in README.read_text(), "README's config reference differs from gradlab.sweep.schema.reference()"

@@ -25,7 +25,7 @@ class Field:
 INT, NUM = int, (int, float)
 FIELDS: dict[str, Field] = {
     # model
-    "model.kind": Field(str, "mlp", "mlp, rnn or lstm", ("mlp", "rnn", "lstm")),
+    "model.kind": Field(str, "mlp", "the model", ("mlp", "rnn", "lstm")),
     "model.depth": Field(INT, 4, "hidden layers of the MLP (weight layers = depth + 1)", minimum=1),
     "model.width": Field(INT, 64, "units per hidden layer (MLP) or hidden size H (RNN, LSTM)", minimum=1),
     "model.activation": Field(str, "tanh", "hidden activation (MLP, RNN; the LSTM's are fixed)", activations.NAMES),
@@ -89,3 +89,24 @@ def column(key: str) -> str:
 
 def defaults() -> dict[str, Any]:
     return {key: f.default for key, f in FIELDS.items()}
+
+
+def reference() -> str:
+    """The config reference as a Markdown table (the README carries it; a test keeps them equal)."""
+    rows = ["| field | default | allowed | meaning |", "| --- | --- | --- | --- |"]
+    for key, f in FIELDS.items():
+        if f.choices:
+            allowed = ", ".join(f.choices)
+        elif f.type is bool:
+            allowed = "true, false"
+        else:
+            kind = "integer" if f.type is int else "number"
+            bounds = " > 0" if f.positive else "".join(
+                [f" >= {f.minimum:g}" if f.minimum is not None else "", f", <= {f.maximum:g}" if f.maximum is not None else ""]
+            )
+            allowed = kind + bounds
+        if f.optional:
+            allowed += ', or "none"'
+        default = '"none"' if f.default is None else f"`{str(f.default).lower() if f.type is bool else f.default}`"
+        rows.append(f"| `{key}` | {default} | {allowed} | {f.help} |")
+    return "\n".join(rows)
