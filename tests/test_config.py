@@ -91,3 +91,44 @@ def test_bad_override_and_missing_file(tmp_path):
     bad.write_text("model = [")
     with pytest.raises(config.ConfigError, match="not valid TOML"):
         config.load(bad)
+
+
+PARTS = {
+    "train": {"steps": 10},
+    "part": [
+        {"name": "depth", "model": {"kind": "mlp"}, "sweep": {"depth": [2, 4]}},
+        {"name": "rnn", "model": {"kind": "rnn"}, "task": {"name": "adding"}, "sweep": {"T": [10, 20]},
+         "case": [{"T": 5}]},
+    ],
+}  # fmt: skip
+
+
+def test_parts_are_grids_of_their_own_on_the_common_base(tmp_path):
+    e = config.from_dict(PARTS)
+    grid = e.grid()
+    assert [(c["experiment.part"], c["model.kind"], c["model.depth"], c["task.T"]) for c in grid] == [
+        ("depth", "mlp", 2, 50), ("depth", "mlp", 4, 50), ("rnn", "rnn", 4, 10), ("rnn", "rnn", 4, 20), ("rnn", "rnn", 4, 5),
+    ]  # fmt: skip
+    assert all(c["train.steps"] == 10 for c in grid)
+    path = tmp_path / "parts.toml"
+    path.write_text(config.to_toml(e))
+    assert [config.run_id(c) for c in config.load(path).grid()] == [config.run_id(c) for c in grid]
+    overridden = config.from_dict(PARTS, overrides=["T=7", "steps=3"]).grid()
+    assert {c["task.T"] for c in overridden if c["experiment.part"] == "rnn"} == {7}
+    assert {c["train.steps"] for c in overridden} == {3}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"sweep": {"depth": [1]}, "part": [{"name": "a"}]}, "sweep / case: a config with [[part]] sweeps inside its parts ([part.sweep], [[part.case]])"),
+        ({"part": [{"nmae": "a"}]}, "part[0].nmae: unknown key; allowed: name, model, task, train, sweep, case"),
+        ({"part": [{"model": {"dept": 2}}]}, "part[0].model.dept: unknown key; did you mean model.depth?"),
+        ({"part": [{"sweep": {"depth": []}}]}, "part[0].sweep.depth = []: must be a non-empty list of values"),
+        ({"part": {"name": "a"}}, "part: must be an array of tables ([[part]])"),
+    ],
+)
+def test_broken_parts(data, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict(data)
+    assert str(err.value) == message

@@ -10,6 +10,14 @@ expand the grid (the product of the sweep axes, plus explicit extra cases) into 
              "model.activation" = ["tanh", "relu"]
     [[case]] depth = 32                     # extra runs: the base with these fields changed
 
+An experiment may instead be made of parts, each a grid of its own on the common base (the tour is):
+
+    [[part]]
+    name = "depth"                          # becomes the runs' `part` column
+    [part.model] kind = "mlp"               # this part's changes to the base
+    [part.sweep] depth = [2, 4, 8]
+    [[part.case]] ...
+
 A field written "none" (or omitted) is None where the schema allows it.
 """
 
@@ -26,11 +34,22 @@ from typing import Any
 
 from gradlab.sweep.schema import FIELDS, IRRELEVANT, SECTIONS, SEQUENCE_TASKS, SHORT, defaults
 
-TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case")
+TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case", "part")
+PART_KEYS = ("name", *SECTIONS, "sweep", "case")
 
 
 class ConfigError(ValueError):
     """A config problem, in one line that names the key, the value and what is allowed."""
+
+
+@dataclass
+class Part:
+    """One grid of an experiment: changes to the experiment's base, sweep axes and extra cases."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    axes: dict[str, list[Any]] = field(default_factory=dict)
+    cases: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -40,16 +59,19 @@ class Experiment:
     base: dict[str, Any]  # dotted key -> value, every field present
     axes: dict[str, list[Any]] = field(default_factory=dict)
     cases: list[dict[str, Any]] = field(default_factory=list)
+    parts: list[Part] = field(default_factory=list)
 
     def grid(self) -> list[dict[str, Any]]:
-        """The resolved runs: product of the axes (in file order), then the cases; duplicates (runs
-        equal once irrelevant fields are reset) appear once."""
+        """The resolved runs: per part (or for the whole experiment), the product of the axes (in file
+        order), then the cases; duplicates (runs equal once irrelevant fields are reset) appear once."""
         runs: dict[str, dict[str, Any]] = {}
-        keys = list(self.axes)
-        for values in itertools.product(*(self.axes[k] for k in keys)):
-            self._add(runs, {**self.base, **dict(zip(keys, values))})
-        for case in self.cases:
-            self._add(runs, {**self.base, **case})
+        for part in self.parts or [Part("", {}, self.axes, self.cases)]:
+            base = {**self.base, **part.overrides, "experiment.part": part.name}
+            keys = list(part.axes)
+            for values in itertools.product(*(part.axes[k] for k in keys)):
+                self._add(runs, {**base, **dict(zip(keys, values))})
+            for case in part.cases:
+                self._add(runs, {**base, **case})
         return list(runs.values())
 
     @staticmethod
@@ -129,7 +151,8 @@ def parse_override(text: str) -> tuple[str, Any]:
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
-    """Read and validate a config file; `overrides` ("key=value") replace base values and axes."""
+    """Read and validate a config file; `overrides` ("key=value") replace the value everywhere: in the
+    base, the parts, the axes and the cases."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
@@ -146,44 +169,74 @@ def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides:
         if key not in TOP_LEVEL:
             close = difflib.get_close_matches(key, TOP_LEVEL, n=1)
             raise ConfigError(f"{key}: unknown section" + (f"; did you mean {close[0]}?" if close else f"; allowed: {', '.join(TOP_LEVEL)}"))
-    base = defaults()
-    for section in SECTIONS:
-        table = _table(data, section)
-        for key, value in table.items():
-            dotted = canonical_key(f"{section}.{key}", "")
-            base[dotted] = check_value(dotted, value)
-    axes: dict[str, list[Any]] = {}
-    for key, values in _table(data, "sweep").items():
-        dotted = canonical_key(key, "sweep.")
-        if not isinstance(values, list) or not values:
-            raise ConfigError(f"sweep.{key} = {values!r}: must be a non-empty list of values")
-        axes[dotted] = [check_value(dotted, v) for v in values]
-    cases = []
-    for i, case in enumerate(_list_of_tables(data, "case")):
-        cases.append({(d := canonical_key(k, f"case[{i}].")): check_value(d, v) for k, v in case.items()})
+    base = {**defaults(), **_sections(data, "")}
+    axes, cases = _axes(data, ""), _cases(data, "")
+    parts = []
+    for i, part in enumerate(_list_of_tables(data, "part")):
+        where = f"part[{i}]."
+        for key in part:
+            if key not in PART_KEYS:
+                raise ConfigError(f"{where}{key}: unknown key; allowed: {', '.join(PART_KEYS)}")
+        label = part.get("name", f"part{i}")
+        if not isinstance(label, str) or not label:
+            raise ConfigError(f"{where}name = {label!r}: must be a non-empty string")
+        parts.append(Part(label, _sections(part, where), _axes(part, where), _cases(part, where)))
+    if parts and (axes or cases):
+        raise ConfigError("sweep / case: a config with [[part]] sweeps inside its parts ([part.sweep], [[part.case]])")
     for text in overrides:
         key, value = parse_override(text)
         base[key] = check_value(key, value)
-        axes.pop(key, None)
+        for part in [*parts, Part("", {}, axes, cases)]:  # --set wins everywhere
+            part.overrides.pop(key, None)
+            part.axes.pop(key, None)
+            for case in part.cases:
+                case.pop(key, None)
     name = data.get("name", default_name)
     if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
         raise ConfigError(f"name = {name!r}: must be a non-empty string without spaces or slashes")
-    experiment = Experiment(name, str(data.get("description", "")), base, axes, cases)
+    experiment = Experiment(name, str(data.get("description", "")), base, axes, cases, parts)
     experiment.grid()  # an impossible combination anywhere in the grid fails now, before anything runs
     return experiment
 
 
-def _table(data: dict[str, Any], key: str) -> dict[str, Any]:
+def _sections(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The [model] / [task] / [train] values of data, checked, by dotted key."""
+    out = {}
+    for section in SECTIONS:
+        for key, value in _table(data, section, where).items():
+            dotted = canonical_key(f"{section}.{key}", where)
+            out[dotted] = check_value(dotted, value)
+    return out
+
+
+def _axes(data: dict[str, Any], where: str) -> dict[str, list[Any]]:
+    axes = {}
+    for key, values in _table(data, "sweep", where).items():
+        dotted = canonical_key(key, f"{where}sweep.")
+        if not isinstance(values, list) or not values:
+            raise ConfigError(f"{where}sweep.{key} = {values!r}: must be a non-empty list of values")
+        axes[dotted] = [check_value(dotted, v) for v in values]
+    return axes
+
+
+def _cases(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    return [
+        {(d := canonical_key(k, f"{where}case[{i}].")): check_value(d, v) for k, v in case.items()}
+        for i, case in enumerate(_list_of_tables(data, "case", where))
+    ]
+
+
+def _table(data: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:
     value = data.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"{key}: must be a table ([{key}])")
+        raise ConfigError(f"{where}{key}: must be a table ([{key}])")
     return value
 
 
-def _list_of_tables(data: dict[str, Any], key: str) -> list[dict[str, Any]]:
+def _list_of_tables(data: dict[str, Any], key: str, where: str = "") -> list[dict[str, Any]]:
     value = data.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-        raise ConfigError(f"{key}: must be an array of tables ([[{key}]])")
+        raise ConfigError(f"{where}{key}: must be an array of tables ([[{key}]])")
     return value
 
 
@@ -201,6 +254,19 @@ def to_toml(experiment: Experiment) -> str:
     for case in experiment.cases:
         lines.append("\n[[case]]")
         lines += [f'"{k}" = {_toml_value(v)}' for k, v in case.items()]
+    for part in experiment.parts:
+        lines += ["\n[[part]]", f"name = {json.dumps(part.name)}"]
+        for section in SECTIONS:
+            values = {k: v for k, v in part.overrides.items() if k.startswith(section + ".")}
+            if values:
+                lines.append(f"[part.{section}]")
+                lines += [f"{k.split('.', 1)[1]} = {_toml_value(v)}" for k, v in values.items()]
+        if part.axes:
+            lines.append("[part.sweep]")
+            lines += [f'"{k}" = [{", ".join(_toml_value(v) for v in vs)}]' for k, vs in part.axes.items()]
+        for case in part.cases:
+            lines.append("[[part.case]]")
+            lines += [f'"{k}" = {_toml_value(v)}' for k, v in case.items()]
     return "\n".join(lines) + "\n"
 
 

@@ -58,8 +58,10 @@ FIELDS: dict[str, Field] = {
     "train.jacobian": Field(bool, False, "measure the step Jacobian norms (RNN, LSTM)"),
     "train.seed": Field(INT, 0, "seed of the weights and the batches", minimum=0),
     "train.dtype": Field(str, "float64", "float32 or float64", ("float32", "float64")),
+    # set from [[part]] names, not written by hand
+    "experiment.part": Field(str, "", "the [[part]] of the experiment a run belongs to (empty without parts)"),
 }
-SECTIONS = ("model", "task", "train")
+SECTIONS = ("model", "task", "train")  # the sections a config writes; experiment.part comes from [[part]]
 SHORT = {key.split(".", 1)[1]: key for key in FIELDS}  # "depth" -> "model.depth"
 assert len(SHORT) == len(FIELDS), "short field names must be unique"
 SEQUENCE_TASKS = tuple(name for name, cls in tasks.TASKS.items() if cls.kind == "sequence")
