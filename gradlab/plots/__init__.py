@@ -1,0 +1,46 @@
+"""Figures: each a function from the tidy tables of a results folder to a matplotlib Figure.
+
+A figure lives in gradlab/plots/<name>.py and defines
+    draw(tables: dict[str, pd.DataFrame]) -> Figure   raises style.SkipFigure("why") when the tables
+                                                      do not hold what it needs
+    CAPTION: str                                      what to look at (the report prints it)
+    PART: str                                         the tour part it is drawn from: when the runs
+                                                      table's `part` column has this value, only those
+                                                      runs are used (see select_runs); else all runs
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pandas as pd
+
+NAMES = (
+    "gradient_by_layer",
+    "depth_activation_heatmap",
+    "gradient_through_time",
+    "time_step_heatmap",
+    "dead_units",
+    "saturation",
+    "clipping",
+    "loss_curves",
+)
+
+
+def module(name: str):
+    """The module of figure `name` (one of NAMES)."""
+    if name not in NAMES:
+        raise ValueError(f"figure must be one of {', '.join(NAMES)}; got {name!r}")
+    return importlib.import_module(f"gradlab.plots.{name}")
+
+
+def select_runs(tables: dict[str, pd.DataFrame], part: str, **equal) -> dict[str, pd.DataFrame]:
+    """The tables restricted to the runs of `part` (when the runs table has such a part) whose columns
+    equal the given values (e.g. model="mlp"); every table keeps only those run_ids."""
+    runs = tables["runs"]
+    if "part" in runs and (runs["part"] == part).any():
+        runs = runs[runs["part"] == part]
+    for column, value in equal.items():
+        runs = runs[runs[column].isin(value if isinstance(value, (list, tuple, set)) else [value])]
+    ids = set(runs["run_id"])
+    return {name: (df if name == "runs" else df[df["run_id"].isin(ids)]) for name, df in {**tables, "runs": runs}.items()}
