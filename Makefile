@@ -13,10 +13,9 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,dask]'
 	touch $@
 
-# The main job: check every backward against finite differences, then the quick benchmark.
+# The main job: the tour (experiments/tour.toml) -> results/tour/ with its figures and report.html.
 run: install
-	$(BIN)/gradlab gradcheck
-	$(BIN)/gradlab bench --quick
+	$(BIN)/gradlab run
 
 # The whole test suite (PyTorch comparisons run when torch is installed in .venv, else skip;
 # the Dask tests use the dask extra installed above).

@@ -36,26 +36,33 @@ def run(
     set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. --set train.steps=50 (repeatable)."),
     out: Path = typer.Option(None, help="Results folder; default results/<experiment name>."),
     workers: int = typer.Option(None, min=1, help="Processes for --executor process/dask; default: the core count."),
-    executor: str = typer.Option("serial", help="serial, process or dask."),
+    executor: str = typer.Option(
+        None, help="serial, process or dask; default: serial, or process (one worker per core) for the tour (no CONFIG)."
+    ),
     address: str = typer.Option(None, help="A running Dask scheduler, e.g. tcp://127.0.0.1:8786 (--executor dask)."),
     fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out and start over."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid size and the first runs; run nothing."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    no_report: bool = typer.Option(False, "--no-report", help="Skip drawing the figures and writing summary.csv and report.html."),
 ) -> None:
-    """Run an experiment's grid into a results folder. Rerunning resumes: finished runs are kept and
-    skipped, failed ones are run again. Exit 1 if a run failed, 2 on a bad config or option.
+    """Run an experiment's grid into a results folder, then draw its figures (figures/) and write
+    summary.csv (the runs table) and report.html. Rerunning resumes: finished runs are kept and
+    skipped, failed ones are run again. Without CONFIG, runs the tour (experiments/tour.toml) on a
+    process pool of one worker per core. Exit 1 if a run failed, 2 on a bad config or option.
 
     Example: gradlab run experiments/mlp_depth.toml --set train.steps=50 --executor process
     """
     from gradlab.sweep import ConfigError, load, runner, summary
     from gradlab.sweep.executors import EXECUTORS
 
+    if executor is None:  # the tour is the README's main command: use every core by default
+        executor = "process" if config is None else "serial"
     if executor not in EXECUTORS:
         _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "dask":
         _bad(f"--address {address!r}: needs --executor dask")
     try:
-        experiment = load(config or Path("experiments") / "tour.toml", set_)
+        experiment = load(config or _tour(), set_)
         grid = experiment.grid()
     except ConfigError as err:
         _bad(str(err))
@@ -74,6 +81,8 @@ def run(
         f"{experiment.name}: {result.total} runs ({result.skipped} already finished) in {result.wall_s:.1f} s -> {out}/\n"
         + summary.counts(_load_runs(out))
     )
+    if not no_report:
+        _figures_and_report(out)
     if result.failed:
         typer.echo("failed: " + ", ".join(rid for rid, _ in result.failed) + f" (see `gradlab show {out}`)", err=True)
         raise typer.Exit(1)
@@ -92,6 +101,86 @@ def show(path: Path = typer.Argument(..., help="A results folder written by grad
     except FileNotFoundError as err:
         _bad(str(err))
     typer.echo(summary.show(tables))
+
+
+@app.command()
+def plot(
+    path: Path = typer.Argument(..., help="A results folder written by gradlab run."),
+    only: list[str] = typer.Option([], "--only", help="Draw only this figure (repeatable, or comma-separated)."),
+    format_: str = typer.Option("png,pdf", "--format", help="Comma-separated file formats: png, pdf, svg."),
+) -> None:
+    """Draw the figures the results allow into RESULTS_DIR/figures/ and say which were skipped and why.
+    Exit 1 if a figure raised an error, 2 on a bad option or folder.
+
+    Figures: gradient_by_layer, depth_activation_heatmap, gradient_through_time, time_step_heatmap,
+    dead_units, saturation, clipping, loss_curves.
+
+    Example: gradlab plot results/tour --only clipping --format png
+    """
+    from gradlab.plots import draw
+
+    names = [n.strip() for item in only for n in item.split(",") if n.strip()] or None
+    try:
+        names = draw.check_names(names) if names else None
+        formats = draw.check_formats(f for f in format_.split(",") if f.strip())
+    except ValueError as err:
+        _bad(str(err))
+    tables = _load_tables(path)
+    written, skipped = draw.draw_all(tables, path, only=names, formats=formats)
+    typer.echo(_drawn_lines(path, written, skipped))
+    if draw.errors(skipped):
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(path: Path = typer.Argument(..., help="A results folder written by gradlab run.")) -> None:
+    """Write RESULTS_DIR/report.html: one self-contained file (figures embedded, nothing fetched from
+    the network) with the config and grid, runs by status and diagnosis, each figure with what to look
+    at, the diagnosis sentences and provenance. Redraws the figures (figures/) and writes summary.csv
+    (the runs table) first.
+
+    Example: gradlab report results/tour
+    """
+    tables = _load_tables(path)
+    _figures_and_report(path, tables)
+
+
+def _figures_and_report(out: Path, tables=None) -> None:
+    """Draw the figures, write summary.csv and the report, print what was drawn and skipped and the
+    report's path."""
+    from gradlab import report as reporting
+    from gradlab.plots import draw
+
+    tables = tables if tables is not None else _load_tables(out)
+    written, skipped = draw.draw_all(tables, out)
+    typer.echo(_drawn_lines(out, written, skipped))
+    reporting.write_summary(out, tables)
+    typer.echo(f"report: {reporting.write(out, tables, (written, skipped))}")
+
+
+def _drawn_lines(out: Path, written: dict, skipped: dict) -> str:
+    from gradlab.plots import NAMES
+
+    lines = [f"figures: {len(written)} of {len(written) + len(skipped)} drawn in {out / 'figures'}/"
+             + (f" ({', '.join(written)})" if written else "")]  # fmt: skip
+    lines += [f"  skipped {name}: {skipped[name]}" for name in NAMES if name in skipped]
+    return "\n".join(lines)
+
+
+def _load_tables(path: Path):
+    from gradlab.sweep import load_results
+
+    try:
+        return load_results(path)
+    except FileNotFoundError as err:
+        _bad(str(err))
+
+
+def _tour() -> Path:
+    """experiments/tour.toml here, else the one next to the installed package (a source checkout)."""
+    here = Path("experiments") / "tour.toml"
+    shipped = Path(gradlab.__file__).resolve().parents[1] / "experiments" / "tour.toml"
+    return here if here.is_file() or not shipped.is_file() else shipped
 
 
 def _load_runs(out: Path):

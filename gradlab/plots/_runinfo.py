@@ -1,0 +1,190 @@
+"""Small helpers shared by the training figures (dead_units, saturation, clipping, loss_curves): which
+columns of the runs table are config fields, a one-line description of the config the runs share,
+colour shades, and the checks that turn missing data into a SkipFigure."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+from matplotlib.colors import to_rgb
+
+from gradlab.plots import style
+
+# Columns of the runs table that are results, not config fields.
+RESULT_COLUMNS = frozenset({
+    "run_id", "status", "error", "diverged_step", "final_loss", "baseline_loss", "diagnosis",
+    "diagnosis_text", "wall_s", "delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change",
+    "dead_frac", "part",
+})  # fmt: skip
+
+# Config fields worth naming in a caption, in the order they are named.
+CAPTION_FIELDS = (
+    "model", "task", "T", "depth", "width", "activation", "leaky_slope", "init", "recurrent_init",
+    "sigma_w2", "sigma_b2", "optimizer", "lr", "batch", "clip_mode", "clip", "steps",
+)  # fmt: skip
+_SHORT = {
+    "leaky_slope": "slope", "sigma_w2": "σ_w²", "sigma_b2": "σ_b²", "clip_mode": "clip",
+    "recurrent_init": "W_hh init",
+}  # fmt: skip
+
+
+def need(tables: dict[str, pd.DataFrame], table: str, columns: Iterable[str], what: str) -> pd.DataFrame:
+    """tables[table], or SkipFigure naming the missing table or columns (`what`: the figure's need)."""
+    df = tables.get(table)
+    if df is None:
+        raise style.SkipFigure(f"no {table} table ({what})")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise style.SkipFigure(f"the {table} table has no column {', '.join(missing)} ({what})")
+    return df
+
+
+def config_fields(runs: pd.DataFrame) -> list[str]:
+    """The runs table's config columns (everything that is not a result)."""
+    return [c for c in runs.columns if c not in RESULT_COLUMNS]
+
+
+def _fmt(value) -> str:
+    if isinstance(value, (float, np.floating)):
+        return f"{value:g}"
+    return str(value)
+
+
+def describe(runs: pd.DataFrame, skip: Iterable[str] = ()) -> str:
+    """The config fields the runs share, as "model=mlp, task=teacher_student, ..." (clip only when
+    clipping is on, slope only for leaky ReLU)."""
+    skip = set(skip)
+    parts = []
+    for field in CAPTION_FIELDS:
+        if field in skip or field not in runs.columns:
+            continue
+        values = runs[field].dropna().unique()
+        if len(values) != 1:
+            continue
+        value = values[0]
+        if field == "clip" and ("clip_mode" not in runs or set(runs["clip_mode"]) == {"none"}):
+            continue
+        if field == "leaky_slope" and ("activation" not in runs or "leaky_relu" not in set(runs["activation"])):
+            continue
+        models = set(runs["model"]) if "model" in runs else set()
+        if field == "depth" and models and models != {"mlp"}:
+            continue
+        if field in ("T", "recurrent_init") and (not models or not models <= {"rnn", "lstm"}):
+            continue
+        if field == "recurrent_init" and str(value).lower() == "none":
+            continue
+        if field in ("sigma_w2", "sigma_b2") and not _all_mean_field(runs):
+            continue
+        if field == "clip_mode" and value == "none":
+            continue
+        parts.append(f"{_SHORT.get(field, field)}={_fmt(value)}")
+    return ", ".join(parts)
+
+
+def _all_mean_field(runs: pd.DataFrame) -> bool:
+    """Every run draws some weights from the mean-field init (so sigma_w2 and sigma_b2 mean something)."""
+    mean_field = pd.Series(False, index=runs.index)
+    for column in ("init", "recurrent_init"):
+        if column in runs:
+            mean_field |= runs[column].astype(str) == "mean_field"
+    return bool(len(runs)) and bool(mean_field.all())
+
+
+def title(name: str, runs: pd.DataFrame, skip: Iterable[str] = ()) -> str:
+    """"<name>: <shared config> (<n> runs)"."""
+    shared = describe(runs, skip)
+    n = len(runs)
+    return f"{name}: {shared} ({n} run{'s' if n != 1 else ''})" if shared else f"{name} ({n} runs)"
+
+
+def caption(fig, text: str) -> None:
+    """style.caption with the text wrapped to the figure's width (about 15 characters per inch)."""
+    import textwrap
+
+    width = max(40, int(fig.get_figwidth() * 15))
+    style.caption(fig, textwrap.fill(text, width))
+
+
+def shade(color: str, amount: float) -> tuple[float, float, float]:
+    """color mixed with white: amount 0 is the colour itself, 1 is white."""
+    rgb = np.array(to_rgb(color))
+    return tuple(rgb + (1.0 - rgb) * float(np.clip(amount, 0.0, 1.0)))
+
+
+def shades(color: str, n: int, lightest: float = 0.6) -> list[tuple[float, float, float]]:
+    """n shades of color, from the colour itself (first) to `lightest` of the way to white (last)."""
+    if n <= 1:
+        return [shade(color, 0.0)]
+    return [shade(color, lightest * i / (n - 1)) for i in range(n)]
+
+
+def spans_decades(values, decades: float = 2.0) -> bool:
+    """The finite positive values span at least `decades` orders of magnitude (then use log y)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return v.size > 1 and np.log10(v.max() / v.min()) >= decades
+
+
+def finite(series: pd.Series) -> pd.Series:
+    """The series as float with inf turned into NaN (so lines stop where a run diverged)."""
+    s = pd.to_numeric(series, errors="coerce").astype(float)
+    return s.where(np.isfinite(s))
+
+
+def wide_by_step(steps: pd.DataFrame, runs: pd.DataFrame, column: str) -> pd.DataFrame:
+    """step x run_id of steps[column], +inf for a diverged run (runs.status) after its last finite
+    value (so that medians over runs count it as off the scale rather than ignore it)."""
+    wide = steps.pivot_table(index="step", columns="run_id", values=column, aggfunc="last", dropna=False)
+    wide = wide.astype(float)
+    status = runs.set_index("run_id")["status"] if "status" in runs else pd.Series(dtype=str)
+    for run_id in wide.columns:
+        if status.get(run_id) == "diverged":
+            col = wide[run_id]
+            ok = np.isfinite(col)
+            end = col[ok].index.max() if ok.any() else -1
+            wide.loc[wide.index > end, run_id] = np.inf
+    return wide
+
+
+def median_over_runs(wide: pd.DataFrame) -> np.ndarray:
+    """Median over the runs (columns) per step, NaN ignored and inf counted (a median over mostly
+    diverged runs is inf), then inf -> NaN so the line stops there."""
+    if not wide.shape[1]:
+        return np.full(len(wide), np.nan)
+    with np.errstate(all="ignore"):
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as they should
+            med = np.nanmedian(wide.to_numpy(), axis=1)
+    return np.where(np.isfinite(med), med, np.nan)
+
+
+def smooth(wide: pd.DataFrame, window: int) -> pd.DataFrame:
+    """Centred rolling mean over `window` steps of the finite values; inf and NaN entries kept as they are."""
+    if window <= 1:
+        return wide
+    finite_part = wide.where(np.isfinite(wide))
+    return finite_part.rolling(window, center=True, min_periods=1).mean().where(np.isfinite(wide), wide)
+
+
+def log_y(ax, values, top: float = np.inf, bottom: float = 0.0) -> bool:
+    """Log y on ax with limits set from the finite positive values (5% margins in log space), the top
+    cut at `top` and the bottom at least `bottom` (the limits are set before the scale, so values
+    near 1e300 cannot overflow matplotlib's autoscaling). Returns whether the axis was cut."""
+    v = np.asarray(values, dtype=float).ravel()
+    v = v[np.isfinite(v) & (v > 0)]
+    if not v.size:
+        ax.set_yscale("log")
+        return False
+    lo, hi = float(v.min()), float(v.max())
+    cut = hi > top
+    hi = min(hi, top)
+    lo = min(max(lo, bottom) if bottom > 0 else lo, hi)
+    span = max(np.log10(hi / lo), 1.0)
+    margin = 10 ** (0.05 * span)
+    ax.set_ylim(max(lo / margin, 1e-300), hi if cut else min(hi * margin, 1e300))
+    ax.set_yscale("log")
+    return cut

@@ -1,0 +1,333 @@
+"""The gradient figures (gradient_by_layer, depth_activation_heatmap, gradient_through_time,
+time_step_heatmap) on small hand-made tables: panels, lines, labels, log scales, the theory drawn
+equal to its formula, the heatmaps' numbers equal to the hand-computed ones, a picture that is not
+blank, and SkipFigure when the tables lack what a figure needs."""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradlab import theory
+from gradlab.plots import NAMES, module, style
+from gradlab.sweep import schema
+from gradlab.train import build_model, build_task
+
+GRADIENT_FIGURES = ("gradient_by_layer", "depth_activation_heatmap", "gradient_through_time", "time_step_heatmap")
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def row(run_id: str, **fields) -> dict:
+    """A runs-table row: every config field at its default (under its column name), then `fields`."""
+    out = {"run_id": run_id, **{schema.column(k): v for k, v in schema.defaults().items()}}
+    out.update(status="ok", error="", diverged_step=-1, diagnosis="", part="")
+    out.update(fields)
+    return out
+
+
+def tables(runs, layers=(), timesteps=(), steps=()) -> dict[str, pd.DataFrame]:
+    return {
+        "runs": pd.DataFrame(runs),
+        "layers": pd.DataFrame(list(layers), columns=["run_id", "step", "layer", "delta_norm", "weight_grad_norm"]),
+        "timesteps": pd.DataFrame(list(timesteps), columns=["run_id", "step", "t", "dh_norm", "dc_norm"]),
+        "steps": pd.DataFrame(list(steps), columns=["run_id", "step", "loss", "grad_norm"]),
+    }
+
+
+def not_blank(fig) -> None:
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
+    assert pixels.std() > 10, f"the figure looks blank (pixel std {pixels.std():.2f})"
+
+
+def by_gid(ax, prefix: str):
+    return [line for line in ax.get_lines() if (line.get_gid() or "").startswith(prefix)]
+
+
+# ------------------------------------------------------------------------------ MLP tables
+
+# hand-made delta_norm per layer: a factor per layer toward the input (hidden layers), output layer 1.0
+FACTORS = {"sigmoid": 0.1, "relu": 0.5}
+MLP_DEPTHS = (2, 3)
+
+
+def mlp_delta(act: str, depth: int, layer: int, step: int) -> float:
+    if layer == depth:  # the output layer
+        return 1.0
+    last = 0.2 if step == 0 else 0.4
+    f = FACTORS[act] if step == 0 else FACTORS[act] * 2
+    return last * f ** (depth - 1 - layer)
+
+
+def mlp_tables(extra_runs=()) -> dict[str, pd.DataFrame]:
+    runs, layers = [], []
+    for depth in MLP_DEPTHS:
+        for act in FACTORS:
+            rid = f"{act}{depth}"
+            runs.append(row(rid, model="mlp", depth=depth, activation=act, init="standard", width=4, part="depth"))
+            for step in (0, 5):
+                for layer in range(depth + 1):
+                    d = mlp_delta(act, depth, layer, step)
+                    layers.append((rid, step, layer, d, 3 * d))
+    for r in extra_runs:
+        runs.append(r)
+        for step in (0, 5):
+            for layer in range(r["depth"] + 1):
+                layers.append((r["run_id"], step, layer, 1.0, 1.0))
+    return tables(runs, layers)
+
+
+def test_figures_follow_the_contract():
+    for name in GRADIENT_FIGURES:
+        mod = module(name)
+        assert name in NAMES
+        assert callable(mod.draw) and len(mod.CAPTION) > 80
+    assert module("gradient_by_layer").PART == module("depth_activation_heatmap").PART == "depth"
+    assert module("gradient_through_time").PART == "recurrent"
+    assert module("time_step_heatmap").PART == "clipping"
+
+
+def test_gradient_by_layer_panels_lines_and_scales():
+    # a run of another part (dying) must not add a depth-7 column
+    t = mlp_tables([row("other", model="mlp", depth=7, activation="tanh", part="dying")])
+    fig = module("gradient_by_layer").draw(t)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert len(axes) == 2 * len(MLP_DEPTHS), "a row per quantity (delta, weight gradient), a column per depth"
+    grid = np.array(axes).reshape(2, len(MLP_DEPTHS))
+    for col, depth in enumerate(MLP_DEPTHS):
+        assert grid[0, col].get_title() == f"depth L = {depth}"
+        for r in range(2):
+            ax = grid[r, col]
+            assert ax.get_yscale() == "log"
+            assert len(by_gid(ax, "init:")) == len(FACTORS), "one line per activation at initialisation"
+            assert len(by_gid(ax, "final:")) == len(FACTORS), "one faint line per activation at the last step"
+        assert len(by_gid(grid[0, col], "theory:")) == len(FACTORS), "the mean-field prediction per activation"
+        assert not by_gid(grid[1, col], "theory:"), "no prediction is drawn for the weight gradient"
+    assert "layer" in grid[1, 0].get_xlabel()
+    assert "dL/dz" in grid[0, 0].get_ylabel() and "dL/dW" in grid[1, 0].get_ylabel()
+    assert "step 0" in fig._suptitle.get_text() and "standard" in fig._suptitle.get_text()
+    not_blank(fig)
+
+
+def test_gradient_by_layer_draws_the_measured_values_and_the_formula():
+    fig = module("gradient_by_layer").draw(mlp_tables())
+    ax = [a for a in fig.axes if a.get_title() == "depth L = 3"][0]  # top row, depth 3
+    (measured,) = by_gid(ax, "init:sigmoid")
+    np.testing.assert_allclose(measured.get_ydata(), [mlp_delta("sigmoid", 3, l, 0) for l in range(4)])
+    (final,) = by_gid(ax, "final:relu")
+    np.testing.assert_allclose(final.get_ydata(), [mlp_delta("relu", 3, l, 5) for l in range(4)])
+    for act in FACTORS:
+        (line,) = by_gid(ax, f"theory:{act}")
+        # standard init: Var[W] = 1/(3 fan_in), so sigma_w2 = 1/3; anchored at the last hidden layer (2)
+        chi = theory.chi1(act, 1.0 / 3.0, 0.0)
+        x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+        np.testing.assert_array_equal(x, [0, 1, 2])
+        assert y[0] == pytest.approx(mlp_delta(act, 3, 2, 0) * chi ** (2 / 2), rel=1e-12)
+        assert y[2] == pytest.approx(mlp_delta(act, 3, 2, 0), rel=1e-12)
+
+
+def test_gradient_by_layer_uses_mean_field_sigma_of_the_run():
+    t = tables([row("mf", model="mlp", depth=3, activation="tanh", init="mean_field", sigma_w2=2.5, sigma_b2=0.05)],
+               [("mf", 0, l, d, d) for l, d in enumerate([0.01, 0.1, 1.0, 2.0])])
+    fig = module("gradient_by_layer").draw(t)
+    (line,) = by_gid(fig.axes[0], "theory:tanh")
+    assert line.get_ydata()[0] == pytest.approx(1.0 * theory.chi1("tanh", 2.5, 0.05), rel=1e-9)
+
+
+def test_gradient_by_layer_marks_exact_zeros():
+    t = tables([row("dead", model="mlp", depth=2, activation="relu")],
+               [("dead", 0, 0, 0.0, 0.0), ("dead", 0, 1, 0.5, 0.5), ("dead", 0, 2, 1.0, 1.0)])
+    fig = module("gradient_by_layer").draw(t)
+    (line,) = by_gid(fig.axes[0], "init:relu")
+    assert np.isnan(line.get_ydata()[0]), "a zero norm cannot sit on a log axis"
+    assert by_gid(fig.axes[0], "zero:"), "the zero is marked on the bottom edge instead"
+
+
+# ------------------------------------------------------------------------------ heatmap
+
+
+def cell_texts(ax) -> dict[str, str]:
+    return {t.get_gid(): t.get_text() for t in ax.texts if (t.get_gid() or "").startswith("cell:")}
+
+
+def test_depth_activation_heatmap_annotates_the_log10_ratios():
+    fig = module("depth_activation_heatmap").draw(mlp_tables())
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title().split(" (")[0] for ax in panels] == ["at initialisation", "end of training"]
+    assert "step 5" in panels[1].get_title()
+    for ax, step in zip(panels, (0, 5)):
+        texts = cell_texts(ax)
+        assert len(texts) == len(MLP_DEPTHS) * len(FACTORS)
+        for depth in MLP_DEPTHS:
+            for act in FACTORS:
+                ratio = mlp_delta(act, depth, 0, step) / mlp_delta(act, depth, depth - 1, step)
+                assert texts[f"cell:{depth}:{act}"] == f"{math.log10(ratio):.1f}", (depth, act, step)
+        assert ax.get_xlabel() == "activation" and "depth" in ax.get_ylabel()
+        image = ax.get_images()[0]
+        assert image.norm.vmin == -image.norm.vmax, "the diverging colormap is centred at 0"
+    assert {"-0.6", "-2.0"} <= set(cell_texts(panels[0]).values())  # relu depth 3, sigmoid depth 3, by hand
+    not_blank(fig)
+
+
+def test_depth_activation_heatmap_cells_that_cannot_be_computed():
+    mod = module("depth_activation_heatmap")
+    assert mod.log10_ratio(0.0, 1.0) == -math.inf
+    assert math.isnan(mod.log10_ratio(1.0, 0.0)) and math.isnan(mod.log10_ratio(math.inf, 1.0))
+    t = tables([row("a", model="mlp", depth=2, activation="relu"), row("b", model="mlp", depth=2, activation="tanh")],
+               [("a", 0, 0, 0.0, 0.0), ("a", 0, 1, 1.0, 1.0), ("b", 0, 0, math.nan, 1.0), ("b", 0, 1, 1.0, 1.0)])
+    fig = mod.draw(t)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert len(panels) == 1, "no step after 0: only the initialisation panel"
+    assert cell_texts(panels[0]) == {"cell:2:relu": "-inf", "cell:2:tanh": "n/a"}
+
+
+# ------------------------------------------------------------------------------ recurrent tables
+
+RNN_LENGTHS = (6, 8)
+
+
+def rnn_dh(model: str, T: int, t: int, step: int) -> float:
+    rate = {"rnn": 0.5, "lstm": 0.9}[model] * (1.5 if step else 1.0)
+    return 0.1 * rate ** (T - 1 - t)
+
+
+def recurrent_tables(part="recurrent") -> dict[str, pd.DataFrame]:
+    runs, ts = [], []
+    for T in RNN_LENGTHS:
+        for model in ("rnn", "lstm"):
+            rid = f"{model}{T}"
+            runs.append(row(rid, model=model, task="adding", T=T, width=5, activation="tanh", part=part))
+            for step in (0, 10, 20):
+                ts += [(rid, step, t, rnn_dh(model, T, t, step), math.nan) for t in range(T)]
+    return tables(runs, timesteps=ts)
+
+
+def test_gradient_through_time_panels_lines_and_pascanu_bound():
+    t = recurrent_tables()
+    fig = module("gradient_through_time").draw(t)
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in axes] == [f"T = {T}" for T in RNN_LENGTHS]
+    for ax, T in zip(axes, RNN_LENGTHS):
+        assert ax.get_yscale() == "log" and "time step t" in ax.get_xlabel()
+        assert len(by_gid(ax, "init:")) == 2 and len(by_gid(ax, "final:")) == 2, "RNN and LSTM, start and end"
+        (lstm,) = by_gid(ax, "init:lstm")
+        np.testing.assert_allclose(lstm.get_ydata(), [rnn_dh("lstm", T, i, 0) for i in range(T)])
+        (final,) = by_gid(ax, "final:rnn")
+        np.testing.assert_allclose(final.get_ydata(), [rnn_dh("rnn", T, i, 20) for i in range(T)])
+        bounds = by_gid(ax, "theory:")
+        assert [b.get_gid() for b in bounds] == ["theory:rnn(tanh)"], "Pascanu's bound is drawn for the RNN only"
+        # independently: the run's initial W_hh from its config, the bound times the measured last step
+        config = {**schema.defaults(), "model.kind": "rnn", "task.name": "adding", "task.T": T, "model.width": 5}
+        w = build_model(config, build_task(config)).params["weight_hh"]
+        expected = theory.pascanu_bound(w, "tanh", T) * rnn_dh("rnn", T, T - 1, 0)
+        np.testing.assert_allclose(bounds[0].get_ydata(), expected, rtol=1e-12)
+    assert "dL/dh_t" in axes[0].get_ylabel()
+    not_blank(fig)
+
+
+def test_gradient_through_time_colours_each_rnn_activation():
+    t = recurrent_tables()
+    extra = row("relu6", model="rnn", task="adding", T=6, width=5, activation="relu", part="recurrent")
+    t["runs"] = pd.concat([t["runs"], pd.DataFrame([extra])], ignore_index=True)
+    t["timesteps"] = pd.concat([t["timesteps"], pd.DataFrame(
+        [("relu6", 0, i, 1.0, math.nan) for i in range(6)], columns=t["timesteps"].columns)], ignore_index=True)
+    fig = module("gradient_through_time").draw(t)
+    lines = {line.get_gid(): line for line in by_gid(fig.axes[0], "init:")}
+    assert lines["init:rnn(relu)"].get_color() == style.ACTIVATION_COLORS["relu"]
+    assert lines["init:rnn(tanh)"].get_color() == style.ACTIVATION_COLORS["tanh"]
+    assert lines["init:lstm"].get_color() == style.MODEL_COLORS["lstm"]
+
+
+# ------------------------------------------------------------------------------ time-step heatmap
+
+
+def clipping_tables() -> dict[str, pd.DataFrame]:
+    """An exploding RNN, seeds 0 and 1, without clipping and with norm clipping at 1 and 10; seed 1's
+    unclipped run is the one that explodes (largest gradient norm) and diverges at step 25."""
+    T, runs, ts, steps = 4, [], [], []
+    for seed in (0, 1):
+        for mode, c in (("none", 1.0), ("norm", 1.0), ("norm", 10.0)):
+            rid = f"{mode}{c:g}s{seed}"
+            explodes = mode == "none" and seed == 1
+            runs.append(row(rid, model="rnn", task="adding", T=T, width=5, clip_mode=mode, clip=c, seed=seed,
+                            steps=30, part="clipping", status="diverged" if explodes else "ok",
+                            diverged_step=25 if explodes else -1))
+            for step in (0, 10, 20):
+                for t in range(T):
+                    dh = 10.0 ** (step / 10 * (T - t)) if explodes else 0.5 ** (T - 1 - t)
+                    if explodes and step == 20 and t == 0:
+                        dh = math.inf
+                    if explodes and step == 10 and t == 3:
+                        dh = 0.0
+                    ts.append((rid, step, t, dh, math.nan))
+            steps += [(rid, s, 1.0, 1e6 if explodes else 1.0) for s in range(30)]
+    return tables(runs, timesteps=ts, steps=steps)
+
+
+def test_time_step_heatmap_picks_the_exploding_seed_and_each_threshold():
+    mod = module("time_step_heatmap")
+    fig = mod.draw(clipping_tables())
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["no clipping, seed 1", "norm clip 1, seed 1", "norm clip 10, seed 1"]
+    for ax in panels:
+        assert "time step t" in ax.get_xlabel()
+    assert "training step" in panels[0].get_ylabel()
+    mesh = panels[0].collections[0]
+    assert mesh.get_gid() == "heatmap:none1s1"
+    values = np.ma.masked_invalid(mesh.get_array()).reshape(3, 4)
+    lo, hi = mesh.norm.vmin, mesh.norm.vmax
+    expected = np.array([[0.0] * 4, [4.0, 3.0, 2.0, -np.inf], [np.nan, 6.0, 4.0, 2.0]])
+    finite = np.isfinite(expected)
+    np.testing.assert_allclose(values[finite].data, np.clip(expected[finite], lo, hi))
+    assert values.mask[2, 0], "the overflow (inf) cell is masked: drawn in the 'bad' colour"
+    assert values[1, 3] < lo, "an exactly-zero gradient sits below the scale: drawn in the 'under' grey"
+    assert lo <= np.log10(0.5) * 3 + 1e-9 and hi >= 4.0 - 1e-9, "the scale spans the bulk of the values"
+    assert by_gid(panels[0], "diverged") and not by_gid(panels[1], "diverged")
+    assert panels[0].get_ylim() == (0.0, 30.0), "rows run from step 0 to the run's last step"
+    not_blank(fig)
+
+
+def test_time_step_heatmap_without_a_clipping_sweep_draws_rnn_and_lstm():
+    fig = module("time_step_heatmap").draw(recurrent_tables(part=""))
+    titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
+    assert titles == [f"RNN (tanh), T = {max(RNN_LENGTHS)}", f"LSTM, T = {max(RNN_LENGTHS)}"]
+    mesh = fig.axes[0].collections[0]
+    T = max(RNN_LENGTHS)
+    expected = [[math.log10(rnn_dh("rnn", T, t, s)) for t in range(T)] for s in (0, 10, 20)]
+    drawn = np.asarray(mesh.get_array()).reshape(3, T)
+    np.testing.assert_allclose(drawn, np.clip(expected, mesh.norm.vmin, mesh.norm.vmax))
+
+
+# ------------------------------------------------------------------------------ skipping
+
+
+def test_figures_skip_tables_without_what_they_need():
+    only_rnn = recurrent_tables()
+    only_mlp = mlp_tables()
+    for name in ("gradient_by_layer", "depth_activation_heatmap"):
+        with pytest.raises(style.SkipFigure, match="MLP"):
+            module(name).draw(only_rnn)
+        no_layers = {**only_mlp, "layers": only_mlp["layers"].iloc[0:0]}
+        with pytest.raises(style.SkipFigure, match="layers"):
+            module(name).draw(no_layers)
+        late = {**only_mlp, "layers": only_mlp["layers"][only_mlp["layers"]["step"] > 0]}
+        with pytest.raises(style.SkipFigure, match="step 0"):
+            module(name).draw(late)
+    for name in ("gradient_through_time", "time_step_heatmap"):
+        with pytest.raises(style.SkipFigure, match="RNN or LSTM"):
+            module(name).draw(only_mlp)
+        no_ts = {**only_rnn, "timesteps": only_rnn["timesteps"].iloc[0:0]}
+        with pytest.raises(style.SkipFigure, match="timesteps"):
+            module(name).draw(no_ts)
+    one_step = {**only_rnn, "timesteps": only_rnn["timesteps"][only_rnn["timesteps"]["step"] == 0]}
+    with pytest.raises(style.SkipFigure, match="two or more logged steps"):
+        module("time_step_heatmap").draw(one_step)

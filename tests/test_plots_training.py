@@ -1,0 +1,403 @@
+"""The training figures (dead_units, saturation, clipping, loss_curves) on small hand-made tables: the
+lines and panels they draw, their labels and scales, the numbers behind the lines (Lu's overlay, the
+divergence rate, medians), a rendered image that is not blank, and SkipFigure when the tables lack
+what a figure needs."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradlab import theory
+from gradlab.plots import clipping, dead_units, loss_curves, saturation, style
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")
+
+
+def gid_lines(ax, prefix: str) -> list:
+    return [line for line in ax.get_lines() if (line.get_gid() or "").startswith(prefix)]
+
+
+def gid_line(ax, gid: str):
+    found = [line for line in ax.get_lines() if line.get_gid() == gid]
+    assert len(found) == 1, f"expected one line with gid {gid!r}, found {len(found)}"
+    return found[0]
+
+
+def assert_not_blank(fig) -> None:
+    fig.canvas.draw()
+    rgb = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
+    assert rgb.std() > 10, f"the rendered figure is (nearly) one colour: pixel std {rgb.std():.2f}"
+    # and it is not all background: a good share of pixels is not white
+    assert (rgb.min(axis=-1) < 200).mean() > 0.01
+
+
+def run_row(run_id, **fields) -> dict:
+    base = dict(run_id=run_id, model="mlp", task="teacher_student", depth=2, width=4, activation="relu",
+                leaky_slope=0.01, init="he_normal", optimizer="sgd", lr=0.01, batch=8, steps=3, clip_mode="none",
+                clip=1.0, seed=0, part="", status="ok", diverged_step=-1, final_loss=0.1,
+                baseline_loss=0.2)  # fmt: skip
+    base.update(fields)
+    return base
+
+
+def steps_rows(run_id, losses, norms=None, clipped_norms=None, collapsed0=pd.NA) -> list[dict]:
+    norms = norms if norms is not None else [1.0] * len(losses)
+    clipped_norms = clipped_norms if clipped_norms is not None else norms
+    return [
+        dict(run_id=run_id, step=i, loss=loss, grad_norm=g, grad_norm_clipped=gc, clipped=gc < g, lr=0.01,
+             collapsed=collapsed0 if i == 0 else pd.NA)  # fmt: skip
+        for i, (loss, g, gc) in enumerate(zip(losses, norms, clipped_norms))
+    ]
+
+
+def layer_rows(run_id, step, dead=None, born=None, saturated=None, depth=2) -> list[dict]:
+    """Rows for hidden layers 0..depth-1 and the output layer `depth` (its values must be ignored)."""
+    rows = []
+    for layer in range(depth + 1):
+        hidden = layer < depth
+        d = dead[layer] if hidden and dead is not None else (0.9 if not hidden else np.nan)
+        b = born[layer] if hidden and born is not None else (0.9 if not hidden else (d if dead is not None else np.nan))
+        s = saturated[layer] if hidden and saturated is not None else (0.9 if not hidden else 0.0)
+        rows.append(dict(run_id=run_id, step=step, layer=layer, dead_frac=d, born_dead_frac=b,
+                         died_frac=d - b if np.isfinite(d) and np.isfinite(b) else np.nan,
+                         saturated_frac=s))  # fmt: skip
+    return rows
+
+
+def tables(runs, steps, layers) -> dict[str, pd.DataFrame]:
+    def frame(rows):
+        return pd.DataFrame(rows) if len(rows) else pd.DataFrame({"run_id": pd.Series([], dtype=str)})
+
+    return {"runs": frame(runs), "steps": frame(steps), "layers": frame(layers), "timesteps": frame([])}
+
+
+# ------------------------------------------------------------------------------------------ dead units
+
+
+@pytest.fixture
+def dying():
+    """ReLU width 2 (depth 1: one run; depth 3: two runs), ReLU width 4 depth 3, leaky ReLU slopes 0.01
+    and 0.1 (depth 3), all in part "dying"; a tanh run in part "depth" that must be ignored."""
+    runs, steps, layers = [], [], []
+
+    def add(run_id, depth, width, act="relu", slope=0.01, collapsed0=pd.NA, dead0=None, dead_end=None,
+            born_end=None, part="dying"):  # fmt: skip
+        runs.append(run_row(run_id, depth=depth, width=width, activation=act, leaky_slope=slope, part=part))
+        steps.extend(steps_rows(run_id, [0.3, 0.2, 0.1], collapsed0=collapsed0))
+        layers.extend(layer_rows(run_id, 0, dead=dead0, born=dead0, depth=depth))
+        layers.extend(layer_rows(run_id, 2, dead=dead_end, born=born_end, depth=depth))
+
+    # width 2, depth 1: collapsed not measured (NA) but its one hidden layer is entirely dead -> dead at init
+    add("r21", 1, 2, dead0=[1.0], dead_end=[1.0], born_end=[1.0])
+    # width 2, depth 3: one collapsed, one not -> 1/2
+    add("r23a", 3, 2, collapsed0=True, dead0=[0.0, 1.0, 0.5], dead_end=[0.5, 1.0, 0.5], born_end=[0.0, 1.0, 0.5])
+    add("r23b", 3, 2, collapsed0=False, dead0=[0.0, 0.5, 0.0], dead_end=[0.0, 0.5, 0.5], born_end=[0.0, 0.5, 0.0])
+    # width 4, depth 3: alive
+    add("r43", 3, 4, collapsed0=False, dead0=[0.0, 0.25, 0.0], dead_end=[0.0, 0.25, 0.25], born_end=[0.0, 0.25, 0.0])
+    for slope in (0.01, 0.1):
+        add(f"l{slope}", 3, 2, act="leaky_relu", slope=slope, collapsed0=False, dead0=[0.0] * 3,
+            dead_end=[0.0] * 3, born_end=[0.0] * 3)  # fmt: skip
+    add("t", 3, 2, act="tanh", part="depth", collapsed0=True, dead0=[1.0] * 3, dead_end=[1.0] * 3, born_end=[1.0] * 3)
+    return tables(runs, steps, layers)
+
+
+def test_dead_units_panels_lines_and_labels(dying):
+    fig = dead_units.draw(dying)
+    assert len(fig.axes) == 3
+    ax_layer, ax_time, ax_lu = fig.axes
+    for ax in (ax_layer, ax_time):  # ReLU, leaky 0.01, leaky 0.1: all dead (solid) and born dead (dotted)
+        assert len(gid_lines(ax, "dead:")) == 3
+        assert len(gid_lines(ax, "born:")) == 3
+        assert all(line.get_linestyle() == ":" for line in gid_lines(ax, "born:"))
+        assert ax.get_ylabel().startswith("fraction")
+    assert ax_layer.get_xlabel().startswith("hidden layer")
+    assert ax_time.get_xlabel() == "training step"
+    assert ax_lu.get_xlabel() == "hidden layers k" and "dead" in ax_lu.get_ylabel()
+    assert len(gid_lines(ax_lu, "lu:")) == 2 and len(gid_lines(ax_lu, "measured:")) == 2
+    # one colour per activation: ReLU lines in ReLU's colour; leaky slopes in two different shades
+    assert gid_line(ax_layer, "dead:ReLU").get_color() == style.color_of("relu")
+    to_rgb = plt.matplotlib.colors.to_rgb
+    leaky = {tuple(np.round(to_rgb(line.get_color()), 3)) for line in gid_lines(ax_layer, "dead:leaky")}
+    assert len(leaky) == 2
+    assert "model=mlp" in fig._suptitle.get_text()
+    assert_not_blank(fig)
+
+
+def test_dead_units_numbers(dying):
+    fig = dead_units.draw(dying)
+    ax_layer, ax_time, ax_lu = fig.axes
+    # (a) at the end, depth 3: mean over the three ReLU runs of depth 3 per hidden layer (the output layer's
+    # 0.9 is not a hidden layer and must not appear)
+    dead = gid_line(ax_layer, "dead:ReLU")
+    np.testing.assert_array_equal(dead.get_xdata(), [0, 1, 2])
+    np.testing.assert_allclose(dead.get_ydata(), [(0.5 + 0 + 0) / 3, (1 + 0.5 + 0.25) / 3, (0.5 + 0.5 + 0.25) / 3])
+    born = gid_line(ax_layer, "born:ReLU")
+    np.testing.assert_allclose(born.get_ydata(), [0, (1 + 0.5 + 0.25) / 3, 0.5 / 3])
+    # (b) over training: per run the mean over its hidden layers, then the mean over the 4 ReLU runs
+    at0 = np.mean([1.0, 0.5, 0.5 / 3, 0.25 / 3])
+    at2 = np.mean([1.0, 2 / 3, 1 / 3, 0.5 / 3])
+    line = gid_line(ax_time, "dead:ReLU")
+    np.testing.assert_array_equal(line.get_xdata(), [0, 2])
+    np.testing.assert_allclose(line.get_ydata(), [at0, at2])
+    np.testing.assert_allclose(gid_line(ax_time, "dead:leaky ReLU, slope 0.1").get_ydata(), [0, 0])
+    # (c) Lu's probability at every plotted depth, and the measured fractions
+    for width in (2, 4):
+        lu = gid_line(ax_lu, f"lu:{width}")
+        ks = np.asarray(lu.get_xdata())
+        np.testing.assert_array_equal(ks, [1, 2, 3])
+        np.testing.assert_allclose(lu.get_ydata(), [theory.lu_dead_probability(width, int(k)) for k in ks])
+        assert lu.get_linestyle() == "--"
+    m2 = gid_line(ax_lu, "measured:2")
+    np.testing.assert_allclose(np.round(m2.get_xdata()), [1, 3])
+    np.testing.assert_allclose(m2.get_ydata(), [1.0, 0.5])  # NA collapse + dead layer counts; 1 of 2
+    np.testing.assert_allclose(gid_line(ax_lu, "measured:4").get_ydata(), [0.0])
+
+
+def test_dead_at_init_combines_collapse_and_dead_layers(dying):
+    runs = dying["runs"][dying["runs"]["activation"] == "relu"]
+    got = dead_units.dead_at_init(dying, runs)
+    assert got.to_dict() == {"r21": True, "r23a": True, "r23b": False, "r43": False}
+
+
+def test_dead_units_skips(dying):
+    only_tanh = {k: (v[v["run_id"] == "t"] if "run_id" in v else v) for k, v in dying.items()}
+    with pytest.raises(style.SkipFigure, match="relu"):
+        dead_units.draw(only_tanh)
+    unprobed = dict(dying, layers=dying["layers"].assign(dead_frac=np.nan))
+    with pytest.raises(style.SkipFigure, match="dead_frac"):
+        dead_units.draw(unprobed)
+    with pytest.raises(style.SkipFigure, match="born_dead_frac"):
+        dead_units.draw(dict(dying, layers=dying["layers"].drop(columns="born_dead_frac")))
+
+
+# ------------------------------------------------------------------------------------------ saturation
+
+
+@pytest.fixture
+def sat_part():
+    """sigmoid and tanh MLPs of depth 2 and 3 in part "saturation" (tanh depth 3 with two seeds), a ReLU
+    run in the same part and a sigmoid run in another part (both ignored)."""
+    runs, steps, layers = [], [], []
+
+    def add(run_id, act, depth, sat0, sat_end, part="saturation", seed=0):
+        runs.append(run_row(run_id, activation=act, depth=depth, part=part, seed=seed, init="standard"))
+        steps.extend(steps_rows(run_id, [0.3, 0.2, 0.1]))
+        layers.extend(layer_rows(run_id, 0, saturated=sat0, depth=depth))
+        layers.extend(layer_rows(run_id, 2, saturated=sat_end, depth=depth))
+
+    add("s2", "sigmoid", 2, [0.0, 0.1], [0.0, 0.5])
+    add("s3", "sigmoid", 3, [0.0, 0.1, 0.2], [0.1, 0.6, 0.8])
+    add("t2", "tanh", 2, [0.0, 0.0], [0.0, 0.2])
+    add("t3a", "tanh", 3, [0.0, 0.2, 0.4], [0.2, 0.2, 0.2], seed=0)
+    add("t3b", "tanh", 3, [0.0, 0.4, 0.4], [0.4, 0.4, 0.4], seed=1)
+    add("r", "relu", 3, [0.5] * 3, [0.5] * 3)
+    add("elsewhere", "sigmoid", 2, [1.0] * 2, [1.0] * 2, part="dying")
+    return tables(runs, steps, layers)
+
+
+def test_saturation_lines_panels_values(sat_part):
+    fig = saturation.draw(sat_part)
+    assert len(fig.axes) == 2
+    for ax in fig.axes:
+        assert len(ax.get_lines()) == 4  # (sigmoid, tanh) x (depth 2, 3)
+        assert ax.get_xlabel().startswith("hidden layer")
+    assert "saturated" in fig.axes[0].get_ylabel()
+    assert "initialisation" in fig.axes[0].get_title(loc="left") and "end" in fig.axes[1].get_title(loc="left")
+    init, end = fig.axes
+    np.testing.assert_allclose(gid_line(init, "tanh:3").get_ydata(), [0.0, 0.3, 0.4])  # mean of two seeds
+    np.testing.assert_allclose(gid_line(end, "tanh:3").get_ydata(), [0.3, 0.3, 0.3])
+    np.testing.assert_allclose(gid_line(end, "sigmoid:2").get_ydata(), [0.0, 0.5])  # output layer excluded
+    # colour per activation, darker for the deeper network
+    to_rgb = plt.matplotlib.colors.to_rgb
+    assert np.allclose(to_rgb(gid_line(init, "sigmoid:3").get_color()), to_rgb(style.color_of("sigmoid")))
+    assert np.allclose(to_rgb(gid_line(init, "tanh:3").get_color()), to_rgb(style.color_of("tanh")))
+    assert sum(to_rgb(gid_line(init, "tanh:2").get_color())) > sum(to_rgb(gid_line(init, "tanh:3").get_color()))
+    assert_not_blank(fig)
+
+
+def test_saturation_says_when_nothing_saturates(sat_part):
+    zero = dict(sat_part, layers=sat_part["layers"].assign(saturated_frac=0.0))
+    fig = saturation.draw(zero)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    assert sum("no unit saturated" in t for t in texts) == 2
+
+
+def test_saturation_skips(sat_part):
+    relu_only = {k: (v[v["run_id"] == "r"] if "run_id" in v else v) for k, v in sat_part.items()}
+    with pytest.raises(style.SkipFigure, match="sigmoid or tanh"):
+        saturation.draw(relu_only)
+    with pytest.raises(style.SkipFigure, match="saturated_frac"):
+        saturation.draw(dict(sat_part, layers=sat_part["layers"].assign(saturated_frac=np.nan)))
+
+
+# ------------------------------------------------------------------------------------------ clipping
+
+
+@pytest.fixture
+def clip_tables():
+    """Thresholds none, 0.1, 1, 10 with two seeds each: none seed 0 and c = 1 seed 1 diverge; a run of
+    another part is ignored."""
+    runs, steps = [], []
+
+    def add(run_id, mode, c, seed, losses, norms, status="ok", diverged_step=-1, final=0.1, part="clipping"):
+        runs.append(run_row(run_id, model="rnn", task="adding", activation="tanh", clip_mode=mode, clip=c,
+                            seed=seed, status=status, diverged_step=diverged_step,
+                            final_loss=final if status == "ok" else np.nan, part=part, baseline_loss=0.08))  # fmt: skip
+        clipped = [g if mode == "none" else min(g, c) for g in norms]
+        steps.extend(steps_rows(run_id, losses, norms, clipped))
+
+    add("n0", "none", 1.0, 0, [0.5, 10.0, 1e3, np.inf], [1.0, 1e2, 1e4, np.inf], "diverged", 3)
+    add("n1", "none", 1.0, 1, [0.5, 0.4, 0.3, 0.2, 0.2, 0.2], [1, 2, 3, 4, 5, 6], final=0.3)
+    add("a0", "norm", 0.1, 0, [0.5, 0.5, 0.4, 0.4, 0.3, 0.3], [5] * 6, final=0.4)
+    add("a1", "norm", 0.1, 1, [0.7, 0.6, 0.6, 0.5, 0.5, 0.5], [6] * 6, final=0.6)
+    add("b0", "norm", 1.0, 0, [0.5, 0.3, 0.2, 0.1, 0.1, 0.1], [3] * 6, final=0.1)
+    add("b1", "norm", 1.0, 1, [0.5, 3.0, 100.0, np.nan], [3, 30, 300, np.nan], "diverged", 3)
+    add("c0", "norm", 10.0, 0, [0.5, 0.2, 0.1, 0.05, 0.05, 0.01], [20] * 6, final=0.02)
+    add("c1", "norm", 10.0, 1, [0.5, 0.2, 0.1, 0.05, 0.04, 0.01], [20] * 6, final=0.03)
+    add("other", "none", 1.0, 0, [0.5] * 6, [1.0] * 6, "diverged", 5, part="dying")
+    return tables(runs, steps, [])
+
+
+def test_clipping_panels_lines_and_scales(clip_tables):
+    fig = clipping.draw(clip_tables)
+    assert len(fig.axes) == 4  # three panels and the divergence-rate axis of the third
+    ax_loss, ax_norm, ax_final, twin = fig.axes
+    assert len(gid_lines(ax_loss, "seed:")) == 8 and len(gid_lines(ax_loss, "median:")) == 4
+    assert len(gid_lines(ax_loss, "diverged")) == 2  # the run of another part is not drawn
+    assert ax_loss.get_yscale() == "log"  # losses span 0.01 .. 1000
+    assert ax_norm.get_yscale() == "log"
+    assert len(gid_lines(ax_norm, "before:")) == 4 and len(gid_lines(ax_norm, "after:")) == 3
+    assert all(line.get_linestyle() == ":" for line in gid_lines(ax_norm, "after:"))
+    assert ax_loss.get_xlabel() == ax_norm.get_xlabel() == "training step"
+    assert "loss" in ax_loss.get_ylabel() and "norm" in ax_norm.get_ylabel()
+    assert "threshold" in ax_final.get_xlabel() and "diverged" in twin.get_ylabel()
+    assert [t.get_text() for t in ax_final.get_xticklabels()] == ["0.1", "1", "10", "none"]
+    assert "model=rnn" in fig._suptitle.get_text()
+    assert_not_blank(fig)
+
+
+def test_clipping_numbers(clip_tables):
+    fig = clipping.draw(clip_tables)
+    ax_loss, ax_norm, ax_final, twin = fig.axes
+    rate = gid_line(twin, "divergence_rate")
+    np.testing.assert_allclose(rate.get_ydata(), [0.0, 0.5, 0.0, 0.5])  # 0.1, 1, 10, none
+    np.testing.assert_allclose(gid_line(ax_loss, "median:0.1").get_ydata(), [0.6, 0.55, 0.5, 0.45, 0.4, 0.4])
+    # the median of c = 1 counts the diverged seed as off the scale: from its divergence on it is not drawn
+    med = gid_line(ax_loss, "median:1").get_ydata()
+    np.testing.assert_allclose(med[:3], [0.5, 1.65, 50.1])
+    assert np.isnan(med[3:]).all()
+    np.testing.assert_allclose(gid_line(ax_norm, "after:0.1").get_ydata(), [0.1] * 6)
+    np.testing.assert_allclose(gid_line(ax_norm, "before:10").get_ydata(), [20] * 6)
+    np.testing.assert_allclose(sorted(gid_line(ax_final, "final:0.1").get_ydata()), [0.4, 0.6])
+    np.testing.assert_allclose(sorted(gid_line(ax_final, "final:none").get_ydata()), [0.3])
+
+
+def test_clipping_skips(clip_tables):
+    runs = clip_tables["runs"]
+    one = dict(clip_tables, runs=runs[runs["clip"] == 10.0])
+    with pytest.raises(style.SkipFigure, match="two or more clipping thresholds"):
+        clipping.draw(one)
+    with pytest.raises(style.SkipFigure, match="clip_mode"):
+        clipping.draw(dict(clip_tables, runs=runs.drop(columns="clip_mode")))
+    with pytest.raises(style.SkipFigure, match="grad_norm_clipped"):
+        clipping.draw(dict(clip_tables, steps=clip_tables["steps"].drop(columns="grad_norm_clipped")))
+
+
+# ------------------------------------------------------------------------------------------ loss curves
+
+
+@pytest.fixture
+def loss_tables():
+    """tanh and relu (two seeds each) at depths 2, 4, 8; one relu run diverges at step 2."""
+    runs, steps = [], []
+    for act, depth, seed, losses, status in [
+        ("tanh", 2, 0, [1.0, 0.5, 0.2, 0.1], "ok"),
+        ("tanh", 4, 1, [1.0, 0.6, 0.3, 0.2], "ok"),
+        ("relu", 8, 0, [1.0, 0.1, 0.01, 0.001], "ok"),
+        ("relu", 2, 1, [1.0, 5.0, np.inf], "diverged"),
+    ]:
+        run_id = f"{act}{depth}{seed}"
+        runs.append(run_row(run_id, activation=act, depth=depth, seed=seed, status=status))
+        steps.extend(steps_rows(run_id, losses))
+    return tables(runs, steps, [])
+
+
+def test_loss_curves_default_group_and_lines(loss_tables):
+    runs = loss_tables["runs"]
+    assert loss_curves.default_by(runs) == "activation"  # swept: its colours mean the same everywhere
+    assert loss_curves.default_by(runs.assign(activation="tanh")) == "depth"  # else the most values
+    seeds = runs.assign(seed=[0, 1, 2, 3], depth=2, activation="tanh", lr=[0.1, 0.1, 0.2, 0.2])
+    assert loss_curves.default_by(seeds) == "lr"  # seeds are replicates, never the default group
+    assert loss_curves.default_by(seeds.assign(lr=0.1)) == "activation"  # nothing swept
+    rnn = runs.assign(activation="tanh", model=["mlp", "mlp", "rnn", "rnn"], depth=[2, 2, 4, 8])
+    assert loss_curves.default_by(rnn) == "model"  # an RNN's depth means nothing: depth has one value
+    fig = loss_curves.draw(loss_tables, by="activation")
+    assert len(fig.axes) == 1
+    ax = fig.axes[0]
+    assert len(gid_lines(ax, "run:")) == 4 and len(gid_lines(ax, "median:")) == 2
+    assert gid_line(ax, "median:relu").get_color() == style.color_of("relu")
+    assert ax.get_yscale() == "log"  # 0.001 .. 5
+    assert ax.get_xlabel() == "training step" and "loss" in ax.get_ylabel()
+    assert ax.get_legend().get_title().get_text().startswith("activation")
+    (cross,) = gid_lines(ax, "diverged")
+    assert list(cross.get_xdata()) == [1] and list(cross.get_ydata()) == [5.0]  # where the run ended
+    np.testing.assert_allclose(gid_line(ax, "median:tanh").get_ydata(), [1.0, 0.55, 0.25, 0.15])
+    relu = gid_line(ax, "median:relu").get_ydata()  # the diverged run counts as inf from step 2 on
+    np.testing.assert_allclose(relu[:2], [1.0, 2.55])
+    assert np.isnan(relu[2:]).all()
+    assert "Loss curves by activation" in fig._suptitle.get_text()
+    assert_not_blank(fig)
+
+
+def test_loss_curves_default_draws_depth_linear_when_narrow(loss_tables):
+    narrow = loss_tables["runs"]["run_id"].isin(["tanh20", "tanh41"])
+    t = {k: (v[v["run_id"].isin(["tanh20", "tanh41"])] if "run_id" in v else v) for k, v in loss_tables.items()}
+    assert narrow.sum() == 2
+    fig = loss_curves.draw(t)
+    ax = fig.axes[0]
+    assert ax.get_legend().get_title().get_text().startswith("depth")
+    assert len(gid_lines(ax, "median:")) == 2 and not gid_lines(ax, "diverged")
+    assert ax.get_yscale() == "linear"  # 0.1 .. 1 is one decade
+
+
+def test_loss_curves_panel_per_part_or_task_and_clip_groups(loss_tables, clip_tables):
+    runs = pd.concat([loss_tables["runs"], clip_tables["runs"]], ignore_index=True)
+    steps = pd.concat([loss_tables["steps"], clip_tables["steps"]], ignore_index=True)
+    fig = loss_curves.draw(tables(runs, steps, []), by="activation")
+    titles = [ax.get_title(loc="left").split("\n")[0] for ax in fig.axes]
+    assert titles == ["part:  (teacher_student)", "part: clipping (adding)", "part: dying (adding)"]
+    fig = loss_curves.draw(tables(runs.assign(part=""), steps, []), by="activation")
+    titles = {ax.get_title(loc="left").split("\n")[0] for ax in fig.axes}
+    assert titles == {"task: adding", "task: teacher_student"}  # their losses do not share a scale
+    assert len(gid_lines(fig.axes[0], "median:")) + len(gid_lines(fig.axes[1], "median:")) == 3
+    clip_only = dict(clip_tables, runs=clip_tables["runs"][clip_tables["runs"]["part"] == "clipping"])
+    assert loss_curves.default_by(clip_only["runs"]) == "clip"
+    fig = loss_curves.draw(clip_only)
+    ax = fig.axes[0]
+    # "none" is its own group, not clip = 1
+    medians = [line.get_gid() for line in gid_lines(ax, "median:")]
+    assert medians == ["median:0.1", "median:1", "median:10", "median:none"]
+
+
+def test_loss_curves_errors(loss_tables):
+    with pytest.raises(ValueError, match="by='colour'"):
+        loss_curves.draw(loss_tables, by="colour")
+    with pytest.raises(style.SkipFigure, match="no runs with logged steps"):
+        loss_curves.draw(dict(loss_tables, steps=loss_tables["steps"].iloc[:0]))
+    with pytest.raises(style.SkipFigure, match="loss"):
+        loss_curves.draw(dict(loss_tables, steps=loss_tables["steps"].drop(columns="loss")))
+
+
+def test_loss_curves_lstm_is_its_own_group(loss_tables):
+    runs = loss_tables["runs"].assign(model=["mlp", "mlp", "lstm", "lstm"])
+    fig = loss_curves.draw(dict(loss_tables, runs=runs), by="activation")
+    ax = fig.axes[0]
+    assert [line.get_gid() for line in gid_lines(ax, "median:")] == ["median:tanh", "median:lstm"]
+    assert gid_line(ax, "median:lstm").get_color() == style.MODEL_COLORS["lstm"]

@@ -1,0 +1,476 @@
+"""The figures command, the HTML report and the tour config.
+
+One small results folder is made once (a tiny two-part config run through `gradlab run`, which also
+draws the figures and writes the report); the report is then checked as HTML (one embedded, valid PNG
+per figure drawn, nothing fetched from the network, the diagnosis sentences and status counts) and,
+when a Chromium is installed, in a real browser (screenshot not blank, every image loaded).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import types
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from gradlab import report
+from gradlab.cli import app
+from gradlab.plots import NAMES, draw, style
+from gradlab.sweep import config, load_results
+
+ROOT = Path(__file__).resolve().parents[1]
+TOUR = ROOT / "experiments" / "tour.toml"
+
+# Two parts named like the tour's, a handful of steps: MLPs (one collapses: ReLU, width 2, depth 6),
+# an RNN and an LSTM, and an RNN that overflows at step 1 (so the statuses are not all "ok").
+TINY = """
+name = "tiny"
+description = "a tiny two-part experiment for the report tests"
+[train]
+steps = 6
+log_every = 3
+probe_size = 32
+batch = 8
+
+[[part]]
+name = "depth"
+[part.model]
+kind = "mlp"
+width = 8
+[part.task]
+name = "teacher_student"
+input_size = 4
+[part.sweep]
+depth = [2, 6]
+activation = ["sigmoid", "relu"]
+[[part.case]]
+activation = "relu"
+width = 2
+depth = 6
+init = "he_normal"
+
+[[part]]
+name = "recurrent"
+[part.model]
+width = 6
+[part.task]
+name = "adding"
+T = 8
+[part.sweep]
+kind = ["rnn", "lstm"]
+[[part.case]]
+kind = "rnn"
+activation = "identity"
+recurrent_init = "mean_field"
+sigma_w2 = 400.0
+T = 40
+lr = 0.1
+"""
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    """A results folder made by `gradlab run CONFIG` (serial), with its figures and report, and the output."""
+    folder = tmp_path_factory.mktemp("report")
+    cfg = folder / "tiny.toml"
+    cfg.write_text(TINY)
+    out = folder / "tiny"
+    result = CliRunner().invoke(app, ["run", str(cfg), "--out", str(out), "--quiet"])
+    assert result.exit_code == 0, result.output
+    return out, result.output
+
+
+class Images(HTMLParser):
+    """Every <img> and every attribute that can make a browser fetch something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str]] = []
+        self.links: list[tuple[str, str, str]] = []  # (tag, attribute, value)
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        for name in ("src", "href", "srcset", "data", "poster", "action", "background"):
+            if attrs.get(name):
+                self.links.append((tag, name, attrs[name]))
+
+
+def parse(text: str) -> Images:
+    parser = Images()
+    parser.feed(text)
+    return parser
+
+
+def written_figures(out: Path) -> set[str]:
+    return {p.stem for p in (out / "figures").glob("*.png")}
+
+
+# ---- the report as HTML -----------------------------------------------------------------------
+
+
+def test_run_draws_the_figures_and_prints_the_report_path(results):
+    out, output = results
+    assert (out / "report.html").is_file()
+    assert f"report: {out / 'report.html'}" in output
+    drawn = written_figures(out)
+    assert drawn, "the tiny results draw no figure at all"
+    assert f"figures: {len(drawn)} of {len(NAMES)} drawn" in output
+    summary = pd.read_csv(out / "summary.csv")
+    runs = load_results(out)["runs"]
+    assert list(summary["run_id"]) == list(runs["run_id"]) and list(summary["status"]) == list(runs["status"])
+    for name in set(NAMES) - drawn:  # every figure not drawn is named with a reason
+        assert re.search(rf"skipped {name}: \S", output), f"{name} neither drawn nor reported skipped:\n{output}"
+
+
+def test_report_embeds_one_valid_png_per_figure_drawn(results):
+    out, _ = results
+    page = parse((out / "report.html").read_text())
+    drawn = written_figures(out)
+    assert len(page.images) == len(drawn), f"{len(page.images)} <img> for {len(drawn)} figures drawn"
+    assert {img["alt"].removeprefix("figure ") for img in page.images} == drawn
+    for img in page.images:
+        src = img["src"]
+        assert src.startswith("data:image/png;base64,"), src[:60]
+        data = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert data[:8] == b"\x89PNG\r\n\x1a\n", f"{img['alt']}: not a PNG"
+        pixels = matplotlib.image.imread(io.BytesIO(data), format="png")
+        assert pixels.ndim == 3 and pixels.shape[0] > 0 and pixels.shape[1] > 0, pixels.shape
+        assert report.png_size(data) == (pixels.shape[1], pixels.shape[0])
+        name = img["alt"].removeprefix("figure ")
+        assert data == (out / "figures" / f"{name}.png").read_bytes(), (
+            f"{name}: the embedded PNG is not the figure's file"
+        )
+
+
+def test_report_fetches_nothing_from_the_network(results):
+    out, _ = results
+    text = (out / "report.html").read_text()
+    page = parse(text)
+    remote = [(tag, attr, value[:80]) for tag, attr, value in page.links if not value.startswith(("data:", "#"))]
+    assert not remote, f"attributes that would load something: {remote}"
+    assert not re.search(r"<script|<link|<iframe|<object|<embed|@import|url\(", text, re.IGNORECASE), (
+        "external resource machinery in the report"
+    )
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:)?//""", text, re.IGNORECASE)
+
+
+def test_report_holds_the_diagnosis_sentences_and_status_counts(results):
+    out, _ = results
+    text = (out / "report.html").read_text()
+    runs = load_results(out)["runs"]
+    assert set(runs["status"]) >= {"ok", "diverged"}, "the tiny experiment should have ok and diverged runs"
+    for sentence in runs["diagnosis_text"].unique():
+        assert sentence and html.escape(sentence) in text, f"diagnosis sentence missing: {sentence!r}"
+    for label, n in runs["diagnosis"].value_counts().items():  # one heading per label, with its count
+        assert re.search(rf">{label}: {n} runs?</h3>", text), f"no heading for {n} {label} run(s)"
+    # the runs table: its header names the statuses, its "all" row gives their counts
+    table = text[text.index('id="runs"') : text.index('id="figures"')]
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", table)
+    total = re.search(r"<tr class=total>(.*?)</tr>", table).group(1)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", total)
+    columns = headers[headers.index("part") :]
+    k = int(re.search(r'colspan="(\d+)">by status', table).group(1))  # the status columns come first
+    assert cells[:2] == ["all", str(len(runs))], f"total row {cells[:2]}, expected all, {len(runs)}"
+    row = dict(zip(columns[2 : 2 + k], cells[2 : 2 + k]))
+    assert row == {status: str(n) for status, n in runs["status"].value_counts().items()}
+    for part, n in runs["part"].value_counts().items():
+        assert re.search(rf"<tr><td>{part}</td><td class=num>{n}</td>", table), (
+            f"part {part}: {n} runs not in the table"
+        )
+
+
+def test_report_shows_config_grid_and_provenance(results):
+    out, _ = results
+    text = (out / "report.html").read_text()
+    runs = load_results(out)["runs"]
+    assert html.escape((out / "config.toml").read_text()) in text
+    assert f"The grid has <b>{len(runs)}</b> runs in 2 parts" in text
+    facts = json.loads((out / "manifest.json").read_text())
+    assert facts["git_commit"] in text and facts["gradlab_version"] in text and facts["started"] in text
+
+
+def test_report_is_written_atomically(results, monkeypatch):
+    out, _ = results
+    before = (out / "report.html").read_bytes()
+
+    def broken_fsync(fd):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(report.os, "fsync", broken_fsync)
+    tables = load_results(out)
+    with pytest.raises(OSError, match="disk full"):
+        report.write(out, tables, ({}, {}))
+    assert (out / "report.html").read_bytes() == before, "a failed write changed the report"
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".report.html")], "temporary file left behind"
+
+
+def test_report_on_results_without_figures_says_why(results, tmp_path):
+    out, _ = results
+    tables = load_results(out)
+    skipped = {name: f"reason for {name}" for name in NAMES}
+    text = report.build(out, tables, {}, skipped)
+    assert "<img" not in text
+    for name in NAMES:
+        assert f"<b><code>{name}</code></b>: reason for {name}" in text
+
+
+# ---- the report in a browser ------------------------------------------------------------------
+
+
+def chromium() -> str | None:
+    for candidate in ("/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def headless(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             f"--user-data-dir={profile}"]  # fmt: skip
+    return subprocess.run([binary, *flags, *args], check=False, capture_output=True, text=True, timeout=120)
+
+
+# Appended to a copy of the report: after load, write how many images there are and how many loaded.
+CHECK = """<script>window.addEventListener("load", function () {
+  var im = document.images, ok = 0;
+  for (var i = 0; i < im.length; i++) { if (im[i].complete && im[i].naturalWidth > 0) ok++; }
+  var p = document.createElement("pre"); p.id = "gradlab-check";
+  p.textContent = "images=" + im.length + " loaded=" + ok; document.body.appendChild(p);
+});</script>"""
+
+
+@pytest.mark.skipif(chromium() is None, reason="no Chromium installed (the HTML checks above still run)")
+def test_report_renders_in_headless_chromium(results, tmp_path):
+    out, _ = results
+    binary = chromium()
+    n_images = len(parse((out / "report.html").read_text()).images)
+    assert n_images > 0
+
+    shot = tmp_path / "shot.png"
+    run = headless(
+        binary,
+        tmp_path / "profile1",
+        f"--screenshot={shot}",
+        "--window-size=1200,3000",
+        (out / "report.html").resolve().as_uri(),
+    )
+    assert shot.is_file(), f"no screenshot: {run.stderr[-2000:]}"
+    pixels = matplotlib.image.imread(shot)[..., :3]
+    assert pixels.shape[:2] == (3000, 1200)
+    not_white = (pixels < 0.95).any(axis=2).mean()
+    assert not_white > 0.02, f"the screenshot is blank ({not_white:.1%} of pixels not white)"
+    assert pixels.std() > 0.05, "the screenshot is one flat colour"
+
+    checked = tmp_path / "checked.html"
+    checked.write_text((out / "report.html").read_text().replace("</body>", CHECK + "</body>"))
+    run = headless(binary, tmp_path / "profile2", "--virtual-time-budget=10000", "--dump-dom", checked.as_uri())
+    found = re.search(r'id="gradlab-check">images=(\d+) loaded=(\d+)<', run.stdout)
+    assert found, f"the check did not run: {run.stdout[-500:]} {run.stderr[-1000:]}"
+    images, loaded = int(found.group(1)), int(found.group(2))
+    assert (images, loaded) == (n_images, n_images), f"the browser saw {images} images, {loaded} loaded, of {n_images}"
+
+
+# ---- gradlab plot and draw_all ----------------------------------------------------------------
+
+
+def fake_figures(monkeypatch, **behaviour):
+    """Replace figure modules: "skip" raises SkipFigure, "raise" raises RuntimeError, "ok" draws a
+    line, "missing" makes the module absent."""
+    import matplotlib.pyplot as plt
+
+    for name, how in behaviour.items():
+        full = f"gradlab.plots.{name}"
+        if how == "missing":
+            monkeypatch.setitem(sys.modules, full, None)
+            continue
+        mod = types.ModuleType(full)
+        mod.CAPTION, mod.PART = f"caption of {name}", ""
+
+        def drawer(tables, how=how, name=name):
+            fig, ax = plt.subplots()
+            if how == "skip":
+                raise style.SkipFigure(f"no data for {name}")
+            if how == "raise":
+                raise RuntimeError(f"boom in {name}")
+            ax.plot([0, 1], [0, 1])
+            return fig
+
+        mod.draw = drawer
+        monkeypatch.setitem(sys.modules, full, mod)
+
+
+def test_draw_all_isolates_each_figure(results, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    out, _ = results
+    fake_figures(monkeypatch, gradient_by_layer="ok", saturation="skip", clipping="raise", loss_curves="missing")
+    open_before = len(plt.get_fignums())
+    (tmp_path / "figures").mkdir()
+    (tmp_path / "figures" / "saturation.png").write_bytes(b"stale")  # from earlier results
+    written, skipped = draw.draw_all(
+        load_results(out),
+        tmp_path,
+        only=["gradient_by_layer", "saturation", "clipping", "loss_curves"],
+        formats=["png"],
+    )
+    assert list(written) == ["gradient_by_layer"]
+    assert written["gradient_by_layer"] == [tmp_path / "figures" / "gradient_by_layer.png"]
+    assert skipped["saturation"] == "no data for saturation"
+    assert skipped["clipping"] == "error: RuntimeError: boom in clipping"
+    assert skipped["loss_curves"].startswith("not available: no module gradlab/plots/loss_curves.py")
+    assert draw.errors(skipped) == ["clipping"]
+    assert not (tmp_path / "figures" / "saturation.png").exists(), "a skipped figure's stale file was kept"
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["gradient_by_layer.png"]
+    assert len(plt.get_fignums()) == open_before, "figures left open"
+
+
+def test_plot_prints_what_it_skipped_and_why(results, tmp_path, monkeypatch):
+    out, _ = results
+    target = tmp_path / "copy"
+    shutil.copytree(out, target)
+    shutil.rmtree(target / "figures")
+    fake_figures(monkeypatch, gradient_by_layer="ok", saturation="skip", loss_curves="missing")
+    result = CliRunner().invoke(
+        app,
+        ["plot", str(target), "--only", "gradient_by_layer,saturation", "--only", "loss_curves", "--format", "png,svg"],
+    )
+    assert result.exit_code == 0, result.output
+    assert "figures: 1 of 3 drawn" in result.output
+    assert "skipped saturation: no data for saturation" in result.output
+    assert "skipped loss_curves: not available" in result.output
+    assert sorted(p.name for p in (target / "figures").iterdir()) == ["gradient_by_layer.png", "gradient_by_layer.svg"]
+
+
+def test_plot_exits_1_when_a_figure_raises(results, tmp_path, monkeypatch):
+    out, _ = results
+    target = tmp_path / "copy"
+    shutil.copytree(out, target)
+    fake_figures(monkeypatch, clipping="raise", gradient_by_layer="ok")
+    result = CliRunner().invoke(app, ["plot", str(target), "--only", "clipping,gradient_by_layer", "--format", "png"])
+    assert result.exit_code == 1, result.output
+    assert "skipped clipping: error: RuntimeError: boom in clipping" in result.output
+    assert (target / "figures" / "gradient_by_layer.png").is_file(), "the other figure was not drawn"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--only", "nope"], "error: --only 'nope': must be one of gradient_by_layer,"),
+        (["--only", "clipping,gradient_by_layr"], "error: --only 'gradient_by_layr': must be one of"),
+        (["--format", "jpg"], "error: --format 'jpg': must be one of png, pdf, svg"),
+        (["--format", ","], "error: --format: give at least one of png, pdf, svg"),
+    ],
+)
+def test_plot_rejects_bad_options_in_one_line(results, args, message):
+    out, _ = results
+    before = sorted(p.name for p in (out / "figures").iterdir())
+    result = CliRunner().invoke(app, ["plot", str(out), *args])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == result.output.strip().splitlines()[0], f"not one line: {result.output!r}"
+    assert result.output.startswith(message), result.output
+    assert sorted(p.name for p in (out / "figures").iterdir()) == before, "a rejected command changed figures/"
+
+
+def test_plot_and_report_reject_a_folder_without_results(tmp_path):
+    for command in ("plot", "report"):
+        result = CliRunner().invoke(app, [command, str(tmp_path / "nothing")])
+        assert result.exit_code == 2, result.output
+        assert result.output.startswith("error: ") and "runs.parquet" in result.output
+        assert len(result.output.strip().splitlines()) == 1
+
+
+def test_report_command_rewrites_the_report(results, tmp_path):
+    out, _ = results
+    target = tmp_path / "copy"
+    shutil.copytree(out, target)
+    (target / "report.html").unlink()
+    result = CliRunner().invoke(app, ["report", str(target)])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip().endswith(f"report: {target / 'report.html'}")
+    assert len(parse((target / "report.html").read_text()).images) == len(written_figures(target)) > 0
+
+
+def test_run_no_report_writes_neither_figures_nor_report(tmp_path):
+    cfg = tmp_path / "one.toml"
+    cfg.write_text('name = "one"\n[model]\nwidth = 4\ndepth = 2\n[train]\nsteps = 2\nprobe_size = 8\n')
+    result = CliRunner().invoke(app, ["run", str(cfg), "--out", str(tmp_path / "one"), "--quiet", "--no-report"])
+    assert result.exit_code == 0, result.output
+    assert "report:" not in result.output and "figures:" not in result.output
+    assert (tmp_path / "one" / "runs.parquet").is_file()
+    assert not (tmp_path / "one" / "report.html").exists() and not (tmp_path / "one" / "figures").exists()
+    assert not (tmp_path / "one" / "summary.csv").exists()
+
+
+# ---- the tour ---------------------------------------------------------------------------------
+
+TOUR_PARTS = {"depth": 20, "recurrent": 4, "clipping": 12, "dying": 150, "saturation": 4}  # the README's numbers
+
+
+def test_tour_validates_with_its_parts_and_grid_size():
+    experiment = config.load(TOUR)
+    grid = experiment.grid()
+    assert experiment.name == "tour"
+    assert [p.name for p in experiment.parts] == list(TOUR_PARTS)
+    sizes = pd.Series([c["experiment.part"] for c in grid]).value_counts().to_dict()
+    assert sizes == TOUR_PARTS
+    assert len(grid) == sum(TOUR_PARTS.values()) == 190
+
+
+def test_tour_parts_are_the_issue_s_experiments():
+    grid = pd.DataFrame(config.load(TOUR).grid())
+    part = {name: frame for name, frame in grid.groupby("experiment.part")}
+    depth = part["depth"]
+    assert set(depth["model.kind"]) == {"mlp"} and set(depth["model.init"]) == {"standard"}
+    assert sorted(set(zip(depth["model.depth"], depth["model.activation"]))) == sorted(
+        (d, a) for d in (2, 4, 8, 16, 32) for a in ("sigmoid", "tanh", "relu", "leaky_relu")
+    )
+    recurrent = part["recurrent"]
+    assert set(recurrent["model.kind"]) == {"rnn", "lstm"} and set(recurrent["task.name"]) == {"adding"}
+    clipping = part["clipping"]
+    assert set(clipping["model.kind"]) == {"rnn"} and set(clipping["model.activation"]) == {"tanh"}
+    assert set(clipping["model.recurrent_init"]) == {"mean_field"} and set(clipping["model.sigma_w2"]) == {4.0}
+    assert set(clipping["train.optimizer"]) == {"sgd"}
+    thresholds = {(m, c if m != "none" else None) for m, c in zip(clipping["train.clip_mode"], clipping["train.clip"])}
+    assert thresholds == {("none", None), ("norm", 0.1), ("norm", 1.0), ("norm", 10.0)}
+    dying = part["dying"]
+    assert set(dying["model.activation"]) == {"relu", "leaky_relu"} and dying["model.width"].max() <= 5
+    assert sorted(set(dying["model.depth"])) == [2, 4, 8, 16, 32]
+
+
+def test_tour_clipping_part_explodes_without_clipping_and_not_with_it():
+    """Seed 0 of the clipping part: unclipped, the gradient overflows; clipped at any threshold, not."""
+    from gradlab import train
+
+    runs = [c for c in config.load(TOUR).grid() if c["experiment.part"] == "clipping" and c["train.seed"] == 0]
+    outcome = {}
+    for c in runs:
+        record, tables = train.run(c)
+        key = "none" if c["train.clip_mode"] == "none" else c["train.clip"]
+        outcome[key] = (record["status"], float(tables["steps"]["grad_norm"].replace(np.inf, np.nan).max()))
+    assert set(outcome) == {"none", 0.1, 1.0, 10.0}
+    assert outcome["none"][0] == "diverged", outcome
+    assert all(status == "ok" for key, (status, _) in outcome.items() if key != "none"), outcome
+
+
+def test_run_without_config_is_the_tour(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no experiments/ here: the shipped tour is found next to the package
+    result = CliRunner().invoke(app, ["run", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("tour: 190 runs")
+    assert "would write results/tour/" in result.output
