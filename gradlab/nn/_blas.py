@@ -12,7 +12,7 @@ from __future__ import annotations
 import ctypes
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS, which is looked up below)
 
@@ -51,3 +51,8 @@ def single_threaded() -> Iterator[None]:
         yield
     finally:
         _SET_THREADS(previous)
+
+
+def threads_for(macs: int):
+    """single_threaded() for a product of fewer than SMALL_PRODUCT multiply-adds, else a no-op context."""
+    return single_threaded() if macs < SMALL_PRODUCT else nullcontext()

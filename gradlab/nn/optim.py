@@ -15,6 +15,22 @@ from gradlab.nn import _checks
 Array = np.ndarray
 
 
+_BLOCK = 1 << 16  # elements per block of _subtract_scaled
+
+
+def _subtract_scaled(p: Array, lr: float, g: Array) -> None:
+    """p -= lr * g in place, a block at a time: a temporary lr * g as big as p would be fresh memory at every
+    step (from 32 MiB, e.g. a float64 2048 x 2048 weight, glibc maps and zeroes a new one each time)."""
+    if p.size <= _BLOCK or not (p.flags.c_contiguous and g.flags.c_contiguous):
+        p -= lr * g
+        return
+    p_flat, g_flat = p.reshape(-1), g.reshape(-1)
+    buf = np.empty(_BLOCK, dtype=np.result_type(p, g))
+    for start in range(0, p.size, _BLOCK):
+        step = np.multiply(g_flat[start : start + _BLOCK], lr, out=buf[: min(_BLOCK, p.size - start)])
+        p_flat[start : start + _BLOCK] -= step
+
+
 class SGD:
     """Plain SGD, or SGD with (heavy-ball) momentum mu when momentum > 0."""
 
@@ -35,7 +51,7 @@ class SGD:
                 v *= self.momentum  # v <- mu v + g
                 v += g
                 g = v
-            p -= self.lr * g
+            _subtract_scaled(p, self.lr, g)  # p <- p - lr g
 
 
 class Adam:

@@ -1,0 +1,494 @@
+"""`gradlab bench`: the time of one training step of the engine on four workloads, against NumPy's own
+matrix-product peak and, when it is importable, PyTorch doing the same step with the same weights.
+
+A training step is: forward, loss (mse, 1/2 convention), backward without the input gradient, clipping by
+global norm (gradlab.nn.clip.clip_norm, Pascanu et al. 2013) and an SGD update (gradlab.nn.optim.SGD).
+
+    W1  MLP 256 -> 20 x 256 -> 1, batch 128, tanh, mse, norm clipping
+    W2  tanh RNN D=2, H=128, T=100, N=32, loss on the last step
+    W3  LSTM     D=2, H=128, T=100, N=32, loss on the last step
+    W4  MLP 2048 -> 8 x 2048 -> 1, batch 512, ReLU (bound by the matrix products)
+
+Every timing is the median over repeats; the variants of one workload (ours, ours with the trace, PyTorch's
+fused module, PyTorch's cell loop) are interleaved within each repeat, so that noise from other processes
+hits them alike. Only ratios measured in the same run mean anything on a shared machine.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import platform
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradlab.nn import LSTM, MLP, RNN
+from gradlab.nn.clip import clip_norm
+from gradlab.nn.losses import mse
+from gradlab.nn.optim import SGD
+
+MAX_NORM = 1.0  # clipping threshold of every workload
+LR = 1e-3  # SGD learning rate (small: repeats barely move the weights)
+PEAK_SIZE = 2048  # NumPy's peak is measured on a PEAK_SIZE x PEAK_SIZE matrix product
+MEMORY_T = 1000  # sequence length of the memory measurement (W3 otherwise)
+
+
+@dataclass(frozen=True)
+class Workload:
+    """One benchmark problem. model is mlp, rnn or lstm; for an MLP `layers` hidden layers of `hidden`
+    units; for a sequence model T steps and the loss on the last one."""
+
+    name: str
+    model: str
+    input_size: int
+    hidden: int
+    batch: int
+    activation: str = "tanh"
+    layers: int = 1
+    T: int = 1
+    output_size: int = 1
+    init: str = "standard"
+
+    def describe(self) -> str:
+        if self.model == "mlp":
+            return (
+                f"MLP {self.input_size} -> {self.layers} x {self.hidden} -> {self.output_size}, batch {self.batch}, "
+                f"{self.activation}, mse, norm clipping"
+            )
+        kind = "tanh RNN" if self.model == "rnn" else "LSTM"
+        return (
+            f"{kind} D={self.input_size}, H={self.hidden}, T={self.T}, N={self.batch}, O={self.output_size}, "
+            "loss on the last step, mse, norm clipping"
+        )
+
+
+WORKLOADS: dict[str, Workload] = {
+    "W1": Workload("W1", "mlp", 256, 256, 128, "tanh", layers=20, init="xavier_uniform"),
+    "W2": Workload("W2", "rnn", 2, 128, 32, "tanh", T=100),
+    "W3": Workload("W3", "lstm", 2, 128, 32, T=100),
+    "W4": Workload("W4", "mlp", 2048, 2048, 512, "relu", layers=8, init="he_uniform"),
+}
+
+
+def matmul_flops(w: Workload) -> int:
+    """Floating-point operations of the matrix products of one training step (2 m k n per (m, k) x (k, n)
+    product; elementwise work is not counted), as the engine does them with input_grad=False.
+
+    MLP with layer sizes n_0 .. n_L and batch N: each layer l does z = a W^T (2 N n_l n_(l+1)), dW = delta^T a
+    (the same) and, except the first, da = delta W (the same):
+        sum_l 2 N n_l n_(l+1) (3 - [l = 0]).
+    RNN / LSTM with G gate blocks (1 or 4), T steps, input D, hidden H, readout O, loss on the last step:
+    input projection 2 T N D GH, recurrence 2 T N H GH forward and 2 T N GH H backward (dL/dh_(t-1) at every
+    step, down to dh0), dW_ih 2 T N GH D, dW_hh 2 T N GH H, readout 2 N H O forward, 2 N O H for dW_out
+    and 2 N O H for dL/dh_T:
+        2 T N GH (2 D + 3 H) + 6 N H O.
+    """
+    N = w.batch
+    if w.model == "mlp":
+        sizes = [w.input_size] + [w.hidden] * w.layers + [w.output_size]
+        return sum(2 * N * a * b * (3 - (l == 0)) for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])))
+    G = 1 if w.model == "rnn" else 4
+    T, D, H, O = w.T, w.input_size, w.hidden, w.output_size
+    return 2 * T * N * G * H * (2 * D + 3 * H) + 6 * N * H * O
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the step, ours and PyTorch's
+
+
+def data(w: Workload, dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs x ((N, D) or (N, T, D)) and targets y (N, O), standard normal."""
+    rng = np.random.default_rng(seed + 1)
+    shape = (w.batch, w.input_size) if w.model == "mlp" else (w.batch, w.T, w.input_size)
+    return rng.standard_normal(shape).astype(dtype), rng.standard_normal((w.batch, w.output_size)).astype(dtype)
+
+
+def build_model(w: Workload, dtype: str, seed: int = 0) -> MLP | RNN | LSTM:
+    rng = np.random.default_rng(seed)
+    if w.model == "mlp":
+        sizes = [w.input_size] + [w.hidden] * w.layers + [w.output_size]
+        return MLP(sizes, w.activation, init=w.init, rng=rng, dtype=dtype)
+    if w.model == "rnn":
+        return RNN(w.input_size, w.hidden, w.output_size, w.activation, init=w.init, rng=rng, dtype=dtype)
+    return LSTM(w.input_size, w.hidden, w.output_size, init=w.init, rng=rng, dtype=dtype)
+
+
+class OurStep:
+    """One training step of the engine; call it (trace=True records the trace) to get the loss."""
+
+    def __init__(self, w: Workload, dtype: str, seed: int = 0) -> None:
+        self.model = build_model(w, dtype, seed)
+        self.x, self.y = data(w, dtype, seed)
+        self.opt = SGD(self.model.params, LR)
+        self.grads: dict[str, np.ndarray] = {}
+
+    def __call__(self, trace: bool = False) -> float:
+        out, cache = self.model.forward(self.x, trace=trace)
+        loss, dout = mse(out, self.y)
+        self.grads = self.model.backward(dout, cache, input_grad=False).params
+        clip_norm(self.grads, MAX_NORM)
+        self.opt.step(self.grads)
+        return loss
+
+
+def torch_available() -> bool:
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+class TorchStep:
+    """The same step in PyTorch, starting from the same weights as OurStep(w, dtype, seed).
+
+    variant "fused": nn.Sequential of nn.Linear for an MLP, nn.RNN / nn.LSTM for a sequence model;
+    variant "cell": nn.RNNCell / nn.LSTMCell called over t, with h_t.retain_grad() at every step (the only way
+    PyTorch exposes dL/dh_t). The loss is 1/2 the squared error summed over outputs, averaged over the batch.
+    A recurrent cell's bias_hh is frozen at 0, so that the trained parameters are the engine's (one bias).
+    """
+
+    def __init__(self, w: Workload, dtype: str, seed: int = 0, variant: str = "fused") -> None:
+        import torch
+
+        self.torch, self.w, self.variant = torch, w, variant
+        tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
+        ours = build_model(w, dtype, seed)
+        x, y = data(w, dtype, seed)
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
+        p = {k: torch.from_numpy(v.copy()) for k, v in ours.params.items()}
+        nn = torch.nn
+        if w.model == "mlp":
+            act = {"tanh": nn.Tanh, "relu": nn.ReLU}[w.activation]
+            mods: list = []
+            for l in range(ours.depth):
+                lin = nn.Linear(ours.sizes[l], ours.sizes[l + 1], dtype=tdtype)
+                mods += [lin] + ([act()] if l < ours.depth - 1 else [])
+            self.net = nn.Sequential(*mods)
+            self.core, self.readout = self.net, None
+            linears = [m for m in self.net if isinstance(m, nn.Linear)]
+            with torch.no_grad():
+                for l, lin in enumerate(linears):
+                    lin.weight.copy_(p[f"layers.{l}.weight"])
+                    lin.bias.copy_(p[f"layers.{l}.bias"])
+        else:
+            D, H = w.input_size, w.hidden
+            if variant == "fused":
+                cls = nn.RNN if w.model == "rnn" else nn.LSTM
+                kw = {"nonlinearity": w.activation} if w.model == "rnn" else {}
+                self.core = cls(D, H, batch_first=True, dtype=tdtype, **kw)
+                suffix = "_l0"
+            else:
+                cls = nn.RNNCell if w.model == "rnn" else nn.LSTMCell
+                kw = {"nonlinearity": w.activation} if w.model == "rnn" else {}
+                self.core = cls(D, H, dtype=tdtype, **kw)
+                suffix = ""
+            self.readout = nn.Linear(H, w.output_size, dtype=tdtype)
+            with torch.no_grad():
+                getattr(self.core, "weight_ih" + suffix).copy_(p["weight_ih"])
+                getattr(self.core, "weight_hh" + suffix).copy_(p["weight_hh"])
+                getattr(self.core, "bias_ih" + suffix).copy_(p["bias"])
+                getattr(self.core, "bias_hh" + suffix).zero_()  # frozen at 0: one bias, as the engine's
+                self.readout.weight.copy_(p["readout.weight"])
+                self.readout.bias.copy_(p["readout.bias"])
+            getattr(self.core, "bias_hh" + suffix).requires_grad_(False)
+            self.net = nn.ModuleList([self.core, self.readout])
+        self.parameters = [q for q in self.net.parameters() if q.requires_grad]
+        self.opt = torch.optim.SGD(self.parameters, lr=LR)
+        self.hs: list = []
+
+    def forward(self):
+        torch, w = self.torch, self.w
+        if w.model == "mlp":
+            return self.net(self.x)
+        if self.variant == "fused":
+            out, _ = self.core(self.x)
+            return self.readout(out[:, -1])
+        N, H = w.batch, w.hidden
+        h = torch.zeros(N, H, dtype=self.x.dtype)
+        c = torch.zeros(N, H, dtype=self.x.dtype)
+        self.hs = []
+        for t in range(w.T):
+            if w.model == "rnn":
+                h = self.core(self.x[:, t], h)
+            else:
+                h, c = self.core(self.x[:, t], (h, c))
+            h.retain_grad()  # dL/dh_t, as the engine's trace
+            self.hs.append(h)
+        return self.readout(h)
+
+    def __call__(self) -> float:
+        self.opt.zero_grad(set_to_none=True)
+        out = self.forward()
+        loss = 0.5 * ((out - self.y) ** 2).sum(dim=-1).mean()
+        loss.backward()
+        self.torch.nn.utils.clip_grad_norm_(self.parameters, MAX_NORM)
+        self.opt.step()
+        return float(loss.detach())
+
+
+def torch_params(step: TorchStep, grad: bool = False) -> dict[str, np.ndarray]:
+    """The torch model's parameters (or, with grad=True, their .grad after the step's clipping) under the
+    engine's names; a recurrent cell's two biases are added up."""
+    get = (lambda t: t.grad.detach().numpy() if t.grad is not None else 0.0) if grad else (lambda t: t.detach().numpy())  # noqa: E731
+    if step.w.model == "mlp":
+        lin = [m for m in step.net if isinstance(m, step.torch.nn.Linear)]
+        out = {}
+        for l, m in enumerate(lin):
+            out[f"layers.{l}.weight"], out[f"layers.{l}.bias"] = get(m.weight), get(m.bias)
+        return out
+    s = "_l0" if step.variant == "fused" else ""
+    core = lambda n: get(getattr(step.core, n + s))  # noqa: E731
+    return {
+        "weight_ih": core("weight_ih"), "weight_hh": core("weight_hh"), "bias": core("bias_ih") + core("bias_hh"),
+        "readout.weight": get(step.readout.weight), "readout.bias": get(step.readout.bias),
+    }  # fmt: skip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# measuring
+
+
+def _time(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(variants: dict[str, Callable[[], object]], repeats: int, warmup: int = 1) -> dict[str, list[float]]:
+    """Seconds per call of each variant, one per repeat; each repeat runs every variant once, in a fresh random order
+    (so that what one variant leaves behind, e.g. PyTorch's OpenMP threads still spinning, falls on every
+    variant alike)."""
+    for _ in range(warmup):
+        for fn in variants.values():
+            fn()
+    order = np.random.default_rng(0)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(repeats):
+        for k in order.permutation(list(variants)):
+            times[k].append(_time(variants[k]))
+    return times
+
+
+def paired_ratio(a: list[float], b: list[float]) -> float:
+    """Median over repeats of a_r / b_r: the two were timed within the same repeat, so a slow stretch of the
+    machine that hits both cancels (a ratio of medians would not cancel it)."""
+    return statistics.median(x / y for x, y in zip(a, b))
+
+
+def matmul_peak(dtype: str, repeats: int = 5, n: int = PEAK_SIZE) -> float:
+    """NumPy's matrix-product rate in GFLOP/s: the best of `repeats` n x n products of this dtype."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    out = np.empty((n, n), dtype=dtype)
+    np.matmul(a, b, out=out)
+    best = min(_time(lambda: np.matmul(a, b, out=out)) for _ in range(repeats))  # a peak: the best, not the median
+    return 2 * n**3 / best / 1e9
+
+
+def lstm_memory(T: int = MEMORY_T, dtype: str = "float64") -> tuple[int, int]:
+    """(peak bytes traced during one W3 training step at sequence length T, bytes of the arrays in the
+    LSTM's cache). tracemalloc sees NumPy's array allocations; model, data and optimizer are made first."""
+    w = WORKLOADS["W3"]
+    step = OurStep(Workload("W3", "lstm", w.input_size, w.hidden, w.batch, T=T), dtype)
+    cache_bytes = 0
+
+    def run() -> None:
+        nonlocal cache_bytes
+        out, cache = step.model.forward(step.x)
+        cache_bytes = sum(a.nbytes for a in vars(cache).values() if isinstance(a, np.ndarray))
+        loss, dout = mse(out, step.y)
+        grads = step.model.backward(dout, cache, input_grad=False).params
+        clip_norm(grads, MAX_NORM)
+        step.opt.step(grads)
+
+    run()  # warm up (one-off allocations are not the step's)
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        run()
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    return peak, cache_bytes
+
+
+def blas_threads() -> int:
+    """Threads NumPy's BLAS uses: OPENBLAS_NUM_THREADS / OMP_NUM_THREADS if set, else the usable cores."""
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        if os.environ.get(var, "").isdigit():
+            return int(os.environ[var])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def machine() -> list[str]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        blas = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas_s = f"{blas.get('name')} {blas.get('version')}"
+    except Exception:  # noqa: BLE001  (older NumPy)
+        blas_s = "unknown"
+    lines = [
+        f"machine: {cpu}, {os.cpu_count()} cores ({blas_threads()} usable), {platform.system()} {platform.release()}",
+        f"python {platform.python_version()}, numpy {np.__version__} with BLAS {blas_s}",
+    ]
+    if torch_available():
+        import torch
+
+        lines.append(f"torch {torch.__version__} (MKL {torch.backends.mkl.is_available()}), threads set to {blas_threads()}")
+    else:
+        lines.append("torch: not importable, PyTorch comparisons skipped")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the run
+
+
+@dataclass
+class Result:
+    workload: str
+    dtype: str
+    ms: float  # median ms per step
+    gflops: float
+    peak_frac: float  # of the run's matmul peak
+    trace_pct: float  # paired: median over repeats of (trace / ours) - 1, in %
+    torch_ms: dict[str, float] = field(default_factory=dict)  # variant -> median ms
+    ratios: dict[str, float] = field(default_factory=dict)  # variant -> paired ours / torch
+    matmul_frac: float = math.nan  # paired, against a PEAK_SIZE^2 matmul interleaved with the repeats (W4)
+
+    def ratio(self, variant: str) -> float:
+        return self.ratios.get(variant, math.nan)
+
+
+def measure(
+    w: Workload, dtype: str, repeats: int, peak: float, with_torch: bool, warmup: int = 1, interleave_peak: bool = False
+) -> Result:
+    ours = OurStep(w, dtype)
+    variants: dict[str, Callable[[], object]] = {"ours": ours, "trace": lambda: ours(trace=True)}
+    if with_torch:
+        variants["fused"] = TorchStep(w, dtype, variant="fused")
+        if w.model != "mlp":
+            variants["cell"] = TorchStep(w, dtype, variant="cell")
+    if interleave_peak:
+        a, b, c = (np.random.default_rng(0).standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(dtype) for _ in range(3))
+        variants["matmul"] = lambda: np.matmul(a, b, out=c)
+    t = interleaved(variants, repeats, warmup)
+    med = {k: statistics.median(v) for k, v in t.items()}
+    flops = matmul_flops(w)
+    gflops = flops / med["ours"] / 1e9
+    r = Result(
+        w.name, dtype, 1e3 * med["ours"], gflops, gflops / peak, 100 * (paired_ratio(t["trace"], t["ours"]) - 1),
+        {k: 1e3 * med[k] for k in ("fused", "cell") if k in t},
+        {k: paired_ratio(t["ours"], t[k]) for k in ("fused", "cell") if k in t},
+    )  # fmt: skip
+    if interleave_peak:  # (flops / t_ours) / (matmul flops / t_matmul)
+        r.matmul_frac = flops / (2 * PEAK_SIZE**3) / paired_ratio(t["ours"], t["matmul"])
+    return r
+
+
+def targets(results: list[Result], memory_ratio: float | None) -> list[tuple[str, str, bool]]:
+    """(target, measured, met) for every target of the issue that this run measured."""
+    rows = []
+
+    def each(name: str, check: Callable[[Result], tuple[float, bool]], fmt: str, label: str) -> None:
+        rs = [r for r in results if r.workload == name]
+        vals = [(r.dtype, *check(r)) for r in rs]
+        vals = [v for v in vals if not math.isnan(v[1])]
+        if vals:
+            rows.append((label, ", ".join(f"{d[5:]}: {fmt.format(x)}" for d, x, _ in vals), all(ok for *_, ok in vals)))
+
+    each("W1", lambda r: (r.ratio("fused"), r.ratio("fused") <= 0.5), "{:.2f}x", "W1 <= 0.5x PyTorch")
+    each("W2", lambda r: (r.ratio("fused"), r.ratio("fused") <= 1.0), "{:.2f}x", "W2 <= 1.0x fused nn.RNN")
+    each("W3", lambda r: (r.ratio("cell"), r.ratio("cell") <= 1.0), "{:.2f}x", "W3 <= 1.0x LSTMCell loop")
+    each("W3", lambda r: (r.ratio("fused"), r.ratio("fused") <= 1.5), "{:.2f}x", "W3 <= 1.5x fused nn.LSTM")
+    each("W4", lambda r: (100 * r.matmul_frac, r.matmul_frac >= 0.85), "{:.1f}%", "W4 >= 85% of matmul (interleaved)")
+    if results:
+        worst = max(results, key=lambda r: r.trace_pct)
+        rows.append(("trace cost <= 15%", f"worst {worst.trace_pct:+.1f}% ({worst.workload} {worst.dtype})",
+                     all(r.trace_pct <= 15 for r in results)))  # fmt: skip
+    if memory_ratio is not None:
+        rows.append((f"W3 memory at T={MEMORY_T} <= 1.5x cache", f"{memory_ratio:.2f}x", memory_ratio <= 1.5))
+    return rows
+
+
+def run(
+    quick: bool = False,
+    only: Iterable[str] | None = None,
+    dtypes: Iterable[str] = ("float32", "float64"),
+    echo: Callable[[str], None] = print,
+) -> list[Result]:
+    """Measure and print the table; returns the results."""
+    names = [n.strip().upper() for n in (only or WORKLOADS)]
+    for n in names:
+        if n not in WORKLOADS:
+            raise ValueError(f"only must list workloads among {', '.join(WORKLOADS)}, got {n!r}")
+    dtypes = list(dtypes)
+    for d in dtypes:
+        if d not in ("float32", "float64"):
+            raise ValueError(f"dtype must be float32 or float64, got {d!r}")
+    with_torch = torch_available()
+    if with_torch:
+        import torch
+
+        torch.set_num_threads(blas_threads())
+    for line in machine():
+        echo(line)
+    echo(f"command: gradlab bench{' --quick' if quick else ''}; one step = forward, mse loss, backward "
+         f"(input_grad=False), clip_norm({MAX_NORM}), SGD(lr={LR}); ms: median of repeats; variants interleaved in random"
+         " order; ratios and trace cost: median over repeats of the ratio within the repeat")  # fmt: skip
+    for n in names:
+        echo(f"  {n}: {WORKLOADS[n].describe()}")
+    peaks = {d: matmul_peak(d, repeats=3 if quick else 5) for d in dtypes}
+    results = []
+    for n in names:
+        w = WORKLOADS[n]
+        big = w.name == "W4"
+        repeats = (3 if big else 7) if quick else (11 if big else 31)
+        for d in dtypes:
+            peaks[d] = max(peaks[d], matmul_peak(d, repeats=2))  # the peak: the best sample of the whole run
+            r = measure(w, d, repeats, peaks[d], with_torch, warmup=0 if big and quick else 1, interleave_peak=big)
+            results.append(r)
+    for r in results:
+        r.peak_frac = r.gflops / peaks[r.dtype]
+    echo(f"matmul peak (NumPy, {PEAK_SIZE}x{PEAK_SIZE}, best sample of the run): "
+         + ", ".join(f"{d} {p:.1f} GFLOP/s" for d, p in peaks.items()))  # fmt: skip
+    echo("")
+    head = (f"{'work':<5}{'dtype':<8}{'ms/step':>9}{'GFLOP/s':>9}{'%peak':>7}{'trace':>8}"
+            f"{'torch ms':>10}{'ours/t':>8}{'cell ms':>9}{'ours/c':>8}")  # fmt: skip
+    echo(head)
+    echo("-" * len(head))
+    for r in results:
+        tm = lambda v: f"{r.torch_ms[v]:>10.2f}{r.ratio(v):>7.2f}x" if v in r.torch_ms else f"{'-':>10}{'-':>8}"  # noqa: E731
+        cell = f"{r.torch_ms['cell']:>9.2f}{r.ratio('cell'):>7.2f}x" if "cell" in r.torch_ms else f"{'-':>9}{'-':>8}"
+        echo(f"{r.workload:<5}{r.dtype:<8}{r.ms:>9.2f}{r.gflops:>9.1f}{100 * r.peak_frac:>6.0f}%{r.trace_pct:>+7.1f}%"
+             f"{tm('fused')}{cell}")  # fmt: skip
+    echo("(torch ms: nn.Sequential / fused nn.RNN, nn.LSTM; cell ms: RNNCell / LSTMCell loop with h_t.retain_grad();"
+         " trace: step with forward(trace=True) vs without;")  # fmt: skip
+    w4 = ", ".join(f"{r.dtype} {100 * r.matmul_frac:.1f}%" for r in results if r.workload == "W4") or "-"
+    echo(f" %peak: of the best matmul sample; W4 also against a {PEAK_SIZE}x{PEAK_SIZE} matmul timed between its repeats: {w4})")
+    memory_ratio = None
+    if "W3" in names:
+        peak, cache = lstm_memory(MEMORY_T, dtypes[-1])
+        memory_ratio = peak / cache
+        echo(f"memory: one W3 step at T={MEMORY_T} ({dtypes[-1]}): peak {peak / 2**20:.1f} MiB traced, cache arrays "
+             f"{cache / 2**20:.1f} MiB, ratio {memory_ratio:.2f}x")  # fmt: skip
+    echo("")
+    echo("targets:")
+    for label, value, ok in targets(results, memory_ratio):
+        echo(f"  {label:<34}{value:<34}{'met' if ok else 'NOT met'}")
+    if not with_torch:
+        echo("  (PyTorch targets not measured: torch is not importable)")
+    return results

@@ -1,0 +1,109 @@
+"""gradlab.bench: the analytic FLOP count, and that its PyTorch step is the same computation as ours.
+No test here asserts a time."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from gradlab import bench
+from gradlab.bench import OurStep, TorchStep, Workload, matmul_flops, torch_params
+from gradlab.cli import app
+
+
+def test_mlp_flops_equal_a_hand_count():
+    # sizes 3 -> 4 -> 4 -> 1, batch 2: layer 0 forward + dW (no input gradient), the others forward + dW + da
+    w = Workload("t", "mlp", input_size=3, hidden=4, batch=2, layers=2)
+    by_hand = 2 * (2 * 2 * 3 * 4) + 3 * (2 * 2 * 4 * 4) + 3 * (2 * 2 * 4 * 1)
+    assert matmul_flops(w) == by_hand == 336
+
+
+@pytest.mark.parametrize("model, gates", [("rnn", 1), ("lstm", 4)])
+def test_recurrent_flops_equal_a_hand_count(model, gates):
+    T, N, D, H, O = 3, 2, 1, 2, 1
+    G = gates * H  # rows of weight_ih / weight_hh
+    w = Workload("t", model, input_size=D, hidden=H, batch=N, T=T, output_size=O)
+    by_hand = (
+        T * 2 * N * D * G  # input projection x_t W_ih^T
+        + T * 2 * N * H * G  # recurrence h_(t-1) W_hh^T
+        + T * 2 * N * G * H  # backward dL/dh_(t-1) = dz_t W_hh
+        + 2 * G * T * N * D  # dW_ih = sum_t dz_t^T x_t
+        + 2 * G * T * N * H  # dW_hh = sum_t dz_t^T h_(t-1)
+        + 3 * 2 * N * H * O  # readout forward, dW_out, dL/dh_T
+    )
+    assert matmul_flops(w) == by_hand
+    assert matmul_flops(w) == {"rnn": 216, "lstm": 792}[model]
+
+
+def test_the_benchmark_workloads_are_the_issues():
+    w1, w2, w3, w4 = (bench.WORKLOADS[k] for k in ("W1", "W2", "W3", "W4"))
+    assert (w1.model, w1.layers, w1.hidden, w1.batch, w1.activation) == ("mlp", 20, 256, 128, "tanh")
+    assert (w2.model, w2.input_size, w2.hidden, w2.T, w2.batch, w2.activation) == ("rnn", 2, 128, 100, 32, "tanh")
+    assert (w3.model, w3.input_size, w3.hidden, w3.T, w3.batch) == ("lstm", 2, 128, 100, 32)
+    assert (w4.model, w4.layers, w4.hidden, w4.batch, w4.activation) == ("mlp", 8, 2048, 512, "relu")
+
+
+def test_our_step_trains_and_records_the_trace_when_asked():
+    w = Workload("t", "lstm", input_size=2, hidden=3, batch=4, T=5)
+    step = OurStep(w, "float64")
+    before = {k: v.copy() for k, v in step.model.params.items()}
+    loss = step(trace=True)
+    assert np.isfinite(loss)
+    assert any(not np.array_equal(before[k], step.model.params[k]) for k in before)
+    assert np.sqrt(sum(float(np.vdot(g, g)) for g in step.grads.values())) <= bench.MAX_NORM * (1 + 1e-12)
+
+
+TINY = [
+    Workload("t", "mlp", input_size=5, hidden=6, batch=4, activation="tanh", layers=3),
+    Workload("t", "mlp", input_size=5, hidden=6, batch=4, activation="relu", layers=2, init="he_uniform"),
+    Workload("t", "rnn", input_size=2, hidden=5, batch=3, T=6),
+    Workload("t", "lstm", input_size=2, hidden=5, batch=3, T=6),
+]
+
+
+@pytest.mark.parametrize("w", TINY, ids=lambda w: f"{w.model}-{w.activation}")
+@pytest.mark.parametrize("variant", ["fused", "cell"])
+def test_torch_step_is_the_same_step_as_ours(w, variant):
+    pytest.importorskip("torch")
+    if w.model == "mlp" and variant == "cell":
+        pytest.skip("an MLP has no cell loop")
+    ours, theirs = OurStep(w, "float64", seed=3), TorchStep(w, "float64", seed=3, variant=variant)
+    p0 = torch_params(theirs)
+    for name, p in ours.model.params.items():
+        np.testing.assert_array_equal(p0[name], p, err_msg=f"initial {name}")
+    loss_ours, loss_torch = ours(), theirs()
+    assert loss_ours == pytest.approx(loss_torch, rel=1e-12)
+    # after clip_norm / clip_grad_norm_; the latter scales by c / (norm + 1e-6), not c / norm, so a clipped
+    # gradient differs by up to 1e-6 / norm, the same factor for every parameter
+    grads = torch_params(theirs, grad=True)
+    ratios = []
+    for name, g in ours.grads.items():
+        err = np.linalg.norm(g - grads[name]) / max(np.linalg.norm(grads[name]), 1e-300)
+        assert err < 1e-6, f"{name}: relative error {err:.2e}"
+        ratios.append(np.vdot(g, grads[name]) / np.vdot(grads[name], grads[name]))
+    np.testing.assert_allclose(ratios, ratios[0], rtol=1e-10)  # one common scale: the same direction
+    after = torch_params(theirs)
+    for name, p in ours.model.params.items():
+        np.testing.assert_allclose(p, after[name], rtol=1e-9, atol=1e-6 * bench.LR, err_msg=f"updated {name}")
+
+
+def test_lstm_memory_peak_is_at_least_the_cache():
+    peak, cache = bench.lstm_memory(T=20)
+    assert cache == sum(  # xs, hs, cs, gates, tanh_c of N=32, H=128, D=2 in float64
+        8 * n for n in (20 * 32 * 2, 21 * 32 * 128, 21 * 32 * 128, 20 * 32 * 512, 20 * 32 * 128)
+    )
+    assert peak >= cache
+
+
+def test_cli_bench_prints_the_table_and_the_targets():
+    result = CliRunner().invoke(app, ["bench", "--quick", "--only", "W2", "--dtype", "float64"])
+    assert result.exit_code == 0, result.output
+    assert "W2   float64" in result.output
+    assert "targets:" in result.output and "W2 <= 1.0x fused nn.RNN" in result.output
+    assert "machine:" in result.output.splitlines()[0]
+
+
+def test_cli_bench_rejects_an_unknown_workload():
+    result = CliRunner().invoke(app, ["bench", "--only", "W9"])
+    assert result.exit_code == 2
