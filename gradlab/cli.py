@@ -235,12 +235,21 @@ def bench(
     quick: bool = typer.Option(False, "--quick", help="Fewer repeats (the whole run well under a minute)."),
     only: str = typer.Option("", help="Comma-separated workloads to run, e.g. W1,W3 (default: all)."),
     dtype: str = typer.Option("both", help="float32, float64 or both."),
+    probes: bool = typer.Option(True, "--probes/--no-probes", help="Also time the probes on W1-W3 (float64)."),
+    runner: bool = typer.Option(False, "--runner", help="Time the sweep runner instead (speedup, overhead, consolidation)."),
 ) -> None:
     """Time one training step (forward, loss, backward, clip, SGD) on four workloads in float32 and
-    float64, against NumPy's matrix-product peak and, when installed, PyTorch; check the targets.
+    float64, against NumPy's matrix-product peak and, when installed, PyTorch; check the targets;
+    then the probes' cost. --runner times the sweep runner instead.
 
     Example: gradlab bench --quick
     """
+    if runner:
+        from gradlab.sweep import bench as runner_bench
+
+        runner_bench.run(echo=typer.echo)
+        return
+    from gradlab import bench_probes
     from gradlab.bench import run
 
     dtypes = ("float32", "float64") if dtype == "both" else (dtype,)
@@ -249,6 +258,9 @@ def bench(
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
+    if probes:
+        typer.echo("")
+        bench_probes.run(quick=quick, echo=typer.echo)
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ from gradlab import train
 from gradlab.sweep import config, runner
 from gradlab.sweep.store import Store
 
-GRID16 = {
-    "model": {"width": 64, "depth": 4},
-    "train": {"steps": 150, "log_every": 10, "probe_size": 256},
+GRID16 = {  # 16 runs of about a second each: long enough that starting the worker processes is small beside them
+    "model": {"width": 128, "depth": 8},
+    "train": {"steps": 300, "batch": 64, "log_every": 50, "probe_size": 256},
     "sweep": {"activation": ["tanh", "relu", "sigmoid", "leaky_relu"], "seed": [0, 1, 2, 3]},
 }
 
@@ -38,10 +38,12 @@ def speedup(workers: int = 2, echo: Callable[[str], None] = print) -> float:
 
 
 def overhead_per_run(runs: int = 16, echo: Callable[[str], None] = print) -> float:
-    """Seconds per run that a serial sweep spends beyond training (config, store, consolidation, manifest)."""
+    """Seconds per run that a serial sweep spends beyond training: validation, grid, writing each run
+    (Parquet, JSON, fsync, rename), consolidation and the manifest (figures and report not included)."""
     data = {**GRID16, "train": {**GRID16["train"], "steps": 20}}
     experiment = config.from_dict(data, "overhead")
     grid = experiment.grid()[:runs]
+    train.run(grid[0], config.run_id(grid[0]))  # warm up (imports, first allocations) before timing either
     t0 = time.perf_counter()
     for c in grid:
         train.run(c, config.run_id(c))

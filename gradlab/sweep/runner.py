@@ -109,10 +109,16 @@ def manifest(experiment: Experiment, summary: Summary, started_at: str, executor
 
 
 def _git_commit() -> str:
+    """The commit gradlab's code is at, with "+dirty" when the package has uncommitted changes."""
     try:
         root = Path(gradlab.__file__).resolve().parents[1]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
+        git = ["git", "-C", str(root)]
+        out = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        commit = out.stdout.strip()
+        if not commit:
+            return "unknown"
+        dirty = subprocess.run([*git, "status", "--porcelain", "--", "gradlab"], capture_output=True, text=True, timeout=5)
+        return commit + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
 
