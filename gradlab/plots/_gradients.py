@@ -11,21 +11,12 @@ import numpy as np
 import pandas as pd
 
 from gradlab.plots import style
+from gradlab.plots._runinfo import fmt as _fmt
+from gradlab.plots._runinfo import need as _runinfo_need
 
 LAYER_COLUMNS = ("step", "layer", "delta_norm", "weight_grad_norm")
 TIME_COLUMNS = ("step", "t", "dh_norm")
 ACTIVATION_ORDER = tuple(style.ACTIVATION_COLORS)  # sigmoid, tanh, relu, leaky_relu, identity
-
-
-def need(tables: dict[str, pd.DataFrame], name: str, columns, what: str) -> pd.DataFrame:
-    """tables[name], or SkipFigure naming what is missing (no table, no rows, missing columns)."""
-    df = tables.get(name)
-    if df is None or df.empty:
-        raise style.SkipFigure(f"no {name} rows for {what}")
-    missing = [c for c in columns if c not in df]
-    if missing:
-        raise style.SkipFigure(f"the {name} table has no {', '.join(missing)} column(s)")
-    return df
 
 
 def activations_in(values) -> list[str]:
@@ -58,12 +49,6 @@ def last_steps(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of each run's last logged step."""
     last = df.groupby("run_id")["step"].transform("max")
     return df[df["step"] == last]
-
-
-def _fmt(value: Any) -> str:
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e6:
-        return str(int(value))
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def constant(runs: pd.DataFrame, column: str):
@@ -193,3 +178,8 @@ def loss_on_last_step(run: pd.Series) -> bool:
         return build_task(config_of(run)).output == "last"
     except Exception:
         return False
+
+
+def need(tables: dict[str, pd.DataFrame], name: str, columns, what: str) -> pd.DataFrame:
+    """tables[name] with at least one row and the columns, or SkipFigure naming what is missing."""
+    return _runinfo_need(tables, name, columns, what, rows=True)

@@ -30,11 +30,16 @@ _SHORT = {
 }  # fmt: skip
 
 
-def need(tables: dict[str, pd.DataFrame], table: str, columns: Iterable[str], what: str) -> pd.DataFrame:
-    """tables[table], or SkipFigure naming the missing table or columns (`what`: the figure's need)."""
+def need(
+    tables: dict[str, pd.DataFrame], table: str, columns: Iterable[str], what: str, rows: bool = False
+) -> pd.DataFrame:
+    """tables[table], or SkipFigure naming the missing table or columns (`what`: the figure's need);
+    rows=True also asks for at least one row."""
     df = tables.get(table)
     if df is None:
         raise style.SkipFigure(f"no {table} table ({what})")
+    if rows and df.empty:
+        raise style.SkipFigure(f"no {table} rows for {what}")
     missing = [c for c in columns if c not in df.columns]
     if missing:
         raise style.SkipFigure(f"the {table} table has no column {', '.join(missing)} ({what})")
@@ -46,7 +51,8 @@ def config_fields(runs: pd.DataFrame) -> list[str]:
     return [c for c in runs.columns if c not in RESULT_COLUMNS]
 
 
-def _fmt(value) -> str:
+def fmt(value) -> str:
+    """A config value as figures print it: floats in %g (2.0 -> "2"), the rest as str."""
     if isinstance(value, (float, np.floating)):
         return f"{value:g}"
     return str(value)
@@ -79,7 +85,7 @@ def describe(runs: pd.DataFrame, skip: Iterable[str] = ()) -> str:
             continue
         if field == "clip_mode" and value == "none":
             continue
-        parts.append(f"{_SHORT.get(field, field)}={_fmt(value)}")
+        parts.append(f"{_SHORT.get(field, field)}={fmt(value)}")
     return ", ".join(parts)
 
 

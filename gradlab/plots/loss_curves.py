@@ -94,12 +94,6 @@ def _legend_title(runs: pd.DataFrame, by: str) -> str:
     return "clipping threshold" if _clipping(runs, by) else by
 
 
-def _fmt(value) -> str:
-    if isinstance(value, (float, np.floating)):
-        return f"{value:g}"
-    return str(value)
-
-
 def _colors(by: str, values: list) -> dict:
     if by == "activation":
         return {v: style.MODEL_COLORS["lstm"] if v == "lstm" else style.color_of(v) for v in values}
@@ -172,9 +166,9 @@ def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
                 y = smooth[run_id].to_numpy()
                 (line,) = ax.plot(smooth.index, np.where(np.isfinite(y), y, np.nan), color=colors[value], lw=0.6,
                                   alpha=0.3)  # fmt: skip
-                line.set_gid(f"run:{_fmt(value)}")
+                line.set_gid(f"run:{_runinfo.fmt(value)}")
             (line,) = ax.plot(smooth.index, _runinfo.median_over_runs(smooth[ids]), color=colors[value], lw=2)
-            line.set_gid(f"median:{_fmt(value)}")
+            line.set_gid(f"median:{_runinfo.fmt(value)}")
             for run_id in prun.loc[(prun["_group"] == value) & (prun["status"] == "diverged"), "run_id"]:
                 col = loss[run_id] if run_id in loss.columns else pd.Series(dtype=float)
                 ok = col[np.isfinite(col)]
@@ -200,7 +194,7 @@ def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
         ax.set_title("\n".join(x for x in (name, note) if x), loc="left", fontsize=8)
     counts = runs["_group"].value_counts()
     handles = [Line2D([], [], color=colors[v], lw=2) for v in values]
-    labels = [f"{_fmt(v)} ({counts[v]})" for v in values]
+    labels = [f"{_runinfo.fmt(v)} ({counts[v]})" for v in values]
     handles.append(Line2D([], [], color="0.5", linestyle=":", linewidth=1))
     labels.append("best constant")
     if any_diverged:

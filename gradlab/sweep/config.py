@@ -243,31 +243,29 @@ def _list_of_tables(data: dict[str, Any], key: str, where: str = "") -> list[dic
 def to_toml(experiment: Experiment) -> str:
     """The experiment as TOML (the resolved base, the axes, the cases), for results/<name>/config.toml."""
     lines = [f"name = {json.dumps(experiment.name)}", f"description = {json.dumps(experiment.description)}"]
-    for section in SECTIONS:
-        lines.append(f"\n[{section}]")
-        for key, value in experiment.base.items():
-            if key.startswith(section + "."):
-                lines.append(f"{key.split('.', 1)[1]} = {_toml_value(value)}")
-    if experiment.axes:
-        lines.append("\n[sweep]")
-        lines += [f'"{k}" = [{", ".join(_toml_value(v) for v in vs)}]' for k, vs in experiment.axes.items()]
-    for case in experiment.cases:
-        lines.append("\n[[case]]")
-        lines += [f'"{k}" = {_toml_value(v)}' for k, v in case.items()]
+    lines += _grid_toml("", experiment.base, experiment.axes, experiment.cases, blank="\n")
     for part in experiment.parts:
         lines += ["\n[[part]]", f"name = {json.dumps(part.name)}"]
-        for section in SECTIONS:
-            values = {k: v for k, v in part.overrides.items() if k.startswith(section + ".")}
-            if values:
-                lines.append(f"[part.{section}]")
-                lines += [f"{k.split('.', 1)[1]} = {_toml_value(v)}" for k, v in values.items()]
-        if part.axes:
-            lines.append("[part.sweep]")
-            lines += [f'"{k}" = [{", ".join(_toml_value(v) for v in vs)}]' for k, vs in part.axes.items()]
-        for case in part.cases:
-            lines.append("[[part.case]]")
-            lines += [f'"{k}" = {_toml_value(v)}' for k, v in case.items()]
+        lines += _grid_toml("part.", part.overrides, part.axes, part.cases)
     return "\n".join(lines) + "\n"
+
+
+def _grid_toml(prefix: str, values: dict[str, Any], axes: dict[str, list[Any]], cases: list[dict[str, Any]],
+               blank: str = "") -> list[str]:  # fmt: skip
+    """TOML lines of one grid: its [section] values, [sweep] axes and [[case]]s, under `prefix`."""
+    lines = []
+    for section in SECTIONS:
+        own = {k: v for k, v in values.items() if k.startswith(section + ".")}
+        if own:
+            lines.append(f"{blank}[{prefix}{section}]")
+            lines += [f"{k.split('.', 1)[1]} = {_toml_value(v)}" for k, v in own.items()]
+    if axes:
+        lines.append(f"{blank}[{prefix}sweep]")
+        lines += [f'"{k}" = [{", ".join(_toml_value(v) for v in vs)}]' for k, vs in axes.items()]
+    for case in cases:
+        lines.append(f"{blank}[[{prefix}case]]")
+        lines += [f'"{k}" = {_toml_value(v)}' for k, v in case.items()]
+    return lines
 
 
 def _toml_value(value: Any) -> str:
