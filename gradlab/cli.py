@@ -263,6 +263,63 @@ def bench(
         bench_probes.run(quick=quick, echo=typer.echo)
 
 
+@app.command()
+def reproduce(
+    name: str = typer.Argument(None, help="The reproduction (see --list)."),
+    quick: bool = typer.Option(False, "--quick", help="The small version the tests run (into results/NAME_quick/)."),
+    list_: bool = typer.Option(False, "--list", help="List the reproductions and exit."),
+    out: Path = typer.Option(None, help="Results folder; default results/NAME (results/NAME_quick with --quick)."),
+    executor: str = typer.Option("process", help="How to run the training runs: serial, process or dask."),
+    workers: int = typer.Option(None, min=1, help="Processes for the training runs; default: the core count."),
+    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+) -> None:
+    """Re-derive a published result with gradlab's engine and check each of its claims against the
+    paper's or the theory's number. Writes RESULTS_DIR/claims.csv (claim, source, expected, tolerance,
+    measured, pass), figures/ and manifest.json, prints the claims table and the time taken (limit
+    5 minutes on 2 cores). Exit 1 if a claim fails, 2 on a bad name or option.
+
+    Example: gradlab reproduce glorot2010
+    """
+    from gradlab import reproduce as repro
+    from gradlab.reproduce import claims, driver
+    from gradlab.sweep import ConfigError
+    from gradlab.sweep.executors import EXECUTORS
+
+    if list_:
+        for n in repro.NAMES:
+            typer.echo(f"{n:<16} {repro.module(n).TITLE}")
+        return
+    if name is None:
+        _bad(f"give a reproduction NAME or --list; NAME is one of {', '.join(repro.NAMES)}")
+    if name not in repro.NAMES:
+        _bad(f"reproduction {name!r}: must be one of {', '.join(repro.NAMES)}")
+    if executor not in EXECUTORS:
+        _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
+    try:
+        outcome = driver.reproduce(name, quick, out, executor, workers, echo=typer.echo, progress=not quiet)
+    except ConfigError as err:
+        _bad(str(err))
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: finished training runs are kept; run the same command again to resume", err=True)
+        raise typer.Exit(130) from None
+    typer.echo(f"\n{repro.module(name).TITLE}\n" + claims.table(outcome.claims))
+    passed = sum(c.passed for c in outcome.claims)
+    limit = "" if quick else f" (limit {repro.TIME_LIMIT_S / 60:.0f} min on 2 cores)"
+    typer.echo(
+        f"\n{passed} of {len(outcome.claims)} claims reproduced in {_minutes(outcome.wall_s)}{limit} -> {outcome.out}/ "
+        f"(claims.csv, {len({p.stem for p in outcome.figures})} figures, manifest.json)"
+    )
+    if outcome.failed_runs:
+        typer.echo(f"failed runs: {', '.join(outcome.failed_runs)} (see `gradlab show {outcome.out}`)", err=True)
+    if not outcome.passed:
+        raise typer.Exit(1)
+
+
+def _minutes(seconds: float) -> str:
+    m, s = divmod(seconds, 60)
+    return f"{int(m)}:{s:04.1f} min" if m else f"{s:.1f} s"
+
+
 def main() -> None:
     app()
 

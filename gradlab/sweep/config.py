@@ -18,7 +18,8 @@ An experiment may instead be made of parts, each a grid of its own on the common
     [part.sweep] depth = [2, 4, 8]
     [[part.case]] ...
 
-A field written "none" (or omitted) is None where the schema allows it.
+A field written "none" (or omitted) is None where the schema allows it. A [reproduce] table holds the
+parameters of a reproduction's check (gradlab.reproduce); the grid ignores it.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from typing import Any
 
 from gradlab.sweep.schema import FIELDS, IRRELEVANT, SECTIONS, SEQUENCE_TASKS, SHORT, defaults
 
-TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case", "part")
+TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case", "part", "reproduce")  # [reproduce]: see gradlab.reproduce
 PART_KEYS = ("name", *SECTIONS, "sweep", "case")
 
 
@@ -169,6 +170,8 @@ def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides:
         if key not in TOP_LEVEL:
             close = difflib.get_close_matches(key, TOP_LEVEL, n=1)
             raise ConfigError(f"{key}: unknown section" + (f"; did you mean {close[0]}?" if close else f"; allowed: {', '.join(TOP_LEVEL)}"))
+    if "reproduce" in data and not any(key in data for key in (*SECTIONS, "sweep", "case", "part")):
+        raise ConfigError(f"{default_name}: has no runs, only a reproduction's [reproduce] table; use gradlab reproduce {default_name}")
     base = {**defaults(), **_sections(data, "")}
     axes, cases = _axes(data, ""), _cases(data, "")
     parts = []

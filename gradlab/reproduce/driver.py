@@ -1,0 +1,134 @@
+"""Run a reproduction: its runs (if any) through the sweep runner, then its check; write the figures,
+claims.csv and the manifest into its results folder."""
+
+from __future__ import annotations
+
+import json
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import gradlab
+from gradlab.reproduce import NAMES, TIME_LIMIT_S, claims as claims_mod, module
+from gradlab.sweep.config import SECTIONS, ConfigError, Experiment, from_dict
+
+RUN_KEYS = (*SECTIONS, "sweep", "case", "part")  # a config with any of these has training runs
+
+
+@dataclass
+class Spec:
+    """A reproduction's parameters: the check's (from [reproduce]) and its runs (None if it has none)."""
+
+    name: str
+    description: str
+    params: dict[str, Any]
+    experiment: Experiment | None
+    quick: bool = False
+
+
+@dataclass
+class Outcome:
+    out: Path
+    claims: list[claims_mod.Claim]
+    figures: list[Path] = field(default_factory=list)
+    wall_s: float = 0.0
+    failed_runs: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return all(c.passed for c in self.claims) and not self.failed_runs
+
+
+def experiments_dir() -> Path:
+    """experiments/ here, else the one next to the installed package (a source checkout)."""
+    here = Path("experiments")
+    shipped = Path(gradlab.__file__).resolve().parents[1] / "experiments"
+    return here if (here / f"{NAMES[0]}.toml").is_file() or not shipped.is_dir() else shipped
+
+
+def load(name: str, quick: bool = False, path: Path | None = None) -> Spec:
+    """Read experiments/NAME.toml: [reproduce] (with [reproduce.quick] applied when quick) and the runs."""
+    module(name)  # raises on an unknown name
+    path = path or experiments_dir() / f"{name}.toml"
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file (the reproduction {name!r} needs it)")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    params = dict(data.get("reproduce", {}))
+    fast = params.pop("quick", {})
+    overrides = list(fast.pop("set", [])) if quick else []
+    if quick:
+        unknown = sorted(set(fast) - set(params))
+        if unknown:
+            raise ConfigError(f"reproduce.quick.{unknown[0]}: not a [reproduce] parameter; allowed: {', '.join(params)}")
+        params.update(fast)
+    experiment = None
+    if any(key in data for key in RUN_KEYS):
+        experiment = from_dict(data, name, overrides)
+    return Spec(name, str(data.get("description", "")), params, experiment, quick)
+
+
+def default_out(name: str, quick: bool = False) -> Path:
+    return Path("results") / (f"{name}_quick" if quick else name)
+
+
+def reproduce(
+    name: str,
+    quick: bool = False,
+    out: Path | None = None,
+    executor: str = "process",
+    workers: int | None = None,
+    echo: Callable[[str], None] = print,
+    progress: bool = True,
+) -> Outcome:
+    """Run reproduction `name` into `out` (default results/NAME or results/NAME_quick) and check it."""
+    from gradlab.plots.style import save
+    from gradlab.sweep import load_results, runner
+
+    start, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
+    spec = load(name, quick)
+    out = Path(out or default_out(name, quick))
+    out.mkdir(parents=True, exist_ok=True)
+    tables, failed, run_summary = None, [], None
+    if spec.experiment is not None:
+        echo(f"{name}: {len(spec.experiment.grid())} training runs ({executor}) ...")
+        run_summary = runner.run(spec.experiment, out, executor, workers, progress=progress)
+        failed = [rid for rid, _ in run_summary.failed]
+        tables = load_results(out)
+    echo(f"{name}: measuring ...")
+    found, figures = module(name).check(spec.params, tables)
+    written = []
+    for stem, fig in figures.items():
+        written += save(fig, out / "figures" / stem)
+    wall_s = time.perf_counter() - start
+    outcome = Outcome(out, found, written, wall_s, failed)
+    _write(out / "claims.csv", claims_mod.frame(found).to_csv(index=False))
+    _write(out / "manifest.json", json.dumps(_manifest(spec, outcome, started_at, run_summary, executor), indent=1))
+    return outcome
+
+
+def _manifest(spec: Spec, outcome: Outcome, started_at: str, run_summary, executor: str) -> dict[str, Any]:
+    """The runner's provenance (code commit, packages, platform) plus the reproduction's parameters and verdict."""
+    from gradlab.sweep import runner
+
+    base = runner.manifest(spec.experiment or Experiment(spec.name, spec.description, {}), run_summary or runner.Summary(outcome.out, 0), started_at, executor)
+    if run_summary is None:
+        base.pop("runs"), base.pop("executor")
+    base.update(
+        reproduction=spec.name, quick=spec.quick, params=spec.params, wall_s=round(outcome.wall_s, 3),
+        time_limit_s=TIME_LIMIT_S, claims={"total": len(outcome.claims), "passed": sum(c.passed for c in outcome.claims)},
+        figures=sorted({p.stem for p in outcome.figures}),
+    )  # fmt: skip
+    return base
+
+
+def _write(path: Path, text: str) -> None:
+    from gradlab.sweep.store import _write_text
+
+    _write_text(path, text)
