@@ -78,5 +78,11 @@ def markdown(results: dict[str, pd.DataFrame]) -> str:
     rows = ["| reproduction | claim | expected | tolerance | measured | result |", "| --- | --- | --- | --- | --- | --- |"]
     for name, df in results.items():
         for r in df.itertuples(index=False):
-            rows.append(f"| {name} | {r.claim} | {r.expected} | {r.tolerance} | {r.measured} | {'pass' if r[5] else '**FAIL**'} |")
+            cells = [_cell(v) for v in (name, r.claim, r.expected, r.tolerance, r.measured)]
+            rows.append(f"| {' | '.join(cells)} | {'pass' if r[5] else '**FAIL**'} |")
     return "\n".join(rows)
+
+
+def _cell(value: object) -> str:
+    """A Markdown table cell: a | in the text would end the cell."""
+    return str(value).replace("|", "\\|")
