@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test gradcheck bench clean
+.PHONY: install run test reproduce gradcheck bench clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,11 @@ run: install
 # the Dask tests use the dask extra installed above).
 test: install
 	$(BIN)/python -m pytest -q
+
+# The five reproductions of published results -> results/<name>/ (each at most 5 minutes on 2 cores).
+REPRODUCTIONS := pascanu2013 glorot2010 schoenholz2017 lu2019 adding
+reproduce: install
+	status=0; for name in $(REPRODUCTIONS); do $(BIN)/gradlab reproduce $$name --quiet || status=1; done; exit $$status
 
 gradcheck: install
 	$(BIN)/gradlab gradcheck

@@ -23,3 +23,15 @@ def test_readme_config_reference_is_the_schema():
     from gradlab.sweep.schema import reference
 
     assert reference() in README.read_text(), "README's config reference differs from gradlab.sweep.schema.reference()"
+
+
+def test_readme_claims_table_is_the_committed_results():
+    import pandas as pd
+
+    from gradlab.reproduce import NAMES, claims
+
+    root = README.parent / "results"
+    results = {name: pd.read_csv(root / name / "claims.csv", keep_default_na=False) for name in NAMES}
+    assert claims.markdown(results) in README.read_text(), (
+        "README's claims table differs from results/*/claims.csv; print gradlab.reproduce.claims.markdown(...) and paste it"
+    )

@@ -116,6 +116,22 @@ def test_two_spirals_classes_are_rotations_of_each_other():
     assert np.abs(residual).max() < 1e-9
 
 
+def test_abs_value_targets_and_baseline():
+    task = tasks.get("abs_value")
+    x, y = draw(task)
+    a = math.sqrt(3)
+    assert x.shape == (N, 1) and y.shape == (N, 1)
+    assert x.min() >= -a and x.max() <= a, "x ~ U[-sqrt(3), sqrt(3)]"
+    np.testing.assert_array_equal(y, np.abs(x))
+    # Var[x] = a^2 / 3 = 1; sd of a variance estimate of U[-a, a] from N draws: sqrt(4/5 / N) ~ 0.0063
+    assert x.var() == pytest.approx(1.0, abs=0.03)
+    # |x| ~ U[0, a]: the best constant is E|x| = a/2 and its loss 1/2 Var|x| = 1/2 a^2 / 12 = 1/8 exactly;
+    # measured: mean sd ~0.0035, 1/2 variance sd ~0.0008 at N = 20000
+    assert task.baseline_loss == pytest.approx(1 / 8, rel=1e-12)
+    assert y.mean() == pytest.approx(a / 2, abs=0.015)
+    assert 0.5 * y.var() == pytest.approx(1 / 8, abs=0.004)
+
+
 @pytest.mark.parametrize(
     "name, options, message",
     [

@@ -9,6 +9,8 @@ import pytest
 
 from gradlab import theory
 from gradlab.nn import MLP, RNN, activations, init
+from gradlab.reproduce._meanfield import measured_log_chi1
+from gradlab.reproduce.lu2019 import dead_at_a_point, symmetric_nets
 
 # ---------------------------------------------------------------- quadrature sanity
 
@@ -85,32 +87,7 @@ def test_q_star_at_the_edges_of_the_homogeneous_activations():
 
 # ---------------------------------------------------------------- mean field against the engine
 
-WIDTH, DEPTH, BATCH, SIGMA_B2 = 500, 60, 16, 0.05
-MIDDLE = slice(2, 58)  # layers 2..57 of 0..59: off the input layer and the identity output layer
-
-
-def measured_log_chi1(activation: str, sigma_w2: float, networks: int, seed: int) -> float:
-    """-slope over MIDDLE of ln E||delta_l||^2, E = mean over BATCH examples and `networks` networks.
-
-    Inputs are scaled so that layer 0 starts at q*; dL/d(output) is i.i.d. N(0, 1) per example and
-    output unit (output width = WIDTH), so the examples' gradients point in independent directions.
-    """
-    rng = np.random.default_rng(seed)
-    q = theory.q_star(activation, sigma_w2, SIGMA_B2)
-    q = 1.0 if not math.isfinite(q) else q  # ReLU at sigma_w2 = 2: q grows linearly; chi_1 does not care
-    sq = np.zeros(DEPTH)
-    for _ in range(networks):
-        net = MLP(
-            [WIDTH] * (DEPTH + 1), activation, init="mean_field", sigma_w2=sigma_w2, sigma_b2=SIGMA_B2,
-            rng=rng, dtype="float32",
-        )  # fmt: skip
-        # sigma_w2 E[x^2] + sigma_b2 = q*: layer 0 starts at the fixed point
-        x = rng.normal(0.0, math.sqrt((q - SIGMA_B2) / sigma_w2), size=(BATCH, WIDTH))
-        out, cache = net.forward(x, trace=True)
-        trace = net.backward(rng.normal(size=out.shape).astype(np.float32), cache).trace
-        sq += [np.mean(np.sum(d.astype(np.float64) ** 2, axis=1)) for d in trace.delta]
-    layers = np.arange(DEPTH)[MIDDLE]
-    return -np.polyfit(layers, np.log(sq[MIDDLE]), 1)[0]
+SIGMA_B2 = 0.05  # measured_log_chi1: width 500, depth 60, 16 examples, the fit over layers 2..57 of 0..59
 
 
 # What makes the estimate noisy, measured on 48 networks per case (width 500, 16 examples, layers 2..57):
@@ -127,7 +104,7 @@ def measured_log_chi1(activation: str, sigma_w2: float, networks: int, seed: int
 )
 def test_mean_field_slope_matches_log_chi1(activation, sigma_w2, networks):
     predicted = math.log(theory.chi1(activation, sigma_w2, SIGMA_B2))
-    measured = measured_log_chi1(activation, sigma_w2, networks, seed=2017)
+    measured = measured_log_chi1(activation, sigma_w2, networks, seed=2017, sigma_b2=SIGMA_B2)
     assert measured == pytest.approx(predicted, abs=0.01)  # the issue's tolerance, not widened
 
 
@@ -198,21 +175,9 @@ def test_glorot_variance_ratio():
 # ---------------------------------------------------------------- Lu et al. 2019
 
 
-def _dead_at_a_point(weights: list[np.ndarray], biases: list[np.ndarray], x: np.ndarray, act) -> np.ndarray:
-    """Per network (leading axis M): some hidden layer is all zero at x. weights[l] (M, out, in)."""
-    a = np.broadcast_to(x, (weights[0].shape[0], x.size))
-    dead = np.zeros(a.shape[0], dtype=bool)
-    for w, b in zip(weights[:-1], biases[:-1]):  # hidden layers only
-        a = act.forward(np.einsum("moi,mi->mo", w, a) + b)
-        dead |= np.all(a == 0.0, axis=1)
-    return dead
-
-
-def _symmetric_nets(rng, m: int, width: int, hidden: int, d_in: int = 3):
-    sizes = [d_in] + [width] * hidden + [1]
-    ws = [rng.normal(0.0, math.sqrt(2.0 / i), size=(m, o, i)) for i, o in zip(sizes[:-1], sizes[1:])]
-    bs = [rng.normal(0.0, 0.1, size=(m, o)) for o in sizes[1:]]
-    return sizes, ws, bs
+def _symmetric_nets(rng, m: int, width: int, hidden: int):
+    """m stacked nets 3 -> width x hidden -> 1: W ~ N(0, 2/fan_in), b ~ N(0, 0.1^2) (symmetric, continuous)."""
+    return symmetric_nets(rng, m, width, hidden, d_in=3, bias_std=0.1)
 
 
 def test_lu_dead_definition_matches_the_engine():
@@ -220,7 +185,7 @@ def test_lu_dead_definition_matches_the_engine():
     rng = np.random.default_rng(2019)
     sizes, ws, bs = _symmetric_nets(rng, 300, 2, 10)
     x = rng.normal(size=3)
-    dead = _dead_at_a_point(ws, bs, x, activations.get("relu"))
+    dead = dead_at_a_point(ws, bs, x, activations.get("relu"))
     for k in range(300):
         net = MLP(sizes, "relu", rng=rng)
         for l in range(len(ws)):
@@ -238,7 +203,7 @@ def test_lu_monte_carlo_matches_formula(width):
     rng = np.random.default_rng(1903 + width)
     m, hidden = 20_000, 10
     _, ws, bs = _symmetric_nets(rng, m, width, hidden)
-    dead = _dead_at_a_point(ws, bs, rng.normal(size=3), activations.get("relu"))
+    dead = dead_at_a_point(ws, bs, rng.normal(size=3), activations.get("relu"))
     p = theory.lu_dead_probability(width, hidden)
     se = math.sqrt(p * (1 - p) / m)  # binomial standard error of the estimate
     assert abs(dead.mean() - p) < 3 * se
@@ -248,7 +213,7 @@ def test_leaky_relu_networks_are_never_dead_at_initialisation():
     rng = np.random.default_rng(7)
     _, ws, bs = _symmetric_nets(rng, 20_000, 2, 10)
     leaky = activations.get("leaky_relu", 0.01)
-    assert not _dead_at_a_point(ws, bs, rng.normal(size=3), leaky).any()
+    assert not dead_at_a_point(ws, bs, rng.normal(size=3), leaky).any()
 
 
 # ---------------------------------------------------------------- argument checks

@@ -7,7 +7,7 @@ from gradlab.tasks.adding import Adding
 from gradlab.tasks.base import EVAL_SIZE, Task
 from gradlab.tasks.copy_memory import CopyMemory
 from gradlab.tasks.temporal_order import TemporalOrder
-from gradlab.tasks.vectors import GaussianBlobs, TeacherStudent, TwoSpirals
+from gradlab.tasks.vectors import AbsValue, GaussianBlobs, TeacherStudent, TwoSpirals
 
 TASKS = {
     "adding": Adding,
@@ -16,6 +16,7 @@ TASKS = {
     "teacher_student": TeacherStudent,
     "gaussian_blobs": GaussianBlobs,
     "two_spirals": TwoSpirals,
+    "abs_value": AbsValue,
 }
 NAMES = tuple(TASKS)
 
@@ -25,5 +26,5 @@ def get(name: str, **options) -> Task:
     return TASKS[_checks.choice("task", name, NAMES)](**options)
 
 
-__all__ = ["EVAL_SIZE", "NAMES", "TASKS", "Adding", "CopyMemory", "GaussianBlobs", "Task", "TeacherStudent",
-           "TemporalOrder", "TwoSpirals", "get"]  # fmt: skip
+__all__ = ["EVAL_SIZE", "NAMES", "TASKS", "AbsValue", "Adding", "CopyMemory", "GaussianBlobs", "Task",
+           "TeacherStudent", "TemporalOrder", "TwoSpirals", "get"]  # fmt: skip

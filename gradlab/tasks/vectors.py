@@ -1,4 +1,4 @@
-"""Tasks for MLPs: teacher-student regression, Gaussian blobs, two spirals."""
+"""Tasks for MLPs: teacher-student regression, Gaussian blobs, two spirals, the absolute value."""
 
 from __future__ import annotations
 
@@ -66,3 +66,17 @@ class TwoSpirals(Task):
         angle = 2 * math.pi * self.turns * r + math.pi * y
         x = np.stack([r * np.cos(angle), r * np.sin(angle)], axis=1)
         return x + rng.normal(0, self.noise, size=x.shape), y
+
+
+class AbsValue(Task):
+    """The absolute value |x| of x ~ U[-sqrt(3), sqrt(3)] (unit variance), one input and one output
+    (Lu, Shin, Su and Karniadakis 2019's dying-ReLU example). MSE; the baseline is predicting the mean
+    E|x| = sqrt(3)/2: |x| ~ U[0, sqrt(3)], so 1/2 Var|x| = 1/2 (sqrt(3))^2 / 12 = 1/8."""
+
+    name, kind, input_size, output_size, loss = "abs_value", "vector", 1, 1, "mse"
+    half_width = math.sqrt(3.0)  # x ~ U[-a, a] with a = sqrt(3): Var[x] = a^2 / 3 = 1
+    baseline_loss = 0.5 * half_width**2 / 12.0  # 1/2 Var|x|, |x| ~ U[0, a]: Var = a^2 / 12
+
+    def sample(self, rng: np.random.Generator, n: int) -> tuple[Array, Array]:
+        x = rng.uniform(-self.half_width, self.half_width, size=(n, 1))
+        return x, np.abs(x)
