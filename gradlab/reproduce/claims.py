@@ -9,6 +9,7 @@ the paper; `value` keeps the measured number for programs (NaN where the measure
 from __future__ import annotations
 
 import math
+import textwrap
 from dataclasses import asdict, dataclass
 
 import pandas as pd
@@ -31,7 +32,7 @@ class Claim:
                digits: int = 3, expected_text: str | None = None) -> "Claim":  # fmt: skip
         """|measured - expected| <= tolerance (false for NaN)."""
         ok = bool(abs(measured - expected) <= tolerance)
-        return cls(claim, source, expected_text or f"{expected:.{digits}f}", f"+-{tolerance:g}",
+        return cls(claim, source, expected_text or f"{expected:.{digits}f}", f"+-{tolerance:.2g}",
                    f"{measured:.{digits}f}", ok, float(measured))  # fmt: skip
 
     @classmethod
@@ -63,13 +64,16 @@ def frame(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def table(claims: list[Claim], width: int = 64) -> str:
-    """The claims as a fixed-width text table: claim, expected, tolerance, measured, PASS/FAIL."""
-    head = f"{'claim':<{width}} {'expected':>18} {'tolerance':>10} {'measured':>18}  result"
+def table(claims: list[Claim], width: int = 72) -> str:
+    """The claims as a fixed-width text table: claim (wrapped at `width`), expected, tolerance, measured,
+    PASS/FAIL; the numbers sit on the claim's first line."""
+    col = min(width, max((len(c.claim) for c in claims), default=5))
+    head = f"{'claim':<{col}} {'expected':>18} {'tolerance':>10} {'measured':>18}  result"
     lines = [head, "-" * len(head)]
     for c in claims:
-        text = c.claim if len(c.claim) <= width else c.claim[: width - 3] + "..."
-        lines.append(f"{text:<{width}} {c.expected:>18} {c.tolerance:>10} {c.measured:>18}  {'PASS' if c.passed else 'FAIL'}")
+        text = textwrap.wrap(c.claim, col) or [""]
+        lines.append(f"{text[0]:<{col}} {c.expected:>18} {c.tolerance:>10} {c.measured:>18}  {'PASS' if c.passed else 'FAIL'}")
+        lines += [f"  {more}" for more in text[1:]]
     return "\n".join(lines)
 
 

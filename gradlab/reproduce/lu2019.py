@@ -229,7 +229,7 @@ def training_claims(outcomes: pd.DataFrame, curves: dict[int, Array], p: dict[st
     se0 = float(binomial_se(PAPER_COLLAPSED, n))  # the SE of a fraction of n runs if the truth were 0.9
     found = [Claim(
         f"|x|, N = {width}, k = {depth}, Adam {steps} steps: collapsed after training", SOURCE_TRAINING,
-        f"> {PAPER_COLLAPSED:g}", f"-{SE_TOLERANCE:g} SE = -{SE_TOLERANCE * se0:.3f}",
+        f"over {PAPER_COLLAPSED:g}", f"-{SE_TOLERANCE * se0:.3f} ({SE_TOLERANCE:g} SE)",
         f"{end:.3f} +- {float(binomial_se(end, n)):.3f} ({int(outcomes['collapsed_end'].sum())} of {n})",
         end >= PAPER_COLLAPSED - SE_TOLERANCE * se0, end,
     )]  # fmt: skip
