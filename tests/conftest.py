@@ -137,3 +137,22 @@ def off_the_kink(make, margin: float = 20 * gradcheck.STEP, attempts: int = 200)
         if margin_of(case[0], case[1]) > margin:
             return case
     raise AssertionError(f"no draw in {attempts} kept the ReLU pre-activations {margin} from 0")
+
+
+# ---------------------------------------------------------------- reproductions
+
+
+def quick_reproduction(name: str, tmp_path_factory):
+    """Run reproduction `name` with --quick, serially and silently, into a fresh temporary folder (the
+    tests call it once per module, from a module-scoped fixture); returns the driver's Outcome."""
+    from gradlab.reproduce import driver
+
+    out = tmp_path_factory.mktemp(f"{name}_quick")
+    return driver.reproduce(name, quick=True, out=out, executor="serial", progress=False, echo=lambda s: None)
+
+
+def claim_starting(claims: dict, start: str):
+    """The one claim (of claims, by their text) whose text starts with `start`."""
+    found = [c for text, c in claims.items() if text.startswith(start)]
+    assert len(found) == 1, f"expected one claim starting {start!r}, got {list(claims)}"
+    return found[0]

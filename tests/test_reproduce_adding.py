@@ -15,25 +15,17 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import claim_starting, quick_reproduction
 import gradlab
 from gradlab.reproduce import adding as repro
-from gradlab.reproduce import driver
 
 
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """The quick reproduction, run once: (claims by their text, the runs' tables, the outcome)."""
-    outcome = driver.reproduce(
-        "adding", quick=True, out=tmp_path_factory.mktemp("adding_quick"), executor="serial",
-        progress=False, echo=lambda s: None,
-    )  # fmt: skip
+    outcome = quick_reproduction("adding", tmp_path_factory)
     return {c.claim: c for c in outcome.claims}, gradlab.load(outcome.out), outcome
 
-
-def _claim(claims: dict, start: str):
-    found = [c for text, c in claims.items() if text.startswith(start)]
-    assert len(found) == 1, f"expected one claim starting {start!r}, got {list(claims)}"
-    return found[0]
 
 
 def _mse(tables: dict, model: str) -> pd.Series:
@@ -64,7 +56,7 @@ def test_quick_runs_are_the_issues_models_and_training(quick):
 
 def test_quick_lstm_reaches_002(quick):
     claims, tables, _ = quick
-    c = _claim(claims, "LSTM test MSE <= 0.02")
+    c = claim_starting(claims, "LSTM test MSE <= 0.02")
     lstm = _mse(tables, "lstm")
     # Measured in trials at T = 20 after 1000 steps: 0.0037-0.0076, 2.6x below 0.02 at worst; the
     # standard error on 1024 test sequences is ~4% (Gaussian errors), so 2 of 3 seeds at <= 0.02 is a
@@ -75,7 +67,7 @@ def test_quick_lstm_reaches_002(quick):
 
 def test_quick_lstm_below_rnn_every_seed(quick):
     claims, tables, _ = quick
-    c = _claim(claims, "LSTM test MSE below the tanh RNN's")
+    c = claim_starting(claims, "LSTM test MSE below the tanh RNN's")
     lstm, rnn = _mse(tables, "lstm"), _mse(tables, "rnn")
     # Trials: LSTM/RNN ratio at most 0.44 per seed; each MSE has a ~4% standard error (1024 examples),
     # so the ordering cannot flip by sampling noise; the full run's worst ratio is 0.06.
@@ -85,7 +77,7 @@ def test_quick_lstm_below_rnn_every_seed(quick):
 
 def test_quick_rnn_claim_is_present_and_wired_to_the_runs_table(quick):
     claims, tables, _ = quick
-    c = _claim(claims, "tanh RNN test MSE stays >= 0.1")
+    c = claim_starting(claims, "tanh RNN test MSE stays >= 0.1")
     rnn = _mse(tables, "rnn")
     # Not asserted to pass: at T = 20 the tanh RNN learns the task (trials 0.015-0.027); at T = 50 it
     # fails too (see adding.py). What is checked: the issue's threshold and every seed, and the count.
@@ -95,7 +87,7 @@ def test_quick_rnn_claim_is_present_and_wired_to_the_runs_table(quick):
 
 def test_quick_lstm_carries_gradient_to_the_first_half(quick):
     claims, tables, _ = quick
-    c = _claim(claims, "LSTM, step 500: first-half dh share > 0.01")
+    c = claim_starting(claims, "LSTM, step 500: first-half dh share > 0.01")
     # Measured: the LSTM's share at step 500 is 0.79-0.94, 80x above the 10^-2 line (full run, step 1000: >= 0.14).
     assert c.passed and c.value == 3, f"{c.claim}: {c.measured}"
 

@@ -7,15 +7,14 @@ import math
 import numpy as np
 import pytest
 
+from conftest import quick_reproduction
 from gradlab.nn import MLP, _blas
-from gradlab.reproduce import driver, glorot2010
+from gradlab.reproduce import glorot2010
 
 
 @pytest.fixture(scope="module")
 def claims(tmp_path_factory):
-    out = tmp_path_factory.mktemp("glorot2010_quick")
-    outcome = driver.reproduce("glorot2010", quick=True, out=out, executor="serial", progress=False,
-                               echo=lambda s: None)  # fmt: skip
+    outcome = quick_reproduction("glorot2010", tmp_path_factory)
     figures = {"delta_variance", "jacobian_singular_values", "weight_gradient_variance"}
     assert {p.stem for p in outcome.figures} == figures
     return {c.claim: c for c in outcome.claims}

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import claim_starting, quick_reproduction
 from gradlab import probes, tasks, theory
 from gradlab.nn import MLP, activations
-from gradlab.reproduce import driver
 from gradlab.reproduce import lu2019 as repro
 
 RELU = activations.get("relu")
@@ -20,17 +20,9 @@ RELU = activations.get("relu")
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """The quick reproduction, run once: (claims by their text, the outcome)."""
-    outcome = driver.reproduce(
-        "lu2019", quick=True, out=tmp_path_factory.mktemp("lu2019_quick"), executor="serial",
-        progress=False, echo=lambda s: None,
-    )  # fmt: skip
+    outcome = quick_reproduction("lu2019", tmp_path_factory)
     return {c.claim: c for c in outcome.claims}, outcome
 
-
-def _claim(claims: dict, start: str):
-    found = [c for text, c in claims.items() if text.startswith(start)]
-    assert len(found) == 1, f"expected one claim starting {start!r}, got {list(claims)}"
-    return found[0]
 
 
 # ---------------------------------------------------------------- the quick run's claims
@@ -45,7 +37,7 @@ def test_quick_run_has_every_claim_and_figure(quick):
 
 @pytest.mark.parametrize("width", [2, 3, 5, 10])
 def test_dead_at_a_point_matches_lu_formula(quick, width):
-    c = _claim(quick[0], f"ReLU N = {width}, k = 10")
+    c = claim_starting(quick[0], f"ReLU N = {width}, k = 10")
     p = theory.lu_dead_probability(width, 10)
     se = math.sqrt(p * (1 - p) / 5000)
     # the quick run samples 5000 nets per width; the formula is exact, so the fraction is Binomial(5000, p)
@@ -55,14 +47,14 @@ def test_dead_at_a_point_matches_lu_formula(quick, width):
 
 
 def test_leaky_relu_is_never_dead(quick):
-    c = _claim(quick[0], "leaky ReLU 0.01")
+    c = claim_starting(quick[0], "leaky ReLU 0.01")
     # a leaky unit is 0 only where its pre-activation is exactly 0: probability 0 for continuous weights
     assert c.passed and c.value == 0, f"{c.claim}: {c.measured}, expected {c.expected}"
     assert c.measured == "0 of 50000 nets", f"{c.claim}: {c.measured} (10 widths x 5000 nets expected)"
 
 
 def test_collapse_never_exceeds_the_at_a_point_probability(quick):
-    c = _claim(quick[0], "collapsed on probe set <= P(dead at a point)")
+    c = claim_starting(quick[0], "collapsed on probe set <= P(dead at a point)")
     # a net constant on the probe set is dead at each probe point, so its probability is at most Lu's;
     # over 9 widths x 30 depths of 1000 nets, 3 SE above it would be a bug (or a 0.1% fluke per point,
     # but the curves are nested, so most of those 270 comparisons are not independent)
@@ -70,7 +62,7 @@ def test_collapse_never_exceeds_the_at_a_point_probability(quick):
 
 
 def test_trained_networks_collapse_as_the_paper_says(quick):
-    c = _claim(quick[0], "|x|, N = 2, k = 10, Adam 20 steps")
+    c = claim_starting(quick[0], "|x|, N = 2, k = 10, Adam 20 steps")
     # "over 90%": 3 SE at p = 0.9 for 200 runs is 0.064. The quick run trains 20 steps instead of 1000;
     # every net of the full run that dies in training does so within its first 20 steps (the same steps
     # here: runs are deterministic) and stays dead, so the quick fraction is the full one, 186 of 200
@@ -78,7 +70,7 @@ def test_trained_networks_collapse_as_the_paper_says(quick):
 
 
 def test_training_runs_at_step_0_agree_with_the_monte_carlo(quick):
-    c = _claim(quick[0], "|x| runs collapsed at step 0")
+    c = claim_starting(quick[0], "|x| runs collapsed at step 0")
     # same distribution (He normal, zero biases, one input): within 3 combined SE (1000 Monte-Carlo nets,
     # 200 runs: about 0.06)
     assert c.passed, f"{c.claim}: runs {c.measured}, Monte Carlo {c.expected} {c.tolerance}"

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import claim_starting, quick_reproduction
 import gradlab
 from gradlab import train
-from gradlab.reproduce import driver
 from gradlab.reproduce import pascanu2013 as repro
 from gradlab.sweep.config import load
 from gradlab.tasks.adding import Adding
@@ -23,17 +23,9 @@ CONFIG = Path(__file__).resolve().parents[1] / "experiments" / "pascanu2013.toml
 @pytest.fixture(scope="module")
 def quick(tmp_path_factory):
     """The quick reproduction, run once: (claims by their text, the runs' tables, the outcome)."""
-    outcome = driver.reproduce(
-        "pascanu2013", quick=True, out=tmp_path_factory.mktemp("pascanu2013_quick"), executor="serial",
-        progress=False, echo=lambda s: None,
-    )  # fmt: skip
+    outcome = quick_reproduction("pascanu2013", tmp_path_factory)
     return {c.claim: c for c in outcome.claims}, gradlab.load(outcome.out), outcome
 
-
-def _claim(claims: dict, start: str):
-    found = [c for text, c in claims.items() if text.startswith(start)]
-    assert len(found) == 1, f"expected one claim starting {start!r}, got {list(claims)}"
-    return found[0]
 
 
 def _range(measured: str) -> tuple[float, float]:
@@ -53,7 +45,7 @@ def test_quick_run_has_every_claim_and_figure(quick):
 
 @pytest.mark.parametrize("rho", [0.8, 0.95, 1.05])
 def test_linear_rnn_scales_by_rho_per_step(quick, rho):
-    c = _claim(quick[0], f"linear RNN, W_hh = {rho:g} x orthogonal")
+    c = claim_starting(quick[0], f"linear RNN, W_hh = {rho:g} x orthogonal")
     # the issue's 1%; an orthogonal W_hh makes every per-step ratio rho exactly, so only float64 rounding
     # of two norms (~1e-16 each) separates the worst of 4 x 256 x 49 ratios from rho: 1e-10 is generous
     assert c.passed and abs(c.value / rho - 1) < 1e-10, f"{c.claim}: worst ratio {c.value!r}, expected {rho}"
@@ -61,7 +53,7 @@ def test_linear_rnn_scales_by_rho_per_step(quick, rho):
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
 def test_pascanu_bound_holds_for_every_example_and_step(quick, activation):
-    c = _claim(quick[0], f"{activation} RNN, gamma norm(W_hh)_2")
+    c = claim_starting(quick[0], f"{activation} RNN, gamma norm(W_hh)_2")
     assert c.passed and c.value <= 1.0, f"{c.claim}: largest ratio to the bound {c.value!r} > 1 ({c.measured})"
     assert " 0 of " in c.measured, f"{c.claim}: {c.measured}"
 
@@ -70,7 +62,7 @@ def test_pascanu_bound_check_is_nearly_tight_for_tanh(quick):
     # with an orthogonal W_hh at gamma ||W_hh||_2 = 0.99 and tanh' ~ 1 at the adding inputs' small
     # pre-activations, the first step back attains the bound up to tanh'(z) (measured 0.9989 at the quick
     # size, 0.9992 at the full one): a check far below 1 would not test the bound at all
-    c = _claim(quick[0], "tanh RNN, gamma norm(W_hh)_2")
+    c = claim_starting(quick[0], "tanh RNN, gamma norm(W_hh)_2")
     assert c.value > 0.99, f"{c.claim}: largest ratio to the bound {c.value!r}, expected > 0.99 (nearly tight)"
 
 
@@ -78,16 +70,16 @@ def test_per_step_factor_at_initialisation_explodes_and_vanishes(quick):
     # Claimed: the geometric mean over networks r > 1 (sigma_w^2 = 4), < 1 (0.5). Stronger here: every one
     # of the 4 networks is on its side of 1. The full run's 8 networks spread over 1.050-1.164 and
     # 0.627-0.705 (sd ~0.03 around 1.12 and 0.67), so each network is > 4 sd from 1.
-    explode = _claim(quick[0], "tanh RNN at init, sigma_w^2 = 4:")
-    vanish = _claim(quick[0], "tanh RNN at init, sigma_w^2 = 0.5:")
+    explode = claim_starting(quick[0], "tanh RNN at init, sigma_w^2 = 4:")
+    vanish = claim_starting(quick[0], "tanh RNN at init, sigma_w^2 = 0.5:")
     assert explode.passed and _range(explode.measured)[0] > 1.0, f"{explode.claim}: {explode.measured}; want all > 1"
     assert vanish.passed and _range(vanish.measured)[1] < 1.0, f"{vanish.claim}: {vanish.measured}; want all < 1"
 
 
 def test_clipping_keeps_training_finite(quick):
     claims, tables, _ = quick
-    unclipped = _claim(claims, "SGD, sigma_w^2 = 4, no clipping")
-    clipped = _claim(claims, "SGD, sigma_w^2 = 4, norm clipping")
+    unclipped = claim_starting(claims, "SGD, sigma_w^2 = 4, no clipping")
+    clipped = claim_starting(claims, "SGD, sigma_w^2 = 4, norm clipping")
     # the quick runs are the full runs' first 400 steps (same weights, same batches): the four unclipped
     # divergences of the full run happen by step 352, so the quick run sees the same 4 of 5
     assert unclipped.passed and unclipped.value >= 4, f"{unclipped.claim}: {unclipped.measured}, expected >= 4 of 5"

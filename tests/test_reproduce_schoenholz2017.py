@@ -8,6 +8,7 @@ import re
 import numpy as np
 import pytest
 
+from conftest import quick_reproduction
 from gradlab import theory
 from gradlab.reproduce import _meanfield as mf
 from gradlab.reproduce import driver, schoenholz2017
@@ -22,9 +23,7 @@ QUICK_MAX_SE = 0.008  # the justification above holds only if the run's own stan
 
 @pytest.fixture(scope="module")
 def outcome(tmp_path_factory):
-    out = tmp_path_factory.mktemp("schoenholz2017_quick")
-    return driver.reproduce("schoenholz2017", quick=True, out=out, executor="serial", progress=False,
-                            echo=lambda s: None)  # fmt: skip
+    return quick_reproduction("schoenholz2017", tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
