@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import time
-import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -14,7 +13,7 @@ from typing import Any
 
 import gradlab
 from gradlab.reproduce import NAMES, TIME_LIMIT_S, claims as claims_mod, module
-from gradlab.sweep.config import SECTIONS, ConfigError, Experiment, from_dict
+from gradlab.sweep.config import SECTIONS, ConfigError, Experiment, from_dict, read
 
 RUN_KEYS = (*SECTIONS, "sweep", "case", "part")  # a config with any of these has training runs
 
@@ -53,13 +52,7 @@ def experiments_dir() -> Path:
 def load(name: str, quick: bool = False, path: Path | None = None) -> Spec:
     """Read experiments/NAME.toml: [reproduce] (with [reproduce.quick] applied when quick) and the runs."""
     module(name)  # raises on an unknown name
-    path = path or experiments_dir() / f"{name}.toml"
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file (the reproduction {name!r} needs it)")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+    data = read(path or experiments_dir() / f"{name}.toml")
     params = dict(data.get("reproduce", {}))
     fast = params.pop("quick", {})
     overrides = list(fast.pop("set", [])) if quick else []

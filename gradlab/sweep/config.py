@@ -155,13 +155,17 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     """Read and validate a config file; `overrides` ("key=value") replace the value everywhere: in the
     base, the parts, the axes and the cases."""
     path = Path(path)
+    return from_dict(read(path), path.stem, overrides)
+
+
+def read(path: Path) -> dict[str, Any]:
+    """The parsed TOML file, or a one-line ConfigError if it is missing or not valid TOML."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        data = tomllib.loads(path.read_text())
+        return tomllib.loads(path.read_text())
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"{path}: not valid TOML: {err}") from None
-    return from_dict(data, path.stem, overrides)
 
 
 def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides: list[str] = ()) -> Experiment:
