@@ -304,7 +304,7 @@ def reproduce(
         raise typer.Exit(130) from None
     typer.echo(f"\n{repro.module(name).TITLE}\n" + claims.table(outcome.claims))
     passed = sum(c.passed for c in outcome.claims)
-    limit = "" if quick else f" (limit {repro.TIME_LIMIT_S / 60:.0f} min on 2 cores)"
+    limit = "" if quick else f" ({'OVER' if outcome.wall_s > repro.TIME_LIMIT_S else 'within'} the limit, {repro.TIME_LIMIT_S / 60:.0f} min on 2 cores)"
     typer.echo(
         f"\n{passed} of {len(outcome.claims)} claims reproduced in {_minutes(outcome.wall_s)}{limit} -> {outcome.out}/ "
         f"(claims.csv, {len({p.stem for p in outcome.figures})} figures, manifest.json)"

@@ -153,3 +153,12 @@ def test_cli_bad_input_is_one_line_and_exit_2(args, message, tmp_path, monkeypat
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 2 and result.output.strip() == message
     assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize("limit_s, verdict", [(300.0, "within the limit"), (0.0, "OVER the limit")])
+def test_cli_full_run_passes_and_says_whether_it_kept_the_time_limit(fake, monkeypatch, limit_s, verdict):
+    monkeypatch.setattr(reproduce, "TIME_LIMIT_S", limit_s)
+    args = ["reproduce", "fake", "--out", str(fake / "full"), "--executor", "serial", "--quiet"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "2 of 2 claims reproduced in" in result.output and verdict in result.output, result.output
