@@ -107,18 +107,19 @@ def reproduce(
 
 
 def _manifest(spec: Spec, outcome: Outcome, started_at: str, run_summary, executor: str) -> dict[str, Any]:
-    """The runner's provenance (code commit, packages, platform) plus the reproduction's parameters and verdict."""
+    """Provenance (code commit, packages, platform), the reproduction's parameters, its runs and verdict."""
     from gradlab.sweep import runner
 
-    base = runner.manifest(spec.experiment or Experiment(spec.name, spec.description, {}), run_summary or runner.Summary(outcome.out, 0), started_at, executor)
-    if run_summary is None:
-        base.pop("runs"), base.pop("executor")
-    base.update(
-        reproduction=spec.name, quick=spec.quick, params=spec.params, wall_s=round(outcome.wall_s, 3),
-        time_limit_s=TIME_LIMIT_S, claims={"total": len(outcome.claims), "passed": sum(c.passed for c in outcome.claims)},
+    out = {"reproduction": spec.name, "quick": spec.quick, **runner.provenance(), "started": started_at,
+           "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"), "wall_s": round(outcome.wall_s, 3),
+           "time_limit_s": TIME_LIMIT_S, "params": spec.params}  # fmt: skip
+    if run_summary is not None:
+        out.update(executor=executor, runs=runner.run_counts(run_summary))
+    out.update(
+        claims={"total": len(outcome.claims), "passed": sum(c.passed for c in outcome.claims)},
         figures=sorted({p.stem for p in outcome.figures}),
-    )  # fmt: skip
-    return base
+    )
+    return out
 
 
 def _write(path: Path, text: str) -> None:

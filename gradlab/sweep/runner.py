@@ -87,7 +87,20 @@ def run(
 
 
 def manifest(experiment: Experiment, summary: Summary, started_at: str, executor: str) -> dict[str, Any]:
-    """Provenance: gradlab version and git commit, package versions, platform, times and counts."""
+    """Provenance (gradlab version and git commit, package versions, platform), times and counts."""
+    return {
+        "experiment": experiment.name,
+        **provenance(),
+        "executor": executor,
+        "started": started_at,
+        "finished": _now(),
+        "wall_s": round(summary.wall_s, 3),
+        "runs": run_counts(summary),
+    }
+
+
+def provenance() -> dict[str, Any]:
+    """What produced a result: gradlab's version and git commit, the packages' versions, the platform."""
     packages = {}
     for name in ("numpy", "pandas", "pyarrow", "matplotlib", "typer", "dask", "distributed"):
         try:
@@ -95,17 +108,15 @@ def manifest(experiment: Experiment, summary: Summary, started_at: str, executor
         except metadata.PackageNotFoundError:
             pass
     return {
-        "experiment": experiment.name,
         "gradlab_version": gradlab.__version__,
         "git_commit": _git_commit(),
         "packages": packages,
         "platform": {"python": sys.version.split()[0], "system": platform.platform(), "machine": platform.machine(), "cpus": os.cpu_count()},
-        "executor": executor,
-        "started": started_at,
-        "finished": _now(),
-        "wall_s": round(summary.wall_s, 3),
-        "runs": {"total": summary.total, "skipped_as_finished": summary.skipped, **summary.by_status},
     }
+
+
+def run_counts(summary: Summary) -> dict[str, int]:
+    return {"total": summary.total, "skipped_as_finished": summary.skipped, **summary.by_status}
 
 
 def _git_commit() -> str:
