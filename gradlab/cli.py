@@ -321,6 +321,9 @@ def _minutes(seconds: float) -> str:
 
 
 def main() -> None:
+    from gradlab._memory import keep_freed_memory
+
+    keep_freed_memory()  # every step reuses its memory instead of faulting it in again (see gradlab._memory)
     app()
 
 

@@ -25,6 +25,9 @@ from gradlab.sweep.store import Store
 def execute(config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     """Run one config; an exception becomes a run with status "failed" and its error, never a crash."""
     from gradlab import train
+    from gradlab._memory import keep_freed_memory
+
+    keep_freed_memory()  # in whichever process runs it (a pool or Dask worker): once per process
 
     rid = run_id(config)
     start = time.perf_counter()
