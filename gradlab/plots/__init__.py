@@ -34,13 +34,18 @@ def module(name: str):
     return importlib.import_module(f"gradlab.plots.{name}")
 
 
-def select_runs(tables: dict[str, pd.DataFrame], part: str, **equal) -> dict[str, pd.DataFrame]:
+def select_runs(tables: dict[str, pd.DataFrame], part: str, skip: str | None = None, **equal) -> dict[str, pd.DataFrame]:
     """The tables restricted to the runs of `part` (when the runs table has such a part) whose columns
-    equal the given values (e.g. model="mlp"); every table keeps only those run_ids."""
+    equal the given values (e.g. model="mlp"); every table keeps only those run_ids. With `skip`, no
+    such run raises SkipFigure(skip)."""
     runs = tables["runs"]
     if "part" in runs and (runs["part"] == part).any():
         runs = runs[runs["part"] == part]
     for column, value in equal.items():
         runs = runs[runs[column].isin(value if isinstance(value, (list, tuple, set)) else [value])]
+    if skip is not None and runs.empty:
+        from gradlab.plots.style import SkipFigure
+
+        raise SkipFigure(skip)
     ids = set(runs["run_id"])
     return {name: (df if name == "runs" else df[df["run_id"].isin(ids)]) for name, df in {**tables, "runs": runs}.items()}

@@ -93,13 +93,21 @@ def dead_at_init(tables: dict[str, pd.DataFrame], runs: pd.DataFrame) -> pd.Seri
     return out
 
 
+def _dead_and_born(ax, curve: pd.DataFrame, color: str, label: str) -> None:
+    """Two lines against curve's index: dead_frac solid with markers (labelled), born_dead_frac dotted."""
+    x = curve.index.to_numpy()
+    (line,) = ax.plot(x, curve["dead_frac"], color=color, marker="o", ms=3, label=label)
+    line.set_gid(f"dead:{label}")
+    (line,) = ax.plot(x, curve["born_dead_frac"], color=color, linestyle=":", linewidth=2)
+    line.set_gid(f"born:{label}")
+
+
 def draw(tables: dict[str, pd.DataFrame]):
     _runinfo.need(tables, "runs", ["run_id", "model", "activation", "depth", "width"], "dead units need MLP runs")
     _runinfo.need(tables, "layers", ["run_id", "step", "layer", "dead_frac", "born_dead_frac"], "dead units")
-    t = select_runs(tables, PART, model="mlp", activation=list(ACTIVATIONS))
+    t = select_runs(tables, PART, model="mlp", activation=list(ACTIVATIONS),
+                    skip="no MLP runs with relu or leaky_relu activation")
     runs = t["runs"]
-    if runs.empty:
-        raise style.SkipFigure("no MLP runs with relu or leaky_relu activation")
     if "leaky_slope" not in runs:
         runs = runs.assign(leaky_slope=np.nan)
     layers = t["layers"].merge(runs[["run_id", "activation", "leaky_slope", "depth", "width"]], on="run_id")
@@ -121,12 +129,7 @@ def draw(tables: dict[str, pd.DataFrame]):
         rows = end[_in_group(end, g)]
         if rows.empty:
             continue
-        per_layer = rows.groupby("layer")[["dead_frac", "born_dead_frac"]].mean()
-        x = per_layer.index.to_numpy()
-        (line,) = ax_layer.plot(x, per_layer["dead_frac"], color=colors[g], marker="o", ms=3, label=_label(g))
-        line.set_gid(f"dead:{_label(g)}")
-        (line,) = ax_layer.plot(x, per_layer["born_dead_frac"], color=colors[g], linestyle=":", linewidth=2)
-        line.set_gid(f"born:{_label(g)}")
+        _dead_and_born(ax_layer, rows.groupby("layer")[["dead_frac", "born_dead_frac"]].mean(), colors[g], _label(g))
     widths = sorted(end["width"].unique())
     ax_layer.set_title(f"(a) per layer at the end, k = {deepest}\n(mean over N = "
                        f"{', '.join(str(int(w)) for w in widths)})", loc="left")  # fmt: skip
@@ -146,12 +149,7 @@ def draw(tables: dict[str, pd.DataFrame]):
         rows = per_run[_in_group(per_run, g)]
         if rows.empty:
             continue
-        curve = rows.groupby("step")[["dead_frac", "born_dead_frac"]].mean()
-        x = curve.index.to_numpy()
-        (line,) = ax_time.plot(x, curve["dead_frac"], color=colors[g], marker="o", ms=3, label=_label(g))
-        line.set_gid(f"dead:{_label(g)}")
-        (line,) = ax_time.plot(x, curve["born_dead_frac"], color=colors[g], linestyle=":", linewidth=2)
-        line.set_gid(f"born:{_label(g)}")
+        _dead_and_born(ax_time, rows.groupby("step")[["dead_frac", "born_dead_frac"]].mean(), colors[g], _label(g))
     ax_time.set_title(f"(b) over training, all hidden units\n(mean over all {len(runs)} runs)", loc="left")
     ax_time.set_xlabel("training step")
     ax_time.set_ylabel("fraction of hidden units dead")

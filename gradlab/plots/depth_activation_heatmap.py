@@ -72,10 +72,9 @@ def _label(v: float) -> str:
 
 
 def draw(tables: dict[str, pd.DataFrame]):
-    t = select_runs(tables, PART, model="mlp")
+    t = select_runs(tables, PART, model="mlp",
+                    skip="no MLP runs (model = mlp) to compare depths and activations")
     runs = t["runs"]
-    if runs.empty:
-        raise style.SkipFigure("no MLP runs (model = mlp) to compare depths and activations")
     layers = g.need(t, "layers", g.LAYER_COLUMNS, "the MLP runs")
     ratios = run_ratios(layers, runs)
     init = ratios[ratios["step"] == 0]

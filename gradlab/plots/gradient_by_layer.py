@@ -72,10 +72,9 @@ def _factor(runs: pd.DataFrame, activation: str) -> str:
 
 
 def draw(tables: dict[str, pd.DataFrame]):
-    t = select_runs(tables, PART, model="mlp")
+    t = select_runs(tables, PART, model="mlp",
+                    skip="no MLP runs (model = mlp) to draw gradients per layer from")
     runs = t["runs"]
-    if runs.empty:
-        raise style.SkipFigure("no MLP runs (model = mlp) to draw gradients per layer from")
     layers = g.need(t, "layers", g.LAYER_COLUMNS, "the MLP runs")
     layers = layers.merge(runs[["run_id", "depth", "activation"]], on="run_id")
     first = layers[layers["step"] == 0]

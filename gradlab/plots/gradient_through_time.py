@@ -59,10 +59,9 @@ def bound_of(run: pd.Series, first_run_rows: pd.DataFrame) -> tuple[np.ndarray, 
 
 
 def draw(tables: dict[str, pd.DataFrame]):
-    t = select_runs(tables, PART, model=["rnn", "lstm"])
+    t = select_runs(tables, PART, model=["rnn", "lstm"],
+                    skip="no RNN or LSTM runs to draw gradients through time from")
     runs = t["runs"]
-    if runs.empty:
-        raise style.SkipFigure("no RNN or LSTM runs to draw gradients through time from")
     steps = g.need(t, "timesteps", g.TIME_COLUMNS, "the RNN and LSTM runs")
     steps = steps[steps["run_id"].isin(runs["run_id"])]
     first = steps[steps["step"] == 0]

@@ -27,10 +27,9 @@ ACTIVATIONS = ("sigmoid", "tanh")
 def draw(tables: dict[str, pd.DataFrame]):
     _runinfo.need(tables, "runs", ["run_id", "model", "activation", "depth"], "saturation needs MLP runs")
     _runinfo.need(tables, "layers", ["run_id", "step", "layer", "saturated_frac"], "saturation")
-    t = select_runs(tables, PART, model="mlp", activation=list(ACTIVATIONS))
+    t = select_runs(tables, PART, model="mlp", activation=list(ACTIVATIONS),
+                    skip="no MLP runs with sigmoid or tanh activation")
     runs = t["runs"]
-    if runs.empty:
-        raise style.SkipFigure("no MLP runs with sigmoid or tanh activation")
     layers = t["layers"].merge(runs[["run_id", "activation", "depth"]], on="run_id")
     hidden = layers[(layers["layer"] < layers["depth"]) & np.isfinite(layers["saturated_frac"].astype(float))]
     if hidden.empty:

@@ -126,10 +126,9 @@ def matrix(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 def draw(tables: dict[str, pd.DataFrame]):
-    t = select_runs(tables, PART, model=["rnn", "lstm"])
+    t = select_runs(tables, PART, model=["rnn", "lstm"],
+                    skip="no RNN or LSTM runs to draw gradients over training and time from")
     runs = t["runs"]
-    if runs.empty:
-        raise style.SkipFigure("no RNN or LSTM runs to draw gradients over training and time from")
     ts = g.need(t, "timesteps", g.TIME_COLUMNS, "the RNN and LSTM runs")
     counts = ts.groupby("run_id")["step"].nunique()
     runs = runs[runs["run_id"].isin(counts[counts >= 2].index)]
