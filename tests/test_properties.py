@@ -133,6 +133,15 @@ def grads_of(model, x, y, loss_name):
     return model.backward(dout, cache).params
 
 
+def assert_batch_additive(model, x, y, loss_name, label):
+    """The gradient of a batch of 2N equals the mean of its two halves' gradients (the loss is a mean)."""
+    N = len(x) // 2
+    whole = grads_of(model, x, y, loss_name)
+    a, b = grads_of(model, x[:N], y[:N], loss_name), grads_of(model, x[N:], y[N:], loss_name)
+    for name in model.params:
+        assert_close(whole[name], (a[name] + b[name]) / 2, f"{label} {name}", rtol=1e-10, atol=1e-14)
+
+
 @ENGINE
 @given(c=seq_cases(), loss_name=st.sampled_from(LOSSES))
 def test_sequence_batch_additivity(c, loss_name):
@@ -143,10 +152,7 @@ def test_sequence_batch_additivity(c, loss_name):
     N, T = c["N"], c["T"]
     x = rng.normal(size=(2 * N, T, c["D"]))
     y = make_target(loss_name, (2 * N, c["O"]) if c["output"] == "last" else (2 * N, T, c["O"]), rng)
-    whole = grads_of(model, x, y, loss_name)
-    a, b = grads_of(model, x[:N], y[:N], loss_name), grads_of(model, x[N:], y[N:], loss_name)
-    for name in model.params:
-        assert_close(whole[name], (a[name] + b[name]) / 2, f"{c} {loss_name} {name}", rtol=1e-10, atol=1e-14)
+    assert_batch_additive(model, x, y, loss_name, f"{c} {loss_name}")
 
 
 @ENGINE
@@ -158,10 +164,7 @@ def test_mlp_batch_additivity(c, loss_name):
     N = c["N"]
     x = rng.normal(size=(2 * N, c["widths"][0]))
     y = make_target(loss_name, (2 * N, c["widths"][-1]), rng)
-    whole = grads_of(model, x, y, loss_name)
-    a, b = grads_of(model, x[:N], y[:N], loss_name), grads_of(model, x[N:], y[N:], loss_name)
-    for name in model.params:
-        assert_close(whole[name], (a[name] + b[name]) / 2, f"{c} {loss_name} {name}", rtol=1e-10, atol=1e-14)
+    assert_batch_additive(model, x, y, loss_name, f"{c} {loss_name}")
 
 
 def full_and_truncated(c, extra):

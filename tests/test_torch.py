@@ -164,6 +164,19 @@ def compare_params(model, rnn, readout, grads, label):
     assert_rel(grads.params["readout.bias"], readout.bias.grad.numpy(), TOL, f"{label} readout.bias")
 
 
+def engine_matches_torch_loss_and_params(model, rnn, readout, data, loss_name, ref, label):
+    """The engine's forward (with trace), loss and backward on data = (x, h0, c0, y); its loss and
+    parameter gradients against torch's (ref: torch's loss, already backpropagated). -> (grads, dL/dy)."""
+    x, h0, c0, y = data
+    kw = {"c0": c0} if isinstance(model, LSTM) else {}
+    out, cache = model.forward(x, h0=h0, trace=True, **kw)
+    value, dout = losses.get(loss_name)(out, y)
+    grads = model.backward(dout, cache)
+    assert value == pytest.approx(ref.item(), rel=TOL), f"{label}: loss {value!r} vs torch {ref.item()!r}"
+    compare_params(model, rnn, readout, grads, label)
+    return grads, dout
+
+
 SEQ = [("rnn", a) for a in ACTIVATIONS] + [("lstm", None)]
 
 
@@ -185,13 +198,8 @@ def test_sequence_matches_fused_torch_module(kind, activation, output, loss_name
     seq.retain_grad()
     ref = torch_loss(loss_name, readout(seq[:, -1] if output == "last" else seq), t64(y))
     ref.backward()
-    kw = {"c0": c0} if kind == "lstm" else {}
-    out, cache = model.forward(x, h0=h0, trace=True, **kw)
-    value, dout = losses.get(loss_name)(out, y)
-    grads = model.backward(dout, cache)
     label = f"{kind} {activation or ''} output={output} {loss_name}"
-    assert value == pytest.approx(ref.item(), rel=TOL), f"{label}: loss {value!r} vs torch {ref.item()!r}"
-    compare_params(model, rnn, readout, grads, label)
+    grads, dout = engine_matches_torch_loss_and_params(model, rnn, readout, (x, h0, c0, y), loss_name, ref, label)
     assert_rel(grads.dx, xt.grad.numpy(), TOL, f"{label} dx")
     assert_rel(grads.dh0, h0t.grad.numpy(), TOL, f"{label} dh0")
     if kind == "lstm":
@@ -220,13 +228,8 @@ def test_sequence_matches_torch_cell_loop(kind, activation, output, truncate):
     out_t, hs, cs = torch_cell_loop(kind, activation, rnn, readout, t64(x), t64(h0), t64(c0), output, truncate)
     ref = torch_loss(loss_name, out_t, t64(y))
     ref.backward()
-    kw = {"c0": c0} if kind == "lstm" else {}
-    out, cache = model.forward(x, h0=h0, trace=True, **kw)
-    value, dout = losses.get(loss_name)(out, y)
-    grads = model.backward(dout, cache)
     label = f"{kind} {activation} output={output} truncate={truncate}"
-    assert value == pytest.approx(ref.item(), rel=TOL), f"{label}: loss {value!r} vs torch {ref.item()!r}"
-    compare_params(model, rnn, readout, grads, label)
+    grads, _ = engine_matches_torch_loss_and_params(model, rnn, readout, (x, h0, c0, y), loss_name, ref, label)
     for t in range(T):
         want = hs[t].grad.numpy() if hs[t].grad is not None else np.zeros((N, H))
         assert_rel(grads.trace.dh[:, t], want, TOL, f"{label} dL/dh_t at t={t + 1}")
