@@ -45,6 +45,7 @@ def test_claims_table_and_csv_columns():
     df = claims.frame(found)
     assert list(df.columns) == ["claim", "source", "expected", "tolerance", "measured", "pass", "value"]
     assert df["pass"].tolist() == [True, False] and df["measured"].tolist() == ["0.300", "2 of 5 seeds"]
+    assert Claim.count("x", "s", 2, 3, 3, detail="max 0.01").measured == "3 of 3 seeds (max 0.01)"
     text = claims.table(found).splitlines()
     assert text[2].endswith("PASS") and text[3].endswith("FAIL") and "2 of 5 seeds" in text[3]
 

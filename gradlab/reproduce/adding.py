@@ -40,7 +40,6 @@ The LSTM claim does not depend on the forget-gate bias: with 0 instead of 1, 0.0
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
@@ -132,8 +131,7 @@ def claims(mse: pd.DataFrame, share: pd.DataFrame, why_step: int, T: int) -> lis
 
 def _count(claim: str, source: str, need: int, hits: pd.Series, detail: str) -> Claim:
     """Claim.count over seeds, with the deciding number in the measured text."""
-    c = Claim.count(claim, source, need, int(hits.sum()), int(hits.size))
-    return dataclasses.replace(c, measured=f"{c.measured} ({detail})")
+    return Claim.count(claim, source, need, int(hits.sum()), int(hits.size), detail=detail)
 
 
 # ---------------------------------------------------------------- figures

@@ -51,9 +51,10 @@ class Claim:
         return cls(claim, source, f"<= {bound:g}", "-", f"{measured:.{digits}f}", bool(measured <= bound), float(measured))
 
     @classmethod
-    def count(cls, claim: str, source: str, need: int, hits: int, of: int, what: str = "seeds") -> "Claim":
-        """At least `need` of `of` trials show it."""
-        return cls(claim, source, f">= {need} of {of} {what}", "-", f"{hits} of {of} {what}", hits >= need, float(hits))
+    def count(cls, claim: str, source: str, need: int, hits: int, of: int, what: str = "seeds", detail: str = "") -> "Claim":
+        """At least `need` of `of` trials show it; `detail` (e.g. the deciding number) follows the count."""
+        measured = f"{hits} of {of} {what}" + (f" ({detail})" if detail else "")
+        return cls(claim, source, f">= {need} of {of} {what}", "-", measured, hits >= need, float(hits))
 
 
 def frame(claims: list[Claim]) -> pd.DataFrame:
