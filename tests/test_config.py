@@ -1,9 +1,12 @@
 """Configs: defaults, grid expansion, run ids, overrides, and a corpus of broken configs."""
 
+import math
+
 import pytest
 
+from gradlab import tasks
 from gradlab.sweep import config
-from gradlab.sweep.schema import FIELDS
+from gradlab.sweep.schema import FIELDS, INT, reference
 
 
 def test_every_field_has_a_default_that_passes_its_own_validation():
@@ -71,7 +74,7 @@ BROKEN = [
     ({"sweep": {"task.name": ["adding"]}}, "model.kind = 'mlp' cannot run task.name = 'adding': that task needs an rnn or lstm"),
     ({"model": "mlp"}, "model: must be a table ([model])"),
     ({"case": {"depth": 2}}, "case: must be an array of tables ([[case]])"),
-    ({"name": "my run"}, "name = 'my run': must be a non-empty string without spaces or slashes"),
+    ({"name": "my run"}, "name = 'my run': must be a folder name without whitespace or control characters"),
 ]
 
 
@@ -132,3 +135,254 @@ def test_broken_parts(data, message):
     with pytest.raises(config.ConfigError) as err:
         config.from_dict(data)
     assert str(err.value) == message
+
+
+RNN = {"kind": "rnn"}
+MORE_BROKEN = [
+    # bounds: every integer has a maximum, momentum is half-open
+    ({"train": {"momentum": 1.0}}, "train.momentum = 1.0: must be >= 0 and < 1"),
+    ({"train": {"momentum": -0.1}}, "train.momentum = -0.1: must be >= 0 and < 1"),
+    ({"train": {"seed": 2**63}}, "train.seed = 9223372036854775808: must be <= 9223372036854775807"),
+    ({"train": {"seed": 2**64}}, "train.seed = 18446744073709551616: must be <= 9223372036854775807"),
+    ({"train": {"seed": -1}}, "train.seed = -1: must be >= 0"),
+    ({"train": {"steps": 10**23}}, "train.steps = 100000000000000000000000: must be <= 100000000"),
+    ({"model": {"width": 10**6 + 1}}, "model.width = 1000001: must be <= 1000000"),
+    ({"model": {"depth": 10**4 + 1}}, "model.depth = 10001: must be <= 10000"),
+    ({"sweep": {"batch": [32, 10**7 + 1]}}, "train.batch = 10000001: must be <= 10000000"),
+    ({"train": {"log_every": 10**8 + 1}}, "train.log_every = 100000001: must be <= 100000000"),
+    ({"task": {"classes": 10**6 + 1}}, "task.classes = 1000001: must be <= 1000000"),
+    ({"model": {"truncate": 10**6 + 1}}, "model.truncate = 1000001: must be <= 1000000"),
+    # numbers are finite
+    ({"train": {"lr": math.nan}}, "train.lr = nan: must be a finite number > 0"),
+    ({"model": {"sigma_w2": math.inf}}, "model.sigma_w2 = inf: must be a finite number > 0"),
+    ({"model": {"forget_bias": -math.inf}}, "model.forget_bias = -inf: must be a finite number"),
+    ({"sweep": {"slope": [0.1, math.nan]}}, "model.slope = nan: must be a finite number >= 0 and <= 1"),
+    ({"model": {"gain": math.inf}}, "model.gain = inf: must be a finite number > 0"),
+    ({"train": {"momentum": math.inf}}, "train.momentum = inf: must be a finite number >= 0 and < 1"),
+    ({"model": {"sigma_b2": 10**400}}, f"model.sigma_b2 = {10**400}: must be a finite number >= 0"),  # overflows a float
+    # each task's minimum sequence length
+    ({"model": RNN, "task": {"name": "adding", "T": 3}}, "task.T = 3: adding (variant le2015) needs T >= 4"),
+    ({"model": RNN, "task": {"name": "adding", "T": 21, "variant": "hochreiter1997"}},
+     "task.T = 21: adding (variant hochreiter1997) needs T >= 22"),
+    ({"model": RNN, "task": {"name": "temporal_order", "T": 9}}, "task.T = 9: temporal_order needs T >= 10"),
+    ({"model": RNN, "task": {"name": "adding", "T": 30}, "sweep": {"variant": ["le2015", "hochreiter1997"], "T": [40, 21]}},
+     "task.T = 21: adding (variant hochreiter1997) needs T >= 22"),
+    ({"model": RNN, "task": {"name": "adding"}, "case": [{"task.name": "temporal_order", "T": 5}]},
+     "task.T = 5: temporal_order needs T >= 10"),
+    ({"part": [{"model": RNN, "task": {"name": "adding"}}, {"model": {"kind": "lstm"}, "task": {"name": "temporal_order"}, "sweep": {"T": [10, 9]}}]},
+     "task.T = 9: temporal_order needs T >= 10"),
+    # one field, two spellings in one table
+    ({"sweep": {"depth": [2], "model.depth": [4]}}, "sweep: depth and model.depth are the same field, model.depth; write it once"),
+    ({"sweep": {"leaky_slope": [0.1], "slope": [0.2]}}, "sweep: leaky_slope and slope are the same field, model.slope; write it once"),
+    ({"case": [{"seed": 1}, {"kind": "mlp", "model": "mlp"}]}, "case[1]: kind and model are the same field, model.kind; write it once"),
+    ({"part": [{"name": "a"}, {"name": "b", "sweep": {"width": [2], "model.width": [3]}}]},
+     "part[1].sweep: width and model.width are the same field, model.width; write it once"),
+    ({"part": [{"case": [{"task": "abs_value", "task.name": "two_spirals"}]}]},
+     "part[0].case[0]: task and task.name are the same field, task.name; write it once"),
+    # experiment names are safe folder names
+    ({"name": ".."}, "name = '..': must be a folder name, not . or .."),
+    ({"name": "."}, "name = '.': must be a folder name, not . or .."),
+    ({"name": ".hidden"}, "name = '.hidden': must be a folder name without a leading dot"),
+    ({"name": "a/b"}, """name = 'a/b': must be a folder name without any of / \\ < > : " | ? *"""),
+    ({"name": "a\\b"}, """name = 'a\\\\b': must be a folder name without any of / \\ < > : " | ? *"""),
+    ({"name": "a:b"}, """name = 'a:b': must be a folder name without any of / \\ < > : " | ? *"""),
+    ({"name": "tab\tname"}, "name = 'tab\\tname': must be a folder name without whitespace or control characters"),
+    ({"name": "bell\x07"}, "name = 'bell\\x07': must be a folder name without whitespace or control characters"),
+    ({"name": "x" * 101}, f"name = '{'x' * 101}': must be a folder name of at most 100 characters, not 101"),
+    ({"name": ""}, "name = '': must be a non-empty string"),
+    ({"name": 3}, "name = 3: must be a non-empty string"),
+    # anything else that would start and then fail, or silently mean something else
+    ({"case": [{"momentum": 1.5}]}, "train.momentum = 1.5: must be >= 0 and < 1"),
+    ({"case": [{"depth": "4"}]}, "model.depth = '4': must be an integer"),
+    ({"case": [{"seed": 2**63}]}, "train.seed = 9223372036854775808: must be <= 9223372036854775807"),
+    ({"sweep": {"part": ["a", "b"]}}, "sweep.part: experiment.part is set from the [[part]] names, not written by hand"),
+    ({"case": [{"experiment.part": "a"}]}, "case[0].experiment.part: experiment.part is set from the [[part]] names, not written by hand"),
+    ({"part": [{"name": "a"}, {"name": "a"}]}, "part[1].name = 'a': must differ from the other parts' names; part[0] has it"),
+    ({"description": ["a", "b"]}, "description = ['a', 'b']: must be a string"),
+]
+
+
+@pytest.mark.parametrize("data, message", MORE_BROKEN, ids=[m.split(":")[0][:40] for _, m in MORE_BROKEN])
+def test_more_broken_configs_fail_with_one_exact_line(data, message):
+    assert "\n" not in message
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict(data)
+    assert str(err.value) == message
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("train.lr=nan", "train.lr = nan: must be a finite number > 0"),
+        ("sigma_w2=inf", "model.sigma_w2 = inf: must be a finite number > 0"),
+        ("momentum=1", "train.momentum = 1: must be >= 0 and < 1"),
+        ("seed=18446744073709551616", "train.seed = 18446744073709551616: must be <= 9223372036854775807"),
+        ("steps=1e3", "train.steps = 1000.0: must be an integer"),
+        ("T=3", "task.T = 3: adding (variant le2015) needs T >= 4"),
+        ("part=x", "--set part: experiment.part is set from the [[part]] names, not written by hand"),
+    ],
+)
+def test_bad_set_values_are_refused_like_file_values(override, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict({"model": RNN, "task": {"name": "adding"}}, overrides=[override])
+    assert str(err.value) == message
+
+
+def test_set_wins_over_a_bad_axis_only_if_it_is_valid_itself():
+    data = {"model": RNN, "task": {"name": "temporal_order"}, "sweep": {"T": [20, 30]}}
+    assert {c["task.T"] for c in config.from_dict(data, overrides=["T=10"]).grid()} == {10}
+    with pytest.raises(config.ConfigError, match=r"^task\.T = 9: temporal_order needs T >= 10$"):
+        config.from_dict(data, overrides=["T=9"])
+
+
+@pytest.mark.parametrize(
+    "text, line, what",
+    [
+        ("[sweep]\ndepth = [2]\ndepth = [4]\n", 3, "key depth"),
+        ('[sweep]\n"model.depth" = [\n  2,\n  4,\n]\n"model.depth" = [\n  8,\n]\n', 6, 'key "model.depth"'),
+        ("[model]\ndepth = 2\n\n[model]\nwidth = 3\n", 4, "table [model]"),
+        ("[model]\nkind = 'rnn'\nkind = 'lstm'", 3, "key kind"),  # tomllib says only "at end of document"
+        ("model = {depth = 1, depth = 2}\n", 1, "key depth"),
+    ],
+)
+def test_a_key_written_twice_in_a_file_names_the_key_and_the_line(tmp_path, text, line, what):
+    path = tmp_path / "x.toml"
+    path.write_text(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    assert str(err.value) == f"{path}: line {line}: {what} is written twice: not valid TOML"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"[model]\ndepth = = 3\n", "line 2, column 9: not valid TOML: Invalid value"),
+        (b"[train]\nsteps = 3\nmodel = [", "line 3 (end of file): not valid TOML: Invalid value"),
+        (b"\xff\xfe[train]\n", "byte 0: not UTF-8 text: not valid TOML"),
+        (b"", "nothing to run: no [model], [task], [train], [sweep], [[case]] or [[part]]; to run the defaults, write an empty [train] table"),
+        (b"# only\n\n# comments\n", "nothing to run: no [model], [task], [train], [sweep], [[case]] or [[part]]; to run the defaults, write an empty [train] table"),
+        (b'name = "x"\ndescription = "y"\n', "nothing to run: no [model], [task], [train], [sweep], [[case]] or [[part]]; to run the defaults, write an empty [train] table"),
+        (b"[trian]\n", "trian: unknown section; did you mean train?"),
+    ],
+)
+def test_bad_files_fail_with_one_line_naming_the_file(tmp_path, content, message):
+    path = tmp_path / "x.toml"
+    path.write_bytes(content)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(path)
+    expected = message if message.startswith("trian") else f"{path}: {message}"
+    assert str(err.value) == expected and "\n" not in str(err.value)
+
+
+def test_an_empty_train_table_runs_the_defaults(tmp_path):
+    path = tmp_path / "defaults.toml"
+    path.write_text("# the defaults, on purpose\n[train]\n")
+    grid = config.load(path).grid()
+    assert len(grid) == 1 and grid[0] == config.resolve(config.from_dict({}).base)
+
+
+def test_every_integer_field_has_a_maximum_and_the_reference_shows_the_bounds():
+    for key, f in FIELDS.items():
+        if f.type is INT:
+            assert f.maximum is not None, key
+    assert FIELDS["train.seed"].maximum == 2**63 - 1 and FIELDS["model.width"].maximum == 10**6
+    table = reference()
+    assert "| `train.momentum` | `0.9` | number >= 0, < 1 |" in table
+    assert "| `train.seed` | `0` | integer >= 0, <= 9223372036854775807 |" in table
+    assert "at least 4 for adding (variant le2015), 22 for adding (variant hochreiter1997), 10 for temporal_order" in table
+
+
+def test_numbers_come_back_as_floats_and_the_largest_seed_is_accepted():
+    assert config.check_value("train.lr", 1) == 1.0 and isinstance(config.check_value("train.lr", 1), float)
+    assert config.check_value("train.seed", 2**63 - 1) == 2**63 - 1
+    assert config.check_value("train.momentum", 0) == 0.0
+    assert config.check_value("model.gain", "none") is None
+
+
+@pytest.mark.parametrize(
+    "task, variant", [("adding", "le2015"), ("adding", "hochreiter1997"), ("temporal_order", None), ("copy_memory", None)]
+)
+def test_config_and_task_agree_on_the_minimum_T(task, variant):
+    cls = tasks.TASKS[task]
+    need = cls.min_T(variant)
+    options = {"variant": variant} if variant else {}
+    data = {"model": RNN, "task": {"name": task, "T": need, **options}}
+    assert config.from_dict(data).grid()[0]["task.T"] == need
+    assert tasks.get(task, T=need, **options).T == need
+    if need > 1:
+        data["task"]["T"] = need - 1
+        with pytest.raises(config.ConfigError, match=rf"^task\.T = {need - 1}: .* needs T >= {need}$"):
+            config.from_dict(data)
+        with pytest.raises(ValueError, match=f"T must be at least {need}"):
+            tasks.get(task, T=need - 1, **options)
+
+
+def test_count_is_the_grid_size_when_nothing_merges_and_an_upper_bound_otherwise():
+    plain = config.from_dict(
+        {"sweep": {"depth": [2, 4, 8], "activation": ["tanh", "relu"]}, "case": [{"depth": 32}, {"seed": 5}]}
+    )
+    assert plain.count() == len(plain.grid()) == 8
+    assert config.from_dict({}).count() == 1
+    assert config.from_dict(PARTS).count() == len(config.from_dict(PARTS).grid()) == 5
+    merging = config.from_dict({"sweep": {"activation": ["relu", "leaky_relu"], "slope": [0.01, 0.2], "clip": [0.5, 5.0]}})
+    assert merging.count() == 8 and len(merging.grid()) == 3
+
+
+def test_preview_and_iter_grid_are_the_grid_lazily(monkeypatch):
+    e = config.from_dict(PARTS)
+    assert list(e.iter_grid()) == e.grid() and e.preview(3) == e.grid()[:3]
+    big = config.from_dict(BIG)
+    resolved = []
+    real = config.resolve
+    monkeypatch.setattr(config, "resolve", lambda c: resolved.append(1) or real(c))
+    first = big.preview(10)
+    assert len(first) == 10 and len(resolved) == 10, "preview(10) resolves 10 runs, not the whole grid"
+    assert [c["train.batch"] for c in first] == list(range(1, 11))
+
+
+# 10 * 10 * 10 * 10 * 9 * 10 = 900,000 runs: expanding it takes ~40 s and ~2 GiB
+BIG = {
+    "sweep": {
+        "depth": list(range(1, 11)), "width": list(range(1, 11)), "lr": [0.1 * i for i in range(1, 11)],
+        "seed": list(range(10)), "steps": list(range(9)), "batch": list(range(1, 11)),
+    }
+}  # fmt: skip
+
+
+def _no_expansion(monkeypatch):
+    def refuse(self):
+        raise AssertionError("the grid was expanded")
+
+    for name in ("grid", "iter_grid", "_unresolved"):
+        monkeypatch.setattr(config.Experiment, name, refuse)
+
+
+def test_a_900000_run_grid_is_validated_and_counted_without_expanding_it(monkeypatch):
+    _no_expansion(monkeypatch)
+    e = config.from_dict(BIG)
+    assert e.count() == 900_000 > config.MAX_RUNS
+    with_parts = {"part": [BIG, {"name": "rnn", "model": RNN, "task": {"name": "adding"}, **BIG}]}
+    assert config.from_dict(with_parts).count() == 1_800_000
+
+
+def test_an_impossible_run_deep_in_a_900000_run_grid_fails_without_expanding_it(monkeypatch):
+    _no_expansion(monkeypatch)
+    sweep = {**BIG["sweep"], "T": [10, 20, 30, 9], "depth": [1, 2, 3]}  # 1,080,000 runs, the bad ones last
+    data = {"model": {"kind": "lstm"}, "task": {"name": "temporal_order"}, "sweep": sweep}
+    with pytest.raises(config.ConfigError, match=r"^task\.T = 9: temporal_order needs T >= 10$"):
+        config.from_dict(data)
+    data = {"sweep": {**BIG["sweep"], "kind": ["mlp", "lstm"]}}
+    with pytest.raises(config.ConfigError, match="^model.kind = 'lstm' cannot run task.name = 'teacher_student'"):
+        config.from_dict(data)
+
+
+def test_validation_without_expansion_sees_everything_the_combination_check_reads():
+    class Recording(dict):
+        def __getitem__(self, key):
+            read.add(key)
+            return super().__getitem__(key)
+
+    read = set()
+    for kind, task, variant in [("mlp", "teacher_student", "le2015"), ("rnn", "adding", "hochreiter1997"), ("lstm", "temporal_order", "le2015")]:
+        config.check_combination(Recording(config.from_dict({}).base, **{"model.kind": kind, "task.name": task, "task.variant": variant}))
+    assert read == set(config.CHECKED), "Experiment.validate() iterates only over CHECKED; keep it equal to what check_combination reads"

@@ -147,3 +147,44 @@ def test_bad_options_name_the_problem(name, options, message):
     with pytest.raises(ValueError, match=message) as err:
         tasks.get(name, **options)
     assert "\n" not in str(err.value)
+
+
+SEQUENCE = [("adding", "le2015", 4), ("adding", "hochreiter1997", 22), ("temporal_order", None, 10), ("copy_memory", None, 1)]
+
+
+@pytest.mark.parametrize("name, variant, need", SEQUENCE)
+def test_each_sequence_task_owns_its_minimum_T_and_its_constructor_enforces_it(name, variant, need):
+    cls, options = tasks.TASKS[name], ({"variant": variant} if variant else {})
+    assert cls.min_T(variant) == need
+    task = tasks.get(name, T=need, **options)
+    x, _ = draw(task, 50)
+    assert x.shape[1] == need + (20 if name == "copy_memory" else 0)
+    with pytest.raises(ValueError) as err:
+        tasks.get(name, T=need - 1, **options)
+    expected = "T must be a positive integer, got 0" if need == 1 else f"T must be at least {need} for {cls.label(variant)}, got {need - 1}"
+    assert str(err.value) == expected
+
+
+def _below_minimum(cls, T, **options):
+    """A task built with T below its minimum, bypassing the constructor's check, to see what breaks."""
+    task = cls(**options)  # the default T = 50 is above every minimum
+    task.T = T
+    return task
+
+
+def test_below_its_minimum_each_task_breaks_its_own_rules():
+    # temporal_order, T = 9: t1's window [T/10, 2T/10) is step 0, which overwrites the start symbol E
+    x, _ = draw(_below_minimum(tasks.TemporalOrder, 9), 200)
+    assert (x.argmax(axis=2)[:, 0] != 6).all()
+    # adding hochreiter1997, T = 21: the first marker (among the first 10 steps) can fall outside the first T/2 - 1
+    x, _ = draw(_below_minimum(tasks.Adding, 21, variant="hochreiter1997"), 2000)
+    assert (x[:, 21 // 2 - 1 :, 1] == 1).any()
+    # adding le2015, T = 3: the first half is one step, so the first marker is always there
+    x, _ = draw(_below_minimum(tasks.Adding, 3), 200)
+    assert (x[:, 0, 1] == 1).all()
+    x, _ = draw(tasks.get("adding", T=4), 200)
+    assert 0 < (x[:, 0, 1] == 1).mean() < 1, "at T = 4 the first marker's position is random"
+
+
+def test_vector_tasks_have_no_sequence_minimum():
+    assert all(cls.min_T() == 1 for cls in tasks.TASKS.values() if cls.kind == "vector")

@@ -20,23 +20,39 @@ An experiment may instead be made of parts, each a grid of its own on the common
 
 A field written "none" (or omitted) is None where the schema allows it. A [reproduce] table holds the
 parameters of a reproduction's check (gradlab.reproduce); the grid ignores it.
+
+Every problem is one ConfigError line, raised by load() / from_dict() before anything runs, and
+without expanding the grid: values are checked one by one, and the combinations (model.kind vs
+task.name, each task's minimum T) over the product of only the axes those checks read (CHECKED).
+Experiment.count() sizes a grid without expanding it; iter_grid() and preview() expand it lazily.
 """
 
 from __future__ import annotations
 
+import ast
 import difflib
 import hashlib
 import itertools
 import json
+import math
+import re
 import tomllib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gradlab.sweep.schema import FIELDS, IRRELEVANT, SECTIONS, SEQUENCE_TASKS, SHORT, defaults
+from gradlab import tasks
+from gradlab.sweep.schema import FIELDS, IRRELEVANT, NUM, SECTIONS, SEQUENCE_TASKS, SHORT, bounds, defaults, number
 
 TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case", "part", "reproduce")  # [reproduce]: see gradlab.reproduce
 PART_KEYS = ("name", *SECTIONS, "sweep", "case")
+RUN_KEYS = (*SECTIONS, "sweep", "case", "part")  # a config file with none of these has nothing to run
+MAX_RUNS = 100_000  # the largest grid (Experiment.count()) `gradlab run` starts without --max-runs
+CHECKED = ("model.kind", "task.name", "task.T", "task.variant")  # the fields check_combination reads
+NOT_WRITTEN = ("experiment.part",)  # set from the [[part]] names, never written in a config or --set
+NAME_MAX = 100  # characters of an experiment name, which names its results folder
+NAME_FORBIDDEN = '/\\<>:"|?*'  # path separators and the characters Windows refuses in file names
 
 
 class ConfigError(ValueError):
@@ -55,6 +71,8 @@ class Part:
 
 @dataclass
 class Experiment:
+    """A validated config: a base run with sweep axes and cases, or parts; grid() expands it, count() sizes it."""
+
     name: str
     description: str
     base: dict[str, Any]  # dotted key -> value, every field present
@@ -65,35 +83,71 @@ class Experiment:
     def grid(self) -> list[dict[str, Any]]:
         """The resolved runs: per part (or for the whole experiment), the product of the axes (in file
         order), then the cases; duplicates (runs equal once irrelevant fields are reset) appear once."""
-        runs: dict[str, dict[str, Any]] = {}
-        for part in self.parts or [Part("", {}, self.axes, self.cases)]:
-            base = {**self.base, **part.overrides, "experiment.part": part.name}
+        return list(self.iter_grid())
+
+    def iter_grid(self) -> Iterator[dict[str, Any]]:
+        """The runs of grid(), in its order, one at a time: the first few cost only themselves."""
+        seen: set[str] = set()
+        for config in self._unresolved():
+            config = resolve(config)
+            rid = run_id(config)
+            if rid not in seen:
+                seen.add(rid)
+                yield config
+
+    def preview(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The first `limit` runs of grid(), without expanding the rest."""
+        return list(itertools.islice(self.iter_grid(), limit))
+
+    def count(self) -> int:
+        """The runs before merging, in microseconds for any grid: per part, the product of the axis
+        lengths plus the cases. An upper bound on len(grid()): runs equal once irrelevant fields are
+        reset (e.g. the slope of a tanh run) merge into one."""
+        return sum(math.prod(len(values) for values in part.axes.values()) + len(part.cases) for part in self._parts())
+
+    def validate(self) -> None:
+        """Raise the ConfigError of any impossible run without expanding the grid: per part, the product
+        of only the axes check_combination reads (CHECKED), then every case."""
+        for part in self._parts():
+            base = self._base(part)
+            keys = [key for key in part.axes if key in CHECKED]
+            for values in itertools.product(*(dict.fromkeys(part.axes[key]) for key in keys)):
+                check_combination({**base, **dict(zip(keys, values))})
+            for case in part.cases:
+                check_combination({**base, **case})
+
+    def _parts(self) -> list[Part]:
+        return self.parts or [Part("", {}, self.axes, self.cases)]
+
+    def _base(self, part: Part) -> dict[str, Any]:
+        return {**self.base, **part.overrides, "experiment.part": part.name}
+
+    def _unresolved(self) -> Iterator[dict[str, Any]]:
+        """Every run before resolve(): per part, the product of the axes, then the cases."""
+        for part in self._parts():
+            base = self._base(part)
             keys = list(part.axes)
             for values in itertools.product(*(part.axes[k] for k in keys)):
-                self._add(runs, {**base, **dict(zip(keys, values))})
+                yield {**base, **dict(zip(keys, values))}
             for case in part.cases:
-                self._add(runs, {**base, **case})
-        return list(runs.values())
-
-    @staticmethod
-    def _add(runs: dict[str, dict[str, Any]], config: dict[str, Any]) -> None:
-        config = resolve(config)
-        runs.setdefault(run_id(config), config)
+                yield {**base, **case}
 
 
 def canonical_key(key: str, where: str) -> str:
     """'depth' or 'model.depth' -> 'model.depth', or a ConfigError with a did-you-mean."""
-    if key in FIELDS:
-        return key
-    if key in SHORT:
-        return SHORT[key]
+    dotted = key if key in FIELDS else SHORT.get(key)
+    if dotted in NOT_WRITTEN:
+        raise ConfigError(f"{where}{key}: {dotted} is set from the [[part]] names, not written by hand")
+    if dotted:
+        return dotted
     close = difflib.get_close_matches(key, list(FIELDS) + list(SHORT), n=1, cutoff=0.6)
     hint = f"; did you mean {close[0]}?" if close else f"; allowed: {', '.join(SHORT)}"
     raise ConfigError(f"{where}{key}: unknown key{hint}")
 
 
 def check_value(key: str, value: Any) -> Any:
-    """The value if it fits the field (ints accepted for numbers, "none" for optional fields)."""
+    """The value if it fits the field's type, choices and bounds (ints accepted for numbers, which must
+    be finite; "none" for optional fields)."""
     f = FIELDS[key]
     if f.optional and (value is None or value == "none"):
         return None
@@ -103,21 +157,53 @@ def check_value(key: str, value: Any) -> Any:
         raise ConfigError(f"{key} = {value!r}: must be {kind}" + (" or \"none\"" if f.optional else ""))
     if f.choices is not None and value not in f.choices:
         raise ConfigError(f"{key} = {value!r}: must be one of {', '.join(f.choices)}")
+    if f.type == NUM:
+        _check_finite(key, value)
+    _check_bounds(key, value)
+    return float(value) if f.type == NUM else value
+
+
+def _check_finite(key: str, value: float) -> None:
+    """A number field's value must be finite (TOML can write nan and inf; huge ints overflow a float)."""
+    try:
+        finite = math.isfinite(float(value))
+    except OverflowError:
+        finite = False
+    if not finite:
+        rule = " and ".join(bounds(FIELDS[key]))
+        raise ConfigError(f"{key} = {value!r}: must be a finite number" + (f" {rule}" if rule else ""))
+
+
+def _check_bounds(key: str, value: float) -> None:
+    """The value must lie within the field's bounds; a half-open range is named whole ("must be >= 0 and < 1")."""
+    f = FIELDS[key]
     if f.positive and value <= 0:
         raise ConfigError(f"{key} = {value!r}: must be > 0")
-    if f.minimum is not None and value < f.minimum:
-        raise ConfigError(f"{key} = {value!r}: must be >= {f.minimum}")
+    low = f.minimum is not None and value < f.minimum
+    if f.below is not None and (low or value >= f.below):
+        raise ConfigError(f"{key} = {value!r}: must be " + " and ".join(bounds(f)))
+    if low:
+        raise ConfigError(f"{key} = {value!r}: must be >= {number(f.minimum)}")
     if f.maximum is not None and value > f.maximum:
-        raise ConfigError(f"{key} = {value!r}: must be <= {f.maximum}")
-    return float(value) if f.type == (int, float) else value
+        raise ConfigError(f"{key} = {value!r}: must be <= {number(f.maximum)}")
 
 
-def resolve(config: dict[str, Any]) -> dict[str, Any]:
-    """Check combinations and reset the fields that do not apply to this run to their defaults."""
+def check_combination(config: dict[str, Any]) -> None:
+    """The model must be able to run the task, and T must reach the task's minimum (Task.min_T); reads only CHECKED."""
     kind, task = config["model.kind"], config["task.name"]
     if (kind == "mlp") == (task in SEQUENCE_TASKS):
         need = "an rnn or lstm" if task in SEQUENCE_TASKS else "an mlp"
         raise ConfigError(f"model.kind = {kind!r} cannot run task.name = {task!r}: that task needs {need}")
+    if task in SEQUENCE_TASKS:
+        cls, T, variant = tasks.TASKS[task], config["task.T"], config["task.variant"]
+        if T < cls.min_T(variant):
+            raise ConfigError(f"task.T = {T}: {cls.label(variant)} needs T >= {cls.min_T(variant)}")
+
+
+def resolve(config: dict[str, Any]) -> dict[str, Any]:
+    """Check combinations and reset the fields that do not apply to this run to their defaults."""
+    check_combination(config)
+    task = config["task.name"]
     out = dict(config)
     for key, by_value in IRRELEVANT.items():
         for name in by_value.get(out[key], ()):
@@ -145,7 +231,8 @@ def parse_override(text: str) -> tuple[str, Any]:
         raise ConfigError(f"--set {text!r}: must be key=value, e.g. train.steps=200")
     key, raw = (part.strip() for part in text.split("=", 1))
     try:
-        value = tomllib.loads(f"v = {raw}")["v"]
+        parsed = tomllib.loads(f"v = {raw}")
+        value = parsed["v"] if list(parsed) == ["v"] else raw  # "1\nw = 2" is a string, not two keys
     except tomllib.TOMLDecodeError:
         value = raw
     return canonical_key(key, "--set "), value
@@ -155,30 +242,110 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
     """Read and validate a config file; `overrides` ("key=value") replace the value everywhere: in the
     base, the parts, the axes and the cases."""
     path = Path(path)
-    return from_dict(read(path), path.stem, overrides)
+    data = read(path)
+    if "name" in data:
+        check_name(data["name"])  # the more specific complaint about a file holding only a bad name
+    if set(data) <= {"name", "description"}:
+        raise ConfigError(
+            f"{path}: nothing to run: no [model], [task], [train], [sweep], [[case]] or [[part]]; "
+            "to run the defaults, write an empty [train] table"
+        )
+    return from_dict(data, path.stem, overrides)
 
 
 def read(path: Path) -> dict[str, Any]:
-    """The parsed TOML file, or a one-line ConfigError if it is missing or not valid TOML."""
+    """The parsed TOML file, or a one-line ConfigError if it is missing, not UTF-8 or not valid TOML."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
-        return tomllib.loads(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: byte {err.start}: not UTF-8 text: not valid TOML") from None
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+        raise ConfigError(toml_error(path, text, err)) from None
+
+
+_AT = re.compile(r"(.*) \(at (?:line (\d+), column (\d+)|end of document)\)", re.S)
+_DUPLICATE = ("Cannot overwrite a value", "Cannot declare", "Duplicate inline table key")  # tomllib's words
+_BARE_OR_QUOTED = r"""(?:[A-Za-z0-9_-]+|"[^"\n]*"|'[^'\n]*')"""
+_KEY_LINE = re.compile(rf"\s*({_BARE_OR_QUOTED}(?:\s*\.\s*{_BARE_OR_QUOTED})*)\s*=")
+
+
+def toml_error(path: Path, text: str, err: tomllib.TOMLDecodeError) -> str:
+    """tomllib's error as one line naming the file and the line; a key or table written twice is named."""
+    match = _AT.fullmatch(str(err))
+    message, line, column = match.groups() if match else (str(err), None, None)
+    if message.startswith(_DUPLICATE):
+        line, what = _duplicate(text, message)
+        return f"{path}: line {line}: {what} is written twice: not valid TOML"
+    where = f"line {line}, column {column}" if line else f"line {max(1, len(text.splitlines()))} (end of file)"
+    return f"{path}: {where}: not valid TOML: {message}"
+
+
+def _duplicate(text: str, message: str) -> tuple[int, str]:
+    """(line, "key depth" or "table [model]") of the first key or table written twice in text."""
+    lines = text.splitlines()
+    end = _first_duplicate_line(lines)
+    try:
+        if message.startswith("Cannot declare"):  # "Cannot declare ('part', 'model') twice"
+            return end, "table [" + ".".join(ast.literal_eval(message.split(" ", 2)[2].rsplit(" ", 1)[0])) + "]"
+        if message.startswith("Duplicate inline table key"):  # "Duplicate inline table key 'b'"
+            return end, f"key {ast.literal_eval(message.rsplit(' ', 1)[1])}"
+    except (ValueError, SyntaxError, TypeError):
+        return end, "a key"
+    for i in range(end - 1, -1, -1):  # the value may span lines: its key is on the last `key =` line
+        match = _KEY_LINE.match(lines[i])
+        if match:
+            return i + 1, f"key {match.group(1)}"
+    return end, "a key"
+
+
+def _first_duplicate_line(lines: list[str]) -> int:
+    """The first line n such that lines[:n] already writes something twice (tomllib reports where the
+    value ends, or only "end of document")."""
+    for n in range(1, len(lines) + 1):
+        try:
+            tomllib.loads("\n".join(lines[:n]))
+        except tomllib.TOMLDecodeError as err:
+            if str(err).startswith(_DUPLICATE):
+                return n
+    return max(1, len(lines))
 
 
 def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides: list[str] = ()) -> Experiment:
-    """Validate a parsed config (see the module docstring) into an Experiment."""
+    """Validate a parsed config (see the module docstring) into an Experiment; the grid is not expanded.
+    An empty dict is the defaults (load() refuses an empty file)."""
+    _check_top_level(data, default_name)
+    base = {**defaults(), **_sections(data, "")}
+    axes, cases = _axes(data, ""), _cases(data, "")
+    parts = _parts(data)
+    if parts and (axes or cases):
+        raise ConfigError("sweep / case: a config with [[part]] sweeps inside its parts ([part.sweep], [[part.case]])")
+    _apply_overrides(overrides, base, [*parts, Part("", {}, axes, cases)])
+    name = check_name(data.get("name", default_name))
+    description = data.get("description", "")
+    if not isinstance(description, str):
+        raise ConfigError(f"description = {description!r}: must be a string")
+    experiment = Experiment(name, description, base, axes, cases, parts)
+    experiment.validate()  # an impossible combination anywhere in the grid fails now, before anything runs
+    return experiment
+
+
+def _check_top_level(data: dict[str, Any], default_name: str) -> None:
+    """Only the known sections, and not only a reproduction's [reproduce] table."""
     for key in data:
         if key not in TOP_LEVEL:
             close = difflib.get_close_matches(key, TOP_LEVEL, n=1)
             raise ConfigError(f"{key}: unknown section" + (f"; did you mean {close[0]}?" if close else f"; allowed: {', '.join(TOP_LEVEL)}"))
-    if "reproduce" in data and not any(key in data for key in (*SECTIONS, "sweep", "case", "part")):
+    if "reproduce" in data and not any(key in data for key in RUN_KEYS):
         raise ConfigError(f"{default_name}: has no runs, only a reproduction's [reproduce] table; use gradlab reproduce {default_name}")
-    base = {**defaults(), **_sections(data, "")}
-    axes, cases = _axes(data, ""), _cases(data, "")
-    parts = []
+
+
+def _parts(data: dict[str, Any]) -> list[Part]:
+    """The [[part]]s, checked; part names must be non-empty strings, each used once."""
+    parts: list[Part] = []
     for i, part in enumerate(_list_of_tables(data, "part")):
         where = f"part[{i}]."
         for key in part:
@@ -187,23 +354,49 @@ def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides:
         label = part.get("name", f"part{i}")
         if not isinstance(label, str) or not label:
             raise ConfigError(f"{where}name = {label!r}: must be a non-empty string")
+        taken = [j for j, other in enumerate(parts) if other.name == label]
+        if taken:
+            raise ConfigError(f"{where}name = {label!r}: must differ from the other parts' names; part[{taken[0]}] has it")
         parts.append(Part(label, _sections(part, where), _axes(part, where), _cases(part, where)))
-    if parts and (axes or cases):
-        raise ConfigError("sweep / case: a config with [[part]] sweeps inside its parts ([part.sweep], [[part.case]])")
+    return parts
+
+
+def _apply_overrides(overrides: Iterable[str], base: dict[str, Any], parts: list[Part]) -> None:
+    """--set key=value: checked, written into the base and removed from every part, axis and case (it wins everywhere)."""
     for text in overrides:
         key, value = parse_override(text)
         base[key] = check_value(key, value)
-        for part in [*parts, Part("", {}, axes, cases)]:  # --set wins everywhere
+        for part in parts:
             part.overrides.pop(key, None)
             part.axes.pop(key, None)
             for case in part.cases:
                 case.pop(key, None)
-    name = data.get("name", default_name)
-    if not isinstance(name, str) or not name or any(c in name for c in "/\\ "):
-        raise ConfigError(f"name = {name!r}: must be a non-empty string without spaces or slashes")
-    experiment = Experiment(name, str(data.get("description", "")), base, axes, cases, parts)
-    experiment.grid()  # an impossible combination anywhere in the grid fails now, before anything runs
-    return experiment
+
+
+def check_name(name: Any) -> str:
+    """The name if it is a safe folder name: 1 to 100 printable characters, no whitespace, none of
+    / \\ < > : " | ? *, not . or .., no leading dot."""
+    problem = _name_problem(name)
+    if problem:
+        raise ConfigError(f"name = {name!r}: must be {problem}")
+    return name
+
+
+def _name_problem(name: Any) -> str | None:
+    """What is wrong with a name as a folder name, or None."""
+    if not isinstance(name, str) or not name:
+        return "a non-empty string"
+    if len(name) > NAME_MAX:
+        return f"a folder name of at most {NAME_MAX} characters, not {len(name)}"
+    if name in (".", ".."):
+        return "a folder name, not . or .."
+    if name.startswith("."):
+        return "a folder name without a leading dot"
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return "a folder name without whitespace or control characters"
+    if any(c in NAME_FORBIDDEN for c in name):
+        return "a folder name without any of " + " ".join(NAME_FORBIDDEN)
+    return None
 
 
 def _sections(data: dict[str, Any], where: str) -> dict[str, Any]:
@@ -217,9 +410,11 @@ def _sections(data: dict[str, Any], where: str) -> dict[str, Any]:
 
 
 def _axes(data: dict[str, Any], where: str) -> dict[str, list[Any]]:
+    """The [sweep] axes of data, checked, by dotted key."""
+    table = _table(data, "sweep", where)
     axes = {}
-    for key, values in _table(data, "sweep", where).items():
-        dotted = canonical_key(key, f"{where}sweep.")
+    for dotted, key in _spellings(table, f"{where}sweep.").items():
+        values = table[key]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}sweep.{key} = {values!r}: must be a non-empty list of values")
         axes[dotted] = [check_value(dotted, v) for v in values]
@@ -227,10 +422,23 @@ def _axes(data: dict[str, Any], where: str) -> dict[str, list[Any]]:
 
 
 def _cases(data: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    return [
-        {(d := canonical_key(k, f"{where}case[{i}].")): check_value(d, v) for k, v in case.items()}
-        for i, case in enumerate(_list_of_tables(data, "case", where))
-    ]
+    """The [[case]]s of data, checked, by dotted key."""
+    cases = []
+    for i, case in enumerate(_list_of_tables(data, "case", where)):
+        keys = _spellings(case, f"{where}case[{i}].")
+        cases.append({dotted: check_value(dotted, case[key]) for dotted, key in keys.items()})
+    return cases
+
+
+def _spellings(table: dict[str, Any], where: str) -> dict[str, str]:
+    """Dotted key -> the key as written; one field written under two names (depth, model.depth) is an error."""
+    seen: dict[str, str] = {}
+    for key in table:
+        dotted = canonical_key(key, where)
+        if dotted in seen:
+            raise ConfigError(f"{where.rstrip('.')}: {seen[dotted]} and {key} are the same field, {dotted}; write it once")
+        seen[dotted] = key
+    return seen
 
 
 def _table(data: dict[str, Any], key: str, where: str = "") -> dict[str, Any]:

@@ -20,14 +20,28 @@ class Field:
     maximum: float | None = None  # inclusive
     positive: bool = False  # strictly > 0
     optional: bool = False  # None allowed (written as omitted / "none" in TOML)
+    below: float | None = None  # exclusive upper bound (momentum < 1)
 
 
-INT, NUM = int, (int, float)
+INT, NUM = int, (int, float)  # numbers (NUM) must also be finite: no nan, inf or -inf
+INT64_MAX = 2**63 - 1  # the runs table's int64 and numpy's Generator seeds
+
+
+def _min_T_help() -> str:
+    """task.T's help, with every sequence task's minimum length read from the task classes."""
+    rules = [
+        f"{cls.min_T(v)} for {cls.label(v)}"
+        for cls in tasks.TASKS.values() if cls.kind == "sequence"
+        for v in getattr(cls, "VARIANTS", (None,)) if cls.min_T(v) > 1
+    ]  # fmt: skip
+    return "sequence length (sequence tasks); at least " + ", ".join(rules)
+
+
 FIELDS: dict[str, Field] = {
     # model
     "model.kind": Field(str, "mlp", "the model", ("mlp", "rnn", "lstm")),
-    "model.depth": Field(INT, 4, "hidden layers of the MLP (weight layers = depth + 1)", minimum=1),
-    "model.width": Field(INT, 64, "units per hidden layer (MLP) or hidden size H (RNN, LSTM)", minimum=1),
+    "model.depth": Field(INT, 4, "hidden layers of the MLP (weight layers = depth + 1)", minimum=1, maximum=10**4),
+    "model.width": Field(INT, 64, "units per hidden layer (MLP) or hidden size H (RNN, LSTM)", minimum=1, maximum=10**6),
     "model.activation": Field(str, "tanh", "hidden activation (MLP, RNN; the LSTM's are fixed)", activations.NAMES),
     "model.slope": Field(NUM, activations.DEFAULT_SLOPE, "leaky_relu's negative slope", minimum=0, maximum=1),
     "model.output_activation": Field(str, "identity", "the MLP's last activation", activations.NAMES),
@@ -38,25 +52,25 @@ FIELDS: dict[str, Field] = {
     "model.sigma_b2": Field(NUM, 0.0, "mean_field bias variance", minimum=0),
     "model.spectral_radius": Field(NUM, None, "rescale W_hh to this spectral radius", positive=True, optional=True),
     "model.forget_bias": Field(NUM, 0.0, "LSTM forget-gate bias"),
-    "model.truncate": Field(INT, None, "truncated BPTT length k (none: full BPTT)", minimum=1, optional=True),
+    "model.truncate": Field(INT, None, "truncated BPTT length k (none: full BPTT)", minimum=1, maximum=10**6, optional=True),
     # task
     "task.name": Field(str, "teacher_student", "the task", tasks.NAMES),
-    "task.T": Field(INT, 50, "sequence length (sequence tasks)", minimum=1),
-    "task.variant": Field(str, "le2015", "adding problem variant", ("le2015", "hochreiter1997")),
-    "task.input_size": Field(INT, 16, "input dimension (teacher_student, gaussian_blobs)", minimum=1),
-    "task.classes": Field(INT, 4, "classes (gaussian_blobs)", minimum=2),
+    "task.T": Field(INT, 50, _min_T_help(), minimum=1, maximum=10**6),
+    "task.variant": Field(str, "le2015", "adding problem variant", tasks.Adding.VARIANTS),
+    "task.input_size": Field(INT, 16, "input dimension (teacher_student, gaussian_blobs)", minimum=1, maximum=10**6),
+    "task.classes": Field(INT, 4, "classes (gaussian_blobs)", minimum=2, maximum=10**6),
     # train
-    "train.steps": Field(INT, 200, "optimizer steps", minimum=0),
-    "train.batch": Field(INT, 32, "examples per step", minimum=1),
+    "train.steps": Field(INT, 200, "optimizer steps", minimum=0, maximum=10**8),
+    "train.batch": Field(INT, 32, "examples per step", minimum=1, maximum=10**7),
     "train.optimizer": Field(str, "sgd", "optimizer", optim.NAMES),
     "train.lr": Field(NUM, 0.01, "learning rate", positive=True),
-    "train.momentum": Field(NUM, 0.9, "momentum (optimizer = momentum)", minimum=0),
+    "train.momentum": Field(NUM, 0.9, "momentum (optimizer = momentum)", minimum=0, below=1),
     "train.clip_mode": Field(str, "none", "gradient clipping", clip.MODES),
     "train.clip": Field(NUM, 1.0, "clipping threshold c (norm or value)", positive=True),
-    "train.log_every": Field(INT, 10, "log probes every k steps (step 0 and the last step always)", minimum=1),
-    "train.probe_size": Field(INT, 512, "held-out examples for evaluation and dead-unit probes", minimum=1),
+    "train.log_every": Field(INT, 10, "log probes every k steps (step 0 and the last step always)", minimum=1, maximum=10**8),
+    "train.probe_size": Field(INT, 512, "held-out examples for evaluation and dead-unit probes", minimum=1, maximum=10**7),
     "train.jacobian": Field(bool, False, "measure the step Jacobian norms (RNN, LSTM)"),
-    "train.seed": Field(INT, 0, "seed of the weights and the batches", minimum=0),
+    "train.seed": Field(INT, 0, "seed of the weights and the batches", minimum=0, maximum=INT64_MAX),
     "train.dtype": Field(str, "float64", "float32 or float64", ("float32", "float64")),
     # set from [[part]] names, not written by hand
     "experiment.part": Field(str, "", "the [[part]] of the experiment a run belongs to (empty without parts)"),
@@ -90,7 +104,20 @@ def column(key: str) -> str:
 
 
 def defaults() -> dict[str, Any]:
+    """Every field's default, by dotted key."""
     return {key: f.default for key, f in FIELDS.items()}
+
+
+def number(x: float) -> str:
+    """A bound as written in messages and the reference: integers in full (9223372036854775807), floats by :g."""
+    return str(x) if isinstance(x, int) else f"{x:g}"
+
+
+def bounds(f: Field) -> list[str]:
+    """The field's bounds as text, e.g. ["> 0"] or [">= 0", "< 1"]; empty for unbounded fields."""
+    out = ["> 0"] if f.positive else []
+    out += [f"{op} {number(x)}" for op, x in ((">=", f.minimum), ("<=", f.maximum), ("<", f.below)) if x is not None]
+    return out
 
 
 def reference() -> str:
@@ -101,14 +128,20 @@ def reference() -> str:
             allowed = ", ".join(f.choices)
         elif f.type is bool:
             allowed = "true, false"
+        elif f.type is str:
+            allowed = "string"
         else:
-            kind = "integer" if f.type is int else "number"
-            bounds = " > 0" if f.positive else "".join(
-                [f" >= {f.minimum:g}" if f.minimum is not None else "", f", <= {f.maximum:g}" if f.maximum is not None else ""]
-            )
-            allowed = kind + bounds
+            allowed = " ".join(["integer" if f.type is int else "number", ", ".join(bounds(f))]).strip()
         if f.optional:
             allowed += ', or "none"'
-        default = '"none"' if f.default is None else f"`{str(f.default).lower() if f.type is bool else f.default}`"
-        rows.append(f"| `{key}` | {default} | {allowed} | {f.help} |")
+        rows.append(f"| `{key}` | {_default_text(f)} | {allowed} | {f.help} |")
     return "\n".join(rows)
+
+
+def _default_text(f: Field) -> str:
+    """The reference's default cell: "none", `false`, `""` or the value in backticks."""
+    if f.default is None:
+        return '"none"'
+    if f.type is bool:
+        return f"`{str(f.default).lower()}`"
+    return '`""`' if f.default == "" else f"`{f.default}`"

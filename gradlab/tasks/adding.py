@@ -24,13 +24,24 @@ class Adding(Task):
     """
 
     kind, input_size, output_size, output, loss = "sequence", 2, 1, "last", "mse"
-    VARIANTS = ("le2015", "hochreiter1997")
+    # le2015: at least two candidate steps in each half (with one, a marker's position is fixed);
+    # hochreiter1997: the first marker's 10 candidate steps lie within the first T/2 - 1 (T // 2 - 1 >= 10)
+    MIN_T_BY_VARIANT = {"le2015": 4, "hochreiter1997": 22}
+    VARIANTS = tuple(MIN_T_BY_VARIANT)
+
+    @classmethod
+    def min_T(cls, variant: str | None = "le2015") -> int:
+        """The shortest T of a variant: 4 for le2015, 22 for hochreiter1997."""
+        return cls.MIN_T_BY_VARIANT[_checks.choice("variant", variant, cls.VARIANTS)]
+
+    @classmethod
+    def label(cls, variant: str | None = "le2015") -> str:
+        """'adding (variant le2015)': the task and its variant, for messages."""
+        return f"adding (variant {variant})"
 
     def __init__(self, T: int = 50, variant: str = "le2015") -> None:
-        self.T = _checks.positive_int("T", T)
-        if self.T < (4 if variant == "le2015" else 22):
-            raise ValueError(f"T must be at least {4 if variant == 'le2015' else 22} for variant {variant!r}, got {T}")
         self.variant = _checks.choice("variant", variant, self.VARIANTS)
+        self.T = self.check_T(T, variant)
         self.name = f"adding_{variant}"
         if variant == "le2015":
             self.baseline_mse = 1 / 6  # Var[x1 + x2] with x ~ U[0, 1]

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from gradlab.nn import _checks
+
 Array = np.ndarray
 EVAL_SIZE = 512
 
@@ -22,6 +24,25 @@ class Task(ABC):
     output: str = "last"
     loss: str
     baseline_loss: float
+    MIN_T = 1  # sequence tasks: the shortest sequence length T they can build (see min_T)
+
+    @classmethod
+    def min_T(cls, variant: str | None = None) -> int:
+        """The shortest sequence length T the task (and variant) can build: the one home of that rule."""
+        return cls.MIN_T
+
+    @classmethod
+    def label(cls, variant: str | None = None) -> str:
+        """The task's name for messages, with its variant when it has variants."""
+        return cls.name
+
+    @classmethod
+    def check_T(cls, T: object, variant: str | None = None) -> int:
+        """T as an int, or a one-line ValueError if it is not an integer >= min_T(variant)."""
+        T = _checks.positive_int("T", T)
+        if T < cls.min_T(variant):
+            raise ValueError(f"T must be at least {cls.min_T(variant)} for {cls.label(variant)}, got {T}")
+        return T
 
     @abstractmethod
     def sample(self, rng: np.random.Generator, n: int) -> tuple[Array, Array]:

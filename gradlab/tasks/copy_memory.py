@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-from gradlab.nn import _checks
 from gradlab.tasks.base import Array, Task
 
 MEMORY = 10
@@ -20,9 +19,10 @@ MEMORY = 10
 
 class CopyMemory(Task):
     name, kind, input_size, output_size, output, loss = "copy_memory", "sequence", 10, 10, "all", "cross_entropy"
+    MIN_T = 1  # the delimiter sits at step MEMORY + T - 1, after the 10 symbols, for any T >= 1
 
     def __init__(self, T: int = 50) -> None:
-        self.T = _checks.positive_int("T", T)
+        self.T = self.check_T(T)
         self.baseline_loss = MEMORY * math.log(8) / (self.T + 2 * MEMORY)
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[Array, Array]:

@@ -12,7 +12,6 @@ import math
 
 import numpy as np
 
-from gradlab.nn import _checks
 from gradlab.tasks.base import Array, Task
 
 SYMBOLS = ("a", "b", "c", "d", "X", "Y", "E", "B")
@@ -21,11 +20,10 @@ SYMBOLS = ("a", "b", "c", "d", "X", "Y", "E", "B")
 class TemporalOrder(Task):
     name, kind, input_size, output_size, output, loss = "temporal_order", "sequence", 8, 4, "last", "cross_entropy"
     baseline_loss = math.log(4)
+    MIN_T = 10  # below 10, t1's window [T/10, 2T/10) starts at step 0 and overwrites the start symbol E
 
     def __init__(self, T: int = 50) -> None:
-        self.T = _checks.positive_int("T", T)
-        if self.T < 10:
-            raise ValueError(f"T must be at least 10 for temporal_order, got {T}")
+        self.T = self.check_T(T)
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[Array, Array]:
         T, rows = self.T, np.arange(n)
