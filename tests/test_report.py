@@ -12,6 +12,7 @@ import base64
 import html
 import io
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -30,6 +31,7 @@ from gradlab import report
 from gradlab.cli import app
 from gradlab.plots import NAMES, draw, style
 from gradlab.sweep import config, load_results
+from gradlab.sweep.store import record_files
 
 ROOT = Path(__file__).resolve().parents[1]
 TOUR = ROOT / "experiments" / "tour.toml"
@@ -255,7 +257,8 @@ CHECK = """<script>window.addEventListener("load", function () {
 });</script>"""
 
 
-@pytest.mark.skipif(chromium() is None, reason="no Chromium installed (the HTML checks above still run)")
+@pytest.mark.skipif(chromium() is None and not os.environ.get("GRADLAB_REQUIRE_CHROMIUM"),
+                    reason="no Chromium installed (the HTML checks above still run); CI installs it")
 def test_report_renders_in_headless_chromium(results, tmp_path):
     out, _ = results
     binary = chromium()
@@ -287,6 +290,11 @@ def test_report_renders_in_headless_chromium(results, tmp_path):
 
 
 # ---- gradlab plot and draw_all ----------------------------------------------------------------
+
+
+def visible(folder: Path) -> list[str]:
+    """The files in folder, without gradlab's hidden ledger of what it wrote there."""
+    return sorted(p.name for p in folder.iterdir() if not p.name.startswith("."))
 
 
 def fake_figures(monkeypatch, **behaviour):
@@ -322,7 +330,9 @@ def test_draw_all_isolates_each_figure(results, tmp_path, monkeypatch):
     fake_figures(monkeypatch, gradient_by_layer="ok", saturation="skip", clipping="raise", loss_curves="missing")
     open_before = len(plt.get_fignums())
     (tmp_path / "figures").mkdir()
-    (tmp_path / "figures" / "saturation.png").write_bytes(b"stale")  # from earlier results
+    (tmp_path / "figures" / "saturation.png").write_bytes(b"stale")  # drawn by gradlab from earlier results
+    record_files(tmp_path / "figures", [tmp_path / "figures" / "saturation.png"])
+    (tmp_path / "figures" / "clipping.png").write_bytes(b"mine")  # a user's file of that name: gradlab never wrote it
     written, skipped = draw.draw_all(
         load_results(out),
         tmp_path,
@@ -336,7 +346,8 @@ def test_draw_all_isolates_each_figure(results, tmp_path, monkeypatch):
     assert skipped["loss_curves"].startswith("not available: no module gradlab/plots/loss_curves.py")
     assert draw.errors(skipped) == ["clipping"]
     assert not (tmp_path / "figures" / "saturation.png").exists(), "a skipped figure's stale file was kept"
-    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == ["gradient_by_layer.png"]
+    assert visible(tmp_path / "figures") == ["clipping.png", "gradient_by_layer.png"], "a file gradlab did not write was removed"
+    assert (tmp_path / "figures" / "clipping.png").read_bytes() == b"mine"
     assert len(plt.get_fignums()) == open_before, "figures left open"
 
 
@@ -354,7 +365,7 @@ def test_plot_prints_what_it_skipped_and_why(results, tmp_path, monkeypatch):
     assert "figures: 1 of 3 drawn" in result.output
     assert "skipped saturation: no data for saturation" in result.output
     assert "skipped loss_curves: not available" in result.output
-    assert sorted(p.name for p in (target / "figures").iterdir()) == ["gradient_by_layer.png", "gradient_by_layer.svg"]
+    assert visible(target / "figures") == ["gradient_by_layer.png", "gradient_by_layer.svg"]
 
 
 def test_plot_exits_1_when_a_figure_raises(results, tmp_path, monkeypatch):

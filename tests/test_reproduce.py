@@ -122,7 +122,7 @@ def test_reproduce_writes_claims_figures_and_manifest(fake):
     df = pd.read_csv(out / "claims.csv")
     assert df["claim"].tolist() == ["steps run", "networks"] and df["pass"].all()
     assert df["value"].tolist() == [6.0, 100.0]
-    assert {p.name for p in (out / "figures").iterdir()} == {"fake_figure.png", "fake_figure.pdf"}
+    assert {p.name for p in (out / "figures").iterdir() if not p.name.startswith(".")} == {"fake_figure.png", "fake_figure.pdf"}
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["reproduction"] == "fake" and manifest["quick"] is False
     assert manifest["params"] == {"expected": 6, "networks": 100}

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab.plots import NAMES, style
+from gradlab.sweep.store import record_files, remove_files
 
 ERROR = "error: "  # the start of the reason of a figure that raised (not a SkipFigure)
 FORMATS = ("png", "pdf", "svg")  # what --format accepts (matplotlib writes each)
@@ -98,7 +99,8 @@ def draw_all(
     """Draw the figures (all of NAMES, or `only`) into out_dir/figures/<name>.<format>.
 
     Returns (written: name -> paths, skipped: name -> reason). A skipped figure's files left over
-    from earlier results are removed, so figures/ shows only what these tables support."""
+    from earlier results are removed (only files gradlab wrote there, as figures/.gradlab-files
+    lists them), so figures/ shows only what these tables support."""
     names, formats = check_names(only), check_formats(formats)
     folder = Path(out_dir) / "figures"
     written: dict[str, list[Path]] = {}
@@ -107,11 +109,11 @@ def draw_all(
         fig, reason = render(name, tables)
         if fig is None:
             skipped[name] = reason
-            for fmt in FORMATS:
-                (folder / f"{name}.{fmt}").unlink(missing_ok=True)
+            remove_files(folder, [f"{name}.{fmt}" for fmt in FORMATS])
             continue
         try:
             written[name] = style.save(fig, folder / name, formats)
+            record_files(folder, written[name])
         except Exception as err:  # noqa: BLE001 - e.g. a figure that cannot be rendered to a file
             import matplotlib.pyplot as plt
 

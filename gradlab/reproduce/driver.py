@@ -83,26 +83,28 @@ def reproduce(
     """Run reproduction `name` into `out` (default results/NAME or results/NAME_quick) and check it."""
     from gradlab.plots.style import save
     from gradlab.sweep import load_results, runner
+    from gradlab.sweep.store import Store, record_files
 
     start, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     spec = load(name, quick)
     out = Path(out or default_out(name, quick))
-    out.mkdir(parents=True, exist_ok=True)
-    tables, failed, run_summary = None, [], None
-    if spec.experiment is not None:
-        echo(f"{name}: {len(spec.experiment.grid())} training runs ({executor}) ...")
-        run_summary = runner.run(spec.experiment, out, executor, workers, progress=progress)
-        failed = [rid for rid, _ in run_summary.failed]
-        tables = load_results(out)
-    echo(f"{name}: measuring ...")
-    found, figures = module(name).check(spec.params, tables)
-    written = []
-    for stem, fig in figures.items():
-        written += save(fig, out / "figures" / stem)
-    wall_s = time.perf_counter() - start
-    outcome = Outcome(out, found, written, wall_s, failed)
-    _write(out / "claims.csv", claims_mod.frame(found).to_csv(index=False))
-    _write(out / "manifest.json", json.dumps(_manifest(spec, outcome, started_at, run_summary, executor), indent=1))
+    with Store(out).open() as store:  # checked, locked and marked before anything is written
+        tables, failed, run_summary = None, [], None
+        if spec.experiment is not None:
+            echo(f"{name}: {len(spec.experiment.grid())} training runs ({executor}) ...")
+            run_summary = runner.run(spec.experiment, out, executor, workers, progress=progress)
+            failed = [rid for rid, _ in run_summary.failed]
+            tables = load_results(out)
+        echo(f"{name}: measuring ...")
+        found, figures = module(name).check(spec.params, tables)
+        written = []
+        for stem, fig in figures.items():
+            written += save(fig, out / "figures" / stem)
+        record_files(out / "figures", written)
+        wall_s = time.perf_counter() - start
+        outcome = Outcome(out, found, written, wall_s, failed)
+        store.write_text("claims.csv", claims_mod.frame(found).to_csv(index=False))
+        store.write_text("manifest.json", json.dumps(_manifest(spec, outcome, started_at, run_summary, executor), indent=1))
     return outcome
 
 
@@ -120,9 +122,3 @@ def _manifest(spec: Spec, outcome: Outcome, started_at: str, run_summary, execut
         figures=sorted({p.stem for p in outcome.figures}),
     )
     return out
-
-
-def _write(path: Path, text: str) -> None:
-    from gradlab.sweep.store import _write_text
-
-    _write_text(path, text)

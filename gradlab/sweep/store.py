@@ -1,93 +1,258 @@
-"""The result store of one experiment (results/<name>/), built so that nothing finished is lost.
+"""The result store of one experiment (results/<name>/), built so that nothing finished is lost and
+nothing gradlab did not write is touched.
 
+    .gradlab-store                  the marker: gradlab made this folder (it cleans no other)
+    .gradlab-lock                   held (an OS file lock) by the one process writing the store
     config.toml, manifest.json      the resolved config as run; provenance and counts
-    runs/<run_id>/run.json          one folder per finished run: its runs-table row ...
-    runs/<run_id>/<table>.parquet   ... and its steps / layers / timesteps rows
+    runs/<run_id>/run.json          one folder per finished run: its runs-table row,
+    runs/<run_id>/<table>.parquet   its steps / layers / timesteps rows,
+    runs/<run_id>/contents.json     and, written last, every file's size, row count and SHA-256
+    quarantine/<run_id>/            run folders that failed their check, moved aside (never deleted)
     <table>.parquet                 the consolidated tables (runs, steps, layers, timesteps)
+    figures/.gradlab-files          the figure files gradlab wrote there (the only ones it removes)
 
 A run is written into runs/.tmp-<run_id>-<pid>/ and renamed to runs/<run_id>/ only when complete;
-rename is atomic, so a run folder exists whole or not at all, whatever kills the process. Leftover
-.tmp-* folders are never read and are removed when the store is opened. Consolidated files are also
-written to a temporary name and renamed.
+rename is atomic, so a run folder exists whole or not at all, whatever kills the process. Opening a
+store checks every run folder against its contents.json; one that is incomplete or corrupt is moved
+to quarantine/ and its run counts as not done. The lock is released by the OS when its process dies,
+so a kill -9 never leaves it stale.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import os
 import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
 
 TABLES = ("runs", "steps", "layers", "timesteps")
 RUN_TABLES = TABLES[1:]
+MARKER, LOCK, CONTENTS, QUARANTINE = ".gradlab-store", ".gradlab-lock", "contents.json", "quarantine"
+FILES_LEDGER = ".gradlab-files"  # in a folder gradlab writes figures to: the names of the files it wrote
+OWN_FILES = ("config.toml", "manifest.json", "summary.csv", "report.html", "claims.csv", *(f"{t}.parquet" for t in TABLES))
+OWN_DIRS = ("runs", "figures", QUARANTINE)
+RUN_FILES = ("run.json", CONTENTS, *(f"{t}.parquet" for t in RUN_TABLES))
+
+
+class StoreError(Exception):
+    """A results folder gradlab must not or cannot write, or cannot read, in one line naming it."""
+
+
+class StoreBusy(StoreError):
+    """Another process holds the store's lock."""
 
 
 class Store:
+    """One experiment's results folder. open() checks and locks it; close() (or `with`) unlocks."""
+
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         self.runs_dir = self.root / "runs"
+        self.quarantined: list[tuple[str, str]] = []  # (run_id, why) moved aside by this Store
+        self._lock: _Lock | None = None
 
     def open(self, fresh: bool = False) -> "Store":
-        """Create the folders (emptying them first when fresh) and sweep away unfinished writes."""
-        if fresh and self.root.exists():
-            shutil.rmtree(self.root)
-        self.runs_dir.mkdir(parents=True, exist_ok=True)
-        for tmp in self.runs_dir.glob(".tmp-*"):
-            shutil.rmtree(tmp, ignore_errors=True)
+        """Check that the folder is gradlab's (or new), lock it, mark it, empty it of gradlab's files
+        when fresh, sweep unfinished writes and quarantine run folders that fail their check."""
+        check_writable(self.root)
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._lock = _Lock.acquire(self.root)
+            try:
+                _write_text(self.root / MARKER, json.dumps({"gradlab_store": 1, "created": _now()}), keep=True)
+                if fresh:
+                    self._clean()
+                for tmp in self.runs_dir.glob(".tmp-*"):  # unfinished writes (the lock says none is in flight)
+                    self._remove_run_folder(tmp)
+                for folder in sorted(self._run_folders()):
+                    why = check_run(folder)
+                    if why:
+                        self._quarantine(folder, why)
+            except BaseException:
+                self.close()
+                raise
+        except OSError as err:  # e.g. a read-only file system
+            raise StoreError(f"{self.root}: cannot write here ({err.strerror or err})") from None
         return self
+
+    def close(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    def __enter__(self) -> "Store":
+        return self if self._lock is not None else self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def finished(self) -> dict[str, str]:
         """run_id -> status of every complete run folder."""
         out = {}
-        for folder in self.runs_dir.iterdir() if self.runs_dir.exists() else ():
-            if not folder.name.startswith(".") and (folder / "run.json").is_file():
+        for folder in self._run_folders():
+            try:
                 out[folder.name] = json.loads((folder / "run.json").read_text())["status"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # not readable now: open() or consolidate() quarantines it
         return out
 
     def write_run(self, run_id: str, record: dict, tables: dict[str, pd.DataFrame]) -> None:
-        """Write one run atomically: files into a temporary folder, then one rename."""
+        """Write one run atomically: its files and their contents.json into a temporary folder, then
+        one rename. A rerun (of a failed run) replaces the old folder."""
         tmp = self.runs_dir / f".tmp-{run_id}-{os.getpid()}"
         if tmp.exists():
-            shutil.rmtree(tmp)
+            self._remove_run_folder(tmp)
         tmp.mkdir(parents=True)
+        contents = {}
         for name in RUN_TABLES:
             if name in tables and len(tables[name]):
-                tables[name].to_parquet(tmp / f"{name}.parquet", index=False)
-        _write_text(tmp / "run.json", json.dumps(record, default=_json_default, indent=1))
+                buffer = io.BytesIO()
+                tables[name].to_parquet(buffer, index=False)
+                contents[f"{name}.parquet"] = _write_bytes(tmp / f"{name}.parquet", buffer.getvalue(), len(tables[name]))
+        text = json.dumps(record, default=_json_default, indent=1)
+        contents["run.json"] = _write_bytes(tmp / "run.json", text.encode(), 1)
+        _write_bytes(tmp / CONTENTS, json.dumps({"run_id": run_id, "files": contents}, indent=1).encode(), 0)
         _fsync_dir(tmp)
         final = self.runs_dir / run_id
-        if final.exists():  # a rerun (e.g. of a failed run) replaces the old folder
+        if final.exists():
             old = self.runs_dir / f".tmp-old-{run_id}-{os.getpid()}"
             final.rename(old)
             tmp.rename(final)
-            shutil.rmtree(old, ignore_errors=True)
+            self._remove_run_folder(old)
         else:
             tmp.rename(final)
         _fsync_dir(self.runs_dir)
 
     def consolidate(self, run_ids: list[str] | None = None) -> dict[str, pd.DataFrame]:
-        """Concatenate the run folders (all, or run_ids in that order) into <table>.parquet files."""
+        """Concatenate the run folders (all, or run_ids in that order) into <table>.parquet files. A run
+        folder that cannot be read is quarantined and left out, never the cause of a failure."""
         ids = run_ids if run_ids is not None else sorted(self.finished())
         records, parts = [], {name: [] for name in RUN_TABLES}
         for run_id in ids:
             folder = self.runs_dir / run_id
-            records.append(json.loads((folder / "run.json").read_text()))
-            for name in RUN_TABLES:
-                if (folder / f"{name}.parquet").is_file():
-                    parts[name].append(pd.read_parquet(folder / f"{name}.parquet"))
+            try:
+                record, frames = read_run(folder)
+            except Exception as err:  # noqa: BLE001 - whatever is wrong with one folder, the others go on
+                self._quarantine(folder, f"unreadable: {type(err).__name__}: {err}".splitlines()[0])
+                continue
+            records.append(record)
+            for name, frame in frames.items():
+                parts[name].append(frame)
         tables = {"runs": pd.DataFrame.from_records(records)}
         for name in RUN_TABLES:
             tables[name] = pd.concat(parts[name], ignore_index=True) if parts[name] else pd.DataFrame({"run_id": pd.Series(dtype=str)})
         for name, df in tables.items():
-            tmp = self.root / f".{name}.parquet.tmp"
+            tmp = self.root / f".{name}.parquet.tmp-{os.getpid()}"
             df.to_parquet(tmp, index=False)
             tmp.replace(self.root / f"{name}.parquet")
         return tables
 
     def write_text(self, name: str, text: str) -> None:
         _write_text(self.root / name, text)
+
+    def _run_folders(self) -> Iterator[Path]:
+        if self.runs_dir.is_dir():
+            yield from (p for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+    def _quarantine(self, folder: Path, why: str) -> None:
+        """Move a run folder that failed its check to quarantine/<run_id>[.k]/, with the reason beside it."""
+        if not folder.is_dir():
+            return
+        target_dir = self.root / QUARANTINE
+        target_dir.mkdir(exist_ok=True)
+        target, k = target_dir / folder.name, 1
+        while target.exists():
+            target, k = target_dir / f"{folder.name}.{k}", k + 1
+        folder.rename(target)
+        (target / "QUARANTINED.txt").write_text(f"{_now()}: {why}\n")
+        self.quarantined.append((folder.name.removeprefix(".tmp-old-").removeprefix(".tmp-"), why))
+
+    def _remove_run_folder(self, folder: Path) -> None:
+        """Remove the files gradlab writes in a run folder, then the folder; one that holds anything
+        else is moved to quarantine/ instead, with what remains of it."""
+        for name in RUN_FILES:
+            (folder / name).unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:
+            self._quarantine(folder, "it holds files gradlab did not write (gradlab's own files were removed)")
+
+    def _clean(self) -> None:
+        """--fresh: remove the files gradlab writes here (never quarantine/, never anything else)."""
+        for name in OWN_FILES:
+            (self.root / name).unlink(missing_ok=True)
+            for tmp in self.root.glob(f".{name}.tmp-*"):  # what an interrupted atomic write leaves
+                tmp.unlink(missing_ok=True)
+        if self.runs_dir.is_dir():
+            for folder in self.runs_dir.iterdir():
+                if folder.is_dir():
+                    self._remove_run_folder(folder)
+        remove_files(self.root / "figures", owned_files(self.root / "figures"))
+
+
+def check_writable(root: str | Path) -> None:
+    """Raise a one-line StoreError unless gradlab may write the results folder root: a folder that does
+    not exist yet (under a writable parent), an empty one, or one gradlab made (marked, or an older
+    gradlab's store holding only gradlab's files). Writes nothing."""
+    root = Path(root)
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root}: is a file, not a folder; give --out a folder")
+    if root.is_dir():
+        if (root / MARKER).is_file() or _is_unmarked_store(root) or not _visible_entries(root):
+            if not os.access(root, os.W_OK | os.X_OK):
+                raise StoreError(f"{root}: cannot write here (permission denied)")
+            return
+        raise StoreError(
+            f"{root}: not a gradlab results folder (no {MARKER} marker, and it holds other files); "
+            "gradlab writes only into new, empty or its own folders: choose another --out"
+        )
+    parent = next(p for p in root.absolute().parents if p.exists())
+    if not parent.is_dir() or not os.access(parent, os.W_OK | os.X_OK):
+        raise StoreError(f"{root}: cannot create it ({parent} is not a writable folder)")
+
+
+def check_run(folder: Path) -> str | None:
+    """Why a run folder is incomplete or corrupt (its files against its contents.json), or None."""
+    try:
+        contents = json.loads((folder / CONTENTS).read_text())
+        files = contents["files"]
+    except FileNotFoundError:
+        return f"incomplete: no {CONTENTS}"
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        return f"{CONTENTS} unreadable ({type(err).__name__})"
+    if "run.json" not in files:
+        return f"{CONTENTS} lists no run.json"
+    for name, meta in files.items():
+        path = folder / name
+        if not path.is_file():
+            return f"{name} is missing"
+        data = path.read_bytes()
+        if len(data) != meta.get("bytes"):
+            return f"{name} has {len(data)} bytes, {meta.get('bytes')} written"
+        if hashlib.sha256(data).hexdigest() != meta.get("sha256"):
+            return f"{name} is corrupt (checksum mismatch)"
+    return None
+
+
+def read_run(folder: Path) -> tuple[dict, dict[str, pd.DataFrame]]:
+    """A run folder's record and tables, with their row counts checked against contents.json."""
+    files = json.loads((folder / CONTENTS).read_text())["files"]
+    record = json.loads((folder / "run.json").read_text())
+    frames = {}
+    for name in RUN_TABLES:
+        meta = files.get(f"{name}.parquet")
+        if meta is not None:
+            frames[name] = pd.read_parquet(folder / f"{name}.parquet")
+            if len(frames[name]) != meta["rows"]:
+                raise ValueError(f"{name}.parquet has {len(frames[name])} rows, {meta['rows']} written")
+    return record, frames
 
 
 def load(path: str | Path) -> dict[str, pd.DataFrame]:
@@ -96,10 +261,140 @@ def load(path: str | Path) -> dict[str, pd.DataFrame]:
     missing = [name for name in TABLES if not (root / f"{name}.parquet").is_file()]
     if missing:
         raise FileNotFoundError(f"{root}: no {missing[0]}.parquet; is this a gradlab results folder (gradlab run writes one)?")
-    return {name: pd.read_parquet(root / f"{name}.parquet") for name in TABLES}
+    tables = {}
+    for name in TABLES:
+        try:
+            tables[name] = pd.read_parquet(root / f"{name}.parquet")
+        except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
+            repair = f"gradlab run {root / 'config.toml'} --out {root}" if (root / "config.toml").is_file() else "gradlab run CONFIG --out DIR"
+            raise StoreError(f"{root / (name + '.parquet')}: unreadable ({type(err).__name__}); `{repair}` rebuilds it from the run folders") from None
+    return tables
 
 
-def _write_text(path: Path, text: str) -> None:
+# ---- figures and other files written into folders gradlab does not wholly own ------------------
+
+
+def owned_files(folder: Path) -> set[str]:
+    """The names of the files gradlab wrote into folder (its ledger), that still exist."""
+    try:
+        names = json.loads((folder / FILES_LEDGER).read_text())
+    except (OSError, ValueError):
+        return set()
+    return {n for n in names if isinstance(n, str) and (folder / n).is_file()}
+
+
+def record_files(folder: Path, paths: Iterable[Path]) -> None:
+    """Add files gradlab just wrote into folder to its ledger, so that they (and only they) may be removed."""
+    names = owned_files(folder) | {Path(p).name for p in paths}
+    _write_text(folder / FILES_LEDGER, json.dumps(sorted(names)))
+
+
+def remove_files(folder: Path, names: Iterable[str]) -> None:
+    """Remove those of names that the ledger says gradlab wrote; leave any other file alone."""
+    own = owned_files(folder)
+    gone = {n for n in names if n in own}
+    for name in gone:
+        (folder / name).unlink(missing_ok=True)
+    if gone:
+        _write_text(folder / FILES_LEDGER, json.dumps(sorted(own - gone)))
+
+
+# ---- the lock ---------------------------------------------------------------------------------
+
+
+class _Lock:
+    """An exclusive OS lock on root/.gradlab-lock, re-entrant within a process (the reproduction
+    driver holds it around the runner, which takes it again)."""
+
+    _held: dict[Path, tuple["_Lock", int]] = {}
+
+    def __init__(self, key: Path, fd: int) -> None:
+        self.key, self.fd = key, fd
+
+    @classmethod
+    def acquire(cls, root: Path) -> "_Lock":
+        key = root.resolve()
+        if key in cls._held:
+            lock, depth = cls._held[key]
+            cls._held[key] = (lock, depth + 1)
+            return lock
+        fd = os.open(key / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        if not _try_lock(fd):
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise StoreBusy(f"{root}: another gradlab process (pid {holder}) is writing this folder; wait for it to finish or choose another --out")
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        lock = cls(key, fd)
+        cls._held[key] = (lock, 1)
+        return lock
+
+    def release(self) -> None:
+        lock, depth = self._held.get(self.key, (None, 0))
+        if lock is not self:
+            return
+        if depth > 1:
+            self._held[self.key] = (lock, depth - 1)
+            return
+        del self._held[self.key]
+        os.close(self.fd)  # closing the descriptor releases the lock
+
+
+@contextmanager
+def locked(root: str | Path) -> Iterator[None]:
+    """Hold root's lock for the block (root must exist); StoreBusy if another process holds it."""
+    lock = _Lock.acquire(Path(root))
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        import fcntl
+    except ImportError:  # Windows
+        import msvcrt
+
+        try:
+            msvcrt.locking(fd, msvcrt.LK_NBLCK, 1)
+            return True
+        except OSError:
+            return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return True
+    except OSError:
+        return False
+
+
+# ---- small helpers ----------------------------------------------------------------------------
+
+
+def _is_unmarked_store(root: Path) -> bool:
+    """A store written before the marker existed: a manifest.json or config.toml, and nothing visible
+    that gradlab does not write."""
+    names = {p.name for p in _visible_entries(root)}
+    return bool(names & {"manifest.json", "config.toml"}) and names <= {*OWN_FILES, *OWN_DIRS}
+
+
+def _visible_entries(root: Path) -> list[Path]:
+    return [p for p in root.iterdir() if not p.name.startswith(".")]
+
+
+def _write_bytes(path: Path, data: bytes, rows: int) -> dict:
+    """Write data durably; its entry in contents.json."""
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    return {"bytes": len(data), "rows": rows, "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _write_text(path: Path, text: str, keep: bool = False) -> None:
+    """Write text atomically (a temporary name, then a rename); with keep, leave an existing file."""
+    if keep and path.exists():
+        return
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "w") as f:
         f.write(text)
@@ -109,11 +404,18 @@ def _write_text(path: Path, text: str) -> None:
 
 
 def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:  # Windows cannot open a folder
+        return
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _json_default(value):
