@@ -1,12 +1,15 @@
-"""Nothing finished is lost: kill -9 a process-pool sweep part way, twice, then resume."""
+"""Nothing finished is lost: kill -9 a process-pool sweep part way, twice, then resume; a worker killed
+by the OOM killer, SIGTERM and Ctrl-C, a killed parent, a second sweep on the same folder."""
 
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from gradlab.sweep import config, runner
 from gradlab.sweep.store import load
@@ -67,3 +70,136 @@ def test_sigkill_twice_then_resume_gives_every_run_once_equal_to_serial(tmp_path
         a = killed[name].drop(columns=["wall_s"], errors="ignore")
         b = serial[name].drop(columns=["wall_s"], errors="ignore")
         pd.testing.assert_frame_equal(a, b, check_exact=True, obj=name)
+
+
+# ---- a dead worker, a stop signal, a second sweep: each named, none loses what finished ------------------
+
+SLOW = """
+name = "slow"
+[model]
+width = 48
+depth = 4
+[train]
+steps = 400
+log_every = 100
+probe_size = 64
+[sweep]
+seed = [0, 1, 2, 3, 4, 5]
+"""
+
+
+def children(pid):
+    """The pids whose parent is pid (from /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def state(pid):
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return "gone"
+
+
+def group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+
+
+def wait_for(predicate, timeout=120.0, what="a condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def sweep(tmp_path, text=SLOW, *args):
+    cfg = tmp_path / "slow.toml"
+    cfg.write_text(text)
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "gradlab", "run", str(cfg), "--out", str(out), "--quiet", "--no-report", *args]
+    return cfg, out, cmd
+
+
+needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="finds pool workers through /proc")
+
+
+@needs_proc
+def test_a_worker_killed_by_sigkill_fails_its_run_only_and_the_sweep_goes_on(tmp_path):
+    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(finished_runs(out)) >= 1, what="a first run")
+    busy = []
+    wait_for(lambda: bool(busy.extend(p for p in children(proc.pid) if state(p) == "R") or busy), what="a busy worker")
+    os.kill(busy[0], signal.SIGKILL)  # what the kernel's OOM killer does
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 1, stderr
+    runs = load(out)["runs"]
+    failed = runs[runs["status"] == "failed"]
+    assert len(runs) == 6 and len(failed) == 1, runs[["run_id", "status", "error"]]
+    assert failed["error"].iloc[0] == "its worker was killed by signal 9 (SIGKILL), possibly out of memory"
+    assert failed["run_id"].iloc[0] in stderr
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "(5 already finished)" in again.stdout, again.stderr
+    assert (load(out)["runs"]["status"] == "ok").all()
+
+
+@needs_proc
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_stop_signal_ends_the_sweep_cleanly_and_it_resumes(tmp_path, sig, code):
+    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(finished_runs(out)) >= 1 and len(children(proc.pid)) >= 2, what="a run and two workers")
+    os.kill(proc.pid, sig)  # to the main process only, as Slurm, systemd and docker do
+    stdout, stderr = proc.communicate(timeout=30)
+    assert proc.returncode == code, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and f"stopped by {sig.name}" in lines[0] and "run the same command again to resume" in lines[0], stderr
+    deadline = time.monotonic() + 10
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not group_alive(proc.pid), "a process of the sweep is still alive 10 s after it was stopped"
+    kept = len(finished_runs(out))
+    resumed = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and f"({kept} already finished)" in resumed.stdout, resumed.stderr
+    assert len(load(out)["runs"]) == 6
+
+
+@needs_proc
+def test_workers_exit_by_themselves_when_the_sweep_is_killed(tmp_path):
+    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for(lambda: len(children(proc.pid)) >= 2, what="two workers")
+    workers = children(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: the workers must notice on their own
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while any(state(p) not in ("gone", "Z") for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert all(state(p) in ("gone", "Z") for p in workers), "orphaned workers outlived the sweep by 10 s"
+
+
+def test_a_second_sweep_on_the_same_folder_is_refused_and_the_first_finishes_alone(tmp_path):
+    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
+    first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (out / "runs").is_dir(), what="the first sweep's store")
+    second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert second.returncode == 2, second.stderr
+    assert second.stderr.strip() == (
+        f"error: {out}: another gradlab process (pid {first.pid}) is writing this folder; "
+        "wait for it to finish or choose another --out"
+    )
+    stdout, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0 and "(0 already finished)" in stdout, stderr
+    runs = load(out)["runs"]
+    assert len(runs) == 6 and runs["run_id"].is_unique

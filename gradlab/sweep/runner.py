@@ -10,6 +10,8 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,7 +21,7 @@ from typing import Any
 import gradlab
 from gradlab.sweep import executors
 from gradlab.sweep.config import Experiment, run_id, to_toml
-from gradlab.sweep.store import Store
+from gradlab.sweep.store import Store, check_writable
 
 
 def execute(config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
@@ -41,6 +43,13 @@ def execute(config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     return record, tables
 
 
+def failed_record(config: dict[str, Any], error: str) -> dict[str, Any]:
+    """The runs-table row of a run that produced nothing (its worker died): status failed, the error."""
+    from gradlab import train
+
+    return train.run_record(config, run_id(config), status="failed", error=error)
+
+
 @dataclass
 class Summary:
     out: Path
@@ -48,6 +57,8 @@ class Summary:
     skipped: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (run_id, error)
+    quarantined: list[tuple[str, str]] = field(default_factory=list)  # (run_id, why): moved aside, run again
+    workers: int = 1
     wall_s: float = 0.0
 
 
@@ -59,34 +70,53 @@ def run(
     address: str | None = None,
     fresh: bool = False,
     progress: bool = True,
+    warn: Callable[[str], None] | None = None,
 ) -> Summary:
-    """Run every run of the grid not finished yet in `out`, then consolidate. Failed runs are rerun."""
+    """Run every run of the grid not finished yet in `out`, then consolidate. Failed runs are rerun.
+
+    Nothing is written before the folder is known to be gradlab's (StoreError otherwise) and the
+    executor has started (ExecutorError: e.g. an unreachable Dask scheduler). A SIGTERM or SIGINT
+    raises Interrupted / KeyboardInterrupt after the workers are stopped; finished runs are kept."""
+    warn = warn or _stderr
     start, started_at = time.perf_counter(), _now()
     grid = experiment.grid()
-    store = Store(out).open(fresh=fresh)
-    store.write_text("config.toml", to_toml(experiment))
-    done = store.finished()
-    todo = [c for c in grid if done.get(run_id(c)) in (None, "failed")]
-    summary = Summary(Path(out), len(grid), skipped=len(grid) - len(todo))
-    bar = Progress(len(todo), enabled=progress)
+    ids = [run_id(c) for c in grid]
+    check_writable(out)
     workers = workers or os.cpu_count() or 1
-    if executor == "serial":
-        stream = executors.serial(execute, todo)
-    elif executor == "process":
-        stream = executors.processes(execute, todo, workers)
-    else:
-        stream = executors.dask(execute, todo, address, workers)
-    for config, (record, tables) in stream:
-        store.write_run(record["run_id"], record, tables)
-        if record["status"] == "failed":
-            summary.failed.append((record["run_id"], record["error"]))
-        bar.update(failed=len(summary.failed))
-    bar.close()
-    tables = store.consolidate([run_id(c) for c in grid if (store.runs_dir / run_id(c)).is_dir()])
-    summary.by_status = tables["runs"]["status"].value_counts().to_dict() if len(tables["runs"]) else {}
-    summary.wall_s = time.perf_counter() - start
-    store.write_text("manifest.json", json.dumps(manifest(experiment, summary, started_at, executor), indent=1))
+    with executors.stop_on_signals(), executors.make(executor, workers, address) as pool, Store(out).open(fresh) as store:
+        store.write_text("config.toml", to_toml(experiment))
+        done = store.finished()
+        todo = [c for c, rid in zip(grid, ids) if done.get(rid) in (None, "failed")]
+        summary = Summary(Path(out), len(grid), skipped=len(grid) - len(todo))
+        summary.workers = 1 if executor == "serial" else max(1, min(workers, len(todo)))
+        bar = Progress(len(todo), enabled=progress)
+        with closing(pool.map(execute, todo)) as stream:
+            for config, outcome in stream:
+                record, tables = (failed_record(config, outcome.reason), {}) if isinstance(outcome, executors.Lost) else outcome
+                store.write_run(record["run_id"], record, tables)
+                if record["status"] == "failed":
+                    summary.failed.append((record["run_id"], record["error"]))
+                bar.update(failed=len(summary.failed))
+        bar.close()
+        tables = store.consolidate([rid for rid in dict.fromkeys(ids) if (store.runs_dir / rid).is_dir()])
+        summary.quarantined = store.quarantined
+        if store.quarantined:
+            warn(quarantine_warning(Path(out), store.quarantined))
+        summary.by_status = tables["runs"]["status"].value_counts().to_dict() if len(tables["runs"]) else {}
+        summary.wall_s = time.perf_counter() - start
+        store.write_text("manifest.json", json.dumps(manifest(experiment, summary, started_at, executor), indent=1))
     return summary
+
+
+def quarantine_warning(out: Path, moved: list[tuple[str, str]], show: int = 3) -> str:
+    """One line naming the run folders moved aside and why."""
+    named = "; ".join(f"{rid}: {why}" for rid, why in moved[:show]) + (f"; and {len(moved) - show} more" if len(moved) > show else "")
+    return (f"warning: {len(moved)} run folder{'s' if len(moved) > 1 else ''} in {out}/ failed the check and "
+            f"{'were' if len(moved) > 1 else 'was'} moved to {out / 'quarantine'}/ and run again ({named})")  # fmt: skip
+
+
+def _stderr(text: str) -> None:
+    print(text, file=sys.stderr)
 
 
 def manifest(experiment: Experiment, summary: Summary, started_at: str, executor: str) -> dict[str, Any]:
@@ -95,6 +125,7 @@ def manifest(experiment: Experiment, summary: Summary, started_at: str, executor
         "experiment": experiment.name,
         **provenance(),
         "executor": executor,
+        "workers": summary.workers,
         "started": started_at,
         "finished": _now(),
         "wall_s": round(summary.wall_s, 3),
@@ -119,7 +150,8 @@ def provenance() -> dict[str, Any]:
 
 
 def run_counts(summary: Summary) -> dict[str, int]:
-    return {"total": summary.total, "skipped_as_finished": summary.skipped, **summary.by_status}
+    counts = {"total": summary.total, "skipped_as_finished": summary.skipped, **summary.by_status}
+    return counts | ({"quarantined": len(summary.quarantined)} if summary.quarantined else {})
 
 
 def _git_commit() -> str:
