@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import typer
 
 import gradlab
+from gradlab.sweep.config import MAX_RUNS
 
 app = typer.Typer(
     name="gradlab",
@@ -15,6 +18,9 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+_DEBUG = False  # --debug: let unexpected errors show their traceback
 
 
 def _version(value: bool) -> None:
@@ -26,8 +32,11 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(
     version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Print the version and exit."),
+    debug: bool = typer.Option(False, "--debug", help="Show the traceback of an unexpected error."),
 ) -> None:
     """A lab for seeing, measuring and explaining vanishing, exploding and dying gradients."""
+    global _DEBUG
+    _DEBUG = debug
 
 
 @app.command()
@@ -35,57 +44,82 @@ def run(
     config: Path = typer.Argument(None, help="Experiment config (TOML); default experiments/tour.toml."),
     set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. --set train.steps=50 (repeatable)."),
     out: Path = typer.Option(None, help="Results folder; default results/<experiment name>."),
-    workers: int = typer.Option(None, min=1, help="Processes for --executor process/dask; default: the core count."),
+    workers: int = typer.Option(None, min=1, help="Worker processes (at most one per run to do); alone, implies --executor process."),
     executor: str = typer.Option(
-        None, help="serial, process or dask; default: serial, or process (one worker per core) for the tour (no CONFIG)."
+        None, help="serial, process or dask; default: serial, or process (one worker per core) for the tour (no CONFIG) or with --workers."
     ),
     address: str = typer.Option(None, help="A running Dask scheduler, e.g. tcp://127.0.0.1:8786 (--executor dask)."),
-    fresh: bool = typer.Option(False, "--fresh", help="Delete earlier results in --out and start over."),
+    fresh: bool = typer.Option(False, "--fresh", help="Remove the files gradlab wrote in --out (only there, only its own) and start over."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid size and the first runs; run nothing."),
+    max_runs: int = typer.Option(MAX_RUNS, "--max-runs", min=1, help="Refuse grids of more runs than this."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip drawing the figures and writing summary.csv and report.html."),
 ) -> None:
     """Run an experiment's grid into a results folder, then draw its figures (figures/) and write
     summary.csv (the runs table) and report.html. Rerunning resumes: finished runs are kept and
     skipped, failed ones are run again. Without CONFIG, runs the tour (experiments/tour.toml) on a
-    process pool of one worker per core. Exit 1 if a run failed, 2 on a bad config or option.
+    process pool of one worker per core. SIGTERM or Ctrl-C stops the sweep cleanly (exit 143 / 130),
+    keeping what finished. Exit 1 if a run failed, 2 on a bad config, option or folder.
 
     Example: gradlab run experiments/mlp_depth.toml --set train.steps=50 --executor process
     """
     from gradlab.sweep import ConfigError, load, runner, summary
-    from gradlab.sweep.executors import EXECUTORS
+    from gradlab.sweep.executors import EXECUTORS, ExecutorError
+    from gradlab.sweep.store import StoreError
 
     if executor is None:  # the tour is the README's main command: use every core by default
-        executor = "process" if config is None else "serial"
+        executor = "process" if config is None or workers is not None else "serial"
     if executor not in EXECUTORS:
         _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
     if address is not None and executor != "dask":
         _bad(f"--address {address!r}: needs --executor dask")
+    if workers is not None and executor == "serial":
+        _bad(f"--workers {workers}: needs --executor process or dask (serial runs one at a time)")
     try:
         experiment = load(config or _tour(), set_)
-        grid = experiment.grid()
     except ConfigError as err:
         _bad(str(err))
     out = out or Path("results") / experiment.name
+    count = experiment.count()
+    too_many = (f"{experiment.name}: the grid has {count:,} runs, more than --max-runs {max_runs:,}; "
+                f"pass --max-runs {count} to run them all")  # fmt: skip
     if dry_run:
-        typer.echo(f"{experiment.name}: " + summary.grid_preview(grid) + f"\nwould write {out}/ (nothing run)")
+        typer.echo(f"{experiment.name}: " + summary.grid_preview(experiment) + f"\nwould write {out}/ (nothing run)")
+        if count > max_runs:
+            typer.echo(f"refused as it stands: {too_many}")
         return
+    if count > max_runs:
+        _bad(too_many)
     try:
-        result = runner.run(experiment, out, executor, workers, address, fresh, progress=not quiet)
-    except KeyboardInterrupt:
-        typer.echo(f"\ninterrupted: finished runs are kept in {out}/; run the same command again to resume", err=True)
-        raise typer.Exit(130) from None
-    except RuntimeError as err:  # e.g. dask missing
+        result = runner.run(experiment, out, executor, workers, address, fresh, progress=not quiet,
+                            warn=lambda line: typer.echo(line, err=True))  # fmt: skip
+    except KeyboardInterrupt as err:
+        _interrupted(err, out)
+    except (StoreError, ExecutorError) as err:
         _bad(str(err))
     typer.echo(
         f"{experiment.name}: {result.total} runs ({result.skipped} already finished) in {result.wall_s:.1f} s -> {out}/\n"
         + summary.counts(_load_runs(out))
     )
     if not no_report:
-        _figures_and_report(out)
+        with _writing(out):
+            _figures_and_report(out)
     if result.failed:
         typer.echo("failed: " + ", ".join(rid for rid, _ in result.failed) + f" (see `gradlab show {out}`)", err=True)
         raise typer.Exit(1)
+
+
+def _interrupted(err: KeyboardInterrupt, out: Path) -> None:
+    """One line on how a stopped sweep resumes; exit 128 + the signal (130 for Ctrl-C, 143 for SIGTERM)."""
+    import signal
+
+    from gradlab.sweep.store import Store
+
+    signum = getattr(err, "signum", signal.SIGINT)
+    kept = len(Store(out).finished())
+    typer.echo(f"\nstopped by {signal.Signals(signum).name}: {kept} finished runs are kept in {out}/; "
+               "run the same command again to resume", err=True)  # fmt: skip
+    raise typer.Exit(128 + signum)
 
 
 @app.command()
@@ -94,13 +128,9 @@ def show(path: Path = typer.Argument(..., help="A results folder written by grad
 
     Example: gradlab show results/mlp_depth
     """
-    from gradlab.sweep import load_results, summary
+    from gradlab.sweep import summary
 
-    try:
-        tables = load_results(path)
-    except FileNotFoundError as err:
-        _bad(str(err))
-    typer.echo(summary.show(tables))
+    typer.echo(summary.show(_load_tables(path)))
 
 
 @app.command()
@@ -126,7 +156,8 @@ def plot(
     except ValueError as err:
         _bad(str(err))
     tables = _load_tables(path)
-    written, skipped = draw.draw_all(tables, path, only=names, formats=formats)
+    with _writing(path):
+        written, skipped = draw.draw_all(tables, path, only=names, formats=formats)
     typer.echo(_drawn_lines(path, written, skipped))
     if draw.errors(skipped):
         raise typer.Exit(1)
@@ -142,7 +173,8 @@ def report(path: Path = typer.Argument(..., help="A results folder written by gr
     Example: gradlab report results/tour
     """
     tables = _load_tables(path)
-    _figures_and_report(path, tables)
+    with _writing(path):
+        _figures_and_report(path, tables)
 
 
 def _figures_and_report(out: Path, tables=None) -> None:
@@ -169,11 +201,27 @@ def _drawn_lines(out: Path, written: dict, skipped: dict) -> str:
 
 def _load_tables(path: Path):
     from gradlab.sweep import load_results
+    from gradlab.sweep.store import StoreError
 
     try:
         return load_results(path)
-    except FileNotFoundError as err:
+    except (FileNotFoundError, StoreError) as err:
         _bad(str(err))
+
+
+@contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Hold a results folder's lock while figures and the report are written into it (when it is a
+    store: a folder holding only copied tables has none); another process's lock is exit 2."""
+    from gradlab.sweep.store import MARKER, StoreBusy, locked
+
+    with ExitStack() as stack:
+        if (path / MARKER).is_file():
+            try:
+                stack.enter_context(locked(path))
+            except StoreBusy as err:
+                _bad(str(err))
+        yield
 
 
 def _tour() -> Path:
@@ -283,7 +331,8 @@ def reproduce(
     from gradlab import reproduce as repro
     from gradlab.reproduce import claims, driver
     from gradlab.sweep import ConfigError
-    from gradlab.sweep.executors import EXECUTORS
+    from gradlab.sweep.executors import EXECUTORS, ExecutorError
+    from gradlab.sweep.store import StoreError
 
     if list_:
         for n in repro.NAMES:
@@ -297,11 +346,10 @@ def reproduce(
         _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
     try:
         outcome = driver.reproduce(name, quick, out, executor, workers, echo=typer.echo, progress=not quiet)
-    except ConfigError as err:
+    except (ConfigError, StoreError, ExecutorError) as err:
         _bad(str(err))
-    except KeyboardInterrupt:
-        typer.echo("\ninterrupted: finished training runs are kept; run the same command again to resume", err=True)
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as err:
+        _interrupted(err, out or driver.default_out(name, quick))
     typer.echo(f"\n{repro.module(name).TITLE}\n" + claims.table(outcome.claims))
     passed = sum(c.passed for c in outcome.claims)
     limit = "" if quick else f" ({'OVER' if outcome.wall_s > repro.TIME_LIMIT_S else 'within'} the limit, {repro.TIME_LIMIT_S / 60:.0f} min on 2 cores)"
@@ -320,11 +368,39 @@ def _minutes(seconds: float) -> str:
     return f"{int(m)}:{s:04.1f} min" if m else f"{s:.1f} s"
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """The `gradlab` command: every failure is one line on stderr (exit 2 for usage, 1 otherwise);
+    an unexpected error shows its traceback only with --debug."""
+    import sys
+
     from gradlab._memory import keep_freed_memory
 
+    usage_error, click_error = (_click_class(name) for name in ("UsageError", "ClickException"))
     keep_freed_memory()  # every step reuses its memory instead of faulting it in again (see gradlab._memory)
-    app()
+    try:
+        code = app(args=argv, prog_name="gradlab", standalone_mode=False)
+    except usage_error as err:  # an unknown option, a bad value, a missing argument
+        where = f"; see {err.ctx.command_path} --help" if getattr(err, "ctx", None) is not None else ""
+        typer.echo(f"error: {' '.join(err.format_message().split())}{where}", err=True)
+        code = 2
+    except click_error as err:
+        typer.echo(f"error: {' '.join(err.format_message().split())}", err=True)
+        code = err.exit_code
+    except typer.Abort:
+        typer.echo("interrupted", err=True)
+        code = 130
+    except Exception as err:  # noqa: BLE001 - a bug or an unforeseen failure: one line unless --debug
+        if _DEBUG or "--debug" in (argv if argv is not None else sys.argv):
+            raise
+        text = " ".join(str(err).split()) or "(no message)"
+        typer.echo(f"error: {type(err).__name__}: {text} (unexpected; rerun with gradlab --debug for the traceback)", err=True)
+        code = 1
+    sys.exit(code or 0)
+
+
+def _click_class(name: str) -> type:
+    """click's exception class `name`, as the click that typer uses defines it (typer >= 0.26 vendors one)."""
+    return next(c for c in typer.BadParameter.__mro__ if c.__name__ == name)
 
 
 if __name__ == "__main__":

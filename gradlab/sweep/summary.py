@@ -4,16 +4,25 @@ from __future__ import annotations
 
 import pandas as pd
 
+from gradlab.sweep.config import Experiment
 from gradlab.sweep.schema import FIELDS, column
 
 
-def grid_preview(grid: list[dict], limit: int = 10) -> str:
-    """The grid size and its first runs, showing only the fields that vary."""
-    if not grid:
+EXACT_COUNT_BELOW = 10_000  # grids up to this size are expanded to count merged runs exactly (~0.2 s)
+
+
+def grid_preview(experiment: Experiment, limit: int = 10) -> str:
+    """The grid size and its first runs, showing the fields that vary; never expands a large grid."""
+    upper = experiment.count()
+    first = experiment.preview(limit)
+    if not first:
         return "0 runs"
-    varying = [k for k in FIELDS if len({repr(c[k]) for c in grid}) > 1]
-    frame = pd.DataFrame([{column(k): c[k] for k in varying} for c in grid[:limit]])
-    head = f"{len(grid)} runs" + (f" (first {limit} shown)" if len(grid) > limit else "")
+    total = len(experiment.grid()) if upper <= EXACT_COUNT_BELOW else None
+    swept = {key for part in experiment.parts or [experiment] for key in [*part.axes, *(k for c in part.cases for k in c)]}
+    varying = [k for k in FIELDS if k in swept or len({repr(c[k]) for c in first}) > 1]
+    frame = pd.DataFrame([{column(k): c[k] for k in varying} for c in first])
+    head = f"{total} runs" if total is not None else f"{upper:,} runs at most (runs equal once fields that do not apply are reset are one)"
+    head += f" (first {limit} shown)" if (total or upper) > limit else ""
     return head + ("\n" + frame.to_string(index=False) if varying else "")
 
 
