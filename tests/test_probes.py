@@ -290,6 +290,7 @@ def test_power_iteration_beyond_exact_limit_agrees_with_svd():
     assert np.all(auto <= svd * (1 + 1e-12))
 
 
+@pytest.mark.torch
 def test_lstm_columns_equal_torch_autograd():
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(11)

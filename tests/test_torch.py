@@ -8,6 +8,7 @@ from conftest import ACTIVATIONS, LOSSES, OUTPUTS, assert_rel, make_target
 
 from gradlab.nn import LSTM, MLP, RNN, clip, losses, optim
 
+pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 TOL = 1e-10  # relative, float64
