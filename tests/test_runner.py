@@ -116,3 +116,16 @@ def test_dask_cluster_at_an_address_gives_the_serial_tables(tmp_path):
             p.terminate()
         for p in procs:
             p.wait(timeout=30)
+
+
+def test_a_dask_task_whose_worker_keeps_dying_is_reported_lost_not_raised():
+    """Dask reschedules a task whose worker died, then gives up (KilledWorker): that run is Lost, and
+    the runner records it failed like a pool worker killed by the OOM killer."""
+    pytest.importorskip("dask.distributed")
+    import signal
+
+    from gradlab.sweep import executors
+
+    with executors.Dask(None, 1) as pool:
+        outcomes = list(pool.map(signal.raise_signal, [signal.SIGKILL]))  # the task kills its own worker
+    assert outcomes == [(signal.SIGKILL, executors.Lost("its Dask worker died each time it ran it (KilledWorker), possibly out of memory"))]

@@ -21,7 +21,7 @@ def grid_preview(experiment: Experiment, limit: int = 10) -> str:
     swept = {key for part in experiment.parts or [experiment] for key in [*part.axes, *(k for c in part.cases for k in c)]}
     varying = [k for k in FIELDS if k in swept or len({repr(c[k]) for c in first}) > 1]
     frame = pd.DataFrame([{column(k): c[k] for k in varying} for c in first])
-    head = f"{total} runs" if total is not None else f"{upper:,} runs at most (runs equal once fields that do not apply are reset are one)"
+    head = f"{total} runs" if total is not None else f"{upper:,} runs at most (runs that differ only in fields that do not apply count once)"
     head += f" (first {limit} shown)" if (total or upper) > limit else ""
     return head + ("\n" + frame.to_string(index=False) if varying else "")
 
