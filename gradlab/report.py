@@ -364,7 +364,7 @@ def _varying_columns(runs: pd.DataFrame) -> dict[str, list[str]]:
 
 def _irrelevant(row: dict[str, Any]) -> set[str]:
     """The columns that do not apply to this run (e.g. the threshold without clipping, a ReLU's slope)."""
-    from gradlab.sweep.schema import IRRELEVANT, column
+    from gradlab.schema import IRRELEVANT, column
 
     out = set()
     for key, by_value in IRRELEVANT.items():

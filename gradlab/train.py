@@ -20,7 +20,7 @@ import pandas as pd
 from gradlab import probes, tasks
 from gradlab.diagnose import diagnose
 from gradlab.nn import LSTM, MLP, RNN, clip, losses, optim
-from gradlab.sweep.schema import column
+from gradlab.schema import column
 
 Config = dict[str, Any]
 

@@ -6,7 +6,7 @@ import pytest
 
 from gradlab import tasks
 from gradlab.sweep import config
-from gradlab.sweep.schema import FIELDS, INT, reference
+from gradlab.schema import FIELDS, INT, reference
 
 
 def test_every_field_has_a_default_that_passes_its_own_validation():

@@ -12,9 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradlab import theory
+from gradlab import schema, theory
 from gradlab.plots import NAMES, module, style
-from gradlab.sweep import schema
 from gradlab.train import build_model, build_task
 
 GRADIENT_FIGURES = ("gradient_by_layer", "depth_activation_heatmap", "gradient_through_time", "time_step_heatmap")

@@ -20,9 +20,9 @@ def test_readme_example_prints_what_the_readme_shows():
 
 
 def test_readme_config_reference_is_the_schema():
-    from gradlab.sweep.schema import reference
+    from gradlab.schema import reference
 
-    assert reference() in README.read_text(), "README's config reference differs from gradlab.sweep.schema.reference()"
+    assert reference() in README.read_text(), "README's config reference differs from gradlab.schema.reference()"
 
 
 def test_readme_claims_table_is_the_committed_results():

@@ -140,7 +140,7 @@ def hidden_sigma(run: pd.Series) -> tuple[float, float] | None:
 
 def config_of(run: pd.Series) -> dict[str, Any]:
     """The resolved dotted-key config of a runs-table row (what gradlab.train.run was given)."""
-    from gradlab.sweep.schema import FIELDS, column
+    from gradlab.schema import FIELDS, column
 
     config = {}
     for key, field in FIELDS.items():

@@ -3,7 +3,7 @@ expand the grid (the product of the sweep axes, plus explicit extra cases) into 
 
     name = "mlp_depth"                      # optional; default: the file's stem
     description = "..."
-    [model]  kind = "mlp" ...               # the base: any field of gradlab.sweep.schema.FIELDS
+    [model]  kind = "mlp" ...               # the base: any field of gradlab.schema.FIELDS
     [task]   name = "teacher_student" ...
     [train]  steps = 200 ...
     [sweep]  depth = [2, 4, 8]              # axes: short ("depth") or dotted ("model.depth") names
@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from gradlab import tasks
-from gradlab.sweep.schema import FIELDS, IRRELEVANT, NUM, SECTIONS, SEQUENCE_TASKS, SHORT, bounds, defaults, number
+from gradlab.schema import FIELDS, IRRELEVANT, NUM, SECTIONS, SEQUENCE_TASKS, SHORT, bounds, defaults, number
 
 TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case", "part", "reproduce")  # [reproduce]: see gradlab.reproduce
 PART_KEYS = ("name", *SECTIONS, "sweep", "case")

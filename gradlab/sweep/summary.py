@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from gradlab.sweep.config import Experiment
-from gradlab.sweep.schema import FIELDS, column
+from gradlab.schema import FIELDS, column
 
 
 EXACT_COUNT_BELOW = 10_000  # grids up to this size are expanded to count merged runs exactly (~0.2 s)
