@@ -293,22 +293,22 @@ def bench(
     Example: gradlab bench --quick
     """
     if runner:
-        from gradlab.sweep import bench as runner_bench
+        from gradlab.bench import runner as runner_bench
 
         runner_bench.run(echo=typer.echo)
         return
-    from gradlab import bench_probes
-    from gradlab.bench import run
+    from gradlab.bench import engine
+    from gradlab.bench import probes as probes_bench
 
     dtypes = ("float32", "float64") if dtype == "both" else (dtype,)
     try:
-        run(quick=quick, only=[n for n in only.split(",") if n.strip()] or None, dtypes=dtypes, echo=typer.echo)
+        engine.run(quick=quick, only=[n for n in only.split(",") if n.strip()] or None, dtypes=dtypes, echo=typer.echo)
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if probes:
         typer.echo("")
-        bench_probes.run(quick=quick, echo=typer.echo)
+        probes_bench.run(quick=quick, echo=typer.echo)
 
 
 @app.command()

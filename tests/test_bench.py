@@ -1,4 +1,4 @@
-"""gradlab.bench: the analytic FLOP count, and that its PyTorch step is the same computation as ours.
+"""gradlab.bench.engine: the analytic FLOP count, and that its PyTorch step is the same computation as ours.
 No test here asserts a time."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gradlab import bench
-from gradlab.bench import OurStep, TorchStep, Workload, matmul_flops, torch_params
+from gradlab.bench import engine
+from gradlab.bench.engine import OurStep, TorchStep, Workload, matmul_flops, torch_params
 from gradlab.cli import app
 
 
@@ -37,7 +37,7 @@ def test_recurrent_flops_equal_a_hand_count(model, gates):
 
 
 def test_the_benchmark_workloads_are_the_issues():
-    w1, w2, w3, w4 = (bench.WORKLOADS[k] for k in ("W1", "W2", "W3", "W4"))
+    w1, w2, w3, w4 = (engine.WORKLOADS[k] for k in ("W1", "W2", "W3", "W4"))
     assert (w1.model, w1.layers, w1.hidden, w1.batch, w1.activation) == ("mlp", 20, 256, 128, "tanh")
     assert (w2.model, w2.input_size, w2.hidden, w2.T, w2.batch, w2.activation) == ("rnn", 2, 128, 100, 32, "tanh")
     assert (w3.model, w3.input_size, w3.hidden, w3.T, w3.batch) == ("lstm", 2, 128, 100, 32)
@@ -51,7 +51,7 @@ def test_our_step_trains_and_records_the_trace_when_asked():
     loss = step(trace=True)
     assert np.isfinite(loss)
     assert any(not np.array_equal(before[k], step.model.params[k]) for k in before)
-    assert np.sqrt(sum(float(np.vdot(g, g)) for g in step.grads.values())) <= bench.MAX_NORM * (1 + 1e-12)
+    assert np.sqrt(sum(float(np.vdot(g, g)) for g in step.grads.values())) <= engine.MAX_NORM * (1 + 1e-12)
 
 
 TINY = [
@@ -86,11 +86,11 @@ def test_torch_step_is_the_same_step_as_ours(w, variant):
     np.testing.assert_allclose(ratios, ratios[0], rtol=1e-10)  # one common scale: the same direction
     after = torch_params(theirs)
     for name, p in ours.model.params.items():
-        np.testing.assert_allclose(p, after[name], rtol=1e-9, atol=1e-6 * bench.LR, err_msg=f"updated {name}")
+        np.testing.assert_allclose(p, after[name], rtol=1e-9, atol=1e-6 * engine.LR, err_msg=f"updated {name}")
 
 
 def test_lstm_memory_peak_is_at_least_the_cache():
-    peak, cache = bench.lstm_memory(T=20)
+    peak, cache = engine.lstm_memory(T=20)
     assert cache == sum(  # xs, hs, cs, gates, tanh_c of N=32, H=128, D=2 in float64
         8 * n for n in (20 * 32 * 2, 21 * 32 * 128, 21 * 32 * 128, 20 * 32 * 512, 20 * 32 * 128)
     )
@@ -107,7 +107,7 @@ def test_cli_bench_prints_the_table_and_the_targets():
     assert "machine:" in result.output.splitlines()[0]
     measured = "W2 <= 1.0x fused nn.RNN" in result.output
     unmeasured = "(PyTorch targets not measured: torch is not importable)" in result.output
-    assert (measured, unmeasured) == ((True, False) if bench.torch_available() else (False, True)), result.output
+    assert (measured, unmeasured) == ((True, False) if engine.torch_available() else (False, True)), result.output
 
 
 def test_cli_bench_rejects_an_unknown_workload():

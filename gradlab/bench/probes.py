@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from gradlab import probes
-from gradlab.bench import LR, MAX_NORM, WORKLOADS, OurStep, interleaved, paired_ratio
+from gradlab.bench.engine import LR, MAX_NORM, WORKLOADS, OurStep, interleaved, paired_ratio
 from gradlab.nn.clip import clip_norm
 from gradlab.nn.losses import mse
 
