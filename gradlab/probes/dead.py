@@ -1,0 +1,98 @@
+"""Dead units and collapse, judged on a fixed probe set.
+
+    dead       a unit whose activation is exactly 0 on every example (and step) of a fixed probe set
+               (DEFAULT_PROBE_SIZE = 512 held-out examples), judged by DeadTracker, which remembers
+               the first evaluation (step 0): "born dead" units were dead then, units that "died"
+               were not. The network has "collapsed" (Lu et al. 2019's dead network) when its output
+               is constant on the probe set: every output's range over the probe examples is at most
+               COLLAPSE_RTOL (1e-6) x the largest |output|.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gradlab.nn import MLP
+from gradlab.probes.model import Array, Model
+
+DEFAULT_PROBE_SIZE = 512  # examples in the fixed probe set that judges dead units
+COLLAPSE_RTOL = 1e-6  # output spread <= COLLAPSE_RTOL * max |output|: constant function (about 8 float32 ulps)
+
+
+def dead_masks(model: Model, x: Array) -> tuple[list[Array], Array]:
+    """Forward the probe set x (no trace) and return (per-layer boolean masks, True where the unit's
+    activation is exactly 0 on every probe example [and step], and the output). Layers as in
+    layer_params; the linear output layer counts its outputs as units."""
+    y, cache = model.forward(x)
+    if isinstance(model, MLP):
+        masks = [~np.any(c.a, axis=0) for c in cache.layers]
+    else:
+        masks = [~np.any(cache.hs[1:], axis=(0, 1))]
+        masks.append(~np.any(y.reshape(-1, y.shape[-1]), axis=0))
+    return masks, y
+
+
+def output_spread(y: Array) -> tuple[float, float]:
+    """(max over outputs of the range over probe examples, max |output|) of y (N, ...)."""
+    flat = y.reshape(y.shape[0], -1)
+    with np.errstate(all="ignore"):
+        spread = float(np.max(flat.max(axis=0) - flat.min(axis=0)))
+        scale = float(np.max(np.abs(flat)))
+    return spread, scale
+
+
+def is_collapsed(y: Array, rtol: float = COLLAPSE_RTOL) -> bool:
+    """The network is a constant function on the probe set (Lu et al. 2019's dead network): every
+    output's range over the probe examples is at most rtol x the largest |output| (0 when all are 0)."""
+    spread, scale = output_spread(y)
+    return bool(spread <= rtol * scale)
+
+
+@dataclass
+class DeadReport:
+    """Dead units at one step, per layer (fractions over the layer's units)."""
+
+    step: int
+    masks: list[Array]  # dead now
+    born_dead: list[Array]  # dead now and dead at the first evaluation (step 0)
+    died: list[Array]  # dead now, alive at the first evaluation
+    collapsed: bool
+    output_spread: float
+    dead_frac: Array = field(init=False)
+    born_dead_frac: Array = field(init=False)
+    died_frac: Array = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.dead_frac = np.array([m.mean() for m in self.masks])
+        self.born_dead_frac = np.array([m.mean() for m in self.born_dead])
+        self.died_frac = np.array([m.mean() for m in self.died])
+
+
+class DeadTracker:
+    """Judges dead units on a fixed probe set (x_probe, DEFAULT_PROBE_SIZE examples by default) and
+    remembers the masks of its first evaluation (step 0: units born dead) so that later reports
+    separate them from units that died during training."""
+
+    def __init__(self, x_probe: Array, rtol: float = COLLAPSE_RTOL) -> None:
+        self.x_probe = x_probe
+        self.rtol = rtol
+        self.initial: list[Array] | None = None
+        self.last: DeadReport | None = None
+
+    def update(self, step: int, model: Model) -> DeadReport:
+        masks, y = dead_masks(model, self.x_probe)
+        if self.initial is None:
+            self.initial = [m.copy() for m in masks]
+        born = [m & m0 for m, m0 in zip(masks, self.initial)]
+        died = [m & ~m0 for m, m0 in zip(masks, self.initial)]
+        spread, scale = output_spread(y)
+        self.last = DeadReport(step, masks, born, died, bool(spread <= self.rtol * scale), spread)
+        return self.last
+
+
+def probe_set(rng: np.random.Generator, shape: tuple[int, ...], n: int = DEFAULT_PROBE_SIZE) -> Array:
+    """A held-out standard normal batch of n examples of the given per-example shape (D,) or (T, D),
+    for models whose training inputs are standard normal; tasks give their own held-out batch."""
+    return rng.standard_normal((n, *shape))

@@ -1,0 +1,189 @@
+"""The layers table's columns, per layer (gradlab.probes.model) from one backward with trace: the
+norms of the weight and bias gradients and of delta, the activations' moments, saturation, the dead
+fractions (from a gradlab.probes.dead report) and the update ratios.
+
+    saturated  phi'(z) < 1% of max phi' (Activation.derivative(a) < 0.01 max_derivative), as a
+               fraction over units x examples (x steps). LSTM cell: over the 4H gate units, sigmoid
+               gates i, f, o against 1/4 and the tanh candidate g against 1.
+    update_ratio  ||W_after - W_before|| / ||W_after|| over the layer's weight matrices (not biases),
+               from a snapshot taken before the optimizer step of a logged step.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gradlab.nn import LSTM, RNN
+from gradlab.nn.activations import Activation
+from gradlab.nn.lstm import split_gates
+from gradlab.nn.trace import Gradients, MLPTrace, SequenceTrace
+from gradlab.probes.dead import DeadReport
+from gradlab.probes.frames import COLUMNS
+from gradlab.probes.model import Array, Model, _c_prev, layer_params
+from gradlab.probes.norms import _example_norms, _norm, _sq_norm
+
+SATURATION = 0.01  # a unit is saturated where phi' < SATURATION * max phi'
+
+
+def _act_moments(a: Array) -> tuple[float, float]:
+    """Mean and (population, ddof = 0) standard deviation over all entries.
+
+    Fast path E[a^2] - E[a]^2 in float64; where that cancels (std below 1e-4 of |mean|) or the
+    array is float32 (einsum would accumulate in float32), NumPy's two-pass a.std in float64."""
+    if a.dtype != np.float64:
+        return float(a.mean(dtype=np.float64)), float(a.std(dtype=np.float64))
+    mean = float(a.mean())
+    var = _sq_norm(a) / a.size - mean * mean
+    if not np.isfinite(var):
+        return mean, float("nan")
+    if var < 1e-8 * mean * mean:
+        return mean, float(a.std())
+    return mean, math.sqrt(var)
+
+
+def _saturated_frac(act: Activation, a: Array) -> float:
+    """Fraction of entries (units x examples [x steps]) with phi'(z) < SATURATION max phi'."""
+    if act.name == "identity":
+        return 0.0
+    if act.name in ("relu", "leaky_relu"):
+        # phi' is 1 where a > 0 and the slope elsewhere (0 for ReLU): no derivative array needed
+        if act.slope >= SATURATION * act.max_derivative:
+            return 0.0
+        return float(np.count_nonzero(~(a > 0))) / a.size
+    return float(np.count_nonzero(act.derivative(a) < SATURATION * act.max_derivative)) / a.size
+
+
+def layer_stats(
+    model: Model,
+    grads: Gradients,
+    *,
+    dead: DeadReport | None = None,
+    dout: Array | None = None,
+    output: Array | None = None,
+    c0: Array | None = None,
+) -> dict[str, Array]:
+    """Per-layer columns of the layers table (one entry per layer) from one backward with trace.
+
+    weight_grad_norm, bias_grad_norm are of the gradients as passed (take them before clipping);
+    delta_norm is the batch mean of per-example ||dL/dz_l||; act_mean, act_std over all entries of a_l;
+    saturated_frac over units x examples (x steps); dead_frac, born_dead_frac, died_frac from `dead`
+    (a DeadTracker report on the probe set; NaN without one); update_ratio is NaN here (see
+    update_ratios). c0 is the LSTM's initial cell state when it was not zero.
+    """
+    trace = grads.trace
+    if trace is None:
+        raise ValueError("grads has no trace: run the forward with trace=True")
+    names = layer_params(model)
+    L = len(names)
+    out = {c: np.full(L, np.nan) for c in COLUMNS["layers"] if c not in ("run_id", "step")}
+    out["layer"] = np.arange(L, dtype=np.int64)
+    g = grads.params
+    for l, (w_names, b_names) in enumerate(names):
+        out["weight_grad_norm"][l] = _norm(*(g[n] for n in w_names))
+        out["bias_grad_norm"][l] = _norm(*(g[n] for n in b_names))
+    with np.errstate(all="ignore"):
+        if isinstance(trace, MLPTrace):
+            for l in range(L):
+                act = model.layer(l)[2]
+                a = trace.a[l]
+                out["delta_norm"][l] = _example_norms(trace.delta[l]).mean()
+                out["act_mean"][l], out["act_std"][l] = _act_moments(a)
+                out["saturated_frac"][l] = _saturated_frac(act, a)
+        else:
+            _sequence_layer0(model, trace, out, c0)
+            if dout is not None:
+                out["delta_norm"][1] = _example_norms(np.asarray(dout)).mean()
+            if output is not None:
+                out["act_mean"][1], out["act_std"][1] = _act_moments(np.asarray(output))
+            out["saturated_frac"][1] = 0.0  # the readout is linear
+    if dead is not None:
+        out["dead_frac"][:] = dead.dead_frac
+        out["born_dead_frac"][:] = dead.born_dead_frac
+        out["died_frac"][:] = dead.died_frac
+    return out
+
+
+def _sequence_layer0(model: RNN | LSTM, trace: SequenceTrace, out: dict[str, Array], c0: Array | None) -> None:
+    h = trace.h
+    out["act_mean"][0], out["act_std"][0] = _act_moments(h)
+    if isinstance(model, LSTM):
+        sq, n_sat = np.zeros(h.shape[0]), 0
+        N, T, H = h.shape
+        chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: the scratch stays in cache
+        u, v = np.empty((N, chunk, H), h.dtype), np.empty((N, chunk, H), h.dtype)
+        c_prev = _c_prev(trace.c, c0)
+        for s in range(0, T, chunk):
+            e = min(T, s + chunk)
+            n_sat += _lstm_chunk(trace, c_prev, s, e, u[:, : e - s], v[:, : e - s], sq)
+        out["delta_norm"][0] = np.sqrt(sq).mean()
+        out["saturated_frac"][0] = n_sat / trace.gates.size
+    else:
+        act = model.act
+        d = act.derivative(h)  # phi'(z_t) from h_t = phi(z_t)
+        dz = trace.dh * d
+        out["delta_norm"][0] = _example_norms(dz).mean()
+        out["saturated_frac"][0] = float(np.count_nonzero(d < SATURATION * act.max_derivative)) / d.size
+
+
+_CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the LSTM's chunked loop (256 KiB of float64)
+
+
+def _lstm_chunk(trace: SequenceTrace, c_prev: Array, s: int, e: int, u: Array, v: Array, sq: Array) -> int:
+    """Steps s..e-1 of the LSTM cell: adds each example's sum of squared dL/dz over the 4H gate
+    pre-activations to sq and returns how many gate units are saturated.
+
+    dL/dz per gate, as the engine's backward does it (c = f c_prev + i g, h = o tanh(c)):
+        dz_i = dc g i(1-i), dz_f = dc c_prev f(1-f), dz_g = dc i (1-g^2), dz_o = dh tanh(c) o(1-o) = dh h (1-o);
+    saturated: s(1-s) < 1% of 1/4 for the sigmoid gates i, f, o, 1-g^2 < 1% for the tanh candidate g.
+    In-place products on two small scratch arrays: fresh (N, T, H) temporaries cost more than the arithmetic."""
+    i, f, g, o = split_gates(trace.gates[:, s:e])
+    dc, dh, h = trace.dc[:, s:e], trace.dh[:, s:e], trace.h[:, s:e]
+    n_sat = 0
+    for gate, other, dup in ((i, g, dc), (f, c_prev[:, s:e], dc), (o, None, dh)):
+        np.subtract(1.0, gate, out=u)
+        u *= gate  # s (1 - s)
+        n_sat += int(np.count_nonzero(np.less(u, SATURATION * 0.25, out=v.view(np.bool_)[..., : u.shape[-1]])))
+        if other is None:  # dz_o = dh h (1 - o)
+            np.subtract(1.0, o, out=u)
+            other = h
+        u *= other
+        u *= dup
+        sq += np.einsum("ntj,ntj->n", u, u)
+    np.multiply(g, g, out=u)
+    np.subtract(1.0, u, out=u)  # 1 - g^2
+    n_sat += int(np.count_nonzero(np.less(u, SATURATION, out=v.view(np.bool_)[..., : u.shape[-1]])))
+    u *= i
+    u *= dc
+    sq += np.einsum("ntj,ntj->n", u, u)
+    return n_sat
+
+
+def snapshot(model: Model, out: dict[str, Array] | None = None) -> dict[str, Array]:
+    """Copies of the model's weight matrices (not biases), taken before the optimizer step of a
+    logged step; update_ratios compares them with the weights after it. `out`: a previous snapshot
+    whose arrays are reused (no new memory)."""
+    names = [n for w_names, _ in layer_params(model) for n in w_names]
+    if out is None:
+        return {n: model.params[n].copy() for n in names}
+    for n in names:
+        np.copyto(out[n], model.params[n])
+    return out
+
+
+def update_ratios(model: Model, before: dict[str, Array], in_place: bool = False) -> Array:
+    """Per layer ||W_after - W_before|| / ||W_after|| (Frobenius over the layer's weight matrices;
+    model.params hold W_after). inf when W_after is 0 and it moved; NaN when neither.
+    in_place: overwrite `before` with the difference (saves a temporary per matrix)."""
+    ratios = []
+    with np.errstate(all="ignore"):
+        for w_names, _ in layer_params(model):
+            diffs = []
+            for n in w_names:
+                after = model.params[n]
+                diffs.append(np.subtract(after, before[n], out=before[n] if in_place else None))
+            num = _norm(*diffs)
+            den = _norm(*(model.params[n] for n in w_names))
+            ratios.append(num / den if den > 0 else (math.inf if num > 0 else math.nan))
+    return np.asarray(ratios, dtype=np.float64)

@@ -1,0 +1,128 @@
+"""Recording over a run: which steps are logged, and the Recorder that collects the three tables.
+
+Logging: `should_log(step, every, last_step)` is true at step 0, at every multiple of `every` and at
+the last step. The trace-based tables (layers, timesteps) are taken on logged steps only; the steps
+table (a handful of scalars the training loop computes anyway) can be recorded at every step, so the
+first non-finite step is exact (Recorder does so).
+
+Typical loop (what gradlab.train does):
+
+    rec = Recorder(model, run_id=rid, every=10, last_step=steps - 1, probe_x=x_probe)
+    for step in range(steps):
+        log = rec.should_log(step)
+        out, cache = model.forward(x, trace=log)
+        loss, dout = losses.mse(out, y)
+        grads = model.backward(dout, cache)
+        if log:
+            rec.record_backward(step, grads, dout=dout, output=out)   # before clipping and the update
+        norm, norm_clipped = clip.clip(grads.params, mode, c)
+        opt.step(grads.params)
+        rec.record_step(step, loss, norm, norm_clipped, lr)          # after the update
+    tables = rec.frames()                                            # {"steps", "layers", "timesteps"}
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from gradlab.nn import MLP
+from gradlab.nn.trace import Gradients
+from gradlab.probes.dead import DeadTracker
+from gradlab.probes.frames import layers_frame, steps_frame, timesteps_frame
+from gradlab.probes.layers import layer_stats, snapshot, update_ratios
+from gradlab.probes.model import Array, Model
+from gradlab.probes.steps import step_record
+from gradlab.probes.timesteps import timestep_stats
+
+
+def should_log(step: int, every: int, last_step: int | None = None) -> bool:
+    """True at step 0, at every multiple of `every` (>= 1) and at `last_step` (the final step, if known)."""
+    if every < 1:
+        raise ValueError(f"every must be a positive integer, got {every!r}")
+    return step == 0 or step % every == 0 or (last_step is not None and step == last_step)
+
+
+class Recorder:
+    """Collects the three tables over a run (see the module docstring for the loop).
+
+    every: layers and timesteps are recorded on steps where should_log(step, every, last_step);
+    the steps table gets a row at every record_step call. probe_x: the probe set for dead units,
+    evaluated on the logged steps where should_log(step, dead_every, last_step) (default: all of
+    them); elsewhere, and without a probe set, dead_frac, born_dead_frac, died_frac are NaN and
+    collapsed is NA. The probe set costs a forward on its 512 examples: with logging at every step,
+    set dead_every to 10 or more to keep it a small part of training. jacobian: measure jacobian_norm
+    (costly: seconds per logged step at H = 128, T = 100; jacobian_examples limits it to the first
+    examples of the batch).
+    """
+
+    def __init__(
+        self,
+        model: Model,
+        *,
+        run_id: str = "",
+        every: int = 1,
+        last_step: int | None = None,
+        probe_x: Array | None = None,
+        jacobian: bool = False,
+        jacobian_method: str = "auto",
+        jacobian_examples: int | None = None,
+        dead_every: int | None = None,
+    ) -> None:
+        should_log(0, every)  # validates every
+        self.dead_every = every if dead_every is None else dead_every
+        should_log(0, self.dead_every)
+        self.model, self.run_id, self.every, self.last_step = model, run_id, every, last_step
+        self.sequence = not isinstance(model, MLP)
+        self.jacobian, self.jacobian_method, self.jacobian_examples = jacobian, jacobian_method, jacobian_examples
+        self.dead = DeadTracker(probe_x) if probe_x is not None else None
+        self.steps: list[tuple] = []
+        self.layers: list[tuple[int, dict[str, Array]]] = []
+        self.timesteps: list[tuple[int, dict[str, Array]]] = []
+        self._before: dict[str, Array] | None = None
+        self._buffer: dict[str, Array] | None = None  # the snapshot's arrays, reused from one log to the next
+        self._pending: tuple[int, dict[str, Array], bool | None] | None = None
+
+    def should_log(self, step: int) -> bool:
+        return should_log(step, self.every, self.last_step)
+
+    def record_backward(
+        self, step: int, grads: Gradients, *, dout: Array | None = None, output: Array | None = None,
+        c0: Array | None = None,
+    ) -> None:
+        """Layer and time-step stats of a logged step, the dead-unit probe and a weight snapshot;
+        call after the backward, before clipping and the optimizer step."""
+        report = None
+        if self.dead is not None and should_log(step, self.dead_every, self.last_step):
+            report = self.dead.update(step, self.model)
+        stats = layer_stats(self.model, grads, dead=report, dout=dout, output=output, c0=c0)
+        if self.sequence:
+            self.timesteps.append(
+                (step, timestep_stats(self.model, grads, jacobian=self.jacobian, method=self.jacobian_method, c0=c0,
+                                     examples=self.jacobian_examples))
+            )
+        self._before = snapshot(self.model, self._buffer)
+        self._pending = (step, stats, None if report is None else report.collapsed)
+
+    def record_step(
+        self, step: int, loss: float, grad_norm: float, grad_norm_clipped: float, lr: float,
+        clipped: bool | None = None,
+    ) -> None:
+        """The steps row; on a logged step also the update ratios. Call after the optimizer step."""
+        collapsed = None
+        if self._pending is not None and self._pending[0] == step:
+            _, stats, collapsed = self._pending
+            stats["update_ratio"] = update_ratios(self.model, self._before, in_place=True)
+            self.layers.append((step, stats))
+            self._buffer, self._pending, self._before = self._before, None, None
+        self.steps.append(step_record(step, loss, grad_norm, grad_norm_clipped, lr, clipped, collapsed))
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """{"steps", "layers", "timesteps"} DataFrames (timesteps has no rows for an MLP)."""
+        layers = list(self.layers)
+        if self._pending is not None:  # a logged step whose optimizer step never came (e.g. a crash)
+            layers.append(self._pending[:2])
+        return {
+            "steps": steps_frame(self.steps, self.run_id),
+            "layers": layers_frame(layers, self.run_id),
+            "timesteps": timesteps_frame(self.timesteps, self.run_id),
+        }
