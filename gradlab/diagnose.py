@@ -38,6 +38,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gradlab import theory
+
 LABELS = ("healthy", "vanishing", "exploding", "dying", "diverged")
 
 
@@ -108,16 +110,14 @@ NUMBERS = {
 
 
 def fit_factor(values: np.ndarray, positions: np.ndarray) -> tuple[float, int]:
-    """(exp(-slope), points) of the least-squares line of ln(values) against positions, over the
-    positive finite values: the factor per unit step toward *smaller* positions (< 1: values shrink
-    toward the start). NaN with fewer than 2 such points."""
+    """(exp(-slope), points) of the least-squares line of ln(values) against positions
+    (gradlab.theory.log_slope), over the positive finite values: the factor per unit step toward
+    *smaller* positions (< 1: values shrink toward the start). NaN with fewer than 2 such points."""
     values, positions = np.asarray(values, dtype=np.float64), np.asarray(positions, dtype=np.float64)
     ok = np.isfinite(values) & (values > 0)
     if ok.sum() < 2:
         return math.nan, int(ok.sum())
-    x, y = positions[ok], np.log(values[ok])
-    slope = np.polyfit(x, y, 1)[0]
-    return float(math.exp(-slope)), int(ok.sum())
+    return float(math.exp(-theory.log_slope(values[ok], positions[ok]))), int(ok.sum())
 
 
 def _fits(table: pd.DataFrame, pos: str, value: str, keep, min_points: int) -> dict[str, float]:
@@ -163,25 +163,20 @@ def _init_sigma_w2(facts: dict) -> tuple[float | None, float]:
         return None, 0.0
     if init is None or init == "mean_field":
         return (float(sigma_w2) if sigma_w2 is not None else 1.0), float(facts.get("sigma_b2") or 0.0)
-    from gradlab import theory
-
     act = facts.get("activation", "tanh")
     slope = float(facts.get("slope", 0.01)) if act == "leaky_relu" else 0.0
     return theory.init_variance(init, 1, 1, gain=facts.get("gain"), slope=slope), 0.0
 
 
 def mean_field_prediction(facts: dict) -> tuple[float, float]:
-    """(sqrt(chi_1), chi_1) for an MLP run whose init or sigma_w2 is known; (NaN, NaN) otherwise,
-    or when gradlab.theory is not available."""
+    """(sqrt(chi_1), chi_1) for an MLP run whose init or sigma_w2 is known; (NaN, NaN) otherwise."""
     try:
         sigma_w2, sigma_b2 = _init_sigma_w2(facts)
         if sigma_w2 is None:
             return math.nan, math.nan
-        from gradlab import theory
-
         act = facts.get("activation", "tanh")
         c = float(theory.chi1(act, sigma_w2, sigma_b2, float(facts.get("slope", 0.01))))
-    except (ImportError, AttributeError, ValueError, TypeError):
+    except (AttributeError, ValueError, TypeError):
         return math.nan, math.nan
     return math.sqrt(c), c
 
@@ -191,11 +186,9 @@ def _gamma_norm(facts: dict) -> float:
     if w is None or facts.get("model") != "rnn":
         return math.nan
     try:
-        from gradlab import theory
-
         g = theory.gamma(facts.get("activation", "tanh"), float(facts.get("slope", 0.01)))
         return float(g * np.linalg.norm(np.asarray(w, dtype=np.float64), 2))
-    except (ImportError, AttributeError, ValueError, TypeError, np.linalg.LinAlgError):
+    except (AttributeError, ValueError, TypeError, np.linalg.LinAlgError):
         return math.nan
 
 

@@ -5,6 +5,8 @@
 - Pascanu et al. 2013: gamma = max |phi'|, the bound (gamma ||W_hh||_2)^(T-1-t), the verdict.
 - Glorot and Bengio 2010: the per-layer variance ratio n Var[W] of each initialiser.
 - Lu et al. 2019: probability that a symmetric-init ReLU net is dead at a point.
+- The fit that reads a measured factor per layer or step to compare with them: log_slope, the
+  least-squares slope of ln(values) against positions (the diagnosis, the reproductions).
 
 Conventions: weights Var[W] = sigma_w2 / fan_in, biases Var[b] = sigma_b2 (gradlab.nn.init.mean_field);
 z ~ N(0, 1); q is the variance of one pre-activation. Every bad argument raises a one-line ValueError.
@@ -324,3 +326,13 @@ def lu_dead_probability(width: int, hidden_layers: int) -> float:
     n = _checks.positive_int("width", width)
     k = _checks.positive_int("hidden_layers", hidden_layers)
     return float(-np.expm1(k * np.log1p(-(0.5**n))))
+
+# ---------------------------------------------------------------- fitting measured curves
+
+
+def log_slope(values: Array, positions: Array) -> Array:
+    """Least-squares slope b of ln(values) against positions x along the last axis, (..., n) -> (...):
+    b = sum_i (x_i - mean x) ln y_i / sum_i (x_i - mean x)^2 (values > 0, at least 2 distinct x)."""
+    x = np.asarray(positions, dtype=np.float64)
+    x = x - x.mean()
+    return np.log(values) @ x / (x @ x)

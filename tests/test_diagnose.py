@@ -9,14 +9,12 @@ scaled orthogonal W_hh has an exact per-step factor (1e-9).
 from __future__ import annotations
 
 import math
-import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from gradlab import LSTM, MLP, RNN, probes
+from gradlab import LSTM, MLP, RNN, probes, theory
 from gradlab.diagnose import LABELS, NUMBERS, Diagnosis, Thresholds, diagnose, diagnose_tables, fit_factor
 from gradlab.nn import clip, init, losses, optim
 
@@ -253,14 +251,8 @@ def test_exact_zero_delta_below_live_layers_is_vanishing():
 
 
 def test_prediction_only_when_init_is_known(monkeypatch):
-    fake = types.ModuleType("gradlab.theory")
-    fake.chi1 = lambda activation, sigma_w2, sigma_b2=0.0, slope=0.01: 0.25 * sigma_w2
-    fake.init_variance = lambda init, fan_in, fan_out, **kw: {"standard": 1 / 3}[init] / fan_in
-    fake.gamma = lambda activation, slope=0.01: 1.0
-    monkeypatch.setitem(sys.modules, "gradlab.theory", fake)
-    import gradlab
-
-    monkeypatch.setattr(gradlab, "theory", fake, raising=False)
+    monkeypatch.setattr(theory, "chi1", lambda activation, sigma_w2, sigma_b2=0.0, slope=0.01: 0.25 * sigma_w2)
+    monkeypatch.setattr(theory, "init_variance", lambda init, fan_in, fan_out, **kw: {"standard": 1 / 3}[init] / fan_in)
     layers = synthetic_layers([1e-4, 1e-3, 1e-2, 1e-1, 1.0])
     d = diagnose(None, layers, None, {"model": "mlp", "activation": "tanh", "init": "mean_field", "sigma_w2": 1.0})
     assert d.numbers["predicted_factor"] == pytest.approx(0.5) and "mean field predicts x0.50" in d.sentence

@@ -129,14 +129,11 @@ def delta_sq_norms(
 
 
 def fitted_log_chi1(sq: Array) -> Array:
-    """-slope of ln sq over layers EDGE .. depth-1-EDGE; (..., depth) -> (...).
+    """-slope of ln sq over layers EDGE .. depth-1-EDGE (gradlab.theory.log_slope); (..., depth) -> (...).
 
     sq_l = c chi^(depth-1-l) gives ln chi exactly (the slope against l is -ln chi)."""
     depth = sq.shape[-1]
-    layers = np.arange(EDGE, depth - EDGE, dtype=np.float64)
-    layers -= layers.mean()
-    logs = np.log(sq[..., EDGE : depth - EDGE])
-    return -(logs @ layers) / (layers @ layers)
+    return -theory.log_slope(sq[..., EDGE : depth - EDGE], np.arange(EDGE, depth - EDGE))
 
 
 def pooled_log_chi1(sq: Array) -> Array:

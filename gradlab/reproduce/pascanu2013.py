@@ -82,14 +82,12 @@ def dh_norms(rnn: RNN, T: int, examples: int, seed: int) -> Array:
 
 
 def per_step_factor(dh_norm: Array) -> Array:
-    """r = exp(b), b the least-squares slope of ln dh_norm(t) against k = T-1-t; (..., T) -> (...).
+    """r = exp(b), b the least-squares slope of ln dh_norm(t) against k = T-1-t (gradlab.theory.log_slope);
+    (..., T) -> (...).
 
     dh_norm = c r^(T-1-t) gives r exactly; r > 1: the gradient grows toward the past."""
     T = dh_norm.shape[-1]
-    k = np.arange(T - 1, -1, -1, dtype=np.float64)  # steps back from the loss
-    k -= k.mean()
-    logs = np.log(dh_norm)
-    return np.exp((logs - logs.mean(axis=-1, keepdims=True)) @ k / (k @ k))
+    return np.exp(theory.log_slope(dh_norm, np.arange(T - 1, -1, -1)))  # k: steps back from the loss
 
 
 def linear_ratios(rho: float, p: dict[str, Any]) -> Array:
