@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab import theory
+from gradlab.nn.activations import DEFAULT_SLOPE
 
 LABELS = ("healthy", "vanishing", "exploding", "dying", "diverged")
 
@@ -164,7 +165,7 @@ def _init_sigma_w2(facts: dict) -> tuple[float | None, float]:
     if init is None or init == "mean_field":
         return (float(sigma_w2) if sigma_w2 is not None else 1.0), float(facts.get("sigma_b2") or 0.0)
     act = facts.get("activation", "tanh")
-    slope = float(facts.get("slope", 0.01)) if act == "leaky_relu" else 0.0
+    slope = float(facts.get("slope", DEFAULT_SLOPE)) if act == "leaky_relu" else 0.0
     return theory.init_variance(init, 1, 1, gain=facts.get("gain"), slope=slope), 0.0
 
 
@@ -175,7 +176,7 @@ def mean_field_prediction(facts: dict) -> tuple[float, float]:
         if sigma_w2 is None:
             return math.nan, math.nan
         act = facts.get("activation", "tanh")
-        c = float(theory.chi1(act, sigma_w2, sigma_b2, float(facts.get("slope", 0.01))))
+        c = float(theory.chi1(act, sigma_w2, sigma_b2, float(facts.get("slope", DEFAULT_SLOPE))))
     except (AttributeError, ValueError, TypeError):
         return math.nan, math.nan
     return math.sqrt(c), c
@@ -186,7 +187,7 @@ def _gamma_norm(facts: dict) -> float:
     if w is None or facts.get("model") != "rnn":
         return math.nan
     try:
-        g = theory.gamma(facts.get("activation", "tanh"), float(facts.get("slope", 0.01)))
+        g = theory.gamma(facts.get("activation", "tanh"), float(facts.get("slope", DEFAULT_SLOPE)))
         return float(g * np.linalg.norm(np.asarray(w, dtype=np.float64), 2))
     except (AttributeError, ValueError, TypeError, np.linalg.LinAlgError):
         return math.nan

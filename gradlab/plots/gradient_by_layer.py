@@ -9,6 +9,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from gradlab import theory
+from gradlab.nn.activations import DEFAULT_SLOPE
 from gradlab.plots import _gradients as g
 from gradlab.plots import select_runs, style
 
@@ -50,7 +51,7 @@ def _prediction(group_runs: pd.DataFrame, activation: str, depth: int, anchor: f
     sigma = g.hidden_sigma(group_runs.iloc[0])
     if sigma is None:
         return None
-    slope = float(group_runs.iloc[0].get("leaky_slope", 0.01))
+    slope = float(group_runs.iloc[0].get("leaky_slope", DEFAULT_SLOPE))
     try:
         return theory.predicted_delta_norms(activation, sigma[0], sigma[1], depth, slope=slope, last=anchor)
     except ValueError:
@@ -61,7 +62,7 @@ def _factor(runs: pd.DataFrame, activation: str) -> str:
     """' (x0.41 / layer predicted)': sqrt(chi_1) when the activation's runs share one init, else ''."""
     group = runs[runs["activation"] == activation]
     sigmas = {g.hidden_sigma(row) for _, row in group.iterrows()}
-    slopes = set(group["leaky_slope"]) if "leaky_slope" in group else {0.01}
+    slopes = set(group["leaky_slope"]) if "leaky_slope" in group else {DEFAULT_SLOPE}
     if len(sigmas) != 1 or None in sigmas or len(slopes) != 1:
         return ""
     (sw2, sb2), slope = sigmas.pop(), float(slopes.pop())

@@ -10,6 +10,7 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from gradlab import theory
+from gradlab.nn.activations import DEFAULT_SLOPE
 from gradlab.plots import _gradients as g
 from gradlab.plots import select_runs, style
 
@@ -52,7 +53,7 @@ def bound_of(run: pd.Series, first_run_rows: pd.DataFrame) -> tuple[np.ndarray, 
     anchor = float(rows.get(T - 1, math.nan))
     if w is None or not (math.isfinite(anchor) and anchor > 0):
         return None
-    slope = float(run.get("leaky_slope", 0.01))
+    slope = float(run.get("leaky_slope", DEFAULT_SLOPE))
     factor = theory.pascanu_bound(w, str(run["activation"]), T, slope=slope)
     rate = theory.gamma(str(run["activation"]), slope) * float(np.linalg.norm(w, 2))
     return factor * anchor, rate
