@@ -187,8 +187,7 @@ def _gamma_norm(facts: dict) -> float:
     if w is None or facts.get("model") != "rnn":
         return math.nan
     try:
-        g = theory.gamma(facts.get("activation", "tanh"), float(facts.get("slope", DEFAULT_SLOPE)))
-        return float(g * np.linalg.norm(np.asarray(w, dtype=np.float64), 2))
+        return theory.gamma_norm(w, facts.get("activation", "tanh"), float(facts.get("slope", DEFAULT_SLOPE)))
     except (AttributeError, ValueError, TypeError, np.linalg.LinAlgError):
         return math.nan
 

@@ -23,15 +23,12 @@ import pandas as pd
 
 from gradlab.plots import NAMES
 from gradlab.plots import draw as drawing
+from gradlab.plots._runinfo import config_fields
 
 STATUSES = ("ok", "diverged", "failed")
 LABELS = ("diverged", "dying", "exploding", "vanishing", "healthy")  # most to least alarming
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCREEN_DPI = 96  # CSS pixels per inch: an embedded figure is shown at its printed size
-# Fields every run of an experiment shares or that only describe the run's bookkeeping; never "varying".
-NOT_CONFIG = {"run_id", "status", "error", "diverged_step", "final_loss", "baseline_loss", "diagnosis",
-              "diagnosis_text", "wall_s", "delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change",
-              "dead_frac", "part"}  # fmt: skip
 
 CSS = """
 body { font: 15px/1.45 Georgia, "Times New Roman", serif; color: #111; background: #fff;
@@ -354,7 +351,7 @@ def _has_parts(runs: pd.DataFrame) -> bool:
 
 def _varying_columns(runs: pd.DataFrame) -> dict[str, list[str]]:
     """Per part: the config columns whose values differ between that part's runs (what tells them apart)."""
-    columns = [c for c in runs.columns if c not in NOT_CONFIG]
+    columns = config_fields(runs)
     groups = runs.groupby("part", sort=False) if "part" in runs else [("", runs)]
     out = {}
     for part, frame in groups:

@@ -103,6 +103,9 @@ def column(key: str) -> str:
     return COLUMNS.get(key, key.split(".", 1)[1])
 
 
+CONFIG_COLUMNS = frozenset(column(key) for key in FIELDS)  # the runs table's config columns; the rest are results
+
+
 def defaults() -> dict[str, Any]:
     """Every field's default, by dotted key."""
     return {key: f.default for key, f in FIELDS.items()}

@@ -245,9 +245,15 @@ def _square(name: str, w: Array) -> Array:
     return w
 
 
-def _gamma_norm(weight_hh: Array, activation: str, slope: float) -> float:
-    """gamma ||W_hh||_2, the per-step bound on ||dh_(t-1)|| / ||dh_t||."""
+def gamma_norm(weight_hh: Array, activation: str, slope: float = activations.DEFAULT_SLOPE) -> float:
+    """gamma ||W_hh||_2 of a square (H, H) W_hh, the per-step bound on ||dh_(t-1)|| / ||dh_t||."""
     return gamma(activation, slope) * float(np.linalg.norm(_square("weight_hh", weight_hh), 2))
+
+
+def pascanu_factors(rate: float, T: int) -> Array:
+    """factor[t] = rate^(T-1-t), t = 0..T-1, (T,): Pascanu's bound at the per-step rate gamma ||W_hh||_2."""
+    T = _checks.positive_int("T", T)
+    return np.power(rate, np.arange(T - 1, -1, -1, dtype=np.float64))
 
 
 def pascanu_bound(
@@ -255,8 +261,7 @@ def pascanu_bound(
 ) -> Array:
     """factor[t] = (gamma ||W_hh||_2)^(T-1-t), t = 0..T-1: with the loss on the last step,
     ||dL/dh_t|| <= factor[t] ||dL/dh_(T-1)|| for every example (dh_(t-1) = W^T (phi'(z_t) * dh_t))."""
-    T = _checks.positive_int("T", T)
-    return np.power(_gamma_norm(weight_hh, activation, slope), np.arange(T - 1, -1, -1, dtype=np.float64))
+    return pascanu_factors(gamma_norm(weight_hh, activation, slope), T)
 
 
 VANISHING = "sufficient for vanishing"
@@ -271,7 +276,7 @@ def pascanu_verdict(weight_hh: Array, activation: str, slope: float = activation
     The boundary gamma ||W_hh||_2 = 1 (within BOUNDARY_RTOL, so that an orthogonal W_hh with
     gamma = 1 is not judged by rounding) is NEITHER: no decay is guaranteed and growth needs > 1.
     """
-    g = _gamma_norm(weight_hh, activation, slope)
+    g = gamma_norm(weight_hh, activation, slope)
     if abs(g - 1.0) <= BOUNDARY_RTOL:
         return NEITHER
     return VANISHING if g < 1.0 else EXPLODING
@@ -326,6 +331,7 @@ def lu_dead_probability(width: int, hidden_layers: int) -> float:
     n = _checks.positive_int("width", width)
     k = _checks.positive_int("hidden_layers", hidden_layers)
     return float(-np.expm1(k * np.log1p(-(0.5**n))))
+
 
 # ---------------------------------------------------------------- fitting measured curves
 

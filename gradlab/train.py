@@ -7,6 +7,10 @@ A run is deterministic: the weights come from Generator([seed, 0]), the batches 
 Generator([seed, 1]), the task's own randomness (a teacher's weights) from its fixed seed 0, and the
 held-out set from task.held_out(probe_size). An inf/NaN loss or gradient stops the run as
 "diverged" at that step; everything logged before it is kept.
+
+The runs-table row also holds what the figures need to know of the run, so that they never rebuild
+it: where the loss sits (loss_on) and, among the diagnosis numbers, gamma ||W_hh||_2 of the RNN's
+initial weights (gamma_norm, which the diagnosis computes from the copy taken before training).
 """
 
 from __future__ import annotations
@@ -61,12 +65,12 @@ def run_record(config: Config, run_id: str, **fields: Any) -> dict[str, Any]:
     """The runs-table row: every config field under its column name, then the outcome fields."""
     record = {"run_id": run_id, **{column(key): value for key, value in config.items()}}
     record.update(status="ok", error="", diverged_step=-1, final_loss=math.nan, baseline_loss=math.nan,
-                  diagnosis="", diagnosis_text="", wall_s=math.nan)  # fmt: skip
+                  loss_on="", diagnosis="", diagnosis_text="", wall_s=math.nan)  # fmt: skip
     record.update(fields)
     return record
 
 
-DIAGNOSIS_COLUMNS = ("delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change", "dead_frac")
+DIAGNOSIS_COLUMNS = ("delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change", "dead_frac", "gamma_norm")
 
 
 def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
@@ -110,7 +114,8 @@ def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.
     verdict = diagnose(tables["steps"], tables["layers"], tables["timesteps"], facts)
     record = run_record(
         config, run_id, status=status, diverged_step=diverged_step, final_loss=final_loss,
-        baseline_loss=task.baseline_loss, diagnosis=verdict.label, diagnosis_text=verdict.sentence,
+        baseline_loss=task.baseline_loss, loss_on="" if config["model.kind"] == "mlp" else task.output,
+        diagnosis=verdict.label, diagnosis_text=verdict.sentence,
         **{k: _number(verdict.numbers.get(k)) for k in DIAGNOSIS_COLUMNS},
     )  # fmt: skip
     return record, tables

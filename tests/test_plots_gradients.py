@@ -14,7 +14,6 @@ import pytest
 
 from gradlab import schema, theory
 from gradlab.plots import NAMES, module, style
-from gradlab.train import build_model, build_task
 
 GRADIENT_FIGURES = ("gradient_by_layer", "depth_activation_heatmap", "gradient_through_time", "time_step_heatmap")
 
@@ -192,6 +191,7 @@ def test_depth_activation_heatmap_cells_that_cannot_be_computed():
 # ------------------------------------------------------------------------------ recurrent tables
 
 RNN_LENGTHS = (6, 8)
+GAMMA_NORM = 0.7  # the RNN runs' stored gamma ||W_hh||_2 at initialisation
 
 
 def rnn_dh(model: str, T: int, t: int, step: int) -> float:
@@ -204,7 +204,8 @@ def recurrent_tables(part="recurrent") -> dict[str, pd.DataFrame]:
     for T in RNN_LENGTHS:
         for model in ("rnn", "lstm"):
             rid = f"{model}{T}"
-            runs.append(row(rid, model=model, task="adding", T=T, width=5, activation="tanh", part=part))
+            runs.append(row(rid, model=model, task="adding", T=T, width=5, activation="tanh", part=part, loss_on="last",
+                            gamma_norm=GAMMA_NORM if model == "rnn" else math.nan))
             for step in (0, 10, 20):
                 ts += [(rid, step, t, rnn_dh(model, T, t, step), math.nan) for t in range(T)]
     return tables(runs, timesteps=ts)
@@ -224,13 +225,24 @@ def test_gradient_through_time_panels_lines_and_pascanu_bound():
         np.testing.assert_allclose(final.get_ydata(), [rnn_dh("rnn", T, i, 20) for i in range(T)])
         bounds = by_gid(ax, "theory:")
         assert [b.get_gid() for b in bounds] == ["theory:rnn(tanh)"], "Pascanu's bound is drawn for the RNN only"
-        # independently: the run's initial W_hh from its config, the bound times the measured last step
-        config = {**schema.defaults(), "model.kind": "rnn", "task.name": "adding", "task.T": T, "model.width": 5}
-        w = build_model(config, build_task(config)).params["weight_hh"]
-        expected = theory.pascanu_bound(w, "tanh", T) * rnn_dh("rnn", T, T - 1, 0)
+        # the run's stored gamma ||W_hh||_2 to the power T-1-t, times the measured last step
+        expected = GAMMA_NORM ** (T - 1 - np.arange(T)) * rnn_dh("rnn", T, T - 1, 0)
         np.testing.assert_allclose(bounds[0].get_ydata(), expected, rtol=1e-12)
     assert "dL/dh_t" in axes[0].get_ylabel()
+    assert "bound, gamma ||W_hh||_2 = 0.70" in [text.get_text().strip() for text in fig.legends[0].get_texts()]
     not_blank(fig)
+
+
+@pytest.mark.parametrize("change", [{"loss_on": "all"}, {"gamma_norm": math.nan}, "no columns"])
+def test_gradient_through_time_draws_no_bound_without_its_conditions(change):
+    """Pascanu's bound needs the loss on the last step and the run's stored gamma_norm (older tables lack both)."""
+    t = recurrent_tables()
+    if change == "no columns":
+        t["runs"] = t["runs"].drop(columns=["loss_on", "gamma_norm"])
+    else:
+        t["runs"] = t["runs"].assign(**change)
+    fig = module("gradient_through_time").draw(t)
+    assert not any(by_gid(ax, "theory:") for ax in fig.axes)
 
 
 def test_gradient_through_time_colours_each_rnn_activation():

@@ -1,11 +1,10 @@
 """Helpers shared by the gradient figures (gradient_by_layer, depth_activation_heatmap,
 gradient_through_time, time_step_heatmap): naming a config, logs of norms that may be 0 or inf,
-averaging over repeated runs, and the resolved config of a runs-table row."""
+averaging over repeated runs, and the hidden layers' weight variance of a runs-table row."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -137,47 +136,6 @@ def hidden_sigma(run: pd.Series) -> tuple[float, float] | None:
     except (ValueError, TypeError):
         return None
 
-
-def config_of(run: pd.Series) -> dict[str, Any]:
-    """The resolved dotted-key config of a runs-table row (what gradlab.train.run was given)."""
-    from gradlab.schema import FIELDS, column
-
-    config = {}
-    for key, field in FIELDS.items():
-        value = run.get(column(key), field.default)
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            value = None if field.optional else field.default
-        elif isinstance(value, np.generic):
-            value = value.item()
-        if value is not None and field.type is int and isinstance(value, float) and value.is_integer():
-            value = int(value)
-        config[key] = value
-    return config
-
-
-def initial_weight_hh(run: pd.Series) -> np.ndarray | None:
-    """W_hh of an RNN run at initialisation, rebuilt from its config (the same seed gives the same
-    weights: gradlab.train.build_model), or None when that fails or the run is not an RNN."""
-    if run.get("model") != "rnn":
-        return None
-    try:
-        from gradlab.train import build_model, build_task
-
-        config = config_of(run)
-        model = build_model(config, build_task(config))
-        return np.asarray(model.params["weight_hh"], dtype=np.float64)
-    except Exception:  # an unknown or incomplete config: the bound is left out, the figure still drawn
-        return None
-
-
-def loss_on_last_step(run: pd.Series) -> bool:
-    """The run's task puts the loss on the last step only (Pascanu's bound as stated applies)."""
-    try:
-        from gradlab.train import build_task
-
-        return build_task(config_of(run)).output == "last"
-    except Exception:
-        return False
 
 
 def need(tables: dict[str, pd.DataFrame], name: str, columns, what: str) -> pd.DataFrame:

@@ -11,13 +11,7 @@ import pandas as pd
 from matplotlib.colors import to_rgb
 
 from gradlab.plots import style
-
-# Columns of the runs table that are results, not config fields.
-RESULT_COLUMNS = frozenset({
-    "run_id", "status", "error", "diverged_step", "final_loss", "baseline_loss", "diagnosis",
-    "diagnosis_text", "wall_s", "delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change",
-    "dead_frac", "part",
-})  # fmt: skip
+from gradlab.schema import CONFIG_COLUMNS
 
 # Config fields worth naming in a caption, in the order they are named.
 CAPTION_FIELDS = (
@@ -47,8 +41,8 @@ def need(
 
 
 def config_fields(runs: pd.DataFrame) -> list[str]:
-    """The runs table's config columns (everything that is not a result)."""
-    return [c for c in runs.columns if c not in RESULT_COLUMNS]
+    """The runs table's config columns (gradlab.schema's), but the part, which names a group of runs."""
+    return [c for c in runs.columns if c in CONFIG_COLUMNS and c != "part"]
 
 
 def fmt(value) -> str:

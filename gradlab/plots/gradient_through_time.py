@@ -10,7 +10,6 @@ import pandas as pd
 from matplotlib.lines import Line2D
 
 from gradlab import theory
-from gradlab.nn.activations import DEFAULT_SLOPE
 from gradlab.plots import _gradients as g
 from gradlab.plots import select_runs, style
 
@@ -23,8 +22,8 @@ CAPTION = (
     "The RNN's changes by a roughly constant factor per step (a straight line on the log scale) and loses more "
     "decades the longer the sequence; compare the LSTM's slope, before and after training. Dashed: Pascanu "
     "et al.'s bound (gamma ||W_hh||_2)^(T-1-t) "
-    "||dL/dh_(T-1)|| for the RNN, with W_hh the run's initial recurrent weights (rebuilt from its config and "
-    "seed) and the measured gradient at the last step; it is an upper bound, and when gamma ||W_hh||_2 > 1 "
+    "||dL/dh_(T-1)|| for the RNN, with W_hh the run's initial recurrent weights (gamma ||W_hh||_2 as the run "
+    "stored it) and the measured gradient at the last step; it is an upper bound, and when gamma ||W_hh||_2 > 1 "
     "(legend) it grows back in time and leaves the plot: it allows exploding but does not predict it."
 )
 
@@ -43,20 +42,17 @@ def _style_of(key, rnn_acts: list[str]) -> tuple[str, str]:
 
 
 def bound_of(run: pd.Series, first_run_rows: pd.DataFrame) -> tuple[np.ndarray, float] | None:
-    """(bound per t anchored at the run's measured dh_norm at t = T-1, gamma ||W_hh||_2), or None
-    when it does not apply (not an RNN, loss not on the last step) or cannot be computed."""
-    if run["model"] != "rnn" or not g.loss_on_last_step(run):
+    """(bound per t, (T,), anchored at the run's measured dh_norm at t = T-1; gamma ||W_hh||_2), from the
+    runs table's gamma_norm and loss_on; None where it does not apply (not an RNN, the loss not on the
+    last step) or the run stored no gamma_norm."""
+    rate = float(run.get("gamma_norm", math.nan))
+    if run["model"] != "rnn" or run.get("loss_on") != "last" or not math.isfinite(rate):
         return None
-    w = g.initial_weight_hh(run)
     T = int(run["T"])
-    rows = first_run_rows.set_index("t")["dh_norm"]
-    anchor = float(rows.get(T - 1, math.nan))
-    if w is None or not (math.isfinite(anchor) and anchor > 0):
+    anchor = float(first_run_rows.set_index("t")["dh_norm"].get(T - 1, math.nan))
+    if not (math.isfinite(anchor) and anchor > 0):
         return None
-    slope = float(run.get("leaky_slope", DEFAULT_SLOPE))
-    factor = theory.pascanu_bound(w, str(run["activation"]), T, slope=slope)
-    rate = theory.gamma(str(run["activation"]), slope) * float(np.linalg.norm(w, 2))
-    return factor * anchor, rate
+    return theory.pascanu_factors(rate, T) * anchor, rate
 
 
 def draw(tables: dict[str, pd.DataFrame]):
