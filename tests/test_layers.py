@@ -98,5 +98,5 @@ def test_a_module_imports_only_its_own_layer_or_below(importer):
 def test_the_checker_sees_lazy_and_dynamic_imports():
     """The checker's own check: train's lazy import would be caught, the plots' import_module is seen."""
     assert (LAYERS[layer_of("gradlab.train")][0], LAYERS[layer_of("gradlab.sweep.store")][0]) == ("train", "sweep")
-    assert any(m == "gradlab.plots" for _, m in imports("gradlab.plots.draw"))  # importlib.import_module(f"gradlab.plots.{name}")
+    assert any(m == "gradlab.plots" for _, m in imports("gradlab.plots.draw"))  # import_module(f"gradlab.plots.{name}")
     assert any(m == "gradlab.sweep.store" for _, m in imports("gradlab"))  # load()'s lazy import, inside a function

@@ -19,7 +19,8 @@ def config(fields: dict | None = None) -> dict:
 
 @pytest.mark.parametrize("activation", ["tanh", "sigmoid"])
 def test_an_rnn_run_stores_gamma_norm_of_its_initial_weights(activation):
-    c = config({"model.kind": "rnn", "model.activation": activation, "task.name": "adding", "task.T": 6, "train.lr": 10.0})
+    c = config({"model.kind": "rnn", "model.activation": activation, "task.name": "adding", "task.T": 6,
+                "train.lr": 10.0})
     initial = train.build_model(c, train.build_task(c)).params["weight_hh"]  # the same seed: the same weights
     record, _ = train.run(c, "r")
     assert record["gamma_norm"] == theory.gamma_norm(initial, activation)  # before training, however far lr moves it
