@@ -1,4 +1,4 @@
-"""gradlab._memory.keep_freed_memory: freed blocks are reused without faulting their pages in again."""
+"""gradlab._process.keep_freed_memory: freed blocks are reused without faulting their pages in again."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ CODE = """
 import resource, sys
 import numpy as np
 if sys.argv[1] == "keep":
-    from gradlab._memory import keep_freed_memory
+    from gradlab._process import keep_freed_memory
     assert keep_freed_memory()
 np.ones(5_000_000).sum()  # the first time always faults its pages in
 before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -45,6 +45,6 @@ def test_freed_arrays_are_reused_without_page_faults():
 
 
 def test_it_is_done_once_per_process():
-    from gradlab._memory import keep_freed_memory
+    from gradlab._process import keep_freed_memory
 
     assert keep_freed_memory() is keep_freed_memory() is True

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import quick_reproduction
-from gradlab.nn import MLP, _blas
+from gradlab import _process
+from gradlab.nn import MLP
 from gradlab.reproduce import glorot2010
 
 
@@ -117,6 +118,6 @@ def test_quarter_circle_law():
     assert np.trapezoid(grid * density, grid) == pytest.approx(8 * s / (3 * math.pi), abs=1e-4)
     # ... and the singular values of a standard-init 1000 x 1000 weight matrix follow it
     w = MLP([1000, 1000], init="standard", rng=np.random.default_rng(6)).params["layers.0.weight"]
-    with _blas.single_threaded():  # a 2-thread SVD stalls when another process holds a core
+    with _process.single_threaded():  # a 2-thread SVD stalls when another process holds a core
         mean = np.linalg.svd(w, compute_uv=False).mean()
     assert mean == pytest.approx(8 * s / (3 * math.pi), abs=0.005)

@@ -54,7 +54,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from gradlab import theory
-from gradlab.nn import MLP, _blas, losses
+from gradlab import _process
+from gradlab.nn import MLP, losses
 from gradlab.plots import style
 from gradlab.reproduce.claims import Claim
 
@@ -306,7 +307,7 @@ def weight_grad_figure(stats: dict[str, Stats], p: dict[str, Any]) -> Figure:
 
 
 def check(params: dict[str, Any], tables: dict[str, pd.DataFrame] | None) -> tuple[list[Claim], dict[str, Figure]]:
-    with _blas.single_threaded():  # BLAS over 2 threads stalls 10-100x when another process holds a core
+    with _process.single_threaded():  # BLAS over 2 threads stalls 10-100x when another process holds a core
         stats = {init: measure(init, params) for init in INITS}
     figures = {
         "delta_variance": delta_figure(stats, params),

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from multiprocessing import connection
 from typing import Any
 
+from gradlab import _process
+
 Config = dict[str, Any]
 Task = Callable[[Config], Any]
 EXECUTORS = ("serial", "process", "dask")
-BLAS_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 CONNECT_TIMEOUT_S = 5.0  # a Dask scheduler that does not answer within this is reported unreachable
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
 
@@ -108,7 +109,7 @@ class _Worker:
     def __init__(self, ctx, task: Task) -> None:
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, task), daemon=True)
-        with _one_blas_thread(), _sigint_ignored():
+        with _process.settings(child_blas_threads=1), _sigint_ignored():
             self.process.start()
         child.close()
 
@@ -197,7 +198,7 @@ class Dask(Executor):
         if not configs:
             return
         if self.client is None:
-            with _one_blas_thread():
+            with _process.settings(child_blas_threads=1):
                 self.cluster = LocalCluster(n_workers=max(1, min(self.workers, len(configs))), threads_per_worker=1,
                                             processes=True, host="127.0.0.1", dashboard_address=None)  # fmt: skip
             self.client = Client(self.cluster)
@@ -250,21 +251,6 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, handler in saved.items():
             signal.signal(s, handler)
-
-
-@contextmanager
-def _one_blas_thread() -> Iterator[None]:
-    """Workers started inside this block see one BLAS thread (read by NumPy when it is imported)."""
-    saved = {k: os.environ.get(k) for k in BLAS_THREADS}
-    os.environ.update({k: "1" for k in BLAS_THREADS})
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 @contextmanager

@@ -27,7 +27,7 @@ from gradlab.sweep.store import Store, check_writable
 def execute(config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     """Run one config; an exception becomes a run with status "failed" and its error, never a crash."""
     from gradlab import train
-    from gradlab._memory import keep_freed_memory
+    from gradlab._process import keep_freed_memory
 
     keep_freed_memory()  # in whichever process runs it (a pool or Dask worker): once per process
 
