@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from gradlab import nn  # noqa: E402
-from gradlab.nn import LSTM, MLP, RNN  # noqa: E402
+from gradlab.nn import GRU, LSTM, MLP, RNN  # noqa: E402
 
 
 
@@ -15,4 +15,4 @@ def load(path: str):
     return load_results(path)
 
 
-__all__ = ["LSTM", "MLP", "RNN", "__version__", "load", "nn"]
+__all__ = ["GRU", "LSTM", "MLP", "RNN", "__version__", "load", "nn"]

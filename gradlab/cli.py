@@ -247,7 +247,8 @@ def _bad(message: str) -> None:
 def gradcheck(
     seed: int = typer.Option(0, help="Seed of the random problems."),
 ) -> None:
-    """Check every backward (MLP, RNN, LSTM x activation x loss, full and truncated BPTT) against
+    """Check every backward (MLP plain, normalized and residual; RNN, LSTM and GRU with 1-3 layers, full
+    and truncated BPTT, loss on the last or every step; ensembles; every activation and loss) against
     central differences in float64; exit 1 if any relative error exceeds 1e-7.
 
     Example: gradlab gradcheck --seed 3
@@ -271,10 +272,11 @@ def _gradcheck_table(rows: list) -> str:
     cells: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows:
         cells.setdefault((r.model, r.activation), {})[r.loss] = max(r.max_rel_error, r.direction_rel_error)
-    head = f"{'model':<18}{'activation':<12}" + "".join(f"{name:>15}" for name in LOSSES)
+    width = max(len("model"), *(len(model) for model, _ in cells)) + 2
+    head = f"{'model':<{width}}{'activation':<12}" + "".join(f"{name:>15}" for name in LOSSES)
     lines = [head, "-" * len(head)]
     for (model, act), by_loss in cells.items():
-        lines.append(f"{model:<18}{act:<12}" + "".join(f"{by_loss[name]:>15.1e}" for name in LOSSES))
+        lines.append(f"{model:<{width}}{act:<12}" + "".join(f"{by_loss[name]:>15.1e}" for name in LOSSES))
     return "\n".join(lines)
 
 
@@ -373,10 +375,10 @@ def main(argv: list[str] | None = None) -> None:
     an unexpected error shows its traceback only with --debug."""
     import sys
 
-    from gradlab._memory import keep_freed_memory
+    from gradlab._process import keep_freed_memory
 
     usage_error, click_error = (_click_class(name) for name in ("UsageError", "ClickException"))
-    keep_freed_memory()  # every step reuses its memory instead of faulting it in again (see gradlab._memory)
+    keep_freed_memory()  # every step reuses its memory instead of faulting it in again (see gradlab._process)
     try:
         code = app(args=argv, prog_name="gradlab", standalone_mode=False)
     except usage_error as err:  # an unknown option, a bad value, a missing argument

@@ -58,5 +58,19 @@ def array_shape(name: str, array: np.ndarray, shape: tuple, what: str) -> None:
     """Raise if array's shape differs from shape (None entries match any size)."""
     ok = array.ndim == len(shape) and all(s is None or s == a for s, a in zip(shape, array.shape))
     if not ok:
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise ValueError(f"{name} must have shape {what} = {want}, got {tuple(array.shape)}")
+
+
+def finite(name: str, value: object) -> float:
+    """Return value as float, or raise if it is not a finite number."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not np.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+def boolean(name: str, value: object) -> bool:
+    """Return value, or raise if it is not True or False."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

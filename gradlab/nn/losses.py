@@ -10,6 +10,10 @@ Reduction: the last axis holds the features of one prediction and is summed; eve
                   (binary cross-entropy on logits a, targets y in [0, 1])
 
 cross_entropy takes integer class labels of the output's shape without its last axis.
+
+An ensemble's output has the member axis first: with lead=1 each member's loss is its own mean over its
+predictions, the value is one loss per member (R,), and dL/da is each member's gradient. A target
+without the member axis is shared by every member.
 """
 
 from __future__ import annotations
@@ -22,59 +26,71 @@ from gradlab.nn import _checks
 from gradlab.nn.activations import SIGMOID
 
 Array = np.ndarray
-Loss = Callable[[Array, Array], tuple[float, Array]]
+Loss = Callable[..., tuple[float | Array, Array]]  # (output, target, lead=0) -> (loss, dL/d(output))
 
 
-def _rows(a: Array) -> int:
-    return int(np.prod(a.shape[:-1]))
+def _rows(a: Array, lead: int) -> int:
+    """M: the predictions of one member."""
+    return int(np.prod(a.shape[lead:-1]))
 
 
-def _same_shape(a: Array, y: Array) -> Array:
+def _total(values: Array, lead: int) -> float | Array:
+    """The sum over all but the member axes: a float, or one value per member."""
+    return float(values.sum()) if lead == 0 else values.sum(axis=tuple(range(lead, values.ndim)))
+
+
+def _same_shape(a: Array, y: Array, lead: int) -> Array:
     y = np.asarray(y, dtype=a.dtype)
-    _checks.array_shape("target", y, a.shape, "output.shape")
+    if y.shape != a.shape:
+        _checks.array_shape("target", y, a.shape[lead:], "output.shape" if lead == 0 else "output.shape or output.shape[1:]")
     return y
 
 
 @np.errstate(all="ignore")  # overflow is a result: inf/NaN losses are returned
-def mse(a: Array, y: Array) -> tuple[float, Array]:
+def mse(a: Array, y: Array, lead: int = 0) -> tuple[float | Array, Array]:
     """1/2 squared error, summed over features, averaged over predictions."""
-    diff = a - _same_shape(a, y)  # a - y
-    m = _rows(a)
-    return float(0.5 * np.vdot(diff, diff) / m), diff / m
+    diff = a - _same_shape(a, y, lead)  # a - y
+    m = _rows(a, lead)
+    if lead == 0:
+        return float(0.5 * np.vdot(diff, diff) / m), diff / m
+    return 0.5 * _total(diff * diff, lead) / m, diff / m
 
 
 @np.errstate(all="ignore")
-def sum_squares(a: Array, y: Array) -> tuple[float, Array]:
+def sum_squares(a: Array, y: Array, lead: int = 0) -> tuple[float | Array, Array]:
     """Seed 000's C0 = sum_j (a_j - y_j)^2 per prediction, averaged over predictions."""
-    diff = a - _same_shape(a, y)
-    m = _rows(a)
-    return float(np.vdot(diff, diff) / m), 2.0 * diff / m
+    diff = a - _same_shape(a, y, lead)
+    m = _rows(a, lead)
+    if lead == 0:
+        return float(np.vdot(diff, diff) / m), 2.0 * diff / m
+    return _total(diff * diff, lead) / m, 2.0 * diff / m
 
 
 @np.errstate(all="ignore")
-def cross_entropy(a: Array, y: Array) -> tuple[float, Array]:
+def cross_entropy(a: Array, y: Array, lead: int = 0) -> tuple[float | Array, Array]:
     """Softmax cross-entropy on logits a (..., C) with integer labels y (...)."""
     y = np.asarray(y)
-    if y.shape != a.shape[:-1] or not np.issubdtype(y.dtype, np.integer):
+    if y.shape not in (a.shape[:-1], a.shape[lead:-1]) or not np.issubdtype(y.dtype, np.integer):
         raise ValueError(f"target must be integer labels of shape {a.shape[:-1]}, got {y.dtype} {y.shape}")
     if y.size and (y.min() < 0 or y.max() >= a.shape[-1]):
         raise ValueError(f"target labels must be in [0, {a.shape[-1] - 1}], got {y.min()}..{y.max()}")
+    y = np.broadcast_to(y, a.shape[:-1])
     shifted = a - a.max(axis=-1, keepdims=True)  # log-sum-exp trick
     log_p = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))  # log softmax
-    m = _rows(a)
+    m = _rows(a, lead)
     log_p_true = np.take_along_axis(log_p, y[..., None], axis=-1)
     grad = np.exp(log_p)  # softmax(a) ...
     np.put_along_axis(grad, y[..., None], np.take_along_axis(grad, y[..., None], axis=-1) - 1.0, axis=-1)  # - onehot
-    return float(-log_p_true.sum() / m), grad / m
+    return -_total(log_p_true, lead) / m, grad / m
 
 
 @np.errstate(all="ignore")
-def bce(a: Array, y: Array) -> tuple[float, Array]:
+def bce(a: Array, y: Array, lead: int = 0) -> tuple[float | Array, Array]:
     """Binary cross-entropy on logits: -[y log sigmoid(a) + (1 - y) log(1 - sigmoid(a))]."""
-    y = _same_shape(a, y)
-    m = _rows(a)
+    y = _same_shape(a, y, lead)
+    m = _rows(a, lead)
     softplus = np.logaddexp(0.0, a)  # log(1 + e^a), stable
-    return float((softplus - y * a).sum() / m), (SIGMOID.forward(a) - y) / m
+    return _total(softplus - y * a, lead) / m, (SIGMOID.forward(a) - y) / m
 
 
 LOSSES: dict[str, Loss] = {"mse": mse, "sum_squares": sum_squares, "cross_entropy": cross_entropy, "bce": bce}

@@ -4,13 +4,16 @@
     momentum  v <- mu v + g;  p <- p - lr v
     adam      m <- b1 m + (1 - b1) g;  v <- b2 v + (1 - b2) g^2;
               p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
+
+Every rule is elementwise, so in an ensemble each member is updated on its own; lr and momentum may
+also be one value per member, (R,) arrays, when every parameter has the member axis first.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from gradlab.nn import _checks
+from gradlab.nn import _checks, members
 
 Array = np.ndarray
 
@@ -18,9 +21,32 @@ Array = np.ndarray
 _BLOCK = 1 << 16  # elements per block of _subtract_scaled
 
 
-def _subtract_scaled(p: Array, lr: float, g: Array) -> None:
+def _per_member(name: str, value, params: dict[str, Array], bound_below_one: bool = False) -> float | Array:
+    """A setting as a float, or as an (R,) array of one value per ensemble member (params' first axis), each checked."""
+    values = None
+    if np.ndim(value):
+        first = next(iter(params.values()), None)
+        values = members.check_count(name, np.asarray(value, dtype=np.float64), 0 if first is None or first.ndim == 0 else len(first))
+    for v in (value,) if values is None else values:
+        if bound_below_one:
+            if not 0 <= _checks.non_negative(name, float(v)) < 1:
+                raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+        else:
+            _checks.positive(name, float(v))
+    return float(value) if values is None else values
+
+
+def _shaped(value: float | Array, p: Array) -> float | Array:
+    """A per-member setting broadcastable against the parameter p (member axis first)."""
+    return value if np.ndim(value) == 0 else value.reshape(-1, *([1] * (p.ndim - 1)))
+
+
+def _subtract_scaled(p: Array, lr: float | Array, g: Array) -> None:
     """p -= lr * g in place, a block at a time: a temporary lr * g as big as p would be fresh memory at every
     step (from 32 MiB, e.g. a float64 2048 x 2048 weight, glibc maps and zeroes a new one each time)."""
+    if np.ndim(lr):
+        p -= _shaped(lr, p) * g
+        return
     if p.size <= _BLOCK or not (p.flags.c_contiguous and g.flags.c_contiguous):
         p -= lr * g
         return
@@ -34,21 +60,19 @@ def _subtract_scaled(p: Array, lr: float, g: Array) -> None:
 class SGD:
     """Plain SGD, or SGD with (heavy-ball) momentum mu when momentum > 0."""
 
-    def __init__(self, params: dict[str, Array], lr: float, momentum: float = 0.0) -> None:
+    def __init__(self, params: dict[str, Array], lr: float | Array, momentum: float | Array = 0.0) -> None:
         self.params = params
-        self.lr = _checks.positive("lr", lr)
-        self.momentum = _checks.non_negative("momentum", momentum)
-        if self.momentum >= 1:
-            raise ValueError(f"momentum must be a number in [0, 1), got {momentum!r}")
-        self.velocity = {k: np.zeros_like(p) for k, p in params.items()} if self.momentum else {}
+        self.lr = _per_member("lr", lr, params)
+        self.momentum = _per_member("momentum", momentum, params, bound_below_one=True)
+        self.velocity = {k: np.zeros_like(p) for k, p in params.items()} if np.any(self.momentum) else {}
 
     @np.errstate(all="ignore")
     def step(self, grads: dict[str, Array]) -> None:
         for name, p in self.params.items():
             g = grads[name]
-            if self.momentum:
+            if self.velocity:
                 v = self.velocity[name]
-                v *= self.momentum  # v <- mu v + g
+                v *= _shaped(self.momentum, v)  # v <- mu v + g
                 v += g
                 g = v
             _subtract_scaled(p, self.lr, g)  # p <- p - lr g
@@ -58,10 +82,10 @@ class Adam:
     """Adam (Kingma and Ba 2015) with bias correction, as torch.optim.Adam."""
 
     def __init__(
-        self, params: dict[str, Array], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+        self, params: dict[str, Array], lr: float | Array = 1e-3, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
     ) -> None:
         self.params = params
-        self.lr = _checks.positive("lr", lr)
+        self.lr = _per_member("lr", lr, params)
         for name, b in zip(("betas[0]", "betas[1]"), betas):
             if not 0 <= _checks.non_negative(name, b) < 1:
                 raise ValueError(f"{name} must be a number in [0, 1), got {b!r}")
@@ -86,13 +110,13 @@ class Adam:
             denom = np.sqrt(v)
             denom *= v_scale
             denom += self.eps
-            p -= step_size * m / denom
+            p -= _shaped(step_size, p) * m / denom
 
 
 NAMES = ("sgd", "momentum", "adam")
 
 
-def get(name: str, params: dict[str, Array], lr: float, momentum: float = 0.9) -> SGD | Adam:
+def get(name: str, params: dict[str, Array], lr: float | Array, momentum: float | Array = 0.9) -> SGD | Adam:
     """The optimizer called `name` (sgd, momentum, adam) over params; `momentum` is used by momentum only."""
     _checks.choice("optimizer", name, NAMES)
     if name == "adam":

@@ -1,7 +1,7 @@
 """What a backward pass returns: parameter gradients, input/state gradients, and the optional trace.
 
 The trace holds references to arrays the forward and backward compute anyway, so recording it
-costs no arithmetic; with trace=False it is None.
+costs no arithmetic; with trace=False it is None. In an ensemble every array has the member axis first.
 """
 
 from __future__ import annotations
@@ -15,19 +15,22 @@ Array = np.ndarray
 
 @dataclass
 class MLPTrace:
-    """Per layer l (0 = nearest the input, the output layer last), each (N, width_l):
-    z[l] pre-activation, a[l] = phi(z[l]), delta[l] = dL/dz[l]."""
+    """Per layer l (0 = nearest the input, the output layer last), each (..., N, width_l): z[l] the dense
+    output W_l a_(l-1) + b_l (before any normalization), a[l] the layer's output, delta[l] = dL/dz[l],
+    da[l] = dL/da[l] (for residual layers: the gradient of the residual stream)."""
 
     z: list[Array]
     a: list[Array]
     delta: list[Array]
+    da: list[Array]
 
 
 @dataclass
-class SequenceTrace:
-    """Per time step, batch-major (N, T, H): h hidden states h_1..h_T, dh = dL/dh_t (the total
-    gradient, through the readout and the recurrence); LSTM only: c cell states c_1..c_T,
-    dc = dL/dc_t, gates (N, T, 4H) the gate values (i, f, g, o)."""
+class CellTrace:
+    """One recurrent layer, per time step, batch-major (..., N, T, H): h the hidden states h_1..h_T,
+    dh = dL/dh_t (the total gradient: through the recurrence, the layer above or the readout); for the
+    LSTM c the cell states and dc = dL/dc_t; gates (..., N, T, G H) the gate values (LSTM i, f, g, o;
+    GRU r, z, n), None for the vanilla RNN."""
 
     h: Array
     dh: Array
@@ -37,9 +40,24 @@ class SequenceTrace:
 
 
 @dataclass
+class SequenceTrace:
+    """A recurrent model's trace: one CellTrace per layer (0 nearest the input). h, dh, c, dc and gates
+    are the top layer's (the one the readout reads), the only one of a one-layer model."""
+
+    layers: list[CellTrace]
+
+    h = property(lambda self: self.layers[-1].h)
+    dh = property(lambda self: self.layers[-1].dh)
+    c = property(lambda self: self.layers[-1].c)
+    dc = property(lambda self: self.layers[-1].dc)
+    gates = property(lambda self: self.layers[-1].gates)
+
+
+@dataclass
 class Gradients:
     """params: dL/d(parameter), same names and shapes as model.params; dx: dL/dx (None when not
-    asked for); dh0, dc0: dL/d(initial state) for recurrent models; trace: see MLPTrace/SequenceTrace."""
+    asked for); dh0, dc0: dL/d(initial state) for recurrent models, h0's shape; trace: see MLPTrace,
+    SequenceTrace."""
 
     params: dict[str, Array]
     dx: Array | None = None

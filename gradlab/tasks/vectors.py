@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from gradlab.nn import _checks
-from gradlab.nn.dense import MLP
+from gradlab.nn.mlp import MLP
 from gradlab.tasks.base import Array, Task
 
 
