@@ -29,7 +29,7 @@ def dead_masks(model: Model, x: Array) -> tuple[list[Array], Array]:
     if isinstance(model, MLP):
         masks = [~np.any(c.a, axis=0) for c in cache.layers]
     else:
-        masks = [~np.any(cache.hs[1:], axis=(0, 1))]
+        masks = [~np.any(cache.layers[-1].hs[..., 1:, :, :], axis=(-3, -2))]
         masks.append(~np.any(y.reshape(-1, y.shape[-1]), axis=0))
     return masks, y
 

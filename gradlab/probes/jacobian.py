@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradlab.nn import LSTM, RNN
-from gradlab.nn.lstm import split_gates
+from gradlab.nn.cells.lstm import gate_derivatives
 from gradlab.nn.trace import SequenceTrace
 from gradlab.probes.model import Array, _c_prev
 
@@ -24,19 +24,13 @@ def jacobian_coefficients(model: RNN | LSTM, trace: SequenceTrace, c0: Array | N
 
     RNN: J = diag(phi'(z_t)) W_hh.
     LSTM (c_(t-1) held fixed: the h -> h block of the state Jacobian), with z = W_hh h_(t-1) + ...:
-        dh_t = diag(tanh(c_t) o') dz_o + diag(o tanh'(c_t)) dc_t,
-        dc_t = diag(g i') dz_i + diag(c_(t-1) f') dz_f + diag(i g') dz_g,
-    so with k = o (1 - tanh(c_t)^2): a_i = k g i(1-i), a_f = k c_(t-1) f(1-f), a_g = k i (1-g^2),
-    a_o = tanh(c_t) o(1-o).
+        dh_t = diag(dh_t/dz_o) dz_o + diag(dh_t/dc_t) dc_t,  dc_t = sum over i, f, g of diag(dc_t/dz_k) dz_k,
+    the factors of gradlab.nn.cells.lstm.gate_derivatives: a_k = (dh_t/dc_t) (dc_t/dz_k) for k = i, f, g,
+    and a_o = dh_t/dz_o.
     """
     if isinstance(model, LSTM):
-        i, f, g, o = split_gates(trace.gates)
-        tanh_c = np.tanh(trace.c)
-        k = o * (1 - tanh_c * tanh_c)
-        return np.concatenate(
-            [k * g * i * (1 - i), k * _c_prev(trace.c, c0) * f * (1 - f), k * i * (1 - g * g), tanh_c * o * (1 - o)],
-            axis=-1,
-        )
+        d = gate_derivatives(trace.gates, np.tanh(trace.c), _c_prev(trace.c, c0))
+        return np.concatenate([d.dc_dh * d.i, d.dc_dh * d.f, d.dc_dh * d.g, d.o], axis=-1)
     return model.act.derivative(trace.h)
 
 

@@ -17,7 +17,9 @@ import numpy as np
 
 from gradlab.nn import LSTM, RNN
 from gradlab.nn.activations import Activation
-from gradlab.nn.lstm import split_gates
+from gradlab.nn.activations import SIGMOID, TANH
+from gradlab.nn.cells.lstm import gate_derivatives
+from gradlab.nn.sequence import split_gates
 from gradlab.nn.trace import Gradients, MLPTrace, SequenceTrace
 from gradlab.probes.dead import DeadReport
 from gradlab.probes.frames import COLUMNS
@@ -111,12 +113,10 @@ def _sequence_layer0(model: RNN | LSTM, trace: SequenceTrace, out: dict[str, Arr
     if isinstance(model, LSTM):
         sq, n_sat = np.zeros(h.shape[0]), 0
         N, T, H = h.shape
-        chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: the scratch stays in cache
-        u, v = np.empty((N, chunk, H), h.dtype), np.empty((N, chunk, H), h.dtype)
+        chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: its temporaries stay in cache
         c_prev = _c_prev(trace.c, c0)
         for s in range(0, T, chunk):
-            e = min(T, s + chunk)
-            n_sat += _lstm_chunk(trace, c_prev, s, e, u[:, : e - s], v[:, : e - s], sq)
+            n_sat += _lstm_chunk(trace, c_prev, s, min(T, s + chunk), sq)
         out["delta_norm"][0] = np.sqrt(sq).mean()
         out["saturated_frac"][0] = n_sat / trace.gates.size
     else:
@@ -127,37 +127,25 @@ def _sequence_layer0(model: RNN | LSTM, trace: SequenceTrace, out: dict[str, Arr
         out["saturated_frac"][0] = float(np.count_nonzero(d < SATURATION * act.max_derivative)) / d.size
 
 
-_CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the LSTM's chunked loop (256 KiB of float64)
+_CHUNK_ENTRIES = 1 << 15  # entries per (N, steps, H) array in the LSTM's chunked loop (256 KiB of float64)
 
 
-def _lstm_chunk(trace: SequenceTrace, c_prev: Array, s: int, e: int, u: Array, v: Array, sq: Array) -> int:
+def _lstm_chunk(trace: SequenceTrace, c_prev: Array, s: int, e: int, sq: Array) -> int:
     """Steps s..e-1 of the LSTM cell: adds each example's sum of squared dL/dz over the 4H gate
     pre-activations to sq and returns how many gate units are saturated.
 
-    dL/dz per gate, as the engine's backward does it (c = f c_prev + i g, h = o tanh(c)):
-        dz_i = dc g i(1-i), dz_f = dc c_prev f(1-f), dz_g = dc i (1-g^2), dz_o = dh tanh(c) o(1-o) = dh h (1-o);
-    saturated: s(1-s) < 1% of 1/4 for the sigmoid gates i, f, o, 1-g^2 < 1% for the tanh candidate g.
-    In-place products on two small scratch arrays: fresh (N, T, H) temporaries cost more than the arithmetic."""
-    i, f, g, o = split_gates(trace.gates[:, s:e])
-    dc, dh, h = trace.dc[:, s:e], trace.dh[:, s:e], trace.h[:, s:e]
-    n_sat = 0
-    for gate, other, dup in ((i, g, dc), (f, c_prev[:, s:e], dc), (o, None, dh)):
-        np.subtract(1.0, gate, out=u)
-        u *= gate  # s (1 - s)
-        n_sat += int(np.count_nonzero(np.less(u, SATURATION * 0.25, out=v.view(np.bool_)[..., : u.shape[-1]])))
-        if other is None:  # dz_o = dh h (1 - o)
-            np.subtract(1.0, o, out=u)
-            other = h
-        u *= other
-        u *= dup
-        sq += np.einsum("ntj,ntj->n", u, u)
-    np.multiply(g, g, out=u)
-    np.subtract(1.0, u, out=u)  # 1 - g^2
-    n_sat += int(np.count_nonzero(np.less(u, SATURATION, out=v.view(np.bool_)[..., : u.shape[-1]])))
-    u *= i
-    u *= dc
-    sq += np.einsum("ntj,ntj->n", u, u)
-    return n_sat
+    dL/dz per gate as the engine's backward forms it (gradlab.nn.cells.lstm.gate_derivatives, the one home
+    of the formulas): dz_i, dz_f, dz_g = dc * their factors, dz_o = dh * its factor; saturated: sigmoid'
+    below 1% of 1/4 for the gates i, f, o, tanh' below 1% of 1 for the candidate g."""
+    gates = trace.gates[:, s:e]
+    i, f, g, o = split_gates(gates)
+    d = gate_derivatives(gates, np.tanh(trace.c[:, s:e]), c_prev[:, s:e])
+    dc, dh = trace.dc[:, s:e], trace.dh[:, s:e]
+    for factor, upstream in ((d.i, dc), (d.f, dc), (d.g, dc), (d.o, dh)):
+        dz = factor * upstream
+        sq += np.einsum("ntj,ntj->n", dz, dz)
+    n_sat = sum(int(np.count_nonzero(SIGMOID.derivative(gate) < SATURATION * SIGMOID.max_derivative)) for gate in (i, f, o))
+    return n_sat + int(np.count_nonzero(TANH.derivative(g) < SATURATION * TANH.max_derivative))
 
 
 def snapshot(model: Model, out: dict[str, Array] | None = None) -> dict[str, Array]:
