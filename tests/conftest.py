@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import HealthCheck, settings
 
-from gradlab.nn import LSTM, MLP, RNN, activations, gradcheck, losses
+from gradlab.nn import GRU, LSTM, MLP, RNN, activations, gradcheck, losses
 
 # Hypothesis settings for the engine's property tests (applied per test with @ENGINE, so other
 # suites keep their own): a fixed, derandomised set of 50 examples keeps the suite fast and
@@ -40,14 +40,16 @@ def describe(name: str, actual: np.ndarray, expected: np.ndarray, extra: str = "
     return f"{name}: worst at {where}: got {a!r}, expected {e!r} {extra}".rstrip()
 
 
-def assert_rel(actual, expected, tol: float, name: str, atol: float = 0.0) -> None:
+def assert_rel(actual, expected, tol: float, name: str, atol: float = 0.0, zero: float = 0.0) -> None:
     """Norm-wise relative error ||a - e|| / max(||a||, ||e||) below tol (gradcheck's measure), or,
     when atol > 0, ||a - e|| <= atol: a gradient that is exactly 0 (beyond a truncation cut) has a
-    finite-difference estimate of pure rounding noise, about 1e-12 for an O(1) loss at h = 1e-4."""
+    finite-difference estimate of pure rounding noise, about 1e-12 for an O(1) loss at h = 1e-4; or,
+    when zero > 0, both norms at most zero (gradcheck.relative_error's `zero`, e.g. gradcheck.ZERO for the
+    dense bias before batch norm, whose exact gradient is 0)."""
     actual, expected = np.asarray(actual, dtype=np.float64), np.asarray(expected, dtype=np.float64)
     assert actual.shape == expected.shape, describe(name, actual, expected)
     assert np.all(np.isfinite(actual)), describe(name, actual, expected, "(non-finite value)")
-    err = gradcheck.relative_error(actual, expected)
+    err = gradcheck.relative_error(actual, expected, zero)
     if atol and float(np.linalg.norm(actual - expected)) <= atol:
         return
     assert err < tol, describe(name, actual, expected, f"(relative error {err:.3g} >= {tol:g})")
@@ -72,10 +74,15 @@ def make_target(loss_name: str, shape: tuple, rng: np.random.Generator) -> np.nd
 
 
 def output_shape(model, x: np.ndarray) -> tuple:
+    """The output's shape for input x (the member axis first in an ensemble, whether or not x has it)."""
+    lead = () if model.ensemble is None else (model.ensemble,)
     if isinstance(model, MLP):
-        return (x.shape[0], model.sizes[-1])
-    N, T = x.shape[:2]
-    return (N, model.output_size) if model.output == "last" else (N, T, model.output_size)
+        return (*lead, x.shape[-2], model.sizes[-1])
+    N, T = x.shape[-3:-1]
+    return (*lead, N, model.output_size) if model.output == "last" else (*lead, N, T, model.output_size)
+
+
+MODELS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
 def build(
@@ -89,35 +96,62 @@ def build(
     dtype="float64",
     seed: int = 0,
     bias_scale: float = 0.1,
+    layers: int = 1,
+    norm=None,
+    residual: bool = False,
+    residual_scale: float = 1.0,
+    ensemble=None,
+    reference: bool = False,
+    weight_gain: float = 1.0,
 ):
-    """A small model of `kind` (mlp, rnn, lstm) with xavier_normal weights and a random bias (so that
-    zero biases do not hide a bias-gradient bug). sizes = (N, T, D, H) for sequences; an MLP has
-    `depth` weight layers, inputs D and widths H, H+1, ..."""
+    """A small model of `kind` (mlp, rnn, lstm, gru) with xavier_normal weights and a random bias (so
+    that zero biases do not hide a bias-gradient bug; every bias: the GRU's bias_ih and bias_hh, every
+    layer's, the readout's, the norm layers' bias, and the norm layers' gain moves off 1 too). sizes =
+    (N, T, D, H) for sequences; an MLP has `depth` weight layers, inputs D and widths H, H+1, ... (all H
+    with residual=True, so that every hidden layer after the first has a residual connection). weight_gain
+    multiplies every weight matrix after the draw (stacked gated cells attenuate the bottom layer's
+    gradients towards the central differences' rounding noise at gain 1)."""
     rng = np.random.default_rng(seed)
     N, T, D, H = sizes
     O = 3
     if kind == "mlp":
-        widths = [D] + [H + l for l in range(depth - 1)] + [O]
-        model = MLP(widths, activation, rng=rng, init="xavier_normal", dtype=dtype)
-        for l in range(model.depth):
-            model.params[f"layers.{l}.bias"] += rng.normal(scale=bias_scale, size=widths[l + 1]).astype(dtype)
-    elif kind == "rnn":
-        model = RNN(D, H, O, activation, output=output, truncate=truncate, rng=rng, init="xavier_normal", dtype=dtype)
-    elif kind == "lstm":
-        model = LSTM(D, H, O, output=output, truncate=truncate, rng=rng, init="xavier_normal", dtype=dtype)
+        widths = [D] + [H if residual else H + l for l in range(depth - 1)] + [O]
+        model = MLP(widths, activation, rng=rng, init="xavier_normal", dtype=dtype, norm=norm, residual=residual,
+                    residual_scale=residual_scale, ensemble=ensemble)  # fmt: skip
+    elif kind in MODELS:
+        opts = dict(output=output, truncate=truncate, rng=rng, init="xavier_normal", dtype=dtype, layers=layers,
+                    ensemble=ensemble, reference=reference)  # fmt: skip
+        model = RNN(D, H, O, activation, **opts) if kind == "rnn" else MODELS[kind](D, H, O, **opts)
     else:
         raise AssertionError(kind)
-    for name in ("bias", "readout.bias"):
-        if name in model.params:
-            model.params[name] += rng.normal(scale=bias_scale, size=model.params[name].shape).astype(dtype)
+    member_axes = 0 if ensemble is None else 1
+    for name, p in model.params.items():
+        if "weight" in name and p.ndim - member_axes == 2:  # a matrix (not a norm layer's gain)
+            p *= weight_gain
+        if "bias" in name or name.endswith("norm.weight"):
+            p += rng.normal(scale=bias_scale, size=p.shape).astype(dtype)
     return model
 
 
-def draw_x(model, sizes=(2, 5, 3, 4), seed: int = 1, dtype="float64") -> np.ndarray:
+def draw_x(model, sizes=(2, 5, 3, 4), seed: int = 1, dtype="float64", shared: bool = False) -> np.ndarray:
+    """x for model: (N, D) or (N, T, D), with the member axis first in an ensemble unless shared."""
     N, T, D, _ = sizes
     rng = np.random.default_rng(seed)
-    shape = (N, D) if isinstance(model, MLP) else (N, T, D)
+    lead = () if model.ensemble is None or shared else (model.ensemble,)
+    shape = (*lead, N, D) if isinstance(model, MLP) else (*lead, N, T, D)
     return rng.normal(size=shape).astype(dtype)
+
+
+def loss_lead(model) -> int:
+    """The losses' `lead`: 1 for an ensemble (one loss per member), else 0."""
+    return 0 if model.ensemble is None else 1
+
+
+def states(model, h0, c0) -> dict:
+    """forward's keyword arguments for per-layer initial states h0, c0 (layers, ..., N, H): a one-layer
+    model takes them without the layer axis (both forms are accepted; tests/test_validation.py tests both)."""
+    one = lambda s: s[0] if model.num_layers == 1 else s  # noqa: E731
+    return {"h0": one(h0), "c0": one(c0)} if model.cell_state else {"h0": one(h0)}
 
 
 def margin_of(model, x) -> float:
