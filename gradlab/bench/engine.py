@@ -8,6 +8,10 @@ global norm (gradlab.nn.clip.clip_norm, Pascanu et al. 2013) and an SGD update (
     W2  tanh RNN D=2, H=128, T=100, N=32, loss on the last step
     W3  LSTM     D=2, H=128, T=100, N=32, loss on the last step
     W4  MLP 2048 -> 8 x 2048 -> 1, batch 512, ReLU (bound by the matrix products)
+    W5  GRU      D=2, H=128, T=100, N=32, loss on the last step
+    W6  LSTM with 2 layers, the sizes of W3
+    W7  W1 with batch norm in every hidden layer
+    W8  an ensemble of R = 16 small MLPs 1 -> 5 x 8 -> 1, batch 32, ReLU, against 16 separate steps
 
 Every timing is the median over repeats; the variants of one workload (ours, ours with the trace, PyTorch's
 fused module, PyTorch's cell loop) are interleaved within each repeat, so that noise from other processes
@@ -23,11 +27,11 @@ import statistics
 import time
 import tracemalloc
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from gradlab.nn import LSTM, MLP, RNN
+from gradlab.nn import GRU, LSTM, MLP, RNN
 from gradlab.nn.clip import clip_norm
 from gradlab.nn.losses import mse
 from gradlab.nn.optim import SGD
@@ -40,8 +44,9 @@ MEMORY_T = 1000  # sequence length of the memory measurement (W3 otherwise)
 
 @dataclass(frozen=True)
 class Workload:
-    """One benchmark problem. model is mlp, rnn or lstm; for an MLP `layers` hidden layers of `hidden`
-    units; for a sequence model T steps and the loss on the last one."""
+    """One benchmark problem. model is mlp, rnn, lstm or gru; for an MLP `layers` hidden layers of `hidden`
+    units (with `norm` after each); for a sequence model `layers` stacked cells over T steps and the loss on the
+    last one; `ensemble` members trained as one step."""
 
     name: str
     model: str
@@ -53,18 +58,20 @@ class Workload:
     T: int = 1
     output_size: int = 1
     init: str = "standard"
+    norm: str | None = None
+    ensemble: int | None = None
 
     def describe(self) -> str:
         if self.model == "mlp":
-            return (
-                f"MLP {self.input_size} -> {self.layers} x {self.hidden} -> {self.output_size}, batch {self.batch}, "
-                f"{self.activation}, mse, norm clipping"
-            )
-        kind = "tanh RNN" if self.model == "rnn" else "LSTM"
-        return (
-            f"{kind} D={self.input_size}, H={self.hidden}, T={self.T}, N={self.batch}, O={self.output_size}, "
-            "loss on the last step, mse, norm clipping"
-        )
+            norm = f", {self.norm} norm" if self.norm else ""
+            text = (f"MLP {self.input_size} -> {self.layers} x {self.hidden} -> {self.output_size}, batch {self.batch}, "
+                    f"{self.activation}{norm}, mse, norm clipping")  # fmt: skip
+        else:
+            kind = {"rnn": "tanh RNN", "lstm": "LSTM", "gru": "GRU"}[self.model]
+            stacked = f" x {self.layers} layers" if self.layers > 1 else ""
+            text = (f"{kind}{stacked} D={self.input_size}, H={self.hidden}, T={self.T}, N={self.batch}, O={self.output_size}, "
+                    "loss on the last step, mse, norm clipping")  # fmt: skip
+        return text + (f"; an ensemble of R = {self.ensemble}, against {self.ensemble} separate steps" if self.ensemble else "")
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -72,7 +79,12 @@ WORKLOADS: dict[str, Workload] = {
     "W2": Workload("W2", "rnn", 2, 128, 32, "tanh", T=100),
     "W3": Workload("W3", "lstm", 2, 128, 32, T=100),
     "W4": Workload("W4", "mlp", 2048, 2048, 512, "relu", layers=8, init="he_uniform"),
+    "W5": Workload("W5", "gru", 2, 128, 32, T=100),
+    "W6": Workload("W6", "lstm", 2, 128, 32, T=100, layers=2),
+    "W7": Workload("W7", "mlp", 256, 256, 128, "tanh", layers=20, init="xavier_uniform", norm="batch"),
+    "W8": Workload("W8", "mlp", 1, 8, 32, "relu", layers=5, init="he_uniform", ensemble=16),
 }
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def matmul_flops(w: Workload) -> int:
@@ -81,20 +93,21 @@ def matmul_flops(w: Workload) -> int:
 
     MLP with layer sizes n_0 .. n_L and batch N: each layer l does z = a W^T (2 N n_l n_(l+1)), dW = delta^T a
     (the same) and, except the first, da = delta W (the same):
-        sum_l 2 N n_l n_(l+1) (3 - [l = 0]).
-    RNN / LSTM with G gate blocks (1 or 4), T steps, input D, hidden H, readout O, loss on the last step:
-    input projection 2 T N D GH, recurrence 2 T N H GH forward and 2 T N GH H backward (dL/dh_(t-1) at every
-    step, down to dh0), dW_ih 2 T N GH D, dW_hh 2 T N GH H, readout 2 N H O forward, 2 N O H for dW_out
+        sum_l 2 N n_l n_(l+1) (3 - [l = 0]), times R for an ensemble.
+    RNN / LSTM / GRU with G gate blocks (1, 4, 3), T steps, input D_j of layer j (D, then H), hidden H,
+    readout O, loss on the last step: per layer, input projection 2 T N D_j GH, recurrence 2 T N H GH forward
+    and 2 T N GH H backward (dL/dh_(t-1) at every step, down to dh0), dW_ih 2 T N GH D_j, dW_hh 2 T N GH H,
+    and above layer 0 the gradient of its input 2 T N GH H; readout 2 N H O forward, 2 N O H for dW_out
     and 2 N O H for dL/dh_T:
-        2 T N GH (2 D + 3 H) + 6 N H O.
+        sum_j 2 T N GH (2 D_j + 3 H + [j > 0] H) + 6 N H O.
     """
     N = w.batch
     if w.model == "mlp":
         sizes = [w.input_size] + [w.hidden] * w.layers + [w.output_size]
-        return sum(2 * N * a * b * (3 - (l == 0)) for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])))
-    G = 1 if w.model == "rnn" else 4
-    T, D, H, O = w.T, w.input_size, w.hidden, w.output_size
-    return 2 * T * N * G * H * (2 * D + 3 * H) + 6 * N * H * O
+        one = sum(2 * N * a * b * (3 - (l == 0)) for l, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])))
+        return one * (w.ensemble or 1)
+    G, T, H, O = GATES[w.model], w.T, w.hidden, w.output_size
+    return sum(2 * T * N * G * H * (2 * (w.input_size if j == 0 else H) + 3 * H + (j > 0) * H) for j in range(w.layers)) + 6 * N * H * O
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -102,20 +115,22 @@ def matmul_flops(w: Workload) -> int:
 
 
 def data(w: Workload, dtype: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Inputs x ((N, D) or (N, T, D)) and targets y (N, O), standard normal."""
+    """Inputs x ((N, D) or (N, T, D), and (R, ...) for an ensemble) and targets y (N, O), standard normal."""
     rng = np.random.default_rng(seed + 1)
     shape = (w.batch, w.input_size) if w.model == "mlp" else (w.batch, w.T, w.input_size)
-    return rng.standard_normal(shape).astype(dtype), rng.standard_normal((w.batch, w.output_size)).astype(dtype)
+    lead = (w.ensemble,) if w.ensemble else ()
+    return rng.standard_normal((*lead, *shape)).astype(dtype), rng.standard_normal((*lead, w.batch, w.output_size)).astype(dtype)
 
 
-def build_model(w: Workload, dtype: str, seed: int = 0) -> MLP | RNN | LSTM:
+def build_model(w: Workload, dtype: str, seed: int = 0) -> MLP | RNN | LSTM | GRU:
     rng = np.random.default_rng(seed)
     if w.model == "mlp":
         sizes = [w.input_size] + [w.hidden] * w.layers + [w.output_size]
-        return MLP(sizes, w.activation, init=w.init, rng=rng, dtype=dtype)
+        return MLP(sizes, w.activation, init=w.init, rng=rng, dtype=dtype, norm=w.norm, ensemble=w.ensemble)
+    options = dict(init=w.init, rng=rng, dtype=dtype, layers=w.layers)
     if w.model == "rnn":
-        return RNN(w.input_size, w.hidden, w.output_size, w.activation, init=w.init, rng=rng, dtype=dtype)
-    return LSTM(w.input_size, w.hidden, w.output_size, init=w.init, rng=rng, dtype=dtype)
+        return RNN(w.input_size, w.hidden, w.output_size, w.activation, **options)
+    return {"lstm": LSTM, "gru": GRU}[w.model](w.input_size, w.hidden, w.output_size, **options)
 
 
 class OurStep:
@@ -126,14 +141,26 @@ class OurStep:
         self.x, self.y = data(w, dtype, seed)
         self.opt = SGD(self.model.params, LR)
         self.grads: dict[str, np.ndarray] = {}
+        self.members = w.ensemble is not None
 
     def __call__(self, trace: bool = False) -> float:
         out, cache = self.model.forward(self.x, trace=trace)
-        loss, dout = mse(out, self.y)
+        loss, dout = mse(out, self.y, lead=int(self.members))
         self.grads = self.model.backward(dout, cache, input_grad=False).params
-        clip_norm(self.grads, MAX_NORM)
+        clip_norm(self.grads, MAX_NORM, ensemble=self.members)
         self.opt.step(self.grads)
-        return loss
+        return float(np.sum(loss))
+
+
+class SeparateSteps:
+    """W8's comparison: the ensemble's R members as R models of their own, stepped one after the other."""
+
+    def __init__(self, w: Workload, dtype: str, seed: int = 0) -> None:
+        alone = replace(w, ensemble=None)
+        self.steps = [OurStep(alone, dtype, seed + 100 * r) for r in range(w.ensemble or 1)]
+
+    def __call__(self) -> float:
+        return sum(step() for step in self.steps)
 
 
 def torch_available() -> bool:
@@ -145,12 +172,14 @@ def torch_available() -> bool:
 
 
 class TorchStep:
-    """The same step in PyTorch, starting from the same weights as OurStep(w, dtype, seed).
+    """The same step in PyTorch, starting from the same weights as OurStep(w, dtype, seed) (loaded through
+    the engine's torch_state()).
 
-    variant "fused": nn.Sequential of nn.Linear for an MLP, nn.RNN / nn.LSTM for a sequence model;
-    variant "cell": nn.RNNCell / nn.LSTMCell called over t, with h_t.retain_grad() at every step (the only way
-    PyTorch exposes dL/dh_t). The loss is 1/2 the squared error summed over outputs, averaged over the batch.
-    A recurrent cell's bias_hh is frozen at 0, so that the trained parameters are the engine's (one bias).
+    variant "fused": nn.Sequential of nn.Linear (with nn.BatchNorm1d for norm="batch") for an MLP, nn.RNN /
+    nn.LSTM / nn.GRU(num_layers) for a sequence model; variant "cell": nn.RNNCell / LSTMCell / GRUCell called
+    over t (one layer), with h_t.retain_grad() at every step (the only way PyTorch exposes dL/dh_t). The loss
+    is 1/2 the squared error summed over outputs, averaged over the batch. An RNN's or LSTM's bias_hh is
+    frozen at 0, so that the trained parameters are the engine's (one merged bias); the GRU trains both.
     """
 
     def __init__(self, w: Workload, dtype: str, seed: int = 0, variant: str = "fused") -> None:
@@ -161,42 +190,37 @@ class TorchStep:
         ours = build_model(w, dtype, seed)
         x, y = data(w, dtype, seed)
         self.x, self.y = torch.from_numpy(x), torch.from_numpy(y)
-        p = {k: torch.from_numpy(v.copy()) for k, v in ours.params.items()}
         nn = torch.nn
+        tensors = lambda state: {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}  # noqa: E731
         if w.model == "mlp":
             act = {"tanh": nn.Tanh, "relu": nn.ReLU}[w.activation]
             mods: list = []
             for l in range(ours.depth):
-                lin = nn.Linear(ours.sizes[l], ours.sizes[l + 1], dtype=tdtype)
-                mods += [lin] + ([act()] if l < ours.depth - 1 else [])
-            self.net = nn.Sequential(*mods)
-            self.core, self.readout = self.net, None
-            linears = [m for m in self.net if isinstance(m, nn.Linear)]
-            with torch.no_grad():
-                for l, lin in enumerate(linears):
-                    lin.weight.copy_(p[f"layers.{l}.weight"])
-                    lin.bias.copy_(p[f"layers.{l}.bias"])
+                mods.append(nn.Linear(ours.sizes[l], ours.sizes[l + 1], dtype=tdtype))
+                if l < ours.depth - 1:
+                    mods += ([nn.BatchNorm1d(ours.sizes[l + 1], dtype=tdtype)] if w.norm == "batch" else []) + [act()]
+            self.net = self.core = nn.Sequential(*mods)
+            self.readout = None
+            missing, unexpected = self.net.load_state_dict(tensors(ours.torch_state()), strict=False)
+            assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
         else:
             D, H = w.input_size, w.hidden
+            kw = {"nonlinearity": w.activation} if w.model == "rnn" else {}
+            state, readout = ours.torch_state()
             if variant == "fused":
-                cls = nn.RNN if w.model == "rnn" else nn.LSTM
-                kw = {"nonlinearity": w.activation} if w.model == "rnn" else {}
-                self.core = cls(D, H, batch_first=True, dtype=tdtype, **kw)
-                suffix = "_l0"
+                cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[w.model]
+                self.core = cls(D, H, num_layers=w.layers, batch_first=True, dtype=tdtype, **kw)
+                self.core.load_state_dict(tensors(state))
             else:
-                cls = nn.RNNCell if w.model == "rnn" else nn.LSTMCell
-                kw = {"nonlinearity": w.activation} if w.model == "rnn" else {}
+                cls = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}[w.model]
                 self.core = cls(D, H, dtype=tdtype, **kw)
-                suffix = ""
+                self.core.load_state_dict(tensors({k.removesuffix("_l0"): v for k, v in state.items()}))
             self.readout = nn.Linear(H, w.output_size, dtype=tdtype)
-            with torch.no_grad():
-                getattr(self.core, "weight_ih" + suffix).copy_(p["weight_ih"])
-                getattr(self.core, "weight_hh" + suffix).copy_(p["weight_hh"])
-                getattr(self.core, "bias_ih" + suffix).copy_(p["bias"])
-                getattr(self.core, "bias_hh" + suffix).zero_()  # frozen at 0: one bias, as the engine's
-                self.readout.weight.copy_(p["readout.weight"])
-                self.readout.bias.copy_(p["readout.bias"])
-            getattr(self.core, "bias_hh" + suffix).requires_grad_(False)
+            self.readout.load_state_dict(tensors(readout))
+            if w.model != "gru":
+                for name, q in self.core.named_parameters():
+                    if name.startswith("bias_hh"):
+                        q.requires_grad_(False)  # frozen at 0: one bias, as the engine's
             self.net = nn.ModuleList([self.core, self.readout])
         self.parameters = [q for q in self.net.parameters() if q.requires_grad]
         self.opt = torch.optim.SGD(self.parameters, lr=LR)
@@ -214,10 +238,10 @@ class TorchStep:
         c = torch.zeros(N, H, dtype=self.x.dtype)
         self.hs = []
         for t in range(w.T):
-            if w.model == "rnn":
-                h = self.core(self.x[:, t], h)
-            else:
+            if w.model == "lstm":
                 h, c = self.core(self.x[:, t], (h, c))
+            else:
+                h = self.core(self.x[:, t], h)
             h.retain_grad()  # dL/dh_t, as the engine's trace
             self.hs.append(h)
         return self.readout(h)
@@ -234,20 +258,30 @@ class TorchStep:
 
 def torch_params(step: TorchStep, grad: bool = False) -> dict[str, np.ndarray]:
     """The torch model's parameters (or, with grad=True, their .grad after the step's clipping) under the
-    engine's names; a recurrent cell's two biases are added up."""
+    engine's names; an RNN's or LSTM's two biases are added up."""
     get = (lambda t: t.grad.detach().numpy() if t.grad is not None else 0.0) if grad else (lambda t: t.detach().numpy())  # noqa: E731
     if step.w.model == "mlp":
-        lin = [m for m in step.net if isinstance(m, step.torch.nn.Linear)]
-        out = {}
-        for l, m in enumerate(lin):
-            out[f"layers.{l}.weight"], out[f"layers.{l}.bias"] = get(m.weight), get(m.bias)
+        out, l, k = {}, 0, 0
+        for m in step.net:
+            prefix = f"layers.{l}." if isinstance(m, step.torch.nn.Linear) else f"layers.{l - 1}.norm."
+            if isinstance(m, (step.torch.nn.Linear, step.torch.nn.BatchNorm1d)):
+                out[prefix + "weight"], out[prefix + "bias"] = get(m.weight), get(m.bias)
+                l += isinstance(m, step.torch.nn.Linear)
+            k += 1
         return out
-    s = "_l0" if step.variant == "fused" else ""
-    core = lambda n: get(getattr(step.core, n + s))  # noqa: E731
-    return {
-        "weight_ih": core("weight_ih"), "weight_hh": core("weight_hh"), "bias": core("bias_ih") + core("bias_hh"),
-        "readout.weight": get(step.readout.weight), "readout.bias": get(step.readout.bias),
-    }  # fmt: skip
+    named = dict(step.core.named_parameters())
+    out = {}
+    for j in range(step.w.layers):
+        s = f"_l{j}" if step.variant == "fused" else ""
+        ours = "" if j == 0 else f"_l{j}"
+        for name in ("weight_ih", "weight_hh"):
+            out[name + ours] = get(named[name + s])
+        if step.w.model == "gru":
+            out["bias_ih" + ours], out["bias_hh" + ours] = get(named["bias_ih" + s]), get(named["bias_hh" + s])
+        else:
+            out["bias" + ours] = get(named["bias_ih" + s]) + get(named["bias_hh" + s])
+    out["readout.weight"], out["readout.bias"] = get(step.readout.weight), get(step.readout.bias)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -301,7 +335,9 @@ def lstm_memory(T: int = MEMORY_T, dtype: str = "float64") -> tuple[int, int]:
     def run() -> None:
         nonlocal cache_bytes
         out, cache = step.model.forward(step.x)
-        cache_bytes = sum(a.nbytes for a in vars(cache).values() if isinstance(a, np.ndarray))
+        cache_bytes = cache.inputs[0].nbytes + sum(
+            a.nbytes for f in cache.layers for a in (f.hs, f.cs, f.gates, f.cache.tanh_c) if a is not None
+        )  # x, h_0..h_T, c_0..c_T, the gates and tanh(c_t)
         loss, dout = mse(out, step.y)
         grads = step.model.backward(dout, cache, input_grad=False).params
         clip_norm(grads, MAX_NORM)
@@ -378,9 +414,11 @@ def measure(
 ) -> Result:
     ours = OurStep(w, dtype)
     variants: dict[str, Callable[[], object]] = {"ours": ours, "trace": lambda: ours(trace=True)}
-    if with_torch:
+    if w.ensemble:
+        variants["separate"] = SeparateSteps(w, dtype)
+    elif with_torch:
         variants["fused"] = TorchStep(w, dtype, variant="fused")
-        if w.model != "mlp":
+        if w.model != "mlp" and w.layers == 1:
             variants["cell"] = TorchStep(w, dtype, variant="cell")
     if interleave_peak:
         a, b, c = (np.random.default_rng(0).standard_normal((PEAK_SIZE, PEAK_SIZE)).astype(dtype) for _ in range(3))
@@ -391,8 +429,8 @@ def measure(
     gflops = flops / med["ours"] / 1e9
     r = Result(
         w.name, dtype, 1e3 * med["ours"], gflops, gflops / peak, 100 * (paired_ratio(t["trace"], t["ours"]) - 1),
-        {k: 1e3 * med[k] for k in ("fused", "cell") if k in t},
-        {k: paired_ratio(t["ours"], t[k]) for k in ("fused", "cell") if k in t},
+        {k: 1e3 * med[k] for k in ("fused", "cell", "separate") if k in t},
+        {k: paired_ratio(t["ours"], t[k]) for k in ("fused", "cell", "separate") if k in t},
     )  # fmt: skip
     if interleave_peak:  # (flops / t_ours) / (matmul flops / t_matmul)
         r.matmul_frac = flops / (2 * PEAK_SIZE**3) / paired_ratio(t["ours"], t["matmul"])
@@ -415,6 +453,11 @@ def targets(results: list[Result], memory_ratio: float | None) -> list[tuple[str
     each("W3", lambda r: (r.ratio("cell"), r.ratio("cell") <= 1.0), "{:.2f}x", "W3 <= 1.0x LSTMCell loop")
     each("W3", lambda r: (r.ratio("fused"), r.ratio("fused") <= 1.5), "{:.2f}x", "W3 <= 1.5x fused nn.LSTM")
     each("W4", lambda r: (100 * r.matmul_frac, r.matmul_frac >= 0.85), "{:.1f}%", "W4 >= 85% of matmul (interleaved)")
+    each("W5", lambda r: (r.ratio("fused"), r.ratio("fused") <= 1.0), "{:.2f}x", "W5 <= 1.0x fused nn.GRU")
+    each("W5", lambda r: (r.ratio("cell"), r.ratio("cell") <= 0.5), "{:.2f}x", "W5 <= 0.5x GRUCell loop")
+    each("W6", lambda r: (r.ratio("fused"), r.ratio("fused") <= 1.0), "{:.2f}x", "W6 <= 1.0x nn.LSTM(num_layers=2)")
+    each("W7", lambda r: (r.ratio("fused"), r.ratio("fused") <= 1.0), "{:.2f}x", "W7 <= 1.0x PyTorch + BatchNorm1d")
+    each("W8", lambda r: (1 / r.ratio("separate"), r.ratio("separate") <= 1 / 8), "{:.1f}x", "W8 ensemble >= 8x 16 separate steps")
     if results:
         worst = max(results, key=lambda r: r.trace_pct)
         rows.append(("trace cost <= 15%", f"worst {worst.trace_pct:+.1f}% ({worst.workload} {worst.dtype})",
@@ -455,7 +498,7 @@ def run(
     results = []
     for n in names:
         w = WORKLOADS[n]
-        big = w.name == "W4"
+        big = w.name == "W4"  # seconds per step: fewer repeats
         repeats = (3 if big else 7) if quick else (11 if big else 31)
         for d in dtypes:
             peaks[d] = max(peaks[d], matmul_peak(d, repeats=2))  # the peak: the best sample of the whole run
@@ -475,8 +518,12 @@ def run(
         cell = f"{r.torch_ms['cell']:>9.2f}{r.ratio('cell'):>7.2f}x" if "cell" in r.torch_ms else f"{'-':>9}{'-':>8}"
         echo(f"{r.workload:<5}{r.dtype:<8}{r.ms:>9.2f}{r.gflops:>9.1f}{100 * r.peak_frac:>6.0f}%{r.trace_pct:>+7.1f}%"
              f"{tm('fused')}{cell}")  # fmt: skip
-    echo("(torch ms: nn.Sequential / fused nn.RNN, nn.LSTM; cell ms: RNNCell / LSTMCell loop with h_t.retain_grad();"
-         " trace: step with forward(trace=True) vs without;")  # fmt: skip
+    for r in results:
+        if "separate" in r.torch_ms:
+            echo(f"{r.workload} {r.dtype}: one ensemble step {r.ms:.2f} ms, {WORKLOADS[r.workload].ensemble} separate steps "
+                 f"{r.torch_ms['separate']:.2f} ms: {1 / r.ratio('separate'):.1f}x faster")  # fmt: skip
+    echo("(torch ms: nn.Sequential (with BatchNorm1d for W7) / fused nn.RNN, nn.LSTM, nn.GRU; cell ms: RNNCell / LSTMCell /"
+         " GRUCell loop with h_t.retain_grad(); trace: step with forward(trace=True) vs without;")  # fmt: skip
     w4 = ", ".join(f"{r.dtype} {100 * r.matmul_frac:.1f}%" for r in results if r.workload == "W4") or "-"
     echo(f" %peak: of the best matmul sample; W4 also against a {PEAK_SIZE}x{PEAK_SIZE} matmul timed between its repeats: {w4})")
     memory_ratio = None
@@ -487,8 +534,10 @@ def run(
              f"{cache / 2**20:.1f} MiB, ratio {memory_ratio:.2f}x")  # fmt: skip
     echo("")
     echo("targets:")
-    for label, value, ok in targets(results, memory_ratio):
-        echo(f"  {label:<34}{value:<34}{'met' if ok else 'NOT met'}")
+    rows = targets(results, memory_ratio)
+    width = max((len(label) for label, _, _ in rows), default=0) + 2
+    for label, value, ok in rows:
+        echo(f"  {label:<{width}}{value:<34}{'met' if ok else 'NOT met'}")
     if not with_torch:
         echo("  (PyTorch targets not measured: torch is not importable)")
     return results
