@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("probes, theory, diagnose", ("gradlab.probes", "gradlab.theory", "gradlab.diagnose")),
     ("tasks", ("gradlab.tasks",)),
     ("nn", ("gradlab.nn",)),
-    ("process-wide helpers", ("gradlab._memory", "gradlab._process")),  # below nn: importable by all
+    ("process-wide settings", ("gradlab._process",)),  # below nn: importable by all
 )
 # Outside the layers: the package itself (its __init__: version, location, re-exports) and `python -m gradlab`.
 EXEMPT = ("gradlab", "gradlab.__main__")
