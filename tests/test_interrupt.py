@@ -190,7 +190,8 @@ def test_workers_exit_by_themselves_when_the_sweep_is_killed(tmp_path):
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused_and_the_first_finishes_alone(tmp_path):
-    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
+    long = SLOW.replace("steps = 400", "steps = 5000")  # ~10 s: the second command starts well before it ends
+    cfg, out, cmd = sweep(tmp_path, long, "--executor", "process", "--workers", "2")
     first = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: (out / ".gradlab-lock").is_file(), what="the first sweep's lock")
     second = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
