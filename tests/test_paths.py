@@ -1,12 +1,12 @@
 """The fast paths (gradlab.nn.fast: in-place buffers, blocks of steps; the default) equal the reference
-paths built from the step functions (reference=True) for the RNN and the LSTM: the output, every
+paths built from the step functions (reference=True) for the RNN, the LSTM and the GRU: the output, every
 parameter's gradient, dx, dh0 / dc0 and the trace (h, dh, c, dc, gates of every layer) within 1e-12
 relative (norm-wise per array) in float64, over every activation, both loss placements, truncation None,
 1, 2, 4 (T = 5 or 6), layers 1-3, with and without an ensemble (R = 3), from random h0 / c0.
 
 The fast backward has two arithmetic paths, with trace (fresh arrays) and without (dL/dz written over the
-forward's buffers): both are compared. The LSTM's fast backward forms its gate derivatives a block of
-steps at a time; the block length is forced to 1 and 2 steps as well as its default (all steps here).
+forward's buffers): both are compared. The LSTM's and the GRU's fast backward form their gate derivatives
+a block of steps at a time; the block length is forced to 1 and 2 steps as well as its default (all steps here).
 """
 
 import numpy as np
@@ -14,10 +14,11 @@ import pytest
 from conftest import ACTIVATIONS, OUTPUTS, TRUNCATIONS, assert_rel, build, draw_x, output_shape, states
 
 from gradlab.nn import gradcheck
+from gradlab.nn.fast import gru as fast_gru
 from gradlab.nn.fast import lstm as fast_lstm
 
 TOL = 1e-12
-CASES = [("rnn", a) for a in ACTIVATIONS] + [("lstm", "tanh")]
+CASES = [("rnn", a) for a in ACTIVATIONS] + [("lstm", "tanh"), ("gru", "tanh")]
 
 
 def run(model, x, h0, c0, dout, trace):
@@ -49,9 +50,12 @@ def compare(fast, ref, label, trace=True):
                 assert_rel(a, b, TOL, f"{label} layer {j} trace.{what}")
 
 
+BLOCKED = {"lstm": fast_lstm, "gru": fast_gru}  # the fast paths that form gate derivatives a block at a time
+
+
 def block_lengths(kind):
-    """The LSTM fast path's steps per block to force (None: its default)."""
-    return [None, 1, 2] if kind == "lstm" else [None]
+    """The LSTM's and GRU's fast path's steps per block to force (None: its default)."""
+    return [None, 1, 2] if kind in BLOCKED else [None]
 
 
 @pytest.mark.parametrize("ensemble", [None, 3], ids=["single", "R3"])
@@ -79,7 +83,7 @@ def test_fast_path_equals_reference_path(kind, activation, output, truncate, lay
     N, H = sizes[0], sizes[3]
     for K in block_lengths(kind):
         if K is not None:  # the block holds K steps of every member's (N, H) slices
-            monkeypatch.setattr(fast_lstm, "BLOCK_BYTES", K * N * H * 8 * int(np.prod(lead or (1,))))
+            monkeypatch.setattr(BLOCKED[kind], "BLOCK_BYTES", K * N * H * 8 * int(np.prod(lead or (1,))))
         where = f"{label} block={K or 'default'}"
         compare(run(fast, x, h0, c0, dout, trace=True), want, f"{where} fast with trace")
         compare(run(fast, x, h0, c0, dout, trace=False), want, f"{where} fast without trace", trace=False)

@@ -29,7 +29,8 @@ def global_norm(grads: dict[str, Array], ensemble: bool = False) -> float | Arra
     with _process.single_threaded():
         if not ensemble:
             return math.sqrt(sum(float(np.vdot(g, g)) for g in grads.values()))
-        return np.sqrt(sum(np.einsum("ri,ri->r", g.reshape(len(g), -1), g.reshape(len(g), -1)) for g in grads.values()))
+        flat = (g.reshape(len(g), -1) for g in grads.values())
+        return np.sqrt(sum(np.vecdot(f, f) for f in flat))  # one sum of squares per member
 
 
 def _threshold(name: str, value, grads: dict[str, Array], ensemble: bool) -> float | Array:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradlab.nn.cells import gru as reference
+from gradlab.nn.fast import gru as fast
 from gradlab.nn.recurrent import Recurrent, RecurrentCache, _no_slope
 from gradlab.nn.sequence import Backward, Forward, upstream
 
@@ -18,7 +19,8 @@ Array = np.ndarray
 class GRU(Recurrent):
     """GRU with readout. Parameters per layer j (suffix _l{j} for j >= 1), gates stacked r, z, n:
     weight_ih (3H, D), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,) (kept apart: the n gate uses b_hn
-    inside r * (W_hn h + b_hn)); readout.weight (O, H), readout.bias (O,).
+    inside r * (W_hn h + b_hn)); readout.weight (O, H), readout.bias (O,). reference=True runs the step
+    functions of gradlab.nn.cells.gru instead of the fast path.
     """
 
     gates = 3
@@ -35,7 +37,9 @@ class GRU(Recurrent):
         return self._forward(x, h0, None, trace)
 
     def _layer_forward(self, j: int, xw: Array, h0: Array, c0: None) -> Forward:
-        return reference.gru_forward(xw, h0, self.p("weight_hh", j), self.p("bias_hh", j))
+        return (reference if self.reference else fast).gru_forward(xw, h0, self.p("weight_hh", j), self.p("bias_hh", j))
 
     def _layer_backward(self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool) -> Backward:
-        return reference.gru_backward(upstream(fwd, dh_above, dh_last), fwd, self.truncate, trace)
+        if self.reference:
+            return reference.gru_backward(upstream(fwd, dh_above, dh_last), fwd, self.truncate, trace)
+        return fast.gru_backward(dh_above, fwd, self.truncate, trace, dh_last)

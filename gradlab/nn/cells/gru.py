@@ -12,8 +12,9 @@ from dh = dL/dh_t:
     dn = dh (1 - z);  da_n = dn (1 - n^2);  da_z = dh (h_(t-1) - n) z (1 - z);  da_r = da_n hw_n r (1 - r)
     dL/dxw_t = (da_r, da_z, da_n);  dL/dhw_t = (da_r, da_z, da_n * r);  dL/dh_(t-1) = dh z + W_hh^T dL/dhw_t
 
-where a_* are the gates' pre-activations. Shapes: h (..., N, H); xw_t, hw_t, gates (..., N, 3H);
-W_hh (..., 3H, H); b_hh (..., 3H).
+where a_* are the gates' pre-activations. Each of da_r, da_z, da_n is dh times a factor of the step's own
+values (gate_derivatives, the one home of their formulas, used by this backward and the fast path).
+Shapes: h (..., N, H); xw_t, hw_t, gates (..., N, 3H); W_hh (..., 3H, H); b_hh (..., 3H).
 """
 
 from __future__ import annotations
@@ -26,6 +27,26 @@ from gradlab.nn.activations import SIGMOID
 from gradlab.nn.sequence import Backward, Forward, at, flows_back, split_gates
 
 Array = np.ndarray
+
+
+class GateDerivatives(NamedTuple):
+    """The local factors of a step's backward: da_r = dh * r, da_z = dh * z, da_n = dh * n (a_* the gates'
+    pre-activations), for one step ((..., N, H) arrays) or many at once ((..., T, N, H))."""
+
+    r: Array  # n * hw_n r (1 - r)
+    z: Array  # (h_(t-1) - n) z (1 - z)
+    n: Array  # (1 - z)(1 - n^2)
+
+
+def gate_derivatives(gates: Array, h_prev: Array, hw_n: Array) -> GateDerivatives:
+    """The factors from the gate values (r, z, n), h_(t-1) and hw_n = W_hn h_(t-1) + b_hn."""
+    r, z, n = split_gates(gates, 3)
+    d_n = (1 - z) * (1 - n * n)  # h_t = (1 - z) n + ...,  n = tanh(a_n)
+    return GateDerivatives(
+        d_n * hw_n * r * (1 - r),  # a_n = x_n + r hw_n,  r = sigmoid(a_r)
+        (h_prev - n) * z * (1 - z),  # h_t = n + z (h_(t-1) - n),  z = sigmoid(a_z)
+        d_n,
+    )
 
 
 class GRUStepCache(NamedTuple):
@@ -49,11 +70,9 @@ def gru_step_forward(xw_t: Array, h_prev: Array, weight_hh: Array, bias_hh: Arra
 
 def gru_step_backward(dh: Array, cache: GRUStepCache) -> tuple[Array, Array, Array]:
     """From dh = dL/dh_t (the total) to (dh_prev, dxw, dhw): dL/dh_(t-1), dL/dxw_t, dL/dhw_t."""
-    r, z, n = split_gates(cache.gates, 3)
-    dn = dh * (1 - z)  # through the candidate
-    da_n = dn * (1 - n * n)  # n = tanh(a_n)
-    da_z = dh * (cache.h_prev - n) * z * (1 - z)  # h_t = n + z (h_(t-1) - n), z = sigmoid(a_z)
-    da_r = da_n * cache.hw_n * r * (1 - r)  # a_n = x_n + r hw_n, r = sigmoid(a_r)
+    r, z, _ = split_gates(cache.gates, 3)
+    d = gate_derivatives(cache.gates, cache.h_prev, cache.hw_n)
+    da_r, da_z, da_n = dh * d.r, dh * d.z, dh * d.n  # dL/da for the reset, update and candidate gates
     dxw = np.concatenate([da_r, da_z, da_n], axis=-1)
     dhw = np.concatenate([da_r, da_z, da_n * r], axis=-1)  # r scales the recurrent part of a_n
     dh_prev = dh * z + dhw @ cache.weight_hh  # directly through z h_(t-1), and through W_hh

@@ -1,0 +1,96 @@
+"""The GRU's fast path: the same arithmetic as gradlab.nn.cells.gru, in preallocated arrays.
+
+The forward turns each step's slice of the input projection into that step's gate values (r, z, n) in
+place, and keeps hw_n = W_hn h_(t-1) + b_hn per step. The backward forms the gate derivatives
+(cells.gru.gate_derivatives, the one home of their formulas) for a block of steps at a time, then walks the
+block's steps back; without trace it writes dL/dxw_t over the gate values it has consumed, and the cache is
+spent by one backward. Tested equal to the reference (tests/test_paths.py).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from gradlab.nn.activations import SIGMOID
+from gradlab.nn.cells.gru import gate_derivatives
+from gradlab.nn.sequence import Backward, Forward, at, flows_back
+
+Array = np.ndarray
+BLOCK_BYTES = 1 << 17  # the gate derivatives are formed for blocks of steps whose (..., N, H) slices are this big
+
+
+@dataclass
+class GRUFastCache:
+    hw_n: Array  # (..., T, N, H) W_hn h_(t-1) + b_hn
+    weight_hh: Array
+    spent: bool = False
+
+
+def gru_forward(xw: Array, h0: Array, weight_hh: Array, bias_hh: Array) -> Forward:
+    """The cell over xw (..., T, N, 3H) from h0 (..., N, H); xw becomes the gate values (r, z, n)."""
+    *lead, T, N, G = xw.shape
+    H = G // 3
+    hs = np.empty((*lead, T + 1, N, H), dtype=xw.dtype)
+    at(hs, 0)[...] = h0
+    hw_n = np.empty((*lead, T, N, H), dtype=xw.dtype)
+    hw = np.empty((*lead, N, G), dtype=xw.dtype)  # scratch for W_hh h_(t-1) + b_hh
+    w_t = np.ascontiguousarray(weight_hh.mT)  # h W_hh^T then reads a row-major matrix (faster)
+    b = bias_hh[..., None, :]
+    for t in range(T):
+        gates, h_prev, h = at(xw, t), at(hs, t), at(hs, t + 1)
+        np.matmul(h_prev, w_t, out=hw)
+        hw += b  # the recurrent parts of r, z, n
+        rz, n = gates[..., : 2 * H], gates[..., 2 * H :]
+        rz += hw[..., : 2 * H]
+        SIGMOID.forward(rz, out=rz)  # r, z
+        at(hw_n, t)[...] = hw[..., 2 * H :]
+        np.multiply(gates[..., :H], at(hw_n, t), out=h)  #  (r * hw_n, in h_t's place until h_t is known)
+        n += h
+        np.tanh(n, out=n)  # the candidate n
+        np.subtract(h_prev, n, out=h)
+        h *= gates[..., H : 2 * H]
+        h += n  # h_t = n + z (h_(t-1) - n)
+    return Forward(hs, None, xw, GRUFastCache(hw_n, weight_hh))
+
+
+def gru_backward(
+    dh_above: Array | None, forward: Forward, truncate: int | None = None, trace: bool = False, dh_last: Array | None = None
+) -> Backward:  # fmt: skip
+    """BPTT from dh_above (..., T, N, H) and/or dh_last (..., N, H) (the gradient from outside the recurrence
+    at every step, or at the last step only)."""
+    cache: GRUFastCache = forward.cache
+    if cache.spent:
+        raise ValueError("cache was already used by a backward without trace; run forward again")
+    gates, hs = forward.gates, forward.hs
+    *lead, T, N, G = gates.shape
+    H = G // 3
+    dxw = np.empty_like(gates) if trace else gates  # dL/dxw_t (over the consumed gate values without trace)
+    dhw = np.empty_like(gates)
+    cache.spent = not trace
+    dhs = np.empty_like(cache.hw_n) if trace else None
+    K = max(1, min(T, BLOCK_BYTES // (N * H * gates.itemsize * max(1, int(np.prod(lead))))))  # steps per block
+    dh = np.zeros((*lead, N, H), gates.dtype) if dh_last is None else np.array(np.broadcast_to(dh_last, (*lead, N, H)), gates.dtype)
+    for end in range(T, 0, -K):
+        start = max(0, end - K)
+        block = slice(start, end)
+        d = gate_derivatives(gates[..., block, :, :], hs[..., block, :, :], cache.hw_n[..., block, :, :])
+        r, z = gates[..., block, :, :H].copy(), gates[..., block, :, H : 2 * H].copy()  # read before dxw takes their place
+        for t in reversed(range(start, end)):
+            k = t - start
+            if dh_above is not None:
+                dh += at(dh_above, t)  # dL/dh_t: from above, plus through the recurrence
+            if dhs is not None:
+                at(dhs, t)[...] = dh
+            dx, dr = at(dxw, t), at(dhw, t)
+            for gate, factor in ((0, d.r), (1, d.z), (2, d.n)):
+                np.multiply(at(factor, k), dh, out=dx[..., gate * H : (gate + 1) * H])  # da_r, da_z, da_n
+            dr[...] = dx
+            dr[..., 2 * H :] *= at(r, k)  # r scales the recurrent part of a_n
+            direct = dh * at(z, k)  # through z h_(t-1)
+            np.matmul(dr, cache.weight_hh, out=dh)  # through W_hh
+            dh += direct
+            if not flows_back(t, T, truncate):
+                dh.fill(0.0)  # truncated BPTT: h_(t-1) is held constant
+    return Backward(dxw, dhw, dh, dh=dhs)
