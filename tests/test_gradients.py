@@ -730,3 +730,20 @@ def test_mlp_ensemble_and_eval_trace(option):
         model, x, y = option_case(option, "tanh", "mse")
         model.forward(np.random.default_rng(0).normal(size=x.shape) + 0.5)  # running statistics off (0, 1)
         check_mlp_trace(model, x, y, "mse", f"mlp {OPTION_ID(option)} eval", train=False)
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_trace_dz_is_the_gradient_of_the_cells_pre_activations(kind, layers):
+    """trace.layers[j].dz = dL/d(W_ih x_t + b_ih + ...): summed over examples and steps it is the (input)
+    bias's gradient, and through W_ih it is dL/dx (layer 0) or the layer below's gradient from above; both of
+    those are checked against central differences elsewhere, so this ties dz to them."""
+    model = build(kind, sizes=(3, 5, 2, 4), layers=layers)
+    x = draw_x(model, (3, 5, 2, 4))
+    out, cache = model.forward(x, trace=True)
+    grads = model.backward(np.cos(np.arange(out.size)).reshape(out.shape), cache)
+    bias = "bias_ih" if kind == "gru" else "bias"
+    for j, layer in enumerate(grads.trace.layers):
+        name = bias if j == 0 else f"{bias}_l{j}"
+        assert_rel(layer.dz.sum(axis=(0, 1)), grads.params[name], 1e-12, f"{kind} layer {j}: sum of dz vs d/d{name}")
+    assert_rel(grads.trace.layers[0].dz @ model.params["weight_ih"], grads.dx, 1e-12, f"{kind}: dz W_ih vs dx")

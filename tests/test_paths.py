@@ -43,7 +43,7 @@ def compare(fast, ref, label, trace=True):
         return
     assert len(g_f.trace.layers) == len(g_r.trace.layers), f"{label}: trace layer counts differ"
     for j, (lf, lr) in enumerate(zip(g_f.trace.layers, g_r.trace.layers)):
-        for what in ("h", "dh", "c", "dc", "gates"):
+        for what in ("h", "dh", "dz", "c", "dc", "gates"):
             a, b = getattr(lf, what), getattr(lr, what)
             assert (a is None) == (b is None), f"{label} layer {j}: trace.{what} is None on one path only"
             if b is not None:
@@ -97,9 +97,9 @@ def test_forced_block_lengths_change_the_blocking():
     calls = []
     original = fast_lstm.gate_derivatives
 
-    def counting(*args):
+    def counting(*args, **kwargs):
         calls.append(args[0].shape[-3])
-        return original(*args)
+        return original(*args, **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(fast_lstm, "gate_derivatives", counting)

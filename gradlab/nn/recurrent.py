@@ -170,7 +170,7 @@ class Recurrent:
     def _cell_trace(self, fwd: Forward, back: Backward) -> CellTrace:
         bm = lambda a: None if a is None else a.swapaxes(-3, -2)  # noqa: E731  time-major -> batch-major view
         c = None if fwd.cs is None else fwd.cs[..., 1:, :, :]
-        return CellTrace(bm(fwd.hs[..., 1:, :, :]), bm(back.dh), bm(c), bm(back.dc), bm(fwd.gates))
+        return CellTrace(bm(fwd.hs[..., 1:, :, :]), bm(back.dh), bm(back.dxw), bm(c), bm(back.dc), bm(fwd.gates))
 
     def _layer_forward(self, j: int, xw: Array, h0: Array, c0: Array | None) -> Forward:
         raise NotImplementedError

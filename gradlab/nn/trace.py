@@ -28,12 +28,14 @@ class MLPTrace:
 @dataclass
 class CellTrace:
     """One recurrent layer, per time step, batch-major (..., N, T, H): h the hidden states h_1..h_T,
-    dh = dL/dh_t (the total gradient: through the recurrence, the layer above or the readout); for the
-    LSTM c the cell states and dc = dL/dc_t; gates (..., N, T, G H) the gate values (LSTM i, f, g, o;
-    GRU r, z, n), None for the vanilla RNN."""
+    dh = dL/dh_t (the total gradient: through the recurrence, the layer above or the readout); dz
+    (..., N, T, G H) = dL/d(the pre-activations W_ih x_t + b_ih + ...) of the cell's G blocks (the RNN's
+    one, the LSTM's i, f, g, o, the GRU's r, z, n); for the LSTM c the cell states and dc = dL/dc_t;
+    gates (..., N, T, G H) the gate values (LSTM, GRU), None for the vanilla RNN."""
 
     h: Array
     dh: Array
+    dz: Array
     c: Array | None = None
     dc: Array | None = None
     gates: Array | None = None
@@ -41,13 +43,14 @@ class CellTrace:
 
 @dataclass
 class SequenceTrace:
-    """A recurrent model's trace: one CellTrace per layer (0 nearest the input). h, dh, c, dc and gates
-    are the top layer's (the one the readout reads), the only one of a one-layer model."""
+    """A recurrent model's trace: one CellTrace per layer (0 nearest the input). h, dh, dz, c, dc and
+    gates are the top layer's (the one the readout reads), the only one of a one-layer model."""
 
     layers: list[CellTrace]
 
     h = property(lambda self: self.layers[-1].h)
     dh = property(lambda self: self.layers[-1].dh)
+    dz = property(lambda self: self.layers[-1].dz)
     c = property(lambda self: self.layers[-1].c)
     dc = property(lambda self: self.layers[-1].dc)
     gates = property(lambda self: self.layers[-1].gates)

@@ -18,12 +18,11 @@ import numpy as np
 from gradlab.nn import LSTM, RNN
 from gradlab.nn.activations import Activation
 from gradlab.nn.activations import SIGMOID, TANH
-from gradlab.nn.cells.lstm import gate_derivatives
 from gradlab.nn.sequence import split_gates
 from gradlab.nn.trace import Gradients, MLPTrace, SequenceTrace
 from gradlab.probes.dead import DeadReport
 from gradlab.probes.frames import COLUMNS
-from gradlab.probes.model import Array, Model, _c_prev, layer_params
+from gradlab.probes.model import Array, Model, layer_params
 from gradlab.probes.norms import _example_norms, _norm, _sq_norm
 
 SATURATION = 0.01  # a unit is saturated where phi' < SATURATION * max phi'
@@ -64,7 +63,6 @@ def layer_stats(
     dead: DeadReport | None = None,
     dout: Array | None = None,
     output: Array | None = None,
-    c0: Array | None = None,
 ) -> dict[str, Array]:
     """Per-layer columns of the layers table (one entry per layer) from one backward with trace.
 
@@ -72,7 +70,7 @@ def layer_stats(
     delta_norm is the batch mean of per-example ||dL/dz_l||; act_mean, act_std over all entries of a_l;
     saturated_frac over units x examples (x steps); dead_frac, born_dead_frac, died_frac from `dead`
     (a DeadTracker report on the probe set; NaN without one); update_ratio is NaN here (see
-    update_ratios). c0 is the LSTM's initial cell state when it was not zero.
+    update_ratios).
     """
     trace = grads.trace
     if trace is None:
@@ -94,7 +92,7 @@ def layer_stats(
                 out["act_mean"][l], out["act_std"][l] = _act_moments(a)
                 out["saturated_frac"][l] = _saturated_frac(act, a)
         else:
-            _sequence_layer0(model, trace, out, c0)
+            _sequence_layer0(model, trace, out)
             if dout is not None:
                 out["delta_norm"][1] = _example_norms(np.asarray(dout)).mean()
             if output is not None:
@@ -107,45 +105,31 @@ def layer_stats(
     return out
 
 
-def _sequence_layer0(model: RNN | LSTM, trace: SequenceTrace, out: dict[str, Array], c0: Array | None) -> None:
+def _sequence_layer0(model: RNN | LSTM, trace: SequenceTrace, out: dict[str, Array]) -> None:
     h = trace.h
     out["act_mean"][0], out["act_std"][0] = _act_moments(h)
+    out["delta_norm"][0] = _example_norms(trace.dz).mean()  # the engine's dL/dz, over every step and gate
     if isinstance(model, LSTM):
-        sq, n_sat = np.zeros(h.shape[0]), 0
         N, T, H = h.shape
-        chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: its temporaries stay in cache
-        c_prev = _c_prev(trace.c, c0)
-        for s in range(0, T, chunk):
-            n_sat += _lstm_chunk(trace, c_prev, s, min(T, s + chunk), sq)
-        out["delta_norm"][0] = np.sqrt(sq).mean()
+        chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: the scratch stays in cache
+        u = np.empty((chunk, N, H), h.dtype).swapaxes(0, 1)  # laid out as the trace is (batch-major views of time-major arrays)
+        n_sat = sum(_lstm_saturated(trace.gates[:, s : s + chunk], u) for s in range(0, T, chunk))
         out["saturated_frac"][0] = n_sat / trace.gates.size
     else:
         act = model.act
         d = act.derivative(h)  # phi'(z_t) from h_t = phi(z_t)
-        dz = trace.dh * d
-        out["delta_norm"][0] = _example_norms(dz).mean()
         out["saturated_frac"][0] = float(np.count_nonzero(d < SATURATION * act.max_derivative)) / d.size
 
 
-_CHUNK_ENTRIES = 1 << 15  # entries per (N, steps, H) array in the LSTM's chunked loop (256 KiB of float64)
+_CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the LSTM's chunked loop (256 KiB of float64)
 
 
-def _lstm_chunk(trace: SequenceTrace, c_prev: Array, s: int, e: int, sq: Array) -> int:
-    """Steps s..e-1 of the LSTM cell: adds each example's sum of squared dL/dz over the 4H gate
-    pre-activations to sq and returns how many gate units are saturated.
-
-    dL/dz per gate as the engine's backward forms it (gradlab.nn.cells.lstm.gate_derivatives, the one home
-    of the formulas): dz_i, dz_f, dz_g = dc * their factors, dz_o = dh * its factor; saturated: sigmoid'
-    below 1% of 1/4 for the gates i, f, o, tanh' below 1% of 1 for the candidate g."""
-    gates = trace.gates[:, s:e]
-    i, f, g, o = split_gates(gates)
-    d = gate_derivatives(gates, np.tanh(trace.c[:, s:e]), c_prev[:, s:e])
-    dc, dh = trace.dc[:, s:e], trace.dh[:, s:e]
-    for factor, upstream in ((d.i, dc), (d.f, dc), (d.g, dc), (d.o, dh)):
-        dz = factor * upstream
-        sq += np.einsum("ntj,ntj->n", dz, dz)
-    n_sat = sum(int(np.count_nonzero(SIGMOID.derivative(gate) < SATURATION * SIGMOID.max_derivative)) for gate in (i, f, o))
-    return n_sat + int(np.count_nonzero(TANH.derivative(g) < SATURATION * TANH.max_derivative))
+def _lstm_saturated(gates: Array, u: Array) -> int:
+    """How many of the gate units in gates (N, steps, 4H) are saturated: sigmoid' below 1% of 1/4 for
+    the gates i, f, o, tanh' below 1% of 1 for the candidate g; u is an (N, >= steps, H) scratch array."""
+    u = u[:, : gates.shape[1]]
+    acts = (SIGMOID, SIGMOID, TANH, SIGMOID)  # i, f, g, o
+    return sum(int(np.count_nonzero(act.derivative(g, out=u) < SATURATION * act.max_derivative)) for g, act in zip(split_gates(gates), acts))
 
 
 def snapshot(model: Model, out: dict[str, Array] | None = None) -> dict[str, Array]:

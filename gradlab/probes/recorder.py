@@ -94,7 +94,7 @@ class Recorder:
         report = None
         if self.dead is not None and should_log(step, self.dead_every, self.last_step):
             report = self.dead.update(step, self.model)
-        stats = layer_stats(self.model, grads, dead=report, dout=dout, output=output, c0=c0)
+        stats = layer_stats(self.model, grads, dead=report, dout=dout, output=output)
         if self.sequence:
             self.timesteps.append(
                 (step, timestep_stats(self.model, grads, jacobian=self.jacobian, method=self.jacobian_method, c0=c0,

@@ -37,16 +37,27 @@ class GateDerivatives(NamedTuple):
     dc_dh: Array  # o (1 - tanh(c_t)^2)
 
 
-def gate_derivatives(gates: Array, tanh_c: Array, c_prev: Array) -> GateDerivatives:
-    """The factors for one step ((..., N, .) arrays) or many at once ((..., T, N, .))."""
+def gate_derivatives(gates: Array, tanh_c: Array, c_prev: Array, out: GateDerivatives | None = None) -> GateDerivatives:
+    """The factors for one step ((..., N, .) arrays) or many at once ((..., T, N, .)); `out` (five arrays
+    like tanh_c) receives them, so that the fast path and the probes need not allocate."""
     i, f, g, o = split_gates(gates)
-    return GateDerivatives(
-        g * i * (1 - i),  # c_t = ... + i g:  dc_t/dz_i = g sigmoid'(z_i)
-        c_prev * f * (1 - f),  # c_t = f c_(t-1) + ...:  dc_t/dz_f = c_(t-1) sigmoid'(z_f)
-        i * (1 - g * g),  # dc_t/dz_g = i tanh'(z_g)
-        tanh_c * o * (1 - o),  # h_t = o tanh(c_t):  dh_t/dz_o = tanh(c_t) sigmoid'(z_o)
-        o * (1 - tanh_c * tanh_c),  # dh_t/dc_t = o tanh'(c_t)
-    )
+    d = GateDerivatives(*(np.empty_like(tanh_c) for _ in range(5))) if out is None else out
+    np.subtract(1.0, i, out=d.i)  # c_t = ... + i g:  dc_t/dz_i = g sigmoid'(z_i) = g i (1 - i)
+    d.i[...] *= i
+    d.i[...] *= g
+    np.subtract(1.0, f, out=d.f)  # c_t = f c_(t-1) + ...:  dc_t/dz_f = c_(t-1) f (1 - f)
+    d.f[...] *= f
+    d.f[...] *= c_prev
+    np.multiply(g, g, out=d.g)  # dc_t/dz_g = i tanh'(z_g) = i (1 - g^2)
+    np.subtract(1.0, d.g, out=d.g)
+    d.g[...] *= i
+    np.subtract(1.0, o, out=d.o)  # h_t = o tanh(c_t):  dh_t/dz_o = tanh(c_t) o (1 - o)
+    d.o[...] *= o
+    d.o[...] *= tanh_c
+    np.multiply(tanh_c, tanh_c, out=d.dc_dh)  # dh_t/dc_t = o tanh'(c_t) = o (1 - tanh(c_t)^2)
+    np.subtract(1.0, d.dc_dh, out=d.dc_dh)
+    d.dc_dh[...] *= o
+    return d
 
 
 class LSTMStepCache(NamedTuple):

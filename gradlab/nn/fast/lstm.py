@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradlab.nn.activations import SIGMOID
-from gradlab.nn.cells.lstm import gate_derivatives
+from gradlab.nn.cells.lstm import GateDerivatives, gate_derivatives
 from gradlab.nn.sequence import Backward, Forward, at, flows_back
 
 Array = np.ndarray
@@ -70,10 +70,12 @@ def lstm_backward(
     K = max(1, min(T, BLOCK_BYTES // (N * H * gates.itemsize * max(1, int(np.prod(lead))))))  # steps per block
     dh = np.zeros((*lead, N, H), gates.dtype) if dh_last is None else np.array(np.broadcast_to(dh_last, (*lead, N, H)), gates.dtype)
     dc, dc_next = np.empty_like(dh), np.zeros_like(dh)
+    buffers = GateDerivatives(*(np.empty((*lead, K, N, H), gates.dtype) for _ in range(5)))
     for end in range(T, 0, -K):
         start = max(0, end - K)
         block = slice(start, end)
-        d = gate_derivatives(gates[..., block, :, :], cache.tanh_c[..., block, :, :], cs[..., block, :, :])
+        into = GateDerivatives(*(b[..., : end - start, :, :] for b in buffers))
+        d = gate_derivatives(gates[..., block, :, :], cache.tanh_c[..., block, :, :], cs[..., block, :, :], out=into)
         f = gates[..., block, :, H : 2 * H].copy()  # the forget gates, read before dz takes their place
         for t in reversed(range(start, end)):
             k = t - start
