@@ -15,6 +15,7 @@ import numpy as np
 
 from gradlab.nn.activations import SIGMOID
 from gradlab.nn.cells.gru import gate_derivatives
+from gradlab.nn.fast import claim, initial_dh
 from gradlab.nn.sequence import Backward, Forward, at, flows_back
 
 Array = np.ndarray
@@ -61,17 +62,15 @@ def gru_backward(
     """BPTT from dh_above (..., T, N, H) and/or dh_last (..., N, H) (the gradient from outside the recurrence
     at every step, or at the last step only)."""
     cache: GRUFastCache = forward.cache
-    if cache.spent:
-        raise ValueError("cache was already used by a backward without trace; run forward again")
+    claim(cache, trace)
     gates, hs = forward.gates, forward.hs
     *lead, T, N, G = gates.shape
     H = G // 3
     dxw = np.empty_like(gates) if trace else gates  # dL/dxw_t (over the consumed gate values without trace)
     dhw = np.empty_like(gates)
-    cache.spent = not trace
     dhs = np.empty_like(cache.hw_n) if trace else None
     K = max(1, min(T, BLOCK_BYTES // (N * H * gates.itemsize * max(1, int(np.prod(lead))))))  # steps per block
-    dh = np.zeros((*lead, N, H), gates.dtype) if dh_last is None else np.array(np.broadcast_to(dh_last, (*lead, N, H)), gates.dtype)
+    dh = initial_dh(dh_last, (*lead, N, H), gates.dtype)
     for end in range(T, 0, -K):
         start = max(0, end - K)
         block = slice(start, end)

@@ -16,6 +16,7 @@ import numpy as np
 
 from gradlab.nn.activations import SIGMOID
 from gradlab.nn.cells.lstm import GateDerivatives, gate_derivatives
+from gradlab.nn.fast import claim, initial_dh
 from gradlab.nn.sequence import Backward, Forward, at, flows_back
 
 Array = np.ndarray
@@ -59,16 +60,14 @@ def lstm_backward(
     """BPTT from dh_above (..., T, N, H) and/or dh_last (..., N, H) (the gradient from outside the recurrence
     at every step, or at the last step only)."""
     cache: LSTMFastCache = forward.cache
-    if cache.spent:
-        raise ValueError("cache was already used by a backward without trace; run forward again")
+    claim(cache, trace)
     gates, cs, hs = forward.gates, forward.cs, forward.hs
     *lead, T, N, G = gates.shape
     H = G // 4
     dzs = np.empty_like(gates) if trace else gates  # dL/dz_t (over the consumed gate values without trace)
-    cache.spent = not trace
     dhs, dcs = (np.empty_like(cache.tanh_c) for _ in range(2)) if trace else (None, None)
     K = max(1, min(T, BLOCK_BYTES // (N * H * gates.itemsize * max(1, int(np.prod(lead))))))  # steps per block
-    dh = np.zeros((*lead, N, H), gates.dtype) if dh_last is None else np.array(np.broadcast_to(dh_last, (*lead, N, H)), gates.dtype)
+    dh = initial_dh(dh_last, (*lead, N, H), gates.dtype)
     dc, dc_next = np.empty_like(dh), np.zeros_like(dh)
     buffers = GateDerivatives(*(np.empty((*lead, K, N, H), gates.dtype) for _ in range(5)))
     for end in range(T, 0, -K):

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from gradlab.nn.activations import Activation
+from gradlab.nn.fast import claim, initial_dh
 from gradlab.nn.sequence import Backward, Forward, at, flows_back
 
 Array = np.ndarray
@@ -44,16 +45,14 @@ def rnn_backward(
     """BPTT from dh_above (..., T, N, H) and/or dh_last (..., N, H) (the gradient from outside the recurrence
     at every step, or at the last step only)."""
     cache: RNNFastCache = forward.cache
-    if cache.spent:
-        raise ValueError("cache was already used by a backward without trace; run forward again")
+    claim(cache, trace)
     hs = forward.hs
     *lead, T1, N, H = hs.shape
     T = T1 - 1
     dzs = np.empty_like(hs[..., 1:, :, :]) if trace else cache.xw  # phi'(z_t), then dL/dz_t, in one array
-    cache.spent = not trace
     dhs = np.empty_like(dzs) if trace else None
     cache.act.derivative(hs[..., 1:, :, :], out=dzs)  # phi'(z_t) for all steps at once, from h_t = phi(z_t)
-    dh = np.zeros((*lead, N, H), hs.dtype) if dh_last is None else np.array(np.broadcast_to(dh_last, (*lead, N, H)), hs.dtype)
+    dh = initial_dh(dh_last, (*lead, N, H), hs.dtype)
     for t in reversed(range(T)):
         if dh_above is not None:
             dh += at(dh_above, t)  # dL/dh_t: from above, plus through the recurrence
