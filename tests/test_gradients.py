@@ -747,3 +747,23 @@ def test_trace_dz_is_the_gradient_of_the_cells_pre_activations(kind, layers):
         name = bias if j == 0 else f"{bias}_l{j}"
         assert_rel(layer.dz.sum(axis=(0, 1)), grads.params[name], 1e-12, f"{kind} layer {j}: sum of dz vs d/d{name}")
     assert_rel(grads.trace.layers[0].dz @ model.params["weight_ih"], grads.dx, 1e-12, f"{kind}: dz W_ih vs dx")
+
+
+@pytest.mark.parametrize("norm", [None, "layer", "batch"])
+def test_mlp_trace_phi_is_the_activation_and_a_the_residual_stream(norm):
+    """phi[l] = phi(u_l) (the activation's output, what dead units and saturation are judged on) and, for a
+    residual layer, a[l] = a[l-1] + s phi[l]; for the others a[l] is phi[l] itself."""
+    from gradlab.nn import MLP
+
+    rng = np.random.default_rng(3)
+    model = MLP([4, 5, 5, 5, 2], "tanh", norm=norm, residual=True, residual_scale=0.5, rng=rng)
+    x = rng.normal(size=(6, 4))
+    out, cache = model.forward(x, trace=True)
+    trace = model.backward(np.ones_like(out), cache).trace
+    for l in range(model.depth):
+        expected = model.layer(l)[2](cache.layers[l].u)
+        assert_rel(trace.phi[l], expected, 1e-15, f"{norm} layer {l}: phi")
+        prev = x if l == 0 else trace.a[l - 1]
+        want = prev + 0.5 * trace.phi[l] if model.has_residual(l) else trace.phi[l]
+        assert_rel(trace.a[l], want, 1e-15, f"{norm} layer {l}: a (residual {model.has_residual(l)})")
+    assert [model.has_residual(l) for l in range(model.depth)] == [False, True, True, False]

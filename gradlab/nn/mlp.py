@@ -204,7 +204,8 @@ class MLP:
                 da = g.da_prev
         trace = None
         if cache.trace:
-            trace = MLPTrace([c.z for c in cache.layers], [c.a for c in cache.layers], deltas, das)
+            layers = cache.layers
+            trace = MLPTrace([c.z for c in layers], [c.a for c in layers], deltas, das, [c.f for c in layers])
         dx = da if input_grad else None
         return Gradients({name: grads[name] for name in self.params}, dx, trace=trace)
 

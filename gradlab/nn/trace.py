@@ -16,13 +16,15 @@ Array = np.ndarray
 @dataclass
 class MLPTrace:
     """Per layer l (0 = nearest the input, the output layer last), each (..., N, width_l): z[l] the dense
-    output W_l a_(l-1) + b_l (before any normalization), a[l] the layer's output, delta[l] = dL/dz[l],
-    da[l] = dL/da[l] (for residual layers: the gradient of the residual stream)."""
+    output W_l a_(l-1) + b_l (before any normalization), phi[l] the activation's output, a[l] the layer's
+    output (a[l-1] + s phi[l] for a residual layer, else phi[l]), delta[l] = dL/dz[l], da[l] = dL/da[l]
+    (for residual layers: the gradient of the residual stream)."""
 
     z: list[Array]
     a: list[Array]
     delta: list[Array]
     da: list[Array]
+    phi: list[Array]
 
 
 @dataclass
