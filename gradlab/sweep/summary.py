@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import textwrap
+
+import numpy as np
 import pandas as pd
 
 from gradlab.sweep.config import Experiment
@@ -34,16 +38,74 @@ def counts(runs: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def show(tables: dict[str, pd.DataFrame], worst: int = 5) -> str:
-    """Runs by status and diagnosis, failures, and the runs with the most extreme gradient ratios."""
+# How bad a run of each label is (larger is worse), from the runs table's diagnosis numbers.
+SEVERITY = {
+    "vanishing": ("decades lost", lambda r: -np.fmin(r["delta_log10_change"], r["dh_log10_change"])),
+    "exploding": ("decades gained", lambda r: np.fmax(r["delta_log10_change"], r["dh_log10_change"])),
+    "dying": ("dead fraction", lambda r: r["dead_frac"]),
+    "diverged": ("earliest divergence", lambda r: -r["diverged_step"].astype(float)),
+    "stalled": ("final loss / baseline", lambda r: r["final_loss"] / r["baseline_loss"]),
+}
+
+
+def show(tables: dict[str, pd.DataFrame], worst: int = 5, width: int | None = None) -> str:
+    """Runs by status and diagnosis, what the sweep varied, failures, and per pathology the worst runs
+    (by SEVERITY) with the config fields in which they differ, wrapped to `width` (the terminal's, at
+    least 60 and at most 120 columns; 80 when not on a terminal)."""
+    width = width or max(60, min(120, shutil.get_terminal_size((80, 24)).columns))
     runs = tables["runs"]
+    swept = varying(runs)
     parts = [counts(runs)]
+    if swept:
+        parts[0] += "\n" + _wrap("swept:     " + ", ".join(swept), width, "           ")
     failed = runs[runs["status"] == "failed"]
     if len(failed):
-        parts.append("failed runs:\n" + "\n".join(f"  {r.run_id}: {r.error}" for r in failed.itertuples()))
-    if "diagnosis_text" in runs:
-        for label in ("vanishing", "exploding", "dying", "diverged"):
-            rows = runs[runs["diagnosis"] == label].head(worst)
-            if len(rows):
-                parts.append(f"{label}:\n" + "\n".join(f"  {r.run_id}: {r.diagnosis_text}" for r in rows.itertuples()))
+        parts.append("failed runs:\n" + "\n".join(_wrap(f"  {r.run_id}: {r.error}", width, "    ") for r in failed.itertuples()))
+    if "diagnosis" in runs:
+        fields = _fields_of(runs)
+        for label in [lab for lab in runs["diagnosis"].dropna().unique() if lab and lab != "healthy"]:
+            parts.append(_worst(label, runs[runs["diagnosis"] == label], worst, fields, width))
     return "\n\n".join(parts)
+
+
+def varying(runs: pd.DataFrame) -> list[str]:
+    """The config columns whose values differ among these runs, in the schema's order."""
+    ordered = [column(key) for key in FIELDS]
+    return [c for c in ordered if c in runs and runs[c].astype(str).nunique() > 1]
+
+
+def _fields_of(runs: pd.DataFrame) -> dict[str, list[str]]:
+    """Per part (one key "" without parts), the fields a run is told apart by: its part, and what varies in it."""
+    if "part" not in runs or runs["part"].astype(str).nunique() <= 1:
+        return {"": [c for c in varying(runs) if c != "part"]}
+    return {part: ["part", *(c for c in varying(group) if c != "part")] for part, group in runs.groupby("part")}
+
+
+def _worst(label: str, group: pd.DataFrame, worst: int, fields: dict[str, list[str]], width: int) -> str:
+    """A label's heading and its `worst` worst runs: run id, differing fields, the diagnosis sentence."""
+    measure = SEVERITY.get(label)
+    head = f"{label}: {len(group)} run{'s' if len(group) > 1 else ''}"
+    if measure is not None and all(c in group for c in _columns(label)):
+        name, key = measure
+        group = group.assign(_key=key(group)).sort_values("_key", ascending=False, na_position="last", kind="stable")
+        head += f"; the {min(worst, len(group))} worst by {name}" if len(group) > worst else f", worst first by {name}"
+    lines = [head]
+    for r in group.head(worst).itertuples():
+        config = " ".join(f"{f}={_value(getattr(r, f))}" for f in fields[getattr(r, "part", "") if len(fields) > 1 else ""])
+        lines.append(_wrap(f"  {r.run_id}  {config}", width, "    "))
+        lines.append(_wrap(f"    {r.diagnosis_text}", width, "    "))
+    return "\n".join(lines)
+
+
+def _columns(label: str) -> tuple[str, ...]:
+    return {"vanishing": ("delta_log10_change", "dh_log10_change"), "exploding": ("delta_log10_change", "dh_log10_change"),
+            "dying": ("dead_frac",), "diverged": ("diverged_step",), "stalled": ("final_loss", "baseline_loss")}.get(label, ())  # fmt: skip
+
+
+def _value(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _wrap(text: str, width: int, indent: str) -> str:
+    """text wrapped at width, continuation lines indented; words (a number, a run id) are never cut."""
+    return textwrap.fill(text, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
