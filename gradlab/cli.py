@@ -135,12 +135,14 @@ def show(path: Path = typer.Argument(..., help="A results folder written by grad
 
 @app.command()
 def plot(
-    path: Path = typer.Argument(..., help="A results folder written by gradlab run."),
+    paths: list[Path] = typer.Argument(..., help="Results folders written by gradlab run (several: drawn together)."),
     only: list[str] = typer.Option([], "--only", help="Draw only this figure (repeatable, or comma-separated)."),
     format_: str = typer.Option("png,pdf", "--format", help="Comma-separated file formats: png, pdf, svg."),
+    out: Path = typer.Option(None, help="Where figures/ goes; default: the results folder (needed for several)."),
 ) -> None:
     """Draw the figures the results allow into RESULTS_DIR/figures/ and say which were skipped and why.
-    Exit 1 if a figure raised an error, 2 on a bad option or folder.
+    Several folders are drawn together, each run keeping its folder's name as a field (`folder`), into
+    --out. Exit 1 if a figure raised an error, 2 on a bad option or folder.
 
     Figures: gradient_by_layer, depth_activation_heatmap, gradient_through_time, time_step_heatmap,
     dead_units, saturation, clipping, loss_curves.
@@ -148,6 +150,7 @@ def plot(
     Example: gradlab plot results/tour --only clipping --format png
     """
     from gradlab.plots import draw
+    from gradlab.sweep.store import Store, StoreError, load_folders
 
     names = [n.strip() for item in only for n in item.split(",") if n.strip()] or None
     try:
@@ -155,10 +158,21 @@ def plot(
         formats = draw.check_formats(f for f in format_.split(",") if f.strip())
     except ValueError as err:
         _bad(str(err))
-    tables = _load_tables(path)
-    with _writing(path):
-        written, skipped = draw.draw_all(tables, path, only=names, formats=formats)
-    typer.echo(_drawn_lines(path, written, skipped))
+    if out is None and len(paths) > 1:
+        _bad(f"{len(paths)} results folders: give --out, the folder their figures go to (figures/ inside it)")
+    try:
+        tables = load_folders(paths)
+    except (FileNotFoundError, StoreError) as err:
+        _bad(str(err))
+    target = out or paths[0]
+    if out is not None:
+        try:
+            Store(out).open().close()  # a folder of gradlab's (marked), or refused before anything is written
+        except StoreError as err:
+            _bad(str(err))
+    with _writing(target):
+        written, skipped = draw.draw_all(tables, target, only=names, formats=formats)
+    typer.echo(_drawn_lines(target, written, skipped))
     if draw.errors(skipped):
         raise typer.Exit(1)
 

@@ -251,3 +251,16 @@ def test_results_written_by_the_command_load(project, capsys):
     code, _, err = gradlab(capsys, "run", "experiments/small.toml", "--quiet", "--no-report")
     assert code == 0, err
     assert len(load_results(project / "results" / "small")["runs"]) == 3
+
+
+def test_plot_draws_several_folders_together_into_out(project, capsys):
+    code, _, err = gradlab(capsys, "run", "experiments/small.toml", "--quiet", "--no-report", "--out", "results/one")
+    assert code == 0, err
+    code, _, err = gradlab(capsys, "run", "experiments/small.toml", "--quiet", "--no-report", "--out", "results/two")
+    assert code == 0, err
+    line = one_line_error(*gradlab(capsys, "plot", "results/one", "results/two")[::2])
+    assert "give --out" in line
+    code, out, err = gradlab(capsys, "plot", "results/one", "results/two", "--out", "results/both", "--format", "png")
+    assert code == 0, err
+    assert "drawn in results/both/figures/" in out and (project / "results" / "both" / ".gradlab-store").is_file()
+    assert any((project / "results" / "both" / "figures").glob("*.png"))

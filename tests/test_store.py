@@ -9,7 +9,9 @@ import pandas as pd
 import pytest
 
 from gradlab.sweep import config, runner
-from gradlab.sweep.store import MARKER, Store, StoreBusy, StoreError, check_writable, load, record_files, remove_files
+from gradlab.sweep.store import (
+    MARKER, Store, StoreBusy, StoreError, check_writable, load, load_folders, record_files, remove_files,
+)
 
 
 def run_tables(run_id, n=3):
@@ -277,3 +279,16 @@ def test_the_lock_is_reentrant_within_one_process(tmp_path):
         with Store(tmp_path / "exp").open() as inner:
             inner.write_run("r", *run_tables("r"))
     assert Store(tmp_path / "exp").open().finished() == {"r": "ok"}
+
+
+def test_several_folders_load_as_one_set_with_their_folder_as_a_field(tmp_path):
+    experiment = config.from_dict(SMALL, "exp")
+    for name in ("a", "b"):
+        runner.run(experiment, tmp_path / name, progress=False)  # the same runs (ids) in both folders
+    one, both = load(tmp_path / "a"), load_folders([tmp_path / "a", tmp_path / "b"])
+    for table in ("runs", "steps", "layers"):
+        assert len(both[table]) == 2 * len(one[table]), table
+        assert set(both[table]["folder"]) == {"a", "b"}, table
+    assert both["runs"]["run_id"].is_unique, "the same run in two folders must stay two runs"
+    assert set(both["steps"]["run_id"]) == set(both["runs"]["run_id"])
+    assert load_folders([tmp_path / "a"])["runs"].equals(one["runs"])

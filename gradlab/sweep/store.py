@@ -271,6 +271,27 @@ def load(path: str | Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def load_folders(paths: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
+    """The tables of several results folders as one set: each table gains a `folder` column (the folder's
+    name, or its path where two names are equal) and run ids become "folder:run_id", so that the same run in
+    two folders stays two runs. One folder's tables come back as load() gives them."""
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1:
+        return load(paths[0])
+    names = [p.name for p in paths]
+    names = [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths)]
+    loaded = [load(p) for p in paths]
+    tables = {}
+    for table in TABLES:
+        frames = []
+        for name, got in zip(names, loaded):
+            frame = got[table].copy()
+            frame["run_id"] = name + ":" + frame["run_id"].astype(str)
+            frames.append(frame.assign(folder=name))
+        tables[table] = pd.concat(frames, ignore_index=True)
+    return tables
+
+
 # ---- figures and other files written into folders gradlab does not wholly own ------------------
 
 
