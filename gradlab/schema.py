@@ -21,10 +21,18 @@ class Field:
     positive: bool = False  # strictly > 0
     optional: bool = False  # None allowed (written as omitted / "none" in TOML)
     below: float | None = None  # exclusive upper bound (momentum < 1)
+    since: int = 1  # the run-id format that added the field (see RUN_ID_FORMAT)
 
 
 INT, NUM = int, (int, float)  # numbers (NUM) must also be finite: no nan, inf or -inf
 INT64_MAX = 2**63 - 1  # the runs table's int64 and numpy's Generator seeds
+MAX_LAYERS = 100  # stacked recurrent cells: each is a full BPTT of its own, so more is no sane experiment
+# Run ids (gradlab.sweep.config.run_id) hash the resolved config. A field added after the first release
+# carries since = the format that added it, and is left out of the hash while at its default, so that
+# every run written before it existed keeps its id (the committed results are keyed by them): format 2
+# added the cures (model.layers, model.norm, model.residual, model.residual_scale; model.kind "gru").
+RUN_ID_FORMAT = 2
+NORMS = ("none", "layer", "batch")  # model.norm ("none": gradlab.nn.MLP's norm=None)
 
 
 def _min_T_help() -> str:
@@ -39,12 +47,19 @@ def _min_T_help() -> str:
 
 FIELDS: dict[str, Field] = {
     # model
-    "model.kind": Field(str, "mlp", "the model", ("mlp", "rnn", "lstm")),
+    "model.kind": Field(str, "mlp", "the model", ("mlp", "rnn", "lstm", "gru")),
     "model.depth": Field(INT, 4, "hidden layers of the MLP (weight layers = depth + 1)", minimum=1, maximum=10**4),
-    "model.width": Field(INT, 64, "units per hidden layer (MLP) or hidden size H (RNN, LSTM)", minimum=1, maximum=10**6),
-    "model.activation": Field(str, "tanh", "hidden activation (MLP, RNN; the LSTM's are fixed)", activations.NAMES),
+    "model.layers": Field(INT, 1, "stacked recurrent cells (RNN, LSTM, GRU; layer 0 reads the input)", minimum=1,
+                          maximum=MAX_LAYERS, since=2),
+    "model.width": Field(INT, 64, "units per hidden layer (MLP) or hidden size H (RNN, LSTM, GRU)", minimum=1, maximum=10**6),
+    "model.activation": Field(str, "tanh", "hidden activation (MLP, RNN; the LSTM's and GRU's are fixed)", activations.NAMES),
     "model.slope": Field(NUM, activations.DEFAULT_SLOPE, "leaky_relu's negative slope", minimum=0, maximum=1),
     "model.output_activation": Field(str, "identity", "the MLP's last activation", activations.NAMES),
+    "model.norm": Field(str, "none", "normalization of each hidden layer's dense output, before its activation (MLP)",
+                        NORMS, since=2),
+    "model.residual": Field(bool, False, "residual hidden layers a_l = a_(l-1) + s phi(.) where the widths match "
+                            "(MLP: all but the first, unless task.input_size = model.width)", since=2),
+    "model.residual_scale": Field(NUM, 1.0, "s, the residual branch's scale (model.residual = true)", since=2),
     "model.init": Field(str, "standard", "weight initialiser", init.NAMES),
     "model.recurrent_init": Field(str, None, "initialiser of W_hh (default: model.init)", init.NAMES, optional=True),
     "model.gain": Field(NUM, None, "gain of orthogonal / identity / xavier inits", positive=True, optional=True),
@@ -69,7 +84,7 @@ FIELDS: dict[str, Field] = {
     "train.clip": Field(NUM, 1.0, "clipping threshold c (norm or value)", positive=True),
     "train.log_every": Field(INT, 10, "log probes every k steps (step 0 and the last step always)", minimum=1, maximum=10**8),
     "train.probe_size": Field(INT, 512, "held-out examples for evaluation and dead-unit probes", minimum=1, maximum=10**7),
-    "train.jacobian": Field(bool, False, "measure the step Jacobian norms (RNN, LSTM)"),
+    "train.jacobian": Field(bool, False, "measure the step Jacobian norms (RNN, LSTM, GRU)"),
     "train.seed": Field(INT, 0, "seed of the weights and the batches", minimum=0, maximum=INT64_MAX),
     "train.dtype": Field(str, "float64", "float32 or float64", ("float32", "float64")),
     # set from [[part]] names, not written by hand
@@ -80,14 +95,18 @@ SHORT = {key.split(".", 1)[1]: key for key in FIELDS}  # "depth" -> "model.depth
 assert len(SHORT) == len(FIELDS), "short field names must be unique"
 SEQUENCE_TASKS = tuple(name for name, cls in tasks.TASKS.items() if cls.kind == "sequence")
 
+MLP_ONLY = ("model.norm", "model.residual", "model.residual_scale")
+
 # Fields that do not apply to a run are reset to their defaults, so that runs that differ only there
 # are one run (one id): e.g. the LSTM's activation, an MLP's truncation, the threshold of clip_mode none.
 IRRELEVANT = {
     "model.kind": {
-        "mlp": ("model.recurrent_init", "model.spectral_radius", "model.forget_bias", "model.truncate"),
-        "rnn": ("model.depth", "model.output_activation", "model.forget_bias"),
-        "lstm": ("model.depth", "model.output_activation", "model.activation", "model.slope"),
+        "mlp": ("model.recurrent_init", "model.spectral_radius", "model.forget_bias", "model.truncate", "model.layers"),
+        "rnn": ("model.depth", "model.output_activation", "model.forget_bias", *MLP_ONLY),
+        "lstm": ("model.depth", "model.output_activation", "model.activation", "model.slope", *MLP_ONLY),
+        "gru": ("model.depth", "model.output_activation", "model.activation", "model.slope", "model.forget_bias", *MLP_ONLY),
     },
+    "model.residual": {False: ("model.residual_scale",)},  # after model.kind, which resets residual first
     "model.activation": {a: ("model.slope",) for a in activations.NAMES if a != "leaky_relu"},
     "train.clip_mode": {"none": ("train.clip",)},
     "train.optimizer": {"sgd": ("train.momentum",), "adam": ("train.momentum",)},
@@ -109,6 +128,12 @@ CONFIG_COLUMNS = frozenset(column(key) for key in FIELDS)  # the runs table's co
 def defaults() -> dict[str, Any]:
     """Every field's default, by dotted key."""
     return {key: f.default for key, f in FIELDS.items()}
+
+
+def hashed(config: dict[str, Any]) -> dict[str, Any]:
+    """The part of a resolved config its run id hashes: every field, except those added after the first
+    release (Field.since > 1) while they are at their default (see RUN_ID_FORMAT)."""
+    return {k: v for k, v in config.items() if not (k in FIELDS and FIELDS[k].since > 1 and v == FIELDS[k].default)}
 
 
 def number(x: float) -> str:

@@ -1,10 +1,11 @@
 """Configs: defaults, grid expansion, run ids, overrides, and a corpus of broken configs."""
 
 import math
+from pathlib import Path
 
 import pytest
 
-from gradlab import tasks
+from gradlab import schema, tasks
 from gradlab.sweep import config
 from gradlab.schema import FIELDS, INT, reference
 
@@ -71,7 +72,7 @@ BROKEN = [
     ({"sweep": {"depth": 4}}, "sweep.depth = 4: must be a non-empty list of values"),
     ({"sweep": {"depth": [2, -1]}}, "model.depth = -1: must be >= 1"),
     ({"model": {"kind": "rnn"}}, "model.kind = 'rnn' cannot run task.name = 'teacher_student': that task needs an mlp"),
-    ({"sweep": {"task.name": ["adding"]}}, "model.kind = 'mlp' cannot run task.name = 'adding': that task needs an rnn or lstm"),
+    ({"sweep": {"task.name": ["adding"]}}, "model.kind = 'mlp' cannot run task.name = 'adding': that task needs an rnn, lstm or gru"),
     ({"model": "mlp"}, "model: must be a table ([model])"),
     ({"case": {"depth": 2}}, "case: must be an array of tables ([[case]])"),
     ({"name": "my run"}, "name = 'my run': must be a folder name without whitespace or control characters"),
@@ -383,6 +384,108 @@ def test_validation_without_expansion_sees_everything_the_combination_check_read
             return super().__getitem__(key)
 
     read = set()
-    for kind, task, variant in [("mlp", "teacher_student", "le2015"), ("rnn", "adding", "hochreiter1997"), ("lstm", "temporal_order", "le2015")]:
-        config.check_combination(Recording(config.from_dict({}).base, **{"model.kind": kind, "task.name": task, "task.variant": variant}))
+    for kind, task, variant, norm in [("mlp", "teacher_student", "le2015", "batch"), ("rnn", "adding", "hochreiter1997", "none"),
+                                      ("lstm", "temporal_order", "le2015", "none"), ("gru", "adding", "le2015", "none")]:  # fmt: skip
+        fields = {"model.kind": kind, "task.name": task, "task.variant": variant, "model.norm": norm}
+        config.check_combination(Recording(config.from_dict({}).base, **fields))
     assert read == set(config.CHECKED), "Experiment.validate() iterates only over CHECKED; keep it equal to what check_combination reads"
+
+
+# ----------------------------------------------------------------------------------------- the cures' fields
+
+CURES_BROKEN = [
+    ({"model": {"kind": "gur"}}, "model.kind = 'gur': must be one of mlp, rnn, lstm, gru"),
+    ({"model": {"layers": 0}}, "model.layers = 0: must be >= 1"),
+    ({"model": {"layers": 101}}, "model.layers = 101: must be <= 100"),
+    ({"model": {"layers": 1.5}}, "model.layers = 1.5: must be an integer"),
+    ({"model": {"norm": "group"}}, "model.norm = 'group': must be one of none, layer, batch"),
+    ({"model": {"norm": True}}, "model.norm = True: must be a string"),
+    ({"model": {"residual": "yes"}}, "model.residual = 'yes': must be true or false"),
+    ({"model": {"residual": 1}}, "model.residual = 1: must be true or false"),
+    ({"model": {"residual_scale": math.nan}}, "model.residual_scale = nan: must be a finite number"),
+    ({"model": {"residual_scale": "big"}}, "model.residual_scale = 'big': must be a number"),
+    ({"sweep": {"layers": [1, 0]}}, "model.layers = 0: must be >= 1"),
+    ({"model": {"norm": "batch"}, "train": {"batch": 1}},
+     "train.batch = 1: model.norm = 'batch' needs train.batch >= 2 (the statistics of one example are its own value)"),
+    ({"model": {"norm": "batch"}, "sweep": {"batch": [8, 1]}}, "train.batch = 1: model.norm = 'batch' needs train.batch >= 2"),
+    ({"model": {"kind": "gru"}}, "model.kind = 'gru' cannot run task.name = 'teacher_student': that task needs an mlp"),
+]
+
+
+@pytest.mark.parametrize("data, message", CURES_BROKEN, ids=[m.split(":")[0] for _, m in CURES_BROKEN])
+def test_the_cures_fields_are_validated_like_every_field(data, message):
+    with pytest.raises(config.ConfigError) as err:
+        config.from_dict(data)
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_the_cures_fields_sweep_into_distinct_runs():
+    e = config.from_dict({"model": {"depth": 3}, "sweep": {"norm": ["none", "layer", "batch"], "residual": [False, True]}})
+    grid = e.grid()
+    assert [(c["model.norm"], c["model.residual"]) for c in grid] == [
+        ("none", False), ("none", True), ("layer", False), ("layer", True), ("batch", False), ("batch", True),
+    ]  # fmt: skip
+    assert len({config.run_id(c) for c in grid}) == 6
+    seq = config.from_dict({"model": {"kind": "lstm"}, "task": {"name": "adding", "T": 8},
+                            "sweep": {"kind": ["rnn", "lstm", "gru"], "layers": [1, 2]}})  # fmt: skip
+    assert [(c["model.kind"], c["model.layers"]) for c in seq.grid()] == [
+        ("rnn", 1), ("rnn", 2), ("lstm", 1), ("lstm", 2), ("gru", 1), ("gru", 2),
+    ]  # fmt: skip
+    assert config.from_dict({"sweep": {"residual_scale": [0.5, 1.0]}, "model": {"residual": True}}).count() == 2
+    assert len(config.from_dict({"sweep": {"residual_scale": [0.5, 1.0]}, "model": {"residual": True}}).grid()) == 2
+
+
+@pytest.mark.parametrize("base, axes, runs", [
+    ({"kind": "gru"}, {"activation": ["tanh", "relu", "leaky_relu"], "slope": [0.01, 0.3]}, 1),  # the GRU's are fixed
+    ({"kind": "gru"}, {"forget_bias": [0.0, 1.0], "depth": [2, 8], "output_activation": ["identity", "tanh"]}, 1),
+    ({"kind": "mlp"}, {"layers": [1, 2, 3]}, 1),  # an MLP has no stacked cells
+    ({"kind": "rnn"}, {"norm": ["none", "layer", "batch"], "residual": [False, True]}, 1),  # MLP only
+    ({"kind": "lstm"}, {"residual_scale": [0.5, 2.0]}, 1),
+    ({"kind": "gru"}, {"layers": [1, 2]}, 2),
+    ({"kind": "mlp"}, {"residual_scale": [0.5, 2.0]}, 1),  # without residual connections s does nothing
+    ({"kind": "mlp", "residual": True}, {"residual_scale": [0.5, 2.0]}, 2),
+])  # fmt: skip
+def test_irrelevant_cures_fields_are_reset_so_duplicates_are_one_run(base, axes, runs):
+    task = {} if base["kind"] == "mlp" else {"task": {"name": "adding", "T": 8}}
+    grid = config.from_dict({"model": base, "sweep": axes, **task}).grid()
+    assert len(grid) == runs, grid
+    if runs == 1:
+        defaults = {key: FIELDS[key].default for key in (config.canonical_key(k, "") for k in axes)}
+        assert {key: grid[0][key] for key in defaults} == defaults
+
+
+def test_adding_the_cures_fields_keeps_every_existing_run_id():
+    """The ids computed before model.layers, norm, residual and residual_scale existed (the code at 64f154a),
+    and the committed tour's run folders, which are keyed by them."""
+    before = {
+        "215bf59eb32f": {},
+        "661e0a014141": {"model": {"kind": "lstm"}, "task": {"name": "adding", "T": 20}},
+        "c5cd4aacba9d": {"model": {"kind": "rnn", "activation": "relu"}, "task": {"name": "copy_memory", "T": 20}},
+    }
+    for rid, data in before.items():
+        assert config.run_id(config.from_dict(data).grid()[0]) == rid, data
+    results = Path(__file__).resolve().parent.parent / "results" / "tour"
+    if (results / "config.toml").is_file():
+        ids = {config.run_id(c) for c in config.load(results / "config.toml").grid()}
+        assert ids == {p.name for p in (results / "runs").iterdir() if not p.name.startswith(".")}
+
+
+def test_a_cures_field_off_its_default_changes_the_id_and_at_its_default_is_not_hashed():
+    base = config.from_dict({}).grid()[0]
+    ids = {config.run_id(base)}
+    for key, value in [("model.norm", "layer"), ("model.norm", "batch"), ("model.residual", True)]:
+        ids.add(config.run_id(config.resolve({**base, key: value})))
+    ids.add(config.run_id(config.resolve({**base, "model.residual": True, "model.residual_scale": 0.5})))
+    seq = config.from_dict({"model": {"kind": "gru"}, "task": {"name": "adding", "T": 8}}).grid()[0]
+    ids |= {config.run_id(seq), config.run_id(config.resolve({**seq, "model.layers": 2}))}
+    assert len(ids) == 7
+    assert set(schema.hashed(base)) == set(base) - {"model.layers", "model.norm", "model.residual", "model.residual_scale"}
+    assert [k for k, f in FIELDS.items() if f.since > 1] == ["model.layers", "model.norm", "model.residual", "model.residual_scale"]
+
+
+def test_the_cures_fields_round_trip_through_toml(tmp_path):
+    e = config.from_dict({"model": {"norm": "batch", "residual": True, "residual_scale": 0.5}, "sweep": {"depth": [2, 3]}})
+    path = tmp_path / "x.toml"
+    path.write_text(config.to_toml(e))
+    assert [config.run_id(c) for c in config.load(path).grid()] == [config.run_id(c) for c in e.grid()]
+    assert config.load(path, ["layers=3", "kind=gru", "task.name=adding", "task.T=8"]).grid()[0]["model.layers"] == 3

@@ -43,13 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from gradlab import tasks
-from gradlab.schema import FIELDS, IRRELEVANT, NUM, SECTIONS, SEQUENCE_TASKS, SHORT, bounds, defaults, number
+from gradlab.schema import FIELDS, IRRELEVANT, NUM, SECTIONS, SEQUENCE_TASKS, SHORT, bounds, defaults, hashed, number
 
 TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case", "part", "reproduce")  # [reproduce]: see gradlab.reproduce
 PART_KEYS = ("name", *SECTIONS, "sweep", "case")
 RUN_KEYS = (*SECTIONS, "sweep", "case", "part")  # a config file with none of these has nothing to run
 MAX_RUNS = 100_000  # the largest grid (Experiment.count()) `gradlab run` starts without --max-runs
-CHECKED = ("model.kind", "task.name", "task.T", "task.variant")  # the fields check_combination reads
+CHECKED = ("model.kind", "task.name", "task.T", "task.variant", "model.norm", "train.batch")  # what check_combination reads
 NOT_WRITTEN = ("experiment.part",)  # set from the [[part]] names, never written in a config or --set
 NAME_MAX = 100  # characters of an experiment name, which names its results folder
 NAME_FORBIDDEN = '/\\<>:"|?*'  # path separators and the characters Windows refuses in file names
@@ -189,11 +189,15 @@ def _check_bounds(key: str, value: float) -> None:
 
 
 def check_combination(config: dict[str, Any]) -> None:
-    """The model must be able to run the task, and T must reach the task's minimum (Task.min_T); reads only CHECKED."""
+    """The model must be able to run the task, T must reach the task's minimum (Task.min_T), and an MLP's
+    batch norm needs batches of 2 or more (PyTorch refuses 1: the batch variance is 0); reads only CHECKED."""
     kind, task = config["model.kind"], config["task.name"]
     if (kind == "mlp") == (task in SEQUENCE_TASKS):
-        need = "an rnn or lstm" if task in SEQUENCE_TASKS else "an mlp"
+        need = "an rnn, lstm or gru" if task in SEQUENCE_TASKS else "an mlp"
         raise ConfigError(f"model.kind = {kind!r} cannot run task.name = {task!r}: that task needs {need}")
+    if kind == "mlp" and config["model.norm"] == "batch" and config["train.batch"] < 2:
+        raise ConfigError(f"train.batch = {config['train.batch']}: model.norm = 'batch' needs train.batch >= 2 "
+                          "(the statistics of one example are its own value)")
     if task in SEQUENCE_TASKS:
         cls, T, variant = tasks.TASKS[task], config["task.T"], config["task.variant"]
         if T < cls.min_T(variant):
@@ -220,8 +224,11 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_id(config: dict[str, Any]) -> str:
-    """A stable 12-hex-digit hash of a resolved config."""
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    """A stable 12-hex-digit hash of a resolved config: of gradlab.schema.hashed(config), which leaves out
+    the fields added after the first release (model.layers, model.norm, model.residual,
+    model.residual_scale) while at their defaults, so that a run written before they existed keeps its
+    id and its results (schema.RUN_ID_FORMAT); any other value of them changes the id."""
+    text = json.dumps(hashed(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
