@@ -8,7 +8,8 @@ DataFrames with the documented columns and explicit dtypes (see COLUMNS).
 By what they measure, one module each:
     steps      the steps table's rows (step_record)
     layers     per layer: gradient and delta norms, activations, saturation, update ratios (layer_stats)
-    timesteps  per time step: the norms of dL/dh_t and dL/dc_t, the step Jacobians' (timestep_stats)
+    timesteps  per cell layer and time step: the norms of dL/dh_t, dL/dc_t and dL_T/dh_t (the last step's
+               loss alone), the step Jacobians' (timestep_stats)
     jacobian   the step Jacobians dh_t/dh_(t-1) and their spectral norms
     dead       dead units and collapse on a fixed probe set (DeadTracker)
     frames     the tables' columns and dtypes (COLUMNS) and the typed DataFrames
@@ -18,22 +19,23 @@ By what they measure, one module each:
 """
 
 from gradlab.probes.dead import (
-    COLLAPSE_RTOL, DEFAULT_PROBE_SIZE, DeadReport, DeadTracker, dead_masks, is_collapsed, output_spread, probe_set,
+    COLLAPSE_RTOL, DEFAULT_PROBE_SIZE, DeadReport, DeadTracker, dead_masks, frozen_buffers, is_collapsed,
+    output_spread, probe_set,
 )  # fmt: skip
 from gradlab.probes.frames import COLUMNS, empty_frames, layers_frame, steps_frame, timesteps_frame
 from gradlab.probes.jacobian import (
-    EXACT_MAX_H, POWER_ITERS, POWER_RTOL, jacobian_coefficients, spectral_norms, step_jacobians,
+    EXACT_MAX_H, POWER_ITERS, POWER_RTOL, jacobian_coefficients, jacobian_parts, spectral_norms, step_jacobians,
 )  # fmt: skip
 from gradlab.probes.layers import SATURATION, layer_stats, snapshot, update_ratios
 from gradlab.probes.model import kind_of, layer_params
 from gradlab.probes.recorder import Recorder, should_log
 from gradlab.probes.steps import step_record
-from gradlab.probes.timesteps import timestep_stats
+from gradlab.probes.timesteps import last_step_dout, timestep_stats
 
 __all__ = [
     "COLLAPSE_RTOL", "COLUMNS", "DEFAULT_PROBE_SIZE", "EXACT_MAX_H", "POWER_ITERS", "POWER_RTOL", "SATURATION",
-    "DeadReport", "DeadTracker", "Recorder", "dead_masks", "empty_frames", "is_collapsed", "jacobian_coefficients",
-    "kind_of", "layer_params", "layer_stats", "layers_frame", "output_spread", "probe_set", "should_log",
-    "snapshot", "spectral_norms", "step_jacobians", "step_record", "steps_frame", "timestep_stats",
-    "timesteps_frame", "update_ratios",
+    "DeadReport", "DeadTracker", "Recorder", "dead_masks", "empty_frames", "frozen_buffers", "is_collapsed",
+    "jacobian_coefficients", "jacobian_parts", "kind_of", "last_step_dout", "layer_params", "layer_stats",
+    "layers_frame", "output_spread", "probe_set", "should_log", "snapshot", "spectral_norms", "step_jacobians",
+    "step_record", "steps_frame", "timestep_stats", "timesteps_frame", "update_ratios",
 ]  # fmt: skip

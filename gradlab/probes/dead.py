@@ -6,10 +6,20 @@
                were not. The network has "collapsed" (Lu et al. 2019's dead network) when its output
                is constant on the probe set: every output's range over the probe examples is at most
                COLLAPSE_RTOL (1e-6) x the largest |output|.
+
+An MLP unit is judged on phi (the activation's output), not on the layer's output a, which for a residual
+layer is the stream a_(l-1) + s phi. A recurrent model's units are judged per cell layer on its h_t.
+
+Batch norm: the probe set is forwarded in training mode, normalized with its own batch statistics, as the
+network computes when it trains and its gradients flow (in eval mode at step 0 the running statistics are
+still their initial 0 and 1, a network that never trains); the running statistics are copied before and
+restored after, so the probes never change them (frozen_buffers).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,15 +31,30 @@ DEFAULT_PROBE_SIZE = 512  # examples in the fixed probe set that judges dead uni
 COLLAPSE_RTOL = 1e-6  # output spread <= COLLAPSE_RTOL * max |output|: constant function (about 8 float32 ulps)
 
 
+@contextmanager
+def frozen_buffers(model: Model) -> Iterator[None]:
+    """Restore the model's buffers (batch norm's running statistics) on exit, whatever a forward did to them."""
+    buffers = getattr(model, "buffers", {})
+    saved = {name: value.copy() for name, value in buffers.items()}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            np.copyto(buffers[name], value)
+
+
 def dead_masks(model: Model, x: Array) -> tuple[list[Array], Array]:
-    """Forward the probe set x (no trace) and return (per-layer boolean masks, True where the unit's
-    activation is exactly 0 on every probe example [and step], and the output). Layers as in
-    layer_params; the linear output layer counts its outputs as units."""
-    y, cache = model.forward(x)
+    """Forward the probe set x (no trace; batch norm in training mode, its running statistics restored)
+    and return (per-layer boolean masks, True where the unit's activation is exactly 0 on every probe
+    example [and step], and the output). Layers as in layer_params; an MLP's units are judged on phi,
+    a cell layer's on its h_t; the linear output layer counts its outputs as units."""
     if isinstance(model, MLP):
-        masks = [~np.any(c.a, axis=0) for c in cache.layers]
+        with frozen_buffers(model):
+            y, cache = model.forward(x)
+        masks = [~np.any(c.f, axis=-2) for c in cache.layers]
     else:
-        masks = [~np.any(cache.layers[-1].hs[..., 1:, :, :], axis=(-3, -2))]
+        y, cache = model.forward(x)
+        masks = [~np.any(layer.hs[..., 1:, :, :], axis=(-3, -2)) for layer in cache.layers]
         masks.append(~np.any(y.reshape(-1, y.shape[-1]), axis=0))
     return masks, y
 

@@ -29,6 +29,7 @@ COLUMNS: dict[str, dict[str, str]] = {
         "weight_grad_norm": "float64",
         "bias_grad_norm": "float64",
         "delta_norm": "float64",
+        "da_norm": "float64",
         "act_mean": "float64",
         "act_std": "float64",
         "dead_frac": "float64",
@@ -40,9 +41,11 @@ COLUMNS: dict[str, dict[str, str]] = {
     "timesteps": {
         "run_id": "str",
         "step": "int64",
+        "layer": "int64",
         "t": "int64",
         "dh_norm": "float64",
         "dc_norm": "float64",
+        "dh_last_norm": "float64",
         "jacobian_norm": "float64",
     },
 }

@@ -2,9 +2,14 @@
 norms of the weight and bias gradients and of delta, the activations' moments, saturation, the dead
 fractions (from a gradlab.probes.dead report) and the update ratios.
 
-    saturated  phi'(z) < 1% of max phi' (Activation.derivative(a) < 0.01 max_derivative), as a
+    saturated  phi'(z) < 1% of max phi' (Activation.derivative(phi) < 0.01 max_derivative, from the
+               activation's output phi, which for a residual layer is not the layer's output a), as a
                fraction over units x examples (x steps). LSTM cell: over the 4H gate units, sigmoid
-               gates i, f, o against 1/4 and the tanh candidate g against 1.
+               gates i, f, o against 1/4 and the tanh candidate g against 1; GRU cell: over the 3H gate
+               units, sigmoid gates r, z against 1/4 and the tanh candidate n against 1.
+    da_norm    batch mean of per-example ||dL/da_l||, the gradient of the layer's output: for a residual
+               MLP layer the residual stream's gradient, for a plain one W_(l+1)^T delta_(l+1) (the output
+               layer's is dL/dy); for a cell layer dL/dh_t over all steps, for the readout dL/dy.
     update_ratio  ||W_after - W_before|| / ||W_after|| over the layer's weight matrices (not biases),
                from a snapshot taken before the optimizer step of a logged step.
 """
@@ -15,11 +20,11 @@ import math
 
 import numpy as np
 
-from gradlab.nn import LSTM, RNN
+from gradlab.nn import GRU, LSTM, RNN
 from gradlab.nn.activations import Activation
 from gradlab.nn.activations import SIGMOID, TANH
 from gradlab.nn.sequence import split_gates
-from gradlab.nn.trace import Gradients, MLPTrace, SequenceTrace
+from gradlab.nn.trace import CellTrace, Gradients, MLPTrace
 from gradlab.probes.dead import DeadReport
 from gradlab.probes.frames import COLUMNS
 from gradlab.probes.model import Array, Model, layer_params
@@ -67,8 +72,9 @@ def layer_stats(
     """Per-layer columns of the layers table (one entry per layer) from one backward with trace.
 
     weight_grad_norm, bias_grad_norm are of the gradients as passed (take them before clipping);
-    delta_norm is the batch mean of per-example ||dL/dz_l||; act_mean, act_std over all entries of a_l;
-    saturated_frac over units x examples (x steps); dead_frac, born_dead_frac, died_frac from `dead`
+    delta_norm, da_norm are the batch means of per-example ||dL/dz_l||, ||dL/da_l||; act_mean, act_std
+    over all entries of a_l (the layer's output: the stream of a residual layer); saturated_frac over
+    units x examples (x steps), from phi_l; dead_frac, born_dead_frac, died_frac from `dead`
     (a DeadTracker report on the probe set; NaN without one); update_ratio is NaN here (see
     update_ratios).
     """
@@ -87,17 +93,19 @@ def layer_stats(
         if isinstance(trace, MLPTrace):
             for l in range(L):
                 act = model.layer(l)[2]
-                a = trace.a[l]
                 out["delta_norm"][l] = _example_norms(trace.delta[l]).mean()
-                out["act_mean"][l], out["act_std"][l] = _act_moments(a)
-                out["saturated_frac"][l] = _saturated_frac(act, a)
+                out["da_norm"][l] = _example_norms(trace.da[l]).mean()
+                out["act_mean"][l], out["act_std"][l] = _act_moments(trace.a[l])
+                out["saturated_frac"][l] = _saturated_frac(act, trace.phi[l])
         else:
-            _sequence_layer0(model, trace, out)
+            for j, cell in enumerate(trace.layers):
+                _cell_layer(model, cell, out, j)
+            readout = L - 1
             if dout is not None:
-                out["delta_norm"][1] = _example_norms(np.asarray(dout)).mean()
+                out["delta_norm"][readout] = out["da_norm"][readout] = _example_norms(np.asarray(dout)).mean()
             if output is not None:
-                out["act_mean"][1], out["act_std"][1] = _act_moments(np.asarray(output))
-            out["saturated_frac"][1] = 0.0  # the readout is linear
+                out["act_mean"][readout], out["act_std"][readout] = _act_moments(np.asarray(output))
+            out["saturated_frac"][readout] = 0.0  # the readout is linear
     if dead is not None:
         out["dead_frac"][:] = dead.dead_frac
         out["born_dead_frac"][:] = dead.born_dead_frac
@@ -105,31 +113,38 @@ def layer_stats(
     return out
 
 
-def _sequence_layer0(model: RNN | LSTM, trace: SequenceTrace, out: dict[str, Array]) -> None:
-    h = trace.h
-    out["act_mean"][0], out["act_std"][0] = _act_moments(h)
-    out["delta_norm"][0] = _example_norms(trace.dz).mean()  # the engine's dL/dz, over every step and gate
-    if isinstance(model, LSTM):
+def _cell_layer(model: RNN | LSTM | GRU, cell: CellTrace, out: dict[str, Array], j: int) -> None:
+    """Row j of a recurrent model: cell layer j over all time steps."""
+    h = cell.h
+    out["act_mean"][j], out["act_std"][j] = _act_moments(h)
+    out["delta_norm"][j] = _example_norms(cell.dz).mean()  # the engine's dL/dz, over every step and gate
+    out["da_norm"][j] = _example_norms(cell.dh).mean()  # dL/dh_t, over every step
+    if isinstance(model, (LSTM, GRU)):
+        acts = GATE_ACTIVATIONS[type(model)]
         N, T, H = h.shape
         chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: the scratch stays in cache
         u = np.empty((chunk, N, H), h.dtype).swapaxes(0, 1)  # laid out as the trace is (batch-major views of time-major arrays)
-        n_sat = sum(_lstm_saturated(trace.gates[:, s : s + chunk], u) for s in range(0, T, chunk))
-        out["saturated_frac"][0] = n_sat / trace.gates.size
+        n_sat = sum(_gates_saturated(cell.gates[:, s : s + chunk], u, acts) for s in range(0, T, chunk))
+        out["saturated_frac"][j] = n_sat / cell.gates.size
     else:
         act = model.act
         d = act.derivative(h)  # phi'(z_t) from h_t = phi(z_t)
-        out["saturated_frac"][0] = float(np.count_nonzero(d < SATURATION * act.max_derivative)) / d.size
+        out["saturated_frac"][j] = float(np.count_nonzero(d < SATURATION * act.max_derivative)) / d.size
 
 
-_CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the LSTM's chunked loop (256 KiB of float64)
+_CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the gated cells' chunked loop (256 KiB of float64)
+GATE_ACTIVATIONS = {LSTM: (SIGMOID, SIGMOID, TANH, SIGMOID), GRU: (SIGMOID, SIGMOID, TANH)}  # i, f, g, o; r, z, n
 
 
-def _lstm_saturated(gates: Array, u: Array) -> int:
-    """How many of the gate units in gates (N, steps, 4H) are saturated: sigmoid' below 1% of 1/4 for
-    the gates i, f, o, tanh' below 1% of 1 for the candidate g; u is an (N, >= steps, H) scratch array."""
+def _gates_saturated(gates: Array, u: Array, acts: tuple[Activation, ...]) -> int:
+    """How many of the gate units in gates (N, steps, G H) are saturated, each gate block against its own
+    activation's max derivative (sigmoid' below 1% of 1/4, tanh' below 1% of 1); u is an (N, >= steps, H)
+    scratch array."""
     u = u[:, : gates.shape[1]]
-    acts = (SIGMOID, SIGMOID, TANH, SIGMOID)  # i, f, g, o
-    return sum(int(np.count_nonzero(act.derivative(g, out=u) < SATURATION * act.max_derivative)) for g, act in zip(split_gates(gates), acts))
+    return sum(
+        int(np.count_nonzero(act.derivative(g, out=u) < SATURATION * act.max_derivative))
+        for g, act in zip(split_gates(gates, len(acts)), acts)
+    )  # fmt: skip
 
 
 def snapshot(model: Model, out: dict[str, Array] | None = None) -> dict[str, Array]:

@@ -14,7 +14,7 @@ Typical loop (what gradlab.train does):
         loss, dout = losses.mse(out, y)
         grads = model.backward(dout, cache)
         if log:
-            rec.record_backward(step, grads, dout=dout, output=out)   # before clipping and the update
+            rec.record_backward(step, grads, dout=dout, output=out, cache=cache)  # before clipping and the update
         norm, norm_clipped = clip.clip(grads.params, mode, c)
         opt.step(grads.params)
         rec.record_step(step, loss, norm, norm_clipped, lr)          # after the update
@@ -23,6 +23,7 @@ Typical loop (what gradlab.train does):
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from gradlab.nn import MLP
@@ -32,7 +33,7 @@ from gradlab.probes.frames import layers_frame, steps_frame, timesteps_frame
 from gradlab.probes.layers import layer_stats, snapshot, update_ratios
 from gradlab.probes.model import Array, Model
 from gradlab.probes.steps import step_record
-from gradlab.probes.timesteps import timestep_stats
+from gradlab.probes.timesteps import last_step_dout, timestep_stats
 
 
 def should_log(step: int, every: int, last_step: int | None = None) -> bool:
@@ -52,7 +53,9 @@ class Recorder:
     collapsed is NA. The probe set costs a forward on its 512 examples: with logging at every step,
     set dead_every to 10 or more to keep it a small part of training. jacobian: measure jacobian_norm
     (costly: seconds per logged step at H = 128, T = 100; jacobian_examples limits it to the first
-    examples of the batch).
+    examples of the batch). dh_last_norm of a recurrent model with the loss on every step needs the
+    forward's cache: record_backward then runs one more backward through it, of the last step's loss
+    alone (gradlab.probes.timesteps.last_step_dout); without the cache that column is NaN.
     """
 
     def __init__(
@@ -87,18 +90,22 @@ class Recorder:
 
     def record_backward(
         self, step: int, grads: Gradients, *, dout: Array | None = None, output: Array | None = None,
-        c0: Array | None = None,
+        c0: Array | None = None, h0: Array | None = None, cache: object | None = None,
     ) -> None:
         """Layer and time-step stats of a logged step, the dead-unit probe and a weight snapshot;
-        call after the backward, before clipping and the optimizer step."""
+        call after the backward, before clipping and the optimizer step. cache: the traced forward's
+        cache, for the last step's loss alone (loss on every step; see the class docstring)."""
         report = None
         if self.dead is not None and should_log(step, self.dead_every, self.last_step):
             report = self.dead.update(step, self.model)
         stats = layer_stats(self.model, grads, dead=report, dout=dout, output=output)
         if self.sequence:
+            last = None
+            if self.model.output == "all" and cache is not None and dout is not None:
+                last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
             self.timesteps.append(
                 (step, timestep_stats(self.model, grads, jacobian=self.jacobian, method=self.jacobian_method, c0=c0,
-                                     examples=self.jacobian_examples))
+                                     h0=h0, examples=self.jacobian_examples, last=last))
             )
         self._before = snapshot(self.model, self._buffer)
         self._pending = (step, stats, None if report is None else report.collapsed)
