@@ -8,6 +8,15 @@ Generator([seed, 1]), the task's own randomness (a teacher's weights) from its f
 held-out set from task.held_out(probe_size). An inf/NaN loss or gradient stops the run as
 "diverged" at that step; everything logged before it is kept.
 
+Batch norm (model.norm = "batch"): training normalizes each batch with its own statistics and updates
+the running ones; the held-out loss (final_loss) is evaluated in eval mode, forward(x, train=False), with
+the running statistics, as the trained network would be used. The dead-unit probe forwards the held-out
+set in training mode (its batch statistics: the network that trains) and restores the running statistics
+after it (gradlab.probes.dead), so neither the probe nor the evaluation ever changes them.
+
+With the loss on every step, each logged step runs one more backward through the same forward, of the
+last step's loss alone, for the timesteps table's dh_last_norm (gradlab.probes.Recorder).
+
 The runs-table row also holds what the figures need to know of the run, so that they never rebuild
 it: where the loss sits (loss_on) and, among the diagnosis numbers, gamma ||W_hh||_2 of the RNN's
 initial weights (gamma_norm, which the diagnosis computes from the copy taken before training).
@@ -23,7 +32,7 @@ import pandas as pd
 
 from gradlab import probes, tasks
 from gradlab.diagnose import diagnose
-from gradlab.nn import LSTM, MLP, RNN, clip, losses, optim
+from gradlab.nn import GRU, LSTM, MLP, RNN, clip, losses, optim
 from gradlab.schema import column
 
 Config = dict[str, Any]
@@ -42,7 +51,7 @@ def build_task(config: Config) -> tasks.Task:
     return tasks.get(name, **options)
 
 
-def build_model(config: Config, task: tasks.Task) -> MLP | RNN | LSTM:
+def build_model(config: Config, task: tasks.Task) -> MLP | RNN | LSTM | GRU:
     rng = np.random.default_rng([config["train.seed"], 0])
     kind, width = config["model.kind"], config["model.width"]
     common = dict(
@@ -51,14 +60,25 @@ def build_model(config: Config, task: tasks.Task) -> MLP | RNN | LSTM:
     )  # fmt: skip
     if kind == "mlp":
         sizes = [task.input_size] + [width] * config["model.depth"] + [task.output_size]
-        return MLP(sizes, config["model.activation"], config["model.output_activation"], slope=config["model.slope"], **common)
+        norm = None if config["model.norm"] == "none" else config["model.norm"]
+        return MLP(
+            sizes, config["model.activation"], config["model.output_activation"], slope=config["model.slope"], norm=norm,
+            residual=config["model.residual"], residual_scale=config["model.residual_scale"], **common,
+        )  # fmt: skip
     recurrent = dict(
-        output=task.output, truncate=config["model.truncate"], recurrent_init=config["model.recurrent_init"],
-        spectral_radius=config["model.spectral_radius"], **common,
+        layers=config["model.layers"], output=task.output, truncate=config["model.truncate"],
+        recurrent_init=config["model.recurrent_init"], spectral_radius=config["model.spectral_radius"], **common,
     )  # fmt: skip
     if kind == "rnn":
         return RNN(task.input_size, width, task.output_size, config["model.activation"], slope=config["model.slope"], **recurrent)
+    if kind == "gru":
+        return GRU(task.input_size, width, task.output_size, **recurrent)
     return LSTM(task.input_size, width, task.output_size, forget_bias=config["model.forget_bias"], **recurrent)
+
+
+def evaluate(model: MLP | RNN | LSTM | GRU, x: np.ndarray) -> np.ndarray:
+    """The model's output on held-out x: an MLP in eval mode (batch norm's running statistics, unchanged)."""
+    return model.forward(x, train=False)[0] if isinstance(model, MLP) else model.forward(x)[0]
 
 
 def run_record(config: Config, run_id: str, **fields: Any) -> dict[str, Any]:
@@ -70,7 +90,10 @@ def run_record(config: Config, run_id: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
-DIAGNOSIS_COLUMNS = ("delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change", "dead_frac", "gamma_norm")
+DIAGNOSIS_COLUMNS = (
+    "delta_factor", "delta_log10_change", "dh_factor", "dh_log10_change", "dh_depth_log10_change", "dead_frac", "gamma_norm",
+    "loss_ratio",
+)
 
 
 def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
@@ -96,7 +119,7 @@ def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.
         loss, dout = loss_fn(out, y)
         grads = model.backward(dout, cache, input_grad=False)
         if logged:
-            recorder.record_backward(step, grads, dout=dout, output=out)
+            recorder.record_backward(step, grads, dout=dout, output=out, cache=cache)
         norm, clipped_norm = clip.clip(grads.params, mode, threshold)
         if not (math.isfinite(loss) and math.isfinite(norm)):  # overflow: stop, keep what was logged
             status, diverged_step = "diverged", step
@@ -105,16 +128,19 @@ def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.
         optimizer.step(grads.params)
         recorder.record_step(step, loss, norm, clipped_norm, lr)
     tables = recorder.frames()
-    final_loss = loss_fn(model.forward(x_probe)[0], y_probe)[0] if status == "ok" else math.nan
+    final_loss = loss_fn(evaluate(model, x_probe), y_probe)[0] if status == "ok" else math.nan
+    loss_on = "" if config["model.kind"] == "mlp" else task.output
     facts = {
         "model": config["model.kind"], "activation": config["model.activation"], "init": config["model.init"],
         "sigma_w2": config["model.sigma_w2"], "sigma_b2": config["model.sigma_b2"], "slope": config["model.slope"],
         "gain": config["model.gain"], "depth": config["model.depth"] + 1, "weight_hh": weight_hh,
+        "loss_on": loss_on, "layers": config["model.layers"], "norm": config["model.norm"],
+        "residual": config["model.residual"], "final_loss": final_loss, "baseline_loss": task.baseline_loss,
     }  # fmt: skip
     verdict = diagnose(tables["steps"], tables["layers"], tables["timesteps"], facts)
     record = run_record(
         config, run_id, status=status, diverged_step=diverged_step, final_loss=final_loss,
-        baseline_loss=task.baseline_loss, loss_on="" if config["model.kind"] == "mlp" else task.output,
+        baseline_loss=task.baseline_loss, loss_on=loss_on,
         diagnosis=verdict.label, diagnosis_text=verdict.sentence,
         **{k: _number(verdict.numbers.get(k)) for k in DIAGNOSIS_COLUMNS},
     )  # fmt: skip
