@@ -1,32 +1,53 @@
-"""Diagnosis: one label per run (healthy, vanishing, exploding, dying, diverged), the numbers behind
-it and one plain sentence, from the run's tidy tables (gradlab.probes) and a few facts about it.
+"""Diagnosis: one label per run (healthy, stalled, vanishing, exploding, dying, diverged), the numbers
+behind it and one plain sentence, from the run's tidy tables (gradlab.probes) and a few facts about it.
 
 The rules, in order (the first that applies wins):
 
     diverged   a loss or gradient norm is inf/NaN: the step of the first one (steps table; the layers
                table's norms as a fallback).
     dying      on the last step measured on the probe set, the mean dead fraction over the hidden
-               layers is >= Thresholds.dying_dead_frac, or some hidden layer is entirely dead (then the
-               network is constant on the probe set: Lu et al. 2019's dead network).
+               layers (cell layers) is >= Thresholds.dying_dead_frac, or some hidden layer is entirely
+               dead (then the network is constant on the probe set: Lu et al. 2019's dead network).
     exploding  the gradient grows by >= 10^Thresholds.exploding_decades from the output side to the
-               input side (MLP: delta_norm over the hidden layers) or back in time (RNN/LSTM: dh_norm
-               from the last step to the first).
-    vanishing  it shrinks by >= 10^Thresholds.vanishing_decades (or is exactly 0 in some hidden layer
-               while not 0 in others).
+               input side (MLP: delta_norm over the hidden layers) or back in time (RNN/LSTM/GRU: the
+               long-range gradient from the last step to the first, see below), or, for stacked cells,
+               from the top cell layer down to layer 0 at the first step.
+    vanishing  it shrinks by >= 10^Thresholds.vanishing_decades the same way (or is exactly 0 in some
+               hidden layers / time steps while not in others).
+    stalled    the held-out loss ends no better than Thresholds.stalled_fraction (STALLED_FRACTION = 0.9)
+               x the best constant prediction's loss: final_loss >= 0.9 baseline_loss (facts final_loss,
+               baseline_loss; the runs table has both).
     healthy    none of the above.
+
+Stalled ranks below the gradient labels: a run whose gradient vanishes (explodes, dies) and whose loss
+also stalled is labelled by the cause, and its sentence adds that it stalled, naming both losses; a run
+labelled stalled learned nothing although no gradient pathology was measured.
 
 Layers are compared with each other at each logged step (a gradient that is tiny from the first
 step is vanishing), never a layer with its own history. The per-layer growth factor is the exp of the
 least-squares slope of ln delta_norm against the layer index, read from the output toward the input
 (< 1: shrinks toward the input); the output layer is left out (its width, and so its norm, differs:
-the hidden layers are assumed to be of equal width). The per-step factor of dh_norm is the same fit
-against t, read from the last step back to the first. Each logged step gives a fit; the run's number
-is the median over logged steps. The change over the network is factor^(span), span = the number of
-layer (step) gaps fitted.
+the hidden layers are assumed to be of equal width). Each logged step gives a fit; the run's number is
+the median over logged steps. The change over the network is factor^(span), span = the number of layer
+(step) gaps fitted.
+
+Through time, the long-range gradient is dh_last_norm, the gradient of the last step's loss alone
+(dL_T/dh_t), when the loss is on every step: there dh_norm is dominated by each step's own loss and
+cannot show what reaches far back. With the loss on the last step the two are the same, and the
+sentence names dh_norm. Tables without dh_last_norm (written before it existed) fall back to dh_norm.
+The per-step factor is the same fit as the layers' against t, read from the last step back to the first.
+
+Stacked cells (model.layers >= 2) are diagnosed through time and through depth: the time fit is made per
+cell layer, and the run's dh_factor / dh_log10_change are those of the layer whose change is largest in
+size, so for a vanishing run the layer where the gradient dies first (fastest back in time), named in the
+sentence with the other layers' changes; through depth, dh_depth_log10_change is log10 of the long-range
+gradient at the first step (t = 0) in cell layer 0 over the top layer's (median over logged steps; < 0:
+it shrinks on the way down to the input).
 
 The mean-field prediction of the per-layer factor is sqrt(chi_1) (gradlab.theory.chi1), shown when the
-run's init (or sigma_w2) is known; for the RNN, gamma ||W_hh||_2 (Pascanu et al. 2013's per-step
-bound) when the facts carry weight_hh.
+run's init (or sigma_w2) is known and the MLP is plain (no normalization, no residual connections, where
+mean field's recursion does not hold); for the RNN, gamma ||W_hh||_2 (Pascanu et al. 2013's per-step
+bound; layer 0's W_hh) when the facts carry weight_hh.
 """
 
 from __future__ import annotations
@@ -41,7 +62,15 @@ import pandas as pd
 from gradlab import theory
 from gradlab.nn.activations import DEFAULT_SLOPE
 
-LABELS = ("healthy", "vanishing", "exploding", "dying", "diverged")
+LABELS = ("healthy", "stalled", "vanishing", "exploding", "dying", "diverged")  # least to most alarming
+SEQUENCE_MODELS = ("rnn", "lstm", "gru")
+# A run that ends with a held-out loss of at least 0.9 x the best constant prediction's has learned at most
+# a tenth of what separates a constant from the target: no more than the task's marginal statistics (the
+# mean, the class frequencies), which the baseline already has. 0.9, not 1: a model that fits the mean
+# only ends near the baseline from either side (its held-out loss on 512 examples scatters by a few
+# percent), and a tenth is well above that scatter and well below what a run that learns gains (the tour's
+# learning runs end below 0.5 x the baseline).
+STALLED_FRACTION = 0.9
 
 
 @dataclass(frozen=True)
@@ -56,12 +85,15 @@ class Thresholds:
         was measured) at or above this is dying; so is any hidden layer entirely dead. Default 0.3.
     min_fit_points: fewer hidden layers (time steps) with a positive finite norm than this and no
         factor is fitted (it is NaN and cannot give vanishing or exploding). Default 2.
+    stalled_fraction: a held-out final_loss >= stalled_fraction x baseline_loss (the best constant
+        prediction's) is stalled. Default STALLED_FRACTION = 0.9 (see there).
     """
 
     vanishing_decades: float = 2.0
     exploding_decades: float = 2.0
     dying_dead_frac: float = 0.3
     min_fit_points: int = 2
+    stalled_fraction: float = STALLED_FRACTION
 
     def __post_init__(self) -> None:
         for name in ("vanishing_decades", "exploding_decades"):
@@ -72,6 +104,9 @@ class Thresholds:
             raise ValueError(f"dying_dead_frac must be a number in (0, 1], got {self.dying_dead_frac!r}")
         if not (isinstance(self.min_fit_points, int) and self.min_fit_points >= 2):
             raise ValueError(f"min_fit_points must be an integer >= 2, got {self.min_fit_points!r}")
+        v = self.stalled_fraction
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
+            raise ValueError(f"stalled_fraction must be a number > 0, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -91,10 +126,20 @@ NUMBERS = {
     "delta_layers": "number of hidden layers in the fit",
     "predicted_factor": "mean field's per-layer factor sqrt(chi_1), when the init is known",
     "chi1": "mean field's chi_1, when the init is known",
-    "dh_factor": "fitted per-step factor of dh_norm going back in time (< 1 shrinks)",
-    "dh_log10_change": "log10 of the fitted change of dh_norm from the last step back to the first",
-    "dh_ratio_first_last": "dh_norm at the first step / at the last step (measured)",
+    "dh_factor": "fitted per-step factor of the long-range gradient (dh_last_norm, or dh_norm) going back in time "
+                 "(< 1 shrinks); of the deciding cell layer for stacked cells",
+    "dh_log10_change": "log10 of its fitted change from the last step back to the first",
+    "dh_ratio_first_last": "it at the first step / at the last step (measured)",
     "dh_steps": "number of time steps in the fit",
+    "dh_column": "the timesteps column fitted: dh_last_norm (loss on every step) or dh_norm ('' for an MLP)",
+    "dh_layer": "the cell layer whose fit gives dh_factor (the largest change in size; None for an MLP)",
+    "dh_log10_change_by_layer": "dh_log10_change of every cell layer, layer 0 first (a tuple; () for an MLP)",
+    "dh_depth_log10_change": "log10 of the long-range gradient at the last step in cell layer 0 over the top "
+                             "layer's (stacked cells; < 0 shrinks toward the input)",
+    "final_loss": "the held-out loss after training (facts; NaN unknown)",
+    "baseline_loss": "the best constant prediction's loss (facts; NaN unknown)",
+    "loss_ratio": "final_loss / baseline_loss",
+    "stalled": "loss_ratio >= Thresholds.stalled_fraction (None: unknown)",
     "gamma_norm": "gamma ||W_hh||_2, Pascanu et al.'s per-step bound (RNN, when weight_hh is given)",
     "dead_frac": "mean dead fraction over the hidden layers on the probe set",
     "born_dead_frac": "the part of dead_frac dead since step 0",
@@ -215,10 +260,12 @@ def _first_nonfinite(steps: pd.DataFrame | None, layers: pd.DataFrame | None) ->
 
 
 def _hidden(layers: pd.DataFrame, kind: str, depth: int | None) -> pd.Series:
+    """The hidden layers' rows: an MLP's all but the output layer, a recurrent model's cell layers (all
+    but the readout, the last row)."""
     if kind == "mlp":
         L = depth if depth is not None else int(layers["layer"].max()) + 1
         return layers["layer"] < L - 1
-    return layers["layer"] == 0
+    return layers["layer"] < int(layers["layer"].max())
 
 
 def _dead(layers: pd.DataFrame, steps: pd.DataFrame | None, hidden: pd.Series) -> dict[str, Any]:
@@ -247,6 +294,58 @@ def _pct(x: float) -> str:
     return f"{100 * x:.0f}%" if x >= 0.01 or x == 0 else f"{100 * x:.1g}%"
 
 
+def _long_range_column(timesteps: pd.DataFrame, loss_on: str | None) -> str:
+    """dh_last_norm where the loss is on every step and the table has it (loss_on unknown: where it differs
+    from dh_norm somewhere), else dh_norm."""
+    if "dh_last_norm" not in timesteps or not np.isfinite(timesteps["dh_last_norm"].to_numpy(np.float64)).any():
+        return "dh_norm"
+    if loss_on is None or loss_on == "":
+        last, total = timesteps["dh_last_norm"].to_numpy(np.float64), timesteps["dh_norm"].to_numpy(np.float64)
+        return "dh_last_norm" if np.any(np.isfinite(last) & (last != total)) else "dh_norm"
+    return "dh_last_norm" if loss_on == "all" else "dh_norm"
+
+
+def _time_fits(timesteps: pd.DataFrame, column: str, min_points: int) -> dict[int, dict[str, float]]:
+    """The fit through time per cell layer (a table without `layer` is one layer, 0)."""
+    if "layer" not in timesteps:
+        return {0: _fits(timesteps, "t", column, lambda g: np.ones(len(g), bool), min_points)}
+    return {
+        int(j): _fits(g, "t", column, lambda g: np.ones(len(g), bool), min_points)
+        for j, g in timesteps.groupby("layer", sort=True)
+    }  # fmt: skip
+
+
+def _depth_change(timesteps: pd.DataFrame, column: str) -> float:
+    """log10 of column at the last step in cell layer 0 over the top layer's: the median over logged steps."""
+    if "layer" not in timesteps or timesteps["layer"].nunique() < 2:
+        return math.nan
+    top = int(timesteps["layer"].max())
+    changes = []
+    for _, g in timesteps[timesteps["t"] == timesteps["t"].max()].groupby("step", sort=True):
+        bottom, upper = g.loc[g["layer"] == 0, column], g.loc[g["layer"] == top, column]
+        if len(bottom) and len(upper):
+            b, u = float(bottom.iloc[0]), float(upper.iloc[0])
+            if np.isfinite(b) and np.isfinite(u) and b > 0 and u > 0:
+                changes.append(math.log10(b / u))
+    return float(np.median(changes)) if changes else math.nan
+
+
+def _stalled(n: dict[str, Any], facts: dict, th: Thresholds) -> None:
+    final, baseline = facts.get("final_loss"), facts.get("baseline_loss")
+    final = math.nan if final is None else float(final)
+    baseline = math.nan if baseline is None else float(baseline)
+    n.update(final_loss=final, baseline_loss=baseline)
+    if math.isfinite(final) and math.isfinite(baseline) and baseline > 0:
+        n["loss_ratio"] = final / baseline
+        n["stalled"] = bool(final >= th.stalled_fraction * baseline)
+
+
+def _stall_text(n: dict[str, Any], th: Thresholds) -> str:
+    """The clause naming both losses: "the held-out loss 0.47 is 2.7x the best constant prediction's 0.173"."""
+    return (f"the held-out loss {n['final_loss']:.3g} is {n['loss_ratio']:.2g}x the best constant prediction's "
+            f"{n['baseline_loss']:.3g} (stalled at >= {th.stalled_fraction:g}x)")  # fmt: skip
+
+
 def diagnose(
     steps: pd.DataFrame | None,
     layers: pd.DataFrame | None,
@@ -255,21 +354,26 @@ def diagnose(
     thresholds: Thresholds = Thresholds(),
 ) -> Diagnosis:
     """Label one run from its tables (one run_id each; any may be None or empty) and facts:
-    model ("mlp", "rnn", "lstm"; inferred from the tables when absent), activation, init, sigma_w2,
-    sigma_b2, slope, depth (weight layers of the MLP), and for the RNN optionally weight_hh."""
+    model ("mlp", "rnn", "lstm", "gru"; inferred from the tables when absent), activation, init, sigma_w2,
+    sigma_b2, slope, depth (weight layers of the MLP), norm ("none", "layer", "batch") and residual (MLP),
+    loss_on ("last", "all"; inferred from the timesteps table when absent), for the RNN optionally
+    weight_hh, and final_loss and baseline_loss for the stalled label."""
     facts = dict(facts or {})
     th = thresholds
     empty = pd.DataFrame()
     layers = layers if layers is not None else empty
     kind = facts.get("model") or ("mlp" if timesteps is None or not len(timesteps) else "rnn")
-    seq = kind in ("rnn", "lstm")
+    seq = kind in SEQUENCE_MODELS
     facts["model"] = kind
     n: dict[str, Any] = {k: math.nan for k in NUMBERS}
     n.update(diverged_step=None, dead_step=None, collapsed=None, fully_dead_layers=0, fit_steps=0,
-             delta_layers=0, dh_steps=0)  # fmt: skip
+             delta_layers=0, dh_steps=0, dh_column="", dh_layer=None, dh_log10_change_by_layer=(),
+             stalled=None)  # fmt: skip
+    _stalled(n, facts, th)
 
     # the measurements
     zeros = 0  # hidden layers (time steps) whose norm is exactly 0 while others' is not
+    by_layer: dict[int, dict[str, float]] = {}
     if len(layers):
         hidden = _hidden(layers, kind, facts.get("depth"))
         n.update(_dead(layers, steps, hidden))
@@ -281,11 +385,19 @@ def diagnose(
                      fit_steps=fit["steps"])  # fmt: skip
             zeros = fit["zeros"]
     if seq and timesteps is not None and len(timesteps):
-        fit = _fits(timesteps, "t", "dh_norm", lambda g: np.ones(len(g), bool), th.min_fit_points)
+        column = _long_range_column(timesteps, facts.get("loss_on"))
+        by_layer = _time_fits(timesteps, column, th.min_fit_points)
+        changes = {j: f["log10_change"] for j, f in by_layer.items()}
+        finite = [j for j, c in changes.items() if np.isfinite(c)]
+        deciding = max(finite, key=lambda j: (abs(changes[j]), -j)) if finite else min(by_layer)
+        fit = by_layer[deciding]
         n.update(dh_factor=fit["factor"], dh_log10_change=fit["log10_change"], dh_ratio_first_last=fit["ratio"],
-                 dh_steps=fit["points"], fit_steps=fit["steps"])  # fmt: skip
-        zeros = fit["zeros"]
-    if kind == "mlp":
+                 dh_steps=fit["points"], fit_steps=fit["steps"], dh_column=column, dh_layer=deciding,
+                 dh_log10_change_by_layer=tuple(changes[j] for j in sorted(changes)),
+                 dh_depth_log10_change=_depth_change(timesteps, column))  # fmt: skip
+        zeros = max(f["zeros"] for f in by_layer.values())
+    plain = facts.get("norm", "none") in (None, "none") and not facts.get("residual", False)
+    if kind == "mlp" and plain:
         n["predicted_factor"], n["chi1"] = mean_field_prediction(facts)
     if kind == "rnn":
         n["gamma_norm"] = _gamma_norm(facts)
@@ -296,6 +408,7 @@ def diagnose(
         n["diverged_step"] = step
         return Diagnosis("diverged", f"{what} at step {step}, the first non-finite value: the run diverged.", n)
 
+    stall = f"; {_stall_text(n, th)}" if n["stalled"] else ""
     dead = n["dead_frac"]
     if np.isfinite(dead) and (dead >= th.dying_dead_frac or n["fully_dead_layers"] > 0):
         parts = [f"{_pct(dead)} of hidden units are dead on the probe set at step {n['dead_step']}"]
@@ -305,32 +418,61 @@ def diagnose(
             parts.append(f"{k} hidden layer{'s are' if k > 1 else ' is'} entirely dead")
         if n["collapsed"]:
             parts.append("the network is a constant function on the probe set")
-        return Diagnosis("dying", "; ".join(parts) + ".", n)
+        return Diagnosis("dying", "; ".join(parts) + stall + ".", n)
 
     what, unit, change, factor, count = (
-        ("dh_norm", "step", n["dh_log10_change"], n["dh_factor"], n["dh_steps"]) if seq
+        (n["dh_column"] or "dh_norm", "step", n["dh_log10_change"], n["dh_factor"], n["dh_steps"]) if seq
         else ("delta_norm", "layer", n["delta_log10_change"], n["delta_factor"], n["delta_layers"])
     )  # fmt: skip
+    stacked = seq and len(by_layer) >= 2
     span = f"over {count} {unit}s" + (" back in time" if seq else "")
+    if stacked:
+        span += f" in cell layer {n['dh_layer']}"
     extra = ""
     if np.isfinite(n["predicted_factor"]):
         extra = f"; mean field predicts x{n['predicted_factor']:.2f}"
-    elif np.isfinite(n["gamma_norm"]):
+    elif np.isfinite(n["gamma_norm"]) and n["dh_layer"] in (None, 0):  # layer 0's W_hh: its bound only
         extra = f"; Pascanu's bound gamma ||W_hh||_2 = {n['gamma_norm']:.2f}"
     detail = f"(x{factor:.2f} per {unit}{extra})"
+    depth_change = n["dh_depth_log10_change"]
+    layers_text = lambda first: _depth_text(n, by_layer, what, first) if stacked else ""  # noqa: E731
     if np.isfinite(change) and change >= th.exploding_decades:
-        return Diagnosis("exploding", f"{what} grows 10^{change:.1f} {span} {detail}.", n)
+        return Diagnosis("exploding", f"{what} grows 10^{change:.1f} {span} {detail}{layers_text(False)}{stall}.", n)
     if np.isfinite(change) and change <= -th.vanishing_decades:
-        return Diagnosis("vanishing", f"{what} falls 10^{change:.1f} {span} {detail}.", n)
+        return Diagnosis("vanishing", f"{what} falls 10^{change:.1f} {span} {detail}{layers_text(True)}{stall}.", n)
+    through_time = f"; through time it changes 10^{change:+.1f} {span}" if np.isfinite(change) else ""
+    top = len(by_layer) - 1
+    if stacked and np.isfinite(depth_change) and depth_change >= th.exploding_decades:
+        return Diagnosis("exploding", f"{what} at the last step grows 10^{depth_change:.1f} through depth, from cell "
+                         f"layer {top} down to layer 0{through_time}{stall}.", n)  # fmt: skip
+    if stacked and np.isfinite(depth_change) and depth_change <= -th.vanishing_decades:
+        return Diagnosis("vanishing", f"{what} at the last step falls 10^{depth_change:.1f} through depth, from cell "
+                         f"layer {top} down to layer 0: it dies first in layer 0{through_time}{stall}.", n)  # fmt: skip
     if zeros:
-        return Diagnosis("vanishing", f"{what} is exactly 0 in {zeros} of the {unit}s {span} while not in others.", n)
+        return Diagnosis("vanishing", f"{what} is exactly 0 in {zeros} of the {unit}s {span} while not in others{stall}.", n)
     if np.isfinite(change):
-        sentence = f"{what} changes 10^{change:+.1f} {span} {detail}"
+        sentence = f"{what} changes 10^{change:+.1f} {span} {detail}{layers_text(False)}"
     else:
         sentence = f"too few {unit}s to fit how {what} changes"
     if np.isfinite(dead):
         sentence += f"; {_pct(dead)} of hidden units dead"
+    if n["stalled"]:
+        text = _stall_text(n, th)
+        return Diagnosis("stalled", f"{text[0].upper()}{text[1:]}, though no gradient pathology was measured: {sentence}.", n)
     return Diagnosis("healthy", sentence + ".", n)
+
+
+def _depth_text(n: dict[str, Any], by_layer: dict[int, dict[str, float]], what: str, dies: bool) -> str:
+    """Stacked cells: the other layers' changes through time and the comparison through depth; dies: the
+    deciding layer is where the gradient dies first."""
+    others = [f"layer {j}: 10^{f['log10_change']:+.1f}" for j, f in sorted(by_layer.items())
+              if j != n["dh_layer"] and np.isfinite(f["log10_change"])]  # fmt: skip
+    text = ", where it dies first" if dies else f", the largest change of the {len(by_layer)} cell layers"
+    text += f" ({', '.join(others)})" if others else ""
+    d = n["dh_depth_log10_change"]
+    if np.isfinite(d):
+        text += f"; through depth, at the last step, layer 0's is 10^{d:+.1f} of layer {len(by_layer) - 1}'s"
+    return text
 
 
 def diagnose_tables(tables: dict[str, pd.DataFrame], facts: dict | None = None,

@@ -14,8 +14,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from gradlab import LSTM, MLP, RNN, probes, theory
-from gradlab.diagnose import LABELS, NUMBERS, Diagnosis, Thresholds, diagnose, diagnose_tables, fit_factor
+from gradlab import LSTM, MLP, RNN, probes, schema, theory, train
+from gradlab.diagnose import (
+    LABELS, NUMBERS, STALLED_FRACTION, Diagnosis, Thresholds, diagnose, diagnose_tables, fit_factor,
+)  # fmt: skip
 from gradlab.nn import clip, init, losses, optim
 
 
@@ -260,3 +262,141 @@ def test_prediction_only_when_init_is_known(monkeypatch):
     assert math.isnan(d.numbers["predicted_factor"]) and "mean field" not in d.sentence
     d = diagnose(None, layers, None, {"model": "mlp", "activation": "sigmoid", "init": "standard"})
     assert d.numbers["chi1"] == pytest.approx(0.25 / 3)
+
+
+# ----------------------------------------------------------------------------------------- stalled
+
+
+def test_a_run_that_learns_nothing_is_stalled_and_one_that_learns_is_not():
+    def trained(**fields):
+        c = {**schema.defaults(), "model.width": 16, "model.depth": 2, "train.steps": 150, "train.log_every": 50,
+             "train.probe_size": 256, **fields}  # fmt: skip
+        return train.run(c, "s")[0]
+
+    nothing = trained(**{"train.lr": 1e-9})  # the weights barely move: the held-out loss stays the initial net's
+    assert nothing["diagnosis"] == "stalled", nothing["diagnosis_text"]
+    assert nothing["final_loss"] >= STALLED_FRACTION * nothing["baseline_loss"]
+    text = nothing["diagnosis_text"]
+    assert f"{nothing['final_loss']:.3g}" in text and f"{nothing['baseline_loss']:.3g}" in text
+    learns = trained(**{"train.optimizer": "adam", "train.lr": 0.01})
+    assert learns["diagnosis"] == "healthy" and learns["loss_ratio"] < 0.5, learns["diagnosis_text"]
+    assert "stalled" not in learns["diagnosis_text"]
+
+
+def test_stalled_threshold_names_both_losses_and_ranks_below_the_gradient_labels():
+    flat = synthetic_layers([1.0] * 5)
+    facts = {"model": "mlp", "final_loss": 0.47, "baseline_loss": 0.173}
+    d = diagnose(None, flat, None, facts)
+    check_numbers(d)
+    assert d.label == "stalled" and d.numbers["stalled"] is True
+    assert d.numbers["loss_ratio"] == pytest.approx(0.47 / 0.173)
+    assert d.sentence.startswith("The held-out loss 0.47 is 2.7x the best constant prediction's 0.173")
+    assert diagnose(None, flat, None, dict(facts, final_loss=0.9 * 0.173)).label == "stalled"  # at the threshold
+    assert diagnose(None, flat, None, dict(facts, final_loss=0.89 * 0.173)).label == "healthy"
+    assert diagnose(None, flat, None, dict(facts, final_loss=0.5), Thresholds(stalled_fraction=3.0)).label == "healthy"
+    assert diagnose(None, flat, None, {"model": "mlp"}).numbers["stalled"] is None  # losses unknown: never stalled
+    assert diagnose(None, flat, None, dict(facts, final_loss=math.nan)).label == "healthy"  # e.g. diverged
+    vanishing = synthetic_layers([1e-9, 1e-6, 1e-3, 1.0, 1.0])
+    d = diagnose(None, vanishing, None, facts)  # the cause wins; the sentence adds that it stalled
+    assert d.label == "vanishing" and d.numbers["stalled"] is True
+    assert "the held-out loss 0.47 is 2.7x the best constant prediction's 0.173" in d.sentence
+    dead = synthetic_layers([1.0] * 5, dead=[0.5, 0.5, 0.5, 0.5, 0.0])
+    assert diagnose(None, dead, None, facts).label == "dying"
+    assert LABELS.index("stalled") == LABELS.index("healthy") + 1 < LABELS.index("vanishing")
+    with pytest.raises(ValueError, match="stalled_fraction"):
+        Thresholds(stalled_fraction=0)
+
+
+# ----------------------------------------------------------------------------------------- through time, the last step's loss
+
+
+def synthetic_timesteps(per_layer: dict[int, tuple[list[float], list[float]]], steps=(0,)) -> pd.DataFrame:
+    """A timesteps table: per cell layer, (dh_norm, dh_last_norm) over t."""
+    rows = []
+    for s in steps:
+        for j, (dh, last) in per_layer.items():
+            for t, (a, b) in enumerate(zip(dh, last)):
+                rows.append({"run_id": "", "step": s, "layer": j, "t": t, "dh_norm": a, "dc_norm": np.nan,
+                             "dh_last_norm": b, "jacobian_norm": np.nan})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_with_the_loss_on_every_step_the_long_range_labels_read_dh_last_norm():
+    """dh_norm flat (each step's own loss), dh_last_norm falling 10^-4 back in time: vanishing."""
+    T = 9
+    flat, falling = [1.0] * T, list(10.0 ** (-4 + 0.5 * np.arange(T)))
+    ts = synthetic_timesteps({0: (flat, falling)})
+    d = diagnose(None, None, ts, {"model": "rnn", "loss_on": "all"})
+    check_numbers(d)
+    assert d.label == "vanishing" and d.numbers["dh_column"] == "dh_last_norm"
+    assert d.numbers["dh_log10_change"] == pytest.approx(-4.0)
+    assert d.sentence.startswith("dh_last_norm falls 10^-4.0 over 9 steps back in time")
+    assert diagnose(None, None, ts, {"model": "rnn"}).label == "vanishing"  # inferred: the two columns differ
+    last_only = synthetic_timesteps({0: (flat, flat)})
+    d = diagnose(None, None, last_only, {"model": "lstm", "loss_on": "last"})
+    assert d.label == "healthy" and d.numbers["dh_column"] == "dh_norm" and d.sentence.startswith("dh_norm changes")
+    old = ts.drop(columns=["dh_last_norm", "layer"])  # a table written before these columns existed
+    assert diagnose(None, None, old, {"model": "rnn", "loss_on": "all"}).numbers["dh_column"] == "dh_norm"
+
+
+def test_copy_memory_with_the_loss_on_every_step_is_no_longer_healthy():
+    """The issue's case, small: a tanh RNN on copy_memory, loss on every step. Its dh_norm is held up by
+    every step's own loss; the last step's loss alone shows what reaches back."""
+    c = {**schema.defaults(), "model.kind": "rnn", "model.width": 16, "task.name": "copy_memory", "task.T": 30,
+         "train.steps": 20, "train.log_every": 10, "train.probe_size": 64}  # fmt: skip
+    record, tables = train.run(c, "cm")
+    ts = tables["timesteps"]
+    step0 = ts[ts["step"] == 0]
+    assert step0["dh_norm"].iloc[0] / step0["dh_norm"].iloc[-1] > 1e-2  # dh_norm: no vanishing to see
+    assert record["diagnosis"] == "vanishing", record["diagnosis_text"]
+    assert record["diagnosis_text"].startswith("dh_last_norm falls")
+    assert "stalled at" in record["diagnosis_text"]  # and the loss stalled, said in the same sentence
+
+
+# ----------------------------------------------------------------------------------------- stacked cells: time and depth
+
+
+def test_stacked_cells_are_diagnosed_through_time_and_names_the_layer_that_dies_first():
+    T = 9
+    falling = list(10.0 ** (-3 + 0.375 * np.arange(T)))  # 10^-3 over 8 steps back
+    gently = list(10.0 ** (-1 + 0.125 * np.arange(T)))
+    ts = synthetic_timesteps({0: (falling, falling), 1: (gently, gently)})
+    d = diagnose(None, None, ts, {"model": "lstm", "loss_on": "last"})
+    check_numbers(d)
+    assert d.label == "vanishing" and d.numbers["dh_layer"] == 0
+    assert d.numbers["dh_log10_change_by_layer"] == pytest.approx((-3.0, -1.0))
+    assert "in cell layer 0" in d.sentence and "where it dies first (layer 1: 10^-1.0)" in d.sentence
+    swapped = synthetic_timesteps({0: (gently, gently), 1: (falling, falling)})
+    assert diagnose(None, None, swapped, {"model": "lstm"}).numbers["dh_layer"] == 1
+
+
+def test_stacked_cells_are_diagnosed_through_depth():
+    """Flat in time in both layers, but layer 0's gradient 10^-3 below the top layer's at the last step."""
+    T = 6
+    ts = synthetic_timesteps({0: ([1e-3] * T, [1e-3] * T), 1: ([1.0] * T, [1.0] * T), 2: ([1.0] * T, [1.0] * T)})
+    d = diagnose(None, None, ts, {"model": "gru"})
+    check_numbers(d)
+    assert d.numbers["dh_depth_log10_change"] == pytest.approx(-3.0)
+    assert d.label == "vanishing"
+    assert d.sentence.startswith("dh_norm at the last step falls 10^-3.0 through depth, from cell layer 2 down to layer 0")
+    up = synthetic_timesteps({0: ([1e3] * T, [1e3] * T), 1: ([1.0] * T, [1.0] * T)})
+    assert diagnose(None, None, up, {"model": "rnn"}).label == "exploding"
+    mild = synthetic_timesteps({0: ([0.5] * T, [0.5] * T), 1: ([1.0] * T, [1.0] * T)})
+    d = diagnose(None, None, mild, {"model": "rnn"})
+    assert d.label == "healthy" and "at the last step, layer 0's is 10^-0.3 of layer 1's" in d.sentence
+
+
+def test_a_stacked_lstm_run_is_diagnosed_per_cell_layer():
+    rng = np.random.default_rng(0)
+    model = LSTM(2, 8, 1, layers=2, rng=rng)
+    x, y = rng.standard_normal((16, 10, 2)), rng.standard_normal((16, 1))
+    tables, _ = run(model, x, y)
+    d = diagnose_tables(tables, {"model": "lstm", "loss_on": "last"})
+    check_numbers(d)
+    ts = tables["timesteps"]
+    for j in (0, 1):
+        rows = ts[ts["layer"] == j]
+        factor, _ = fit_factor(rows["dh_norm"].to_numpy(), rows["t"].to_numpy())
+        assert d.numbers["dh_log10_change_by_layer"][j] == pytest.approx(9 * math.log10(factor), rel=1e-9)
+    last = ts[ts["t"] == 9].set_index("layer")["dh_norm"]
+    assert d.numbers["dh_depth_log10_change"] == pytest.approx(math.log10(last[0] / last[1]), rel=1e-12)
