@@ -11,7 +11,7 @@ The rules, in order (the first that applies wins):
     exploding  the gradient grows by >= 10^Thresholds.exploding_decades from the output side to the
                input side (MLP: delta_norm over the hidden layers) or back in time (RNN/LSTM/GRU: the
                long-range gradient from the last step to the first, see below), or, for stacked cells,
-               from the top cell layer down to layer 0 at the first step.
+               from the top cell layer down to layer 0 at the last step.
     vanishing  it shrinks by >= 10^Thresholds.vanishing_decades the same way (or is exactly 0 in some
                hidden layers / time steps while not in others).
     stalled    the held-out loss ends no better than Thresholds.stalled_fraction (STALLED_FRACTION = 0.9)
@@ -68,8 +68,8 @@ SEQUENCE_MODELS = ("rnn", "lstm", "gru")
 # a tenth of what separates a constant from the target: no more than the task's marginal statistics (the
 # mean, the class frequencies), which the baseline already has. 0.9, not 1: a model that fits the mean
 # only ends near the baseline from either side (its held-out loss on 512 examples scatters by a few
-# percent), and a tenth is well above that scatter and well below what a run that learns gains (the tour's
-# learning runs end below 0.5 x the baseline).
+# percent), and a tenth is well above that scatter and well below what a run that learns gains: of the
+# committed tour's 187 finished runs, 105 end below 0.7 x the baseline, 81 at or above 0.9, one between (0.83).
 STALLED_FRACTION = 0.9
 
 
@@ -79,7 +79,8 @@ class Thresholds:
 
     vanishing_decades: the gradient shrinking by at least 10^vanishing_decades from the output side to
         the input side of the hidden layers (MLP, fitted delta_norm), or from the last time step back
-        to the first (RNN/LSTM, fitted dh_norm), is vanishing. Default 2: a hundredfold.
+        to the first (RNN/LSTM/GRU, the fitted long-range gradient; for stacked cells also from the top
+        cell layer down to layer 0), is vanishing. Default 2: a hundredfold.
     exploding_decades: growing by at least 10^exploding_decades the same way is exploding. Default 2.
     dying_dead_frac: a mean dead fraction over the hidden layers (on the probe set, at the last step it
         was measured) at or above this is dying; so is any hidden layer entirely dead. Default 0.3.
@@ -341,8 +342,8 @@ def _stalled(n: dict[str, Any], facts: dict, th: Thresholds) -> None:
 
 
 def _stall_text(n: dict[str, Any], th: Thresholds) -> str:
-    """The clause naming both losses: "the held-out loss 0.47 is 2.7x the best constant prediction's 0.173"."""
-    return (f"the held-out loss {n['final_loss']:.3g} is {n['loss_ratio']:.2g}x the best constant prediction's "
+    """The clause naming both losses: "the held-out loss 0.47 is 2.72x the best constant prediction's 0.173"."""
+    return (f"the held-out loss {n['final_loss']:.3g} is {n['loss_ratio']:.2f}x the best constant prediction's "
             f"{n['baseline_loss']:.3g} (stalled at >= {th.stalled_fraction:g}x)")  # fmt: skip
 
 

@@ -290,7 +290,7 @@ def test_stalled_threshold_names_both_losses_and_ranks_below_the_gradient_labels
     check_numbers(d)
     assert d.label == "stalled" and d.numbers["stalled"] is True
     assert d.numbers["loss_ratio"] == pytest.approx(0.47 / 0.173)
-    assert d.sentence.startswith("The held-out loss 0.47 is 2.7x the best constant prediction's 0.173")
+    assert d.sentence.startswith("The held-out loss 0.47 is 2.72x the best constant prediction's 0.173")
     assert diagnose(None, flat, None, dict(facts, final_loss=0.9 * 0.173)).label == "stalled"  # at the threshold
     assert diagnose(None, flat, None, dict(facts, final_loss=0.89 * 0.173)).label == "healthy"
     assert diagnose(None, flat, None, dict(facts, final_loss=0.5), Thresholds(stalled_fraction=3.0)).label == "healthy"
@@ -299,7 +299,7 @@ def test_stalled_threshold_names_both_losses_and_ranks_below_the_gradient_labels
     vanishing = synthetic_layers([1e-9, 1e-6, 1e-3, 1.0, 1.0])
     d = diagnose(None, vanishing, None, facts)  # the cause wins; the sentence adds that it stalled
     assert d.label == "vanishing" and d.numbers["stalled"] is True
-    assert "the held-out loss 0.47 is 2.7x the best constant prediction's 0.173" in d.sentence
+    assert "the held-out loss 0.47 is 2.72x the best constant prediction's 0.173" in d.sentence
     dead = synthetic_layers([1.0] * 5, dead=[0.5, 0.5, 0.5, 0.5, 0.0])
     assert diagnose(None, dead, None, facts).label == "dying"
     assert LABELS.index("stalled") == LABELS.index("healthy") + 1 < LABELS.index("vanishing")
