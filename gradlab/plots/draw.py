@@ -10,13 +10,15 @@ from __future__ import annotations
 import importlib
 import warnings
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from gradlab.plots import NAMES, style
-from gradlab.sweep.store import record_files, remove_files
+from gradlab.plots.split import figure_of, file_name, unique_ids
+from gradlab.sweep.store import owned_files, record_files, remove_files
 
 ERROR = "error: "  # the start of the reason of a figure that raised (not a SkipFigure)
 FORMATS = ("png", "pdf", "svg")  # what --format accepts (matplotlib writes each)
@@ -34,8 +36,11 @@ def load_figure(name: str):
         raise
 
 
-def render(name: str, tables: dict[str, pd.DataFrame]):
-    """(Figure, None) or (None, reason): figure `name` drawn from the tables, never raising."""
+def render(name: str, tables: dict[str, pd.DataFrame], by: str | None = None):
+    """([Drawn], None) or (None, reason): figure `name` drawn from the tables (one Drawn per file),
+    never raising. `by` goes to a figure's draw() when it takes one (the field to facet or group by)."""
+    import inspect
+
     import matplotlib.pyplot as plt
 
     before = set(plt.get_fignums())
@@ -43,10 +48,11 @@ def render(name: str, tables: dict[str, pd.DataFrame]):
         mod = load_figure(name)
         if mod is None:
             return None, f"not available: no module gradlab/plots/{name}.py"
+        kwargs = {"by": by} if by is not None and "by" in inspect.signature(mod.draw).parameters else {}
         with warnings.catch_warnings(), np.errstate(all="ignore"):
             warnings.simplefilter("ignore")  # a figure's warnings are not the user's business
-            fig = mod.draw(tables)
-        return fig, None
+            drawn = _as_drawn(mod.draw(tables, **kwargs), caption(name))
+        return drawn, None
     except style.SkipFigure as why:
         reason = str(why) or "the tables do not hold what it needs"
     except Exception as err:  # noqa: BLE001 - one figure's bug must not take the others down
@@ -54,6 +60,17 @@ def render(name: str, tables: dict[str, pd.DataFrame]):
     for num in set(plt.get_fignums()) - before:  # what the failed figure left open
         plt.close(num)
     return None, reason
+
+
+def _as_drawn(result, fallback: str) -> list[style.Drawn]:
+    """A draw()'s result as a list of Drawn: a Figure (one file, captioned by the module's CAPTION), a
+    Drawn, or a list of them."""
+    items = result if isinstance(result, (list, tuple)) else [result]
+    out = [item if isinstance(item, style.Drawn) else style.Drawn(item, fallback) for item in items]
+    suffixes = [d.suffix for d in out]
+    if len(set(suffixes)) != len(suffixes):
+        raise ValueError(f"the figure's files repeat a name: {suffixes}")
+    return out
 
 
 def caption(name: str) -> str:
@@ -90,36 +107,98 @@ def check_formats(formats: Iterable[str]) -> list[str]:
     return out
 
 
+class Written(dict):
+    """draw_all's written (figure -> its files), knowing the Drawing it came from (`drawing`), so that a
+    caller that unpacks (written, skipped) and hands them on (report.write) still finds the captions."""
+
+    drawing: "Drawing | None" = None
+
+
+@dataclass
+class Drawing:
+    """What draw_all drew: written (figure -> its files), skipped (figure -> why it was not drawn),
+    notes (figure -> what it left out and why), stems (figure -> its file stems, in order: "<figure>" or
+    "<figure>__<field>=<value>..."), captions (stem -> the file's caption, written from the data).
+    Unpacks as (written, skipped), as draw_all's result always has."""
+
+    written: dict[str, list[Path]] = field(default_factory=Written)
+    skipped: dict[str, str] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    stems: dict[str, list[str]] = field(default_factory=dict)
+    captions: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.written, Written):
+            self.written = Written(self.written)
+        self.written.drawing = self
+
+    def __iter__(self):
+        return iter((self.written, self.skipped))
+
+    def note_lines(self, indent: str = "  ") -> list[str]:
+        """One line per note, in NAMES order: '  gradient_by_layer left out: 2 runs ...'."""
+        return [f"{indent}{name} left out: {note}" for name in NAMES if name in self.notes for note in self.notes[name]]
+
+
 def draw_all(
     tables: dict[str, pd.DataFrame],
     out_dir: str | Path,
     only: Iterable[str] | None = None,
     formats: Iterable[str] = ("png", "pdf"),
-) -> tuple[dict[str, list[Path]], dict[str, str]]:
-    """Draw the figures (all of NAMES, or `only`) into out_dir/figures/<name>.<format>.
+    by: str | None = None,
+) -> Drawing:
+    """Draw the figures (all of NAMES, or `only`) into out_dir/figures/<stem>.<format>, a stem per file
+    of a figure: <name>, or <name>__<field>=<value>[__...] when the figure is split into files (see
+    gradlab.plots.split). `by` is a field to facet or group by (ValueError when the runs table has no
+    such column). Run ids must be unique (tables of several folders: gradlab.plots.combine).
 
-    Returns (written: name -> paths, skipped: name -> reason). A skipped figure's files left over
-    from earlier results are removed (only files gradlab wrote there, as figures/.gradlab-files
-    lists them), so figures/ shows only what these tables support."""
+    Returns a Drawing (unpacks as written, skipped). A figure's files left over from earlier results
+    (its old stems, or all of them when it is skipped) are removed (only files gradlab wrote there, as
+    figures/.gradlab-files lists them), so figures/ shows only what these tables support."""
     names, formats = check_names(only), check_formats(formats)
+    if by is not None and by not in tables["runs"].columns:
+        from gradlab.plots.split import fields
+
+        raise ValueError(f"--by {by!r}: not a field of the runs table; one of {', '.join(fields(tables['runs']))}")
+    tables = unique_ids(tables)
     folder = Path(out_dir) / "figures"
-    written: dict[str, list[Path]] = {}
-    skipped: dict[str, str] = {}
+    result = Drawing()
     for name in names:
-        fig, reason = render(name, tables)
-        if fig is None:
-            skipped[name] = reason
-            remove_files(folder, [f"{name}.{fmt}" for fmt in FORMATS])
+        drawn, reason = render(name, tables, by=by)
+        if drawn is None:
+            result.skipped[name] = reason
+            _remove_stale(folder, name, keep=())
             continue
+        stems = [file_name(name, d.suffix) for d in drawn]
+        _remove_stale(folder, name, keep=[f"{stem}.{fmt}" for stem in stems for fmt in formats])
+        paths: list[Path] = []
         try:
-            written[name] = style.save(fig, folder / name, formats)
-            record_files(folder, written[name])
+            for d, stem in zip(drawn, stems):
+                paths += style.save(d.fig, folder / stem, formats)
+                record_files(folder, paths)
         except Exception as err:  # noqa: BLE001 - e.g. a figure that cannot be rendered to a file
             import matplotlib.pyplot as plt
 
-            plt.close(fig)
-            skipped[name] = f"{ERROR}saving failed: {type(err).__name__}: {err}".splitlines()[0]
-    return written, skipped
+            for d in drawn:
+                plt.close(d.fig)
+            result.skipped[name] = f"{ERROR}saving failed: {type(err).__name__}: {err}".splitlines()[0]
+            continue
+        result.written[name] = paths
+        result.stems[name] = stems
+        result.captions.update({stem: d.caption for d, stem in zip(drawn, stems)})
+        notes = list(dict.fromkeys(note for d in drawn for note in d.notes))
+        if notes:
+            result.notes[name] = notes
+    return result
+
+
+def _remove_stale(folder: Path, name: str, keep: Iterable[str]) -> None:
+    """Remove the files gradlab wrote for figure `name` (<name>.<fmt>, <name>__*.<fmt>) but `keep`."""
+    keep = set(keep)
+    own = owned_files(folder)
+    stale = [f for f in own if f not in keep and f.rsplit(".", 1)[-1] in FORMATS
+             and figure_of(f.rsplit(".", 1)[0]) == name]  # fmt: skip
+    remove_files(folder, stale)
 
 
 def errors(skipped: dict[str, str]) -> list[str]:
