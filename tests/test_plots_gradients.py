@@ -41,6 +41,12 @@ def tables(runs, layers=(), timesteps=(), steps=()) -> dict[str, pd.DataFrame]:
     }
 
 
+def one(drawn):
+    """The Figure of a figure drawn into one file (draw() returns a Drawn per file)."""
+    assert len(drawn) == 1, f"expected one file, got {[d.suffix for d in drawn]}"
+    return drawn[0].fig
+
+
 def not_blank(fig) -> None:
     fig.canvas.draw()
     pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(float)
@@ -97,12 +103,12 @@ def test_figures_follow_the_contract():
 def test_gradient_by_layer_panels_lines_and_scales():
     # a run of another part (dying) must not add a depth-7 column
     t = mlp_tables([row("other", model="mlp", depth=7, activation="tanh", part="dying")])
-    fig = module("gradient_by_layer").draw(t)
+    fig = one(module("gradient_by_layer").draw(t))
     axes = [ax for ax in fig.axes if ax.get_visible()]
     assert len(axes) == 2 * len(MLP_DEPTHS), "a row per quantity (delta, weight gradient), a column per depth"
     grid = np.array(axes).reshape(2, len(MLP_DEPTHS))
     for col, depth in enumerate(MLP_DEPTHS):
-        assert grid[0, col].get_title() == f"depth L = {depth}"
+        assert grid[0, col].get_title() == f"depth $L = {depth}$"
         for r in range(2):
             ax = grid[r, col]
             assert ax.get_yscale() == "log"
@@ -111,14 +117,15 @@ def test_gradient_by_layer_panels_lines_and_scales():
         assert len(by_gid(grid[0, col], "theory:")) == len(FACTORS), "the mean-field prediction per activation"
         assert not by_gid(grid[1, col], "theory:"), "no prediction is drawn for the weight gradient"
     assert "layer" in grid[1, 0].get_xlabel()
-    assert "dL/dz" in grid[0, 0].get_ylabel() and "dL/dW" in grid[1, 0].get_ylabel()
+    assert r"\partial L/\partial z_l" in grid[0, 0].get_ylabel()
+    assert r"\partial L/\partial W_l" in grid[1, 0].get_ylabel()
     assert "step 0" in fig._suptitle.get_text() and "standard" in fig._suptitle.get_text()
     not_blank(fig)
 
 
 def test_gradient_by_layer_draws_the_measured_values_and_the_formula():
-    fig = module("gradient_by_layer").draw(mlp_tables())
-    ax = [a for a in fig.axes if a.get_title() == "depth L = 3"][0]  # top row, depth 3
+    fig = one(module("gradient_by_layer").draw(mlp_tables()))
+    ax = [a for a in fig.axes if a.get_title() == "depth $L = 3$"][0]  # top row, depth 3
     (measured,) = by_gid(ax, "init:sigmoid")
     np.testing.assert_allclose(measured.get_ydata(), [mlp_delta("sigmoid", 3, l, 0) for l in range(4)])
     (final,) = by_gid(ax, "final:relu")
@@ -136,7 +143,7 @@ def test_gradient_by_layer_draws_the_measured_values_and_the_formula():
 def test_gradient_by_layer_uses_mean_field_sigma_of_the_run():
     t = tables([row("mf", model="mlp", depth=3, activation="tanh", init="mean_field", sigma_w2=2.5, sigma_b2=0.05)],
                [("mf", 0, l, d, d) for l, d in enumerate([0.01, 0.1, 1.0, 2.0])])
-    fig = module("gradient_by_layer").draw(t)
+    fig = one(module("gradient_by_layer").draw(t))
     (line,) = by_gid(fig.axes[0], "theory:tanh")
     assert line.get_ydata()[0] == pytest.approx(1.0 * theory.chi1("tanh", 2.5, 0.05), rel=1e-9)
 
@@ -144,7 +151,7 @@ def test_gradient_by_layer_uses_mean_field_sigma_of_the_run():
 def test_gradient_by_layer_marks_exact_zeros():
     t = tables([row("dead", model="mlp", depth=2, activation="relu")],
                [("dead", 0, 0, 0.0, 0.0), ("dead", 0, 1, 0.5, 0.5), ("dead", 0, 2, 1.0, 1.0)])
-    fig = module("gradient_by_layer").draw(t)
+    fig = one(module("gradient_by_layer").draw(t))
     (line,) = by_gid(fig.axes[0], "init:relu")
     assert np.isnan(line.get_ydata()[0]), "a zero norm cannot sit on a log axis"
     assert by_gid(fig.axes[0], "zero:"), "the zero is marked on the bottom edge instead"
@@ -158,7 +165,7 @@ def cell_texts(ax) -> dict[str, str]:
 
 
 def test_depth_activation_heatmap_annotates_the_log10_ratios():
-    fig = module("depth_activation_heatmap").draw(mlp_tables())
+    fig = one(module("depth_activation_heatmap").draw(mlp_tables()))
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title().split(" (")[0] for ax in panels] == ["at initialisation", "end of training"]
     assert "step 5" in panels[1].get_title()
@@ -182,7 +189,7 @@ def test_depth_activation_heatmap_cells_that_cannot_be_computed():
     assert math.isnan(mod.log10_ratio(1.0, 0.0)) and math.isnan(mod.log10_ratio(math.inf, 1.0))
     t = tables([row("a", model="mlp", depth=2, activation="relu"), row("b", model="mlp", depth=2, activation="tanh")],
                [("a", 0, 0, 0.0, 0.0), ("a", 0, 1, 1.0, 1.0), ("b", 0, 0, math.nan, 1.0), ("b", 0, 1, 1.0, 1.0)])
-    fig = mod.draw(t)
+    fig = one(mod.draw(t))
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert len(panels) == 1, "no step after 0: only the initialisation panel"
     assert cell_texts(panels[0]) == {"cell:2:relu": "-inf", "cell:2:tanh": "n/a"}
@@ -213,11 +220,11 @@ def recurrent_tables(part="recurrent") -> dict[str, pd.DataFrame]:
 
 def test_gradient_through_time_panels_lines_and_pascanu_bound():
     t = recurrent_tables()
-    fig = module("gradient_through_time").draw(t)
+    fig = one(module("gradient_through_time").draw(t))
     axes = [ax for ax in fig.axes if ax.get_visible()]
-    assert [ax.get_title() for ax in axes] == [f"T = {T}" for T in RNN_LENGTHS]
+    assert [ax.get_title() for ax in axes] == [f"$T = {T}$" for T in RNN_LENGTHS]
     for ax, T in zip(axes, RNN_LENGTHS):
-        assert ax.get_yscale() == "log" and "time step t" in ax.get_xlabel()
+        assert ax.get_yscale() == "log" and "time step $t$" in ax.get_xlabel()
         assert len(by_gid(ax, "init:")) == 2 and len(by_gid(ax, "final:")) == 2, "RNN and LSTM, start and end"
         (lstm,) = by_gid(ax, "init:lstm")
         np.testing.assert_allclose(lstm.get_ydata(), [rnn_dh("lstm", T, i, 0) for i in range(T)])
@@ -228,8 +235,9 @@ def test_gradient_through_time_panels_lines_and_pascanu_bound():
         # the run's stored gamma ||W_hh||_2 to the power T-1-t, times the measured last step
         expected = GAMMA_NORM ** (T - 1 - np.arange(T)) * rnn_dh("rnn", T, T - 1, 0)
         np.testing.assert_allclose(bounds[0].get_ydata(), expected, rtol=1e-12)
-    assert "dL/dh_t" in axes[0].get_ylabel()
-    assert "bound, gamma ||W_hh||_2 = 0.70" in [text.get_text().strip() for text in fig.legends[0].get_texts()]
+    assert r"\partial L/\partial h_t" in axes[0].get_ylabel()
+    legend = [text.get_text().strip() for text in fig.legends[0].get_texts()]
+    assert r"bound, $\gamma\,\|W_{hh}\|_2 = 0.70$" in legend
     not_blank(fig)
 
 
@@ -241,7 +249,7 @@ def test_gradient_through_time_draws_no_bound_without_its_conditions(change):
         t["runs"] = t["runs"].drop(columns=["loss_on", "gamma_norm"])
     else:
         t["runs"] = t["runs"].assign(**change)
-    fig = module("gradient_through_time").draw(t)
+    fig = one(module("gradient_through_time").draw(t))
     assert not any(by_gid(ax, "theory:") for ax in fig.axes)
 
 
@@ -251,7 +259,7 @@ def test_gradient_through_time_colours_each_rnn_activation():
     t["runs"] = pd.concat([t["runs"], pd.DataFrame([extra])], ignore_index=True)
     t["timesteps"] = pd.concat([t["timesteps"], pd.DataFrame(
         [("relu6", 0, i, 1.0, math.nan) for i in range(6)], columns=t["timesteps"].columns)], ignore_index=True)
-    fig = module("gradient_through_time").draw(t)
+    fig = one(module("gradient_through_time").draw(t))
     lines = {line.get_gid(): line for line in by_gid(fig.axes[0], "init:")}
     assert lines["init:rnn(relu)"].get_color() == style.ACTIVATION_COLORS["relu"]
     assert lines["init:rnn(tanh)"].get_color() == style.ACTIVATION_COLORS["tanh"]
@@ -286,36 +294,45 @@ def clipping_tables() -> dict[str, pd.DataFrame]:
 
 def test_time_step_heatmap_picks_the_exploding_seed_and_each_threshold():
     mod = module("time_step_heatmap")
-    fig = mod.draw(clipping_tables())
+    (drawn,) = mod.draw(clipping_tables())
+    fig = drawn.fig
     panels = [ax for ax in fig.axes if ax.get_title()]
     assert [ax.get_title() for ax in panels] == ["no clipping, seed 1", "norm clip 1, seed 1", "norm clip 10, seed 1"]
     for ax in panels:
-        assert "time step t" in ax.get_xlabel()
+        assert "time step $t$" in ax.get_xlabel()
     assert "training step" in panels[0].get_ylabel()
     mesh = panels[0].collections[0]
     assert mesh.get_gid() == "heatmap:none1s1"
     values = np.ma.masked_invalid(mesh.get_array()).reshape(3, 4)
-    lo, hi = mesh.norm.vmin, mesh.norm.vmax
+    norm = mesh.norm
     expected = np.array([[0.0] * 4, [4.0, 3.0, 2.0, -np.inf], [np.nan, 6.0, 4.0, 2.0]])
     finite = np.isfinite(expected)
-    np.testing.assert_allclose(values[finite].data, np.clip(expected[finite], lo, hi))
+    np.testing.assert_allclose(values[finite].data, expected[finite])  # every value as it is: nothing clipped
     assert values.mask[2, 0], "the overflow (inf) cell is masked: drawn in the 'bad' colour"
-    assert values[1, 3] < lo, "an exactly-zero gradient sits below the scale: drawn in the 'under' grey"
-    assert lo <= np.log10(0.5) * 3 + 1e-9 and hi >= 4.0 - 1e-9, "the scale spans the bulk of the values"
+    assert values[1, 3] < norm.vmin, "an exactly-zero gradient sits below the scale: drawn in the 'under' grey"
+    assert norm.vmin == -norm.vmax and norm.vmax >= 6.0, "one scale, centred at a norm of 1, spans every value"
+    assert norm(6.0) > 0.5 > norm(np.log10(0.5) * 3), "red above 1, blue below"
     assert by_gid(panels[0], "diverged") and not by_gid(panels[1], "diverged")
+    (peak,) = by_gid(panels[0], "peak")
+    assert list(peak.get_xdata()) == [1] and 20 <= peak.get_ydata()[0] <= 26, "the star sits on the largest norm"
     assert panels[0].get_ylim() == (0.0, 30.0), "rows run from step 0 to the run's last step"
+    assert drawn.notes == ("seed 0: one seed per panel is drawn, the most explosive unclipped run's (seed 1)",)
+    assert "Left out: " in drawn.caption and "seed 0" in drawn.caption
     not_blank(fig)
 
 
 def test_time_step_heatmap_without_a_clipping_sweep_draws_rnn_and_lstm():
-    fig = module("time_step_heatmap").draw(recurrent_tables(part=""))
+    (drawn,) = module("time_step_heatmap").draw(recurrent_tables(part=""))
+    fig = drawn.fig
     titles = [ax.get_title() for ax in fig.axes if ax.get_title()]
-    assert titles == [f"RNN (tanh), T = {max(RNN_LENGTHS)}", f"LSTM, T = {max(RNN_LENGTHS)}"]
-    mesh = fig.axes[0].collections[0]
     T = max(RNN_LENGTHS)
+    assert titles == [f"RNN (tanh), $T = {T}$", f"LSTM, $T = {T}$"]
+    mesh = fig.axes[0].collections[0]
     expected = [[math.log10(rnn_dh("rnn", T, t, s)) for t in range(T)] for s in (0, 10, 20)]
-    drawn = np.asarray(mesh.get_array()).reshape(3, T)
-    np.testing.assert_allclose(drawn, np.clip(expected, mesh.norm.vmin, mesh.norm.vmax))
+    np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(3, T), expected)
+    # the shorter runs are named as left out, never dropped silently
+    assert any("1 other RNN (tanh) run" in note for note in drawn.notes)
+    assert any("1 other LSTM run" in note for note in drawn.notes)
 
 
 # ------------------------------------------------------------------------------ skipping
@@ -342,3 +359,163 @@ def test_figures_skip_tables_without_what_they_need():
     one_step = {**only_rnn, "timesteps": only_rnn["timesteps"][only_rnn["timesteps"]["step"] == 0]}
     with pytest.raises(style.SkipFigure, match="two or more logged steps"):
         module("time_step_heatmap").draw(one_step)
+
+
+# ------------------------------------------------------------------------------ what differs is drawn apart
+
+
+def replicate(t: dict[str, pd.DataFrame], field: str, values, change) -> dict[str, pd.DataFrame]:
+    """Every run once per value of `field` (run_id + '~value'), its rows in table `name` changed by
+    change(name, rows, i) for the i-th value."""
+    runs, others = [], {k: [] for k in t if k != "runs"}
+    for i, v in enumerate(values):
+        r = t["runs"].copy()
+        r["run_id"] = r["run_id"] + f"~{v}"
+        r[field] = v
+        runs.append(r)
+        for name in others:
+            df = t[name].copy()
+            df["run_id"] = df["run_id"] + f"~{v}"
+            others[name].append(change(name, df, i))
+    out = {k: pd.concat(v, ignore_index=True) for k, v in others.items()}
+    return {"runs": pd.concat(runs, ignore_index=True), **out}
+
+
+def scaled(column: str, factors, where=None):
+    """A change for replicate(): multiply `column` by factors[i] (in the rows where `where(rows)` holds)."""
+
+    def change(name, df, i):
+        if column in df:
+            mask = where(df) if where is not None else slice(None)
+            df.loc[mask, column] = df.loc[mask, column] * factors[i]
+        return df
+
+    return change
+
+
+def band_bounds(band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, lower, upper) of a fill_between band: at each x its polygons' lowest and highest y."""
+    xy = np.concatenate([p.vertices for p in band.get_paths()])
+    xs = np.unique(xy[:, 0])
+    return xs, np.array([xy[xy[:, 0] == x, 1].min() for x in xs]), np.array([xy[xy[:, 0] == x, 1].max() for x in xs])
+
+
+def bands(ax, prefix: str) -> list:
+    return [c for c in ax.collections if (c.get_gid() or "").startswith(prefix)]
+
+
+INITS = ("he_normal", "xavier_normal")
+FACTORS_3 = (1.0, 2.0, 4.0)  # three seeds' data: the base values times these
+
+
+def test_gradient_by_layer_draws_each_init_apart_never_pooled():
+    t = replicate(mlp_tables(), "init", INITS, scaled("delta_norm", (1.0, 10.0), where=lambda d: d["layer"] == 0))
+    drawn = module("gradient_by_layer").draw(t)
+    assert len(drawn) == 1, "two inits fit as rows of panels in one file"
+    fig, caption = drawn[0].fig, drawn[0].caption
+    titled = [ax for ax in fig.axes if ax.get_title()]
+    assert len(fig.axes) == 2 * 2 * len(MLP_DEPTHS), "a pair of rows per init, a column per depth"
+    assert sorted({ax.get_title().split("\n")[0] for ax in titled}) == [f"init={i}" for i in INITS]
+    for k, init in enumerate(INITS):
+        ax = [a for a in titled if a.get_title() == f"init={init}\ndepth $L = 3$"][0]
+        (line,) = by_gid(ax, "init:sigmoid")
+        expected = [mlp_delta("sigmoid", 3, l, 0) * ((1.0, 10.0)[k] if l == 0 else 1.0) for l in range(4)]
+        np.testing.assert_allclose(line.get_ydata(), expected)  # this init's run, not a mean of both
+    assert "init he_normal, xavier_normal (rows of panels, one per value)" in caption
+    # rows of one depth share a y range, columns of different depths do not
+    delta = {ax.get_title(): ax for ax in titled}
+    assert delta["init=he_normal\ndepth $L = 2$"].get_ylim() == delta["init=xavier_normal\ndepth $L = 2$"].get_ylim()
+    assert delta["init=he_normal\ndepth $L = 2$"].get_ylim() != delta["init=he_normal\ndepth $L = 3$"].get_ylim()
+
+
+def test_gradient_by_layer_more_values_than_rows_go_to_files():
+    lrs = (0.1, 0.2, 0.3, 0.4)
+    t = replicate(mlp_tables(), "lr", lrs, scaled("delta_norm", (1, 2, 3, 4)))
+    drawn = module("gradient_by_layer").draw(t)
+    assert [d.suffix for d in drawn] == [f"lr={lr:g}" for lr in lrs], "more than 3 values: a file each"
+    for d, factor in zip(drawn, (1, 2, 3, 4)):
+        ax = [a for a in d.fig.axes if a.get_title() == "depth $L = 3$"][0]
+        (line,) = by_gid(ax, "init:relu")
+        np.testing.assert_allclose(line.get_ydata(), [factor * mlp_delta("relu", 3, l, 0) for l in range(4)])
+        assert f"this file: lr={d.suffix.split('=')[1]}" in d.caption and "a file per lr" in d.fig._suptitle.get_text()
+
+
+def test_gradient_by_layer_seeds_are_a_median_with_their_quartiles():
+    t = replicate(mlp_tables(), "seed", (0, 1, 2), scaled("delta_norm", FACTORS_3))
+    (drawn,) = module("gradient_by_layer").draw(t)
+    ax = [a for a in drawn.fig.axes if a.get_title() == "depth $L = 3$"][0]
+    base = np.array([mlp_delta("relu", 3, l, 0) for l in range(4)])
+    values = np.outer(FACTORS_3, base)
+    (line,) = by_gid(ax, "init:relu")
+    np.testing.assert_allclose(line.get_ydata(), np.median(values, axis=0))
+    (band,) = bands(ax, "band:init:relu")
+    x, lo, hi = band_bounds(band)
+    np.testing.assert_allclose(lo, np.quantile(values, 0.25, axis=0))
+    np.testing.assert_allclose(hi, np.quantile(values, 0.75, axis=0))
+    assert "interquartile range" in drawn.caption and "seeds 0-2" in drawn.caption
+
+
+def test_depth_activation_heatmap_draws_each_init_apart_and_the_seeds_band():
+    t = replicate(mlp_tables(), "init", INITS, scaled("delta_norm", (1.0, 10.0), where=lambda d: d["layer"] == 0))
+    (drawn,) = module("depth_activation_heatmap").draw(t)
+    panels = [ax for ax in drawn.fig.axes if ax.get_title()]
+    assert len(panels) == 4, "a row of (start, end) per init"
+    for k, init in enumerate(INITS):
+        (ax,) = [a for a in panels if a.get_title() == f"init={init}\nat initialisation (step 0)"]
+        ratio = mlp_delta("relu", 3, 0, 0) * (1.0, 10.0)[k] / mlp_delta("relu", 3, 2, 0)
+        assert cell_texts(ax)["cell:3:relu"] == f"{math.log10(ratio):.1f}"
+    t = replicate(mlp_tables(), "seed", (0, 1, 2), scaled("delta_norm", FACTORS_3, where=lambda d: d["layer"] == 0))
+    (drawn,) = module("depth_activation_heatmap").draw(t)
+    ax = [a for a in drawn.fig.axes if a.get_title().startswith("at initialisation")][0]
+    logs = np.log10(np.array(FACTORS_3) * mlp_delta("relu", 3, 0, 0) / mlp_delta("relu", 3, 2, 0))
+    assert cell_texts(ax)["cell:3:relu"] == f"{np.median(logs):.1f}"
+    band = {t.get_gid(): t.get_text() for t in ax.texts}["band:3:relu"]
+    assert band == f"[{np.quantile(logs, 0.25):.1f}, {np.quantile(logs, 0.75):.1f}]"
+    theory_text = {t.get_gid(): t.get_text() for t in ax.texts}["theory:3:relu"]
+    assert theory_text == f"mf {math.log10(theory.chi1('relu', 1 / 3, 0.0)):.1f}", "mean field: (L-1)/2 log10 chi_1"
+
+
+def test_gradient_through_time_draws_each_init_apart_and_the_seeds_band():
+    t = replicate(recurrent_tables(), "init", INITS, scaled("dh_norm", (1.0, 3.0)))
+    (drawn,) = module("gradient_through_time").draw(t)
+    axes = [ax for ax in drawn.fig.axes if ax.get_visible()]
+    assert len(axes) == 2 * len(RNN_LENGTHS), "a row per init, a column per T"
+    for k, init in enumerate(INITS):
+        (ax,) = [a for a in axes if a.get_title() == f"init={init}\n$T = 6$"]
+        (line,) = by_gid(ax, "init:lstm")
+        np.testing.assert_allclose(line.get_ydata(), [(1.0, 3.0)[k] * rnn_dh("lstm", 6, i, 0) for i in range(6)])
+    t = replicate(recurrent_tables(), "seed", (0, 1, 2), scaled("dh_norm", FACTORS_3))
+    (drawn,) = module("gradient_through_time").draw(t)
+    ax = [a for a in drawn.fig.axes if a.get_title() == "$T = 8$"][0]
+    values = np.outer(FACTORS_3, [rnn_dh("rnn", 8, i, 0) for i in range(8)])
+    (line,) = by_gid(ax, "init:rnn(tanh)")
+    np.testing.assert_allclose(line.get_ydata(), np.median(values, axis=0))
+    (band,) = bands(ax, "band:init:rnn(tanh)")
+    _, lo, hi = band_bounds(band)
+    np.testing.assert_allclose(lo, np.quantile(values, 0.25, axis=0))
+    np.testing.assert_allclose(hi, np.quantile(values, 0.75, axis=0))
+
+
+def test_time_step_heatmap_a_file_per_other_value_and_one_seed_named():
+    t = replicate(clipping_tables(), "lr", (0.1, 0.2), scaled("dh_norm", (1.0, 100.0)))
+    drawn = module("time_step_heatmap").draw(t)
+    assert [d.suffix for d in drawn] == ["lr=0.1", "lr=0.2"]
+    for d, factor in zip(drawn, (1.0, 100.0)):
+        mesh = [ax for ax in d.fig.axes if ax.get_title() == "norm clip 1, seed 1"][0].collections[0]
+        expected = np.log10(factor * 0.5 ** (4 - 1 - np.arange(4)))
+        np.testing.assert_allclose(np.asarray(mesh.get_array()).reshape(3, 4)[0], expected)
+        # a panel is one run: the other seed is never pooled in, and it is named as left out
+        assert d.notes == ("seed 0: one seed per panel is drawn, the most explosive unclipped run's (seed 1)",)
+
+
+def test_gradient_figures_draw_two_folders_apart():
+    from gradlab.plots import combine
+
+    a, b = mlp_tables(), replicate(mlp_tables(), "init", ["standard"], scaled("delta_norm", (5.0,)))
+    both = combine({"a": a, "b": b})
+    assert set(both["runs"]["folder"]) == {"a", "b"} and both["runs"]["run_id"].is_unique
+    (drawn,) = module("gradient_by_layer").draw(both)
+    for folder, factor in (("a", 1.0), ("b", 5.0)):
+        (ax,) = [x for x in drawn.fig.axes if x.get_title() == f"folder={folder}\ndepth $L = 2$"]
+        (line,) = by_gid(ax, "init:relu")
+        np.testing.assert_allclose(line.get_ydata(), [factor * mlp_delta("relu", 2, l, 0) for l in range(3)])

@@ -1,6 +1,7 @@
 """Helpers shared by the gradient figures (gradient_by_layer, depth_activation_heatmap,
-gradient_through_time, time_step_heatmap): naming a config, logs of norms that may be 0 or inf,
-averaging over repeated runs, and the hidden layers' weight variance of a runs-table row."""
+gradient_through_time, time_step_heatmap): logs of norms that may be 0 or inf, a line per activation
+(and leaky slope) in its colour, the median over seeds with its band, and the hidden layers' weight
+variance of a runs-table row."""
 
 from __future__ import annotations
 
@@ -9,8 +10,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from gradlab.plots import style
-from gradlab.plots._runinfo import fmt as _fmt
+from gradlab.plots import split, style
 from gradlab.plots._runinfo import need as _runinfo_need
 
 LAYER_COLUMNS = ("step", "layer", "delta_norm", "weight_grad_norm")
@@ -30,18 +30,59 @@ def positive(values) -> np.ndarray:
     return np.where(np.isfinite(x) & (x > 0), x, np.nan)
 
 
-def geomean(values) -> float:
-    """Geometric mean of the finite positive values; 0.0 when every value is exactly 0; NaN if none."""
-    x = np.asarray(values, dtype=np.float64)
-    ok = np.isfinite(x) & (x > 0)
-    if ok.any():
-        return float(np.exp(np.mean(np.log(x[ok]))))
-    return 0.0 if x.size and np.all(x == 0) else math.nan
+def wide(df: pd.DataFrame, by: str, value: str) -> pd.DataFrame:
+    """run_id x `by` (layer or t) of value: one row per run, for split.band."""
+    df = df.drop_duplicates(["run_id", by])
+    return df.pivot(index="run_id", columns=by, values=value).sort_index(axis=1).astype(float)
 
 
-def mean_over_runs(df: pd.DataFrame, by: str, value: str) -> pd.Series:
-    """value per `by` (layer or t), the geometric mean over the runs in df (seeds)."""
-    return df.groupby(by)[value].agg(geomean).sort_index()
+def line(ax, x, rows: np.ndarray, color, gid: str, band: bool = True, **kw) -> np.ndarray:
+    """The median over the runs (rows) drawn as a line (zeros and inf hidden: positive()), with the seeds'
+    band (gid 'band:' + gid) when there are several runs; returns the median."""
+    med, lo, hi = split.band(rows)
+    ax.plot(x, positive(med), color=color, gid=gid, **kw)
+    if band and np.asarray(rows).shape[0] > 1:
+        style.fill_band(ax, x, positive(lo), positive(hi), color, gid=f"band:{gid}")
+    return med
+
+
+def line_key(run) -> tuple[str, float | None]:
+    """(activation, slope): a line per activation, and per slope for leaky ReLU."""
+    act = str(run["activation"])
+    slope = run.get("leaky_slope") if act == "leaky_relu" else None
+    return act, (None if slope is None or pd.isna(slope) else float(slope))
+
+
+def line_keys(runs: pd.DataFrame) -> list[tuple[str, float | None]]:
+    keys = {line_key(r) for _, r in runs.iterrows()}
+    order = {a: i for i, a in enumerate(activations_in({k[0] for k in keys}))}
+    return sorted(keys, key=lambda k: (order[k[0]], k[1] if k[1] is not None else -1.0))
+
+
+def key_mask(runs: pd.DataFrame, key: tuple[str, float | None]) -> pd.Series:
+    act, slope = key
+    mask = runs["activation"] == act
+    if slope is not None:
+        mask &= np.isclose(runs["leaky_slope"].astype(float), slope)
+    return mask
+
+
+def key_label(key: tuple[str, float | None], keys) -> str:
+    """'relu', 'leaky_relu' or 'leaky_relu (slope 0.1)' when several slopes are drawn."""
+    act, slope = key
+    slopes = {k[1] for k in keys if k[0] == act}
+    return f"{act} (slope {slope:g})" if slope is not None and len(slopes) > 1 else act
+
+
+def key_color(key: tuple[str, float | None], keys):
+    """The activation's colour; leaky slopes as its shades (the smallest slope darkest)."""
+    from gradlab.plots._runinfo import shades
+
+    act, slope = key
+    slopes = sorted({k[1] for k in keys if k[0] == act and k[1] is not None})
+    if slope is None or len(slopes) < 2:
+        return style.color_of(act)
+    return shades(style.color_of(act), len(slopes), 0.5)[slopes.index(slope)]
 
 
 def last_steps(df: pd.DataFrame) -> pd.DataFrame:
@@ -50,70 +91,15 @@ def last_steps(df: pd.DataFrame) -> pd.DataFrame:
     return df[df["step"] == last]
 
 
-def constant(runs: pd.DataFrame, column: str):
-    """The column's one value over the runs, or None when absent or varying."""
-    if column not in runs or runs.empty:
-        return None
-    values = runs[column].dropna().unique()
-    return values[0] if len(values) == 1 else None
+def title(fig, text: str) -> None:
+    """style.caption with 'head: config' (Context.title), wrapped after the head and then to the
+    figure's width (about 15 characters per inch at the caption's 9 points)."""
+    import textwrap
 
-
-def describe(runs: pd.DataFrame, skip: tuple[str, ...] = ()) -> str:
-    """The config fields the runs share, in words:
-    'MLP, width 64, init standard, teacher_student, sgd lr 0.01, no clipping, 200 steps'."""
-    parts = []
-
-    def has(col):
-        return col not in skip and constant(runs, col) is not None
-
-    if has("model"):
-        parts.append(str(constant(runs, "model")).upper())
-    if has("width"):
-        recurrent = "model" in runs and runs["model"].isin(["rnn", "lstm"]).all()
-        parts.append(("H " if recurrent else "width ") + _fmt(constant(runs, "width")))
-    if has("activation") and constant(runs, "model") != "lstm":
-        parts.append(str(constant(runs, "activation")))
-    if has("init"):
-        init = str(constant(runs, "init"))
-        rec = constant(runs, "recurrent_init") if constant(runs, "model") in ("rnn", "lstm") else None
-        text = f"init {init}"
-        if rec not in (None, "", init):
-            text += f", W_hh {rec}"
-        if "mean_field" in (init, rec) and constant(runs, "sigma_w2") is not None:
-            text += f" (sigma_w2 {_fmt(float(constant(runs, 'sigma_w2')))}"
-            sb2 = constant(runs, "sigma_b2")
-            text += f", sigma_b2 {_fmt(float(sb2))})" if sb2 not in (None, 0, 0.0) else ")"
-        parts.append(text)
-    if has("task"):
-        task = str(constant(runs, "task"))
-        if task in ("adding", "temporal_order", "copy_memory") and has("T"):
-            task += f" T={_fmt(constant(runs, 'T'))}"
-        parts.append(task)
-    if has("optimizer"):
-        text = str(constant(runs, "optimizer"))
-        if has("lr"):
-            text += f" lr {_fmt(float(constant(runs, 'lr')))}"
-        parts.append(text)
-    if has("clip_mode"):
-        mode = constant(runs, "clip_mode")
-        if mode == "none":
-            parts.append("no clipping")
-        elif has("clip"):
-            parts.append(f"{mode} clip {_fmt(float(constant(runs, 'clip')))}")
-    if has("steps"):
-        parts.append(f"{_fmt(constant(runs, 'steps'))} steps")
-    seeds = runs["seed"].nunique() if "seed" in runs else 1
-    if seeds > 1 and "seed" not in skip:
-        parts.append(f"{seeds} seeds (geometric mean)")
-    return ", ".join(parts)
-
-
-def title(fig, head: str, config: str) -> None:
-    """style.caption with 'head: config', the config on a second line when one line would be wider
-    than the figure (about 14 characters per inch at the caption's 9 points)."""
-    text = f"{head}: {config}"
-    if len(text) > 14 * fig.get_figwidth():
-        text = f"{head}\n{config}"
+    width = max(40, int(15 * fig.get_figwidth()))
+    if len(text) > width and ": " in text:
+        head, config = text.split(": ", 1)
+        text = head + "\n" + "\n".join(textwrap.wrap(config, width))
     style.caption(fig, text)
 
 

@@ -1,7 +1,10 @@
-"""Gradient norm per layer of the MLPs at initialisation, a panel per depth, with the mean-field
-prediction dashed over the backpropagated error."""
+"""Gradient norm per layer of the MLPs at initialisation, a column of panels per depth, a line per
+activation, with the mean-field prediction dashed over the backpropagated error; any other field that
+differs is a row of panels (or a file), seeds a median with a band."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
@@ -11,127 +14,210 @@ from matplotlib.patches import Patch
 from gradlab import theory
 from gradlab.nn.activations import DEFAULT_SLOPE
 from gradlab.plots import _gradients as g
-from gradlab.plots import select_runs, style
+from gradlab.plots import select_runs, split, style
 
 PART = "depth"
 CAPTION = (
-    "Gradient norm per layer (layer 0 nearest the input; grey band: the output layer), measured at "
-    "initialisation (step 0, solid with markers) and at the last logged step (faint), a line per activation and "
-    "a column per depth; y is logarithmic and shared along each row. Top: ||dL/dz_l||, the backpropagated "
-    "error; bottom: ||dL/dW_l||. Dashed grey: the mean-field prediction, a factor sqrt(chi_1) per layer (in the "
-    "legend), anchored at the last hidden layer's measured value, with sigma_w2 from the init (1/3 for the "
-    "standard init U[-1/sqrt(n), 1/sqrt(n)]). Look at the slopes: a line that falls toward the input is "
-    "vanishing, and the deeper the net, the more decades it loses. At the standard init every activation "
-    "has chi_1 < 1: sigmoid falls fastest (x0.14 per layer), ReLU and leaky ReLU next (x0.41), tanh slowest "
-    "(x0.58); with He init ReLU would be flat. A triangle on the bottom edge marks a gradient that is exactly 0."
+    "Gradient norm per layer (layer 0 nearest the input; grey band: the output layer): solid with markers at "
+    "initialisation (step 0), dotted in the same colour at the last logged step; a line per activation, a "
+    "column of panels per depth L, log y. Top row of each pair: the backpropagated error ||dL/dz_l||; bottom: "
+    "the weight gradient ||dL/dW_l||. Dashed grey: the mean-field prediction, a factor sqrt(chi_1) per layer "
+    "toward the input (chi_1 from the activation and the init's weight variance n Var[W] = sigma_w^2), "
+    "anchored at the last hidden layer's measured value. A line that falls toward the input is "
+    "vanishing, one that rises is exploding; panels of different depths have their own y range (panels of one "
+    "depth share theirs), so compare slopes by the decades on their axes. A triangle on the bottom edge marks "
+    "a gradient that is exactly 0."
 )
 MARKERS = {"sigmoid": "o", "tanh": "s", "relu": "^", "leaky_relu": "v", "identity": "D"}
+DRAWS = ("model", "depth", "activation", "leaky_slope")
+ROLES = {"depth": "columns of panels", "activation": "lines, in its colour", "leaky_slope": "shades of a line"}
+MAX_FACETS = 3  # rows of panel pairs before the other values go to files
 
 ROWS = (
-    ("delta_norm", "||dL/dz_l||, batch mean\n(loss / unit of z)"),
-    ("weight_grad_norm", "||dL/dW_l||, Frobenius\n(loss / unit of W)"),
+    ("delta_norm", r"$\|\partial L/\partial z_l\|$" + "\nbatch mean"),
+    ("weight_grad_norm", r"$\|\partial L/\partial W_l\|_F$"),
 )
 
 
-def _line(ax, x, y, **kw):
-    """Plot the positive finite values; mark exact zeros with a triangle on the bottom edge."""
+def _zeros(ax, x, y, color, gid: str) -> None:
+    """Mark exact zeros (which a log axis cannot show) with a triangle on the bottom edge."""
     y = np.asarray(y, dtype=np.float64)
-    line = ax.plot(x, g.positive(y), **kw)[0]
     zeros = np.asarray(x)[y == 0]
-    if zeros.size and kw.get("alpha", 1) == 1:
-        ax.plot(zeros, np.zeros_like(zeros, dtype=float), marker="v", linestyle="none", color=kw.get("color"),
-                transform=ax.get_xaxis_transform(), clip_on=False, markersize=5, gid=f"zero:{kw.get('gid', '')}")
-    return line
+    if zeros.size:
+        ax.plot(zeros, np.zeros_like(zeros, dtype=float), marker="v", linestyle="none", color=color,
+                transform=ax.get_xaxis_transform(), clip_on=False, markersize=5, gid=f"zero:{gid}")  # fmt: skip
 
 
-def _prediction(group_runs: pd.DataFrame, activation: str, depth: int, anchor: float) -> np.ndarray | None:
-    """Mean-field delta_norm for hidden layers 0..depth-1 anchored at the last one, or None."""
-    if not (np.isfinite(anchor) and anchor > 0):
+def _sigma(runs: pd.DataFrame):
+    """(sigma_w2, sigma_b2, slope) shared by the runs, or None (unknown init, or they differ)."""
+    sigmas = {g.hidden_sigma(row) for _, row in runs.iterrows()}
+    slopes = set(runs["leaky_slope"].astype(float)) if "leaky_slope" in runs else {DEFAULT_SLOPE}
+    if len(sigmas) != 1 or None in sigmas or len(slopes) != 1:
         return None
-    sigma = g.hidden_sigma(group_runs.iloc[0])
+    (sw2, sb2), slope = sigmas.pop(), slopes.pop()
+    return sw2, sb2, slope
+
+
+def _prediction(runs: pd.DataFrame, activation: str, depth: int, anchor: float) -> np.ndarray | None:
+    """Mean-field delta_norm for hidden layers 0..depth-1 anchored at the last one, or None."""
+    sigma = _sigma(runs)
+    if sigma is None or not (np.isfinite(anchor) and anchor > 0):
+        return None
+    try:
+        return theory.predicted_delta_norms(activation, sigma[0], sigma[1], depth, slope=sigma[2], last=anchor)
+    except ValueError:
+        return None
+
+
+def _chi1(runs: pd.DataFrame, activation: str) -> float | None:
+    sigma = _sigma(runs)
     if sigma is None:
         return None
-    slope = float(group_runs.iloc[0].get("leaky_slope", DEFAULT_SLOPE))
     try:
-        return theory.predicted_delta_norms(activation, sigma[0], sigma[1], depth, slope=slope, last=anchor)
+        return theory.chi1(activation, *sigma)
     except ValueError:
         return None
 
 
-def _factor(runs: pd.DataFrame, activation: str) -> str:
-    """' (x0.41 / layer predicted)': sqrt(chi_1) when the activation's runs share one init, else ''."""
-    group = runs[runs["activation"] == activation]
-    sigmas = {g.hidden_sigma(row) for _, row in group.iterrows()}
-    slopes = set(group["leaky_slope"]) if "leaky_slope" in group else {DEFAULT_SLOPE}
-    if len(sigmas) != 1 or None in sigmas or len(slopes) != 1:
-        return ""
-    (sw2, sb2), slope = sigmas.pop(), float(slopes.pop())
-    try:
-        return f" (x{theory.chi1(activation, sw2, sb2, slope) ** 0.5:.2f}/layer)"
-    except ValueError:
-        return ""
-
-
-def draw(tables: dict[str, pd.DataFrame]):
-    t = select_runs(tables, PART, model="mlp",
-                    skip="no MLP runs (model = mlp) to draw gradients per layer from")
+def _select(tables):
+    t = select_runs(tables, PART, model="mlp", skip="no MLP runs (model = mlp) to draw gradients per layer from")
     runs = t["runs"]
     layers = g.need(t, "layers", g.LAYER_COLUMNS, "the MLP runs")
-    layers = layers.merge(runs[["run_id", "depth", "activation"]], on="run_id")
-    first = layers[layers["step"] == 0]
-    if first.empty:
+    at0 = set(layers.loc[layers["step"] == 0, "run_id"])
+    missing = runs[~runs["run_id"].isin(at0)]
+    notes = []
+    if len(missing):
+        ids = ", ".join(missing["run_id"].astype(str)[:3]) + (", ..." if len(missing) > 3 else "")
+        notes.append(f"{len(missing)} MLP run{'s' if len(missing) != 1 else ''} with no layers rows at step 0 ({ids})")
+    runs = runs[runs["run_id"].isin(at0)]
+    if runs.empty:
         raise style.SkipFigure("the MLP runs have no layers rows at step 0 (initialisation)")
+    return t, runs, notes
+
+
+def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
+    t, runs, notes = _select(tables)
+    return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=MAX_FACETS, by=by,
+                            notes=notes, what="MLP runs")  # fmt: skip
+
+
+def _draw(ctx: split.Context):
+    runs, facets = ctx.runs, ctx.facets
+    layers = ctx.tables["layers"].merge(runs[["run_id", "depth"]], on="run_id")
+    first = layers[layers["step"] == 0]
     final = g.last_steps(layers)
     final = final[final["step"] > 0]
     final_steps = sorted(final["step"].unique())
-
-    depths = sorted(int(d) for d in first["depth"].unique())
-    acts = g.activations_in(first["activation"])
-    fig, axes = style.figure(len(ROWS), len(depths), width=2.35, height=2.0, sharey="row", layout="constrained")
-    for col, depth in enumerate(depths):
-        for row, (value, label) in enumerate(ROWS):
-            ax = axes[row, col]
-            ax.set_yscale("log")
-            ax.axvspan(depth - 0.5, depth + 0.5, color="0.92", zorder=0, linewidth=0)
-            for act in acts:
-                ids = runs[(runs["depth"] == depth) & (runs["activation"] == act)]
-                at0 = first[first["run_id"].isin(ids["run_id"])]
-                if at0.empty:
-                    continue
-                color = style.color_of(act)
-                y0 = g.mean_over_runs(at0, "layer", value)
-                _line(ax, y0.index, y0.values, color=color, marker=MARKERS.get(act, "o"), markersize=3,
-                      markerfacecolor="none" if act == "leaky_relu" else color, gid=f"init:{act}", label=act)
-                atN = final[final["run_id"].isin(ids["run_id"])]
-                if not atN.empty:
-                    yN = g.mean_over_runs(atN, "layer", value)
-                    _line(ax, yN.index, yN.values, color=color, alpha=0.35, linewidth=1.0, gid=f"final:{act}")
-                if value == "delta_norm":
-                    pred = _prediction(ids, act, depth, float(y0.get(depth - 1, np.nan)))
-                    if pred is not None:
-                        ax.plot(np.arange(depth), g.positive(pred), **{**style.THEORY, "linewidth": 1.0}, zorder=5,
-                                gid=f"theory:{act}")
-            if row == 0:
-                ax.set_title(f"depth L = {depth}")
-            if row == len(ROWS) - 1:
-                ax.set_xlabel("layer l (0 = input side)")
-            if col == 0:
-                ax.set_ylabel(label)
-            ax.xaxis.get_major_locator().set_params(integer=True)
-    handles = [
-        Line2D([], [], color=style.color_of(a), marker=MARKERS.get(a, "o"), markersize=3.5,
-               markerfacecolor="none" if a == "leaky_relu" else style.color_of(a), label=a + _factor(runs, a))
-        for a in acts
-    ]
+    depths = sorted(int(d) for d in runs["depth"].unique())
+    keys = g.line_keys(runs)
+    nrows = len(ROWS) * len(facets)
+    fig, axes = style.figure(nrows, len(depths), width=2.35, height=1.9, layout="constrained")
+    limits: dict[tuple[int, int], list] = {}  # (quantity row, depth) -> values drawn, for one y range
+    numbers = []  # (facet label, key, depth, measured factor, predicted sqrt chi1, decades, predicted decades)
+    for f, facet in enumerate(facets):
+        for col, depth in enumerate(depths):
+            for r, (value, label) in enumerate(ROWS):
+                ax = axes[f * len(ROWS) + r, col]
+                ax.set_yscale("log")
+                ax.axvspan(depth - 0.5, depth + 0.5, color="0.92", zorder=0, linewidth=0)
+                ax.set_xlim(-0.5, depth + 0.5)
+                if not (facet.runs["depth"] == depth).any():  # a combination that was not run
+                    ax.text(0.5, 0.5, "no runs", ha="center", va="center", transform=ax.transAxes, color="0.4")
+                for key in keys:
+                    group = facet.runs[(facet.runs["depth"] == depth) & g.key_mask(facet.runs, key)]
+                    at0 = first[first["run_id"].isin(group["run_id"])]
+                    if at0.empty:
+                        continue
+                    color, name = g.key_color(key, keys), g.key_label(key, keys)
+                    rows0 = g.wide(at0, "layer", value)
+                    x = rows0.columns.to_numpy()
+                    med = g.line(ax, x, rows0.to_numpy(), color, f"init:{name}", marker=MARKERS.get(key[0], "o"),
+                                 markersize=3, markerfacecolor="none" if key[0] == "leaky_relu" else color,
+                                 markevery=max(1, (depth + 1) // 17))  # fmt: skip
+                    _zeros(ax, x, med, color, name)
+                    limits.setdefault((r, col), []).append(med)
+                    atN = final[final["run_id"].isin(group["run_id"])]
+                    if not atN.empty:
+                        rowsN = g.wide(atN, "layer", value)
+                        medN = g.line(ax, rowsN.columns.to_numpy(), rowsN.to_numpy(), color, f"final:{name}",
+                                      band=False, **style.LATER)  # fmt: skip
+                        limits[(r, col)].append(medN)
+                    if value == "delta_norm":
+                        anchor = float(dict(zip(x, med)).get(depth - 1, math.nan))
+                        pred = _prediction(group, key[0], depth, anchor)
+                        if pred is not None:
+                            ax.plot(np.arange(depth), g.positive(pred), **{**style.THEORY, "linewidth": 1.0},
+                                    zorder=5, gid=f"theory:{name}")  # fmt: skip
+                        numbers.append((facet.label, name, depth, _measured(x, med, depth), _chi1(group, key[0]),
+                                        pred))  # fmt: skip
+                title = f"depth $L = {depth}$"
+                if facet.label and r == 0:
+                    title = f"{facet.label}\n{title}"
+                if r == 0:
+                    ax.set_title(title)
+                if f * len(ROWS) + r == nrows - 1:
+                    ax.set_xlabel("layer $l$ (0 = input side)")
+                if col == 0:
+                    ax.set_ylabel(label)
+                ax.xaxis.get_major_locator().set_params(integer=True)
+    for f in range(len(facets)):  # panels of one quantity and depth share a y range; depths do not
+        for (r, col), drawn in limits.items():
+            _ylim(axes[f * len(ROWS) + r, col], drawn)
+    handles = []
+    for key in keys:
+        color = g.key_color(key, keys)
+        chi = _chi1(runs[g.key_mask(runs, key)], key[0])
+        factor = rf" ($\sqrt{{\chi_1}} = {chi ** 0.5:.2f}$)" if chi is not None else ""
+        handles.append(Line2D([], [], color=color, marker=MARKERS.get(key[0], "o"), markersize=3.5,
+                              markerfacecolor="none" if key[0] == "leaky_relu" else color,
+                              label=g.key_label(key, keys) + factor))  # fmt: skip
     handles += [
-        Line2D([], [], color="0.3", alpha=0.35,
+        Line2D([], [], color="0.3", **style.LATER,
                label="last logged step" + (f" ({final_steps[-1]})" if len(final_steps) == 1 else "")),
         Line2D([], [], **{**style.THEORY, "linewidth": 1.0}, label="mean-field prediction"),
         Patch(color="0.92", label="output layer"),
-    ]
-    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), frameon=False)
-    per_line = int(runs.groupby(["depth", "activation"]).size().max())
-    note = f"; each line the geometric mean of up to {per_line} runs" if per_line > 1 else ""
-    config = g.describe(runs, skip=("activation", "seed"))
-    g.title(fig, "Gradient per layer at initialisation (step 0)", config + note)
-    return fig
+    ]  # fmt: skip
+    if ctx.plan.seeds > 1:
+        handles.append(Patch(color="0.3", alpha=style.BAND_ALPHA,
+                             label=f"median, band: {split.band_name(ctx.plan.seeds)} of seeds"))  # fmt: skip
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4, 2 * len(depths)), frameon=False)
+    g.title(fig, ctx.title("Gradient per layer at initialisation (step 0)", skip=("activation",)))
+    return fig, _text(numbers)
+
+
+def _ylim(ax, drawn) -> None:
+    v = g.positive(np.concatenate([np.asarray(d, dtype=float).ravel() for d in drawn]))
+    v = v[np.isfinite(v)]
+    if v.size:
+        lo, hi = float(v.min()), float(v.max())
+        span = max(math.log10(hi / lo), 1.0)
+        ax.set_ylim(lo / 10 ** (0.08 * span), hi * 10 ** (0.08 * span))
+
+
+def _measured(x, med, depth: int) -> float:
+    """The measured factor per layer, (delta_0 / delta_(L-1))^(1/(L-1)); NaN when not computable."""
+    by = dict(zip(np.asarray(x).tolist(), np.asarray(med, dtype=float)))
+    first, last = by.get(0, math.nan), by.get(depth - 1, math.nan)
+    if depth < 2 or not (first > 0 and last > 0 and math.isfinite(first) and math.isfinite(last)):
+        return math.nan
+    return (first / last) ** (1.0 / (depth - 1))
+
+
+def _text(numbers) -> str:
+    """The measured per-layer factors and decades of the deepest nets beside mean field's."""
+    if not numbers:
+        return ""
+    deepest = max(n[2] for n in numbers)
+    items = []
+    for label, name, depth, factor, chi, pred in numbers:
+        if depth != deepest or not math.isfinite(factor):
+            continue
+        decades = (depth - 1) * math.log10(factor)
+        text = f"{name} x{factor:.2f} per layer, {decades:+.1f} decades"
+        if chi is not None:
+            text += f" (mean field: x{chi ** 0.5:.2f}, {(depth - 1) * 0.5 * math.log10(chi):+.1f})"
+        items.append((f"{label}: " if label else "") + text)
+    if not items:
+        return ""
+    return (f"Measured at step 0 from layer L-1 to layer 0 of the deepest nets (L = {deepest}, median over seeds): "
+            + "; ".join(items) + ".")  # fmt: skip
