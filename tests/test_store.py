@@ -292,3 +292,18 @@ def test_several_folders_load_as_one_set_with_their_folder_as_a_field(tmp_path):
     assert both["runs"]["run_id"].is_unique, "the same run in two folders must stay two runs"
     assert set(both["steps"]["run_id"]) == set(both["runs"]["run_id"])
     assert load_folders([tmp_path / "a"])["runs"].equals(one["runs"])
+
+
+def test_tables_of_an_earlier_gradlab_load_with_the_columns_added_since(tmp_path):
+    experiment = config.from_dict(SMALL, "exp")
+    out = tmp_path / "exp"
+    runner.run(experiment, out, progress=False)
+    new = load(out)
+    dropped = {"timesteps": ["layer", "dh_last_norm"], "layers": ["da_norm"], "runs": ["norm", "residual"]}
+    old = {name: df.drop(columns=dropped.get(name, [])) for name, df in new.items()}
+    for name, df in old.items():
+        df.to_parquet(out / f"{name}.parquet", index=False)
+    upgraded = load(out)
+    assert upgraded["layers"]["da_norm"].isna().all()
+    pd.testing.assert_frame_equal(upgraded["steps"], new["steps"])
+    assert set(upgraded["runs"]["norm"]) == {"none"} and set(upgraded["runs"]["residual"]) == {False}

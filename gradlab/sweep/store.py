@@ -30,6 +30,7 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 TABLES = ("runs", "steps", "layers", "timesteps")
@@ -264,11 +265,27 @@ def load(path: str | Path) -> dict[str, pd.DataFrame]:
     tables = {}
     for name in TABLES:
         try:
-            tables[name] = pd.read_parquet(root / f"{name}.parquet")
+            tables[name] = upgrade(name, pd.read_parquet(root / f"{name}.parquet"))
         except Exception as err:  # noqa: BLE001 - pyarrow raises several types for a damaged file
             repair = f"gradlab run {root / 'config.toml'} --out {root}" if (root / "config.toml").is_file() else "gradlab run CONFIG --out DIR"
             raise StoreError(f"{root / (name + '.parquet')}: unreadable ({type(err).__name__}); `{repair}` rebuilds it from the run folders") from None
     return tables
+
+
+ADDED = {"timesteps": {"layer": 0, "dh_last_norm": np.nan}, "layers": {"da_norm": np.nan}}  # columns added since 0.1
+
+
+def upgrade(name: str, table: pd.DataFrame) -> pd.DataFrame:
+    """A table written by an earlier gradlab, with the columns added since at what they mean there: a config
+    field at its default (every older run had it), `layer` 0 (one cell layer), a measurement NaN (not taken).
+    A table that has them all comes back as it is."""
+    from gradlab.schema import FIELDS, column
+
+    if name == "runs":
+        missing = {column(k): f.default for k, f in FIELDS.items() if f.since > 1 and column(k) not in table and len(table)}
+    else:
+        missing = {c: v for c, v in ADDED.get(name, {}).items() if c not in table}
+    return table.assign(**missing) if missing else table
 
 
 def load_folders(paths: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
