@@ -1,9 +1,12 @@
 """The HTML report of a results folder: one self-contained file (figures embedded as base64 PNG,
 inline CSS, no script, nothing fetched from the network) that reads well on screen and printed.
 
-Sections: what ran (runs by status and diagnosis, per part), the figures with captions saying what
-to look at (and the figures skipped, with why), the diagnosis sentences grouped by label, the config
-and its grid, and provenance (manifest.json).
+Sections: what ran (runs by status and diagnosis, per part, and what each part's runs share and what
+varies), the figures with their captions (how to read each, then what the data say: the runs drawn, what
+they share, what varies and how it is drawn apart, the measured numbers beside the theory's, and what was
+left out and why; the figures skipped, with why), the diagnosis sentences grouped by label, the config and
+its grid, and provenance (manifest.json). Every text about the results is written from the tables; the only
+hand-written texts are the experiment's and its parts' descriptions from its own config.
 """
 
 from __future__ import annotations
@@ -21,12 +24,22 @@ from typing import Any
 
 import pandas as pd
 
-from gradlab.plots import NAMES
+from gradlab import diagnose
+from gradlab.plots import NAMES, split
 from gradlab.plots import draw as drawing
 from gradlab.plots._runinfo import config_fields
 
 STATUSES = ("ok", "diverged", "failed")
-LABELS = ("diverged", "dying", "exploding", "vanishing", "healthy")  # most to least alarming
+LABELS = tuple(reversed(diagnose.LABELS))  # most to least alarming
+RULES = {  # what each label means, for the diagnosis section's opening (only the labels present are named)
+    "diverged": "a loss or gradient became inf/NaN",
+    "dying": "dead hidden units",
+    "exploding": "the gradient grows 100&times; or more across the hidden layers, or back in time",
+    "vanishing": "the gradient shrinks 100&times; or more across the hidden layers, or back in time",
+    "stalled": "the held-out loss ends no better than a fixed fraction of the best constant prediction's",
+    "healthy": "none of the above",
+}
+CAPTION_MARKS = ("Drawn: ", "Left out: ")  # a caption's parts (gradlab.plots.split.draw_files) that start a line
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCREEN_DPI = 96  # CSS pixels per inch: an embedded figure is shown at its printed size
 
@@ -55,6 +68,8 @@ code, td.mono { font-family: monospace; font-size: 0.95em; }
 .label-dying { color: #7a3d6b; }
 .label-vanishing { color: #1f5f8f; }
 .label-healthy { color: #2d6b2d; }
+.label-stalled { color: #8a6d00; }
+figcaption .notes { color: #7a3d00; }
 .muted { color: #666; }
 @media print {
   body { max-width: none; margin: 0; font-size: 11pt; }
@@ -72,8 +87,10 @@ def write(
 ) -> Path:
     """Write results_dir/report.html (to a temporary name, then renamed) and return its path.
 
-    `tables` default to the folder's consolidated tables; `drawn` is draw_all's (written, skipped),
-    and when not given the figures are drawn now (into results_dir/figures/, PNG and PDF)."""
+    `tables` default to the folder's consolidated tables; `drawn` is draw_all's Drawing (or its
+    (written, skipped)), and when not given the figures are drawn now (into results_dir/figures/, PNG and
+    PDF). A Drawing's captions and notes are the ones shown; with (written, skipped) alone each figure
+    gets its module's CAPTION."""
     from gradlab.sweep import load_results
 
     root = Path(results_dir)
@@ -81,7 +98,13 @@ def write(
         tables = load_results(root)
     if drawn is None:
         drawn = drawing.draw_all(tables, root)
-    text = build(root, tables, *drawn)
+    if not isinstance(drawn, drawing.Drawing) and getattr(drawn[0], "drawing", None) is not None:
+        drawn = drawn[0].drawing  # (written, skipped) unpacked from a Drawing: its captions are still known
+    if isinstance(drawn, drawing.Drawing):
+        text = build(root, tables, drawn.written, drawn.skipped, captions=drawn.captions, notes=drawn.notes,
+                     stems=drawn.stems)  # fmt: skip
+    else:
+        text = build(root, tables, *drawn)
     path = root / "report.html"
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
@@ -111,8 +134,17 @@ def write_summary(results_dir: str | Path, tables: dict[str, pd.DataFrame] | Non
     return path
 
 
-def build(root: Path, tables: dict[str, pd.DataFrame], written: dict[str, list[Path]], skipped: dict[str, str]) -> str:
-    """The report's HTML text."""
+def build(
+    root: Path,
+    tables: dict[str, pd.DataFrame],
+    written: dict[str, list[Path]],
+    skipped: dict[str, str],
+    captions: dict[str, str] | None = None,
+    notes: dict[str, list[str]] | None = None,
+    stems: dict[str, list[str]] | None = None,
+) -> str:
+    """The report's HTML text: captions (file stem -> caption) and notes (figure -> what it left out) from
+    draw_all's Drawing; stems (figure -> its files' stems, in order) default to the written files'."""
     runs = tables["runs"]
     manifest = _read_json(root / "manifest.json")
     config_text = _read_text(root / "config.toml")
@@ -130,15 +162,12 @@ def build(root: Path, tables: dict[str, pd.DataFrame], written: dict[str, list[P
         ),
         '<h2 id="runs">Runs by status and diagnosis</h2>',
         _runs_table(runs),
+        _parts(runs, experiment),
         _failed(runs),
         '<h2 id="figures">Figures</h2>',
-        _figures(tables, written, skipped),
+        _figures(tables, written, skipped, captions or {}, notes or {}, stems or {}),
         '<h2 id="diagnosis">Diagnosis</h2>',
-        (
-            "<p>Each run gets one label, the first rule that applies: diverged (a loss or gradient became inf/NaN), "
-            "dying (dead hidden units), exploding or vanishing (the gradient grows or shrinks 100&times; or more "
-            "across the hidden layers, or back in time), else healthy. The sentence gives the numbers.</p>"
-        ),
+        _rules(runs),
         _diagnoses(runs),
         '<h2 id="config">Config and grid</h2>',
         _grid(runs, experiment),
@@ -161,7 +190,9 @@ def build(root: Path, tables: dict[str, pd.DataFrame], written: dict[str, list[P
 
 def _headline(runs: pd.DataFrame, manifest: dict, written: dict) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in _ordered_counts(runs.get("status", pd.Series(dtype=str)), STATUSES))
-    bits = [f"{len(runs)} runs ({counts or 'none'})", f"{len(written)} of {len(NAMES)} figures"]
+    files = sum(len({Path(p).stem for p in paths}) for paths in written.values())
+    figures = f"{len(written)} of {len(NAMES)} figures" + (f" in {files} files" if files > len(written) else "")
+    bits = [f"{len(runs)} runs ({counts or 'none'})", figures]
     if "wall_s" in manifest:
         resumed = int(manifest.get("runs", {}).get("skipped_as_finished", 0) or 0)
         note = f" ({resumed} runs were already finished)" if resumed else ""
@@ -209,24 +240,74 @@ def _failed(runs: pd.DataFrame) -> str:
     return f"<h3>Failed runs</h3><ul>{items}</ul>"
 
 
-def _figures(tables: dict[str, pd.DataFrame], written: dict[str, list[Path]], skipped: dict[str, str]) -> str:
-    out = []
-    for i, name in enumerate(n for n in NAMES if n in written):
-        png = _png_bytes(name, written[name], tables)
-        if png is None:
-            skipped = {**skipped, name: "drawn, but no PNG could be read for the report"}
-            continue
-        width, _ = png_size(png)
-        style = f' style="width:{round(width * SCREEN_DPI / 200)}px"' if width else ""
-        data = base64.b64encode(png).decode("ascii")
-        cap = drawing.caption(name)
-        out.append(
-            f'<figure id="fig-{_e(name)}"><img src="data:image/png;base64,{data}" alt="figure {_e(name)}"{style}>'
-            f"<figcaption><b>{_e(name)}</b>{': ' + _e(cap) if cap else ''}</figcaption></figure>"
+def _parts(runs: pd.DataFrame, experiment) -> str:
+    """Per part (or for all runs): its description from the config when it has one, what its runs share
+    and what varies among them, both written from the runs table."""
+    if not len(runs):
+        return ""
+    described = {p.name: getattr(p, "description", "") for p in (experiment.parts if experiment else [])}
+    groups = [(str(p), g) for p, g in runs.groupby("part", sort=False)] if _has_parts(runs) else [("all", runs)]
+    head = "<tr><th>part</th><th>shared by its runs</th><th>varies</th></tr>"
+    rows = []
+    for name, frame in groups:
+        varies = []
+        for f in split.varying(frame):
+            if f in (split.PART, "run_id"):
+                continue
+            n = len([v for v in split.values_of(frame, f) if v is not split.NA])
+            varies.append(f"{f}: {split.values_text(frame, f)}" + (f" ({n})" if n > 8 else ""))
+        text = described.get(name, "")
+        rows.append(
+            f"<tr><td>{_e(name)}</td><td>{_e(split.shared(frame, skip=(split.PART,)))}"
+            + (f'<br><span class="muted">{_e(text)}</span>' if text else "")
+            + f"</td><td class=mono>{'<br>'.join(_e(v) for v in varies) or 'nothing'}</td></tr>"
         )
+    return f"<h3>What the runs share and what varies</h3><table>{head}{''.join(rows)}</table>"
+
+
+def _rules(runs: pd.DataFrame) -> str:
+    """The diagnosis section's opening: the labels present, most alarming first, and what each means."""
+    present = [d for d, _ in _ordered_counts(runs["diagnosis"], LABELS)] if "diagnosis" in runs and len(runs) else []
+    named = [f"{_e(d)} ({RULES[d]})" if d in RULES else _e(d) for d in present if d]
+    if not named:
+        return ""
+    return ("<p>Each run gets one label, the first rule that applies, most alarming first; here: "
+            + ", ".join(named) + ". The sentence gives the numbers.</p>")  # fmt: skip
+
+
+def _figures(
+    tables: dict[str, pd.DataFrame],
+    written: dict[str, list[Path]],
+    skipped: dict[str, str],
+    captions: dict[str, str],
+    notes: dict[str, list[str]],
+    stems: dict[str, list[str]],
+) -> str:
+    out = []
+    for name in (n for n in NAMES if n in written):
+        files = stems.get(name) or list(dict.fromkeys(Path(p).stem for p in written[name]))
+        for stem in files:
+            paths = [p for p in written[name] if Path(p).stem == stem]
+            png = _png_bytes(name, stem, paths, tables)
+            if png is None:
+                skipped = {**skipped, stem: "drawn, but no PNG could be read for the report"}
+                continue
+            width, _ = png_size(png)
+            style = f' style="width:{round(width * SCREEN_DPI / 200)}px"' if width else ""
+            data = base64.b64encode(png).decode("ascii")
+            cap = captions.get(stem) or drawing.caption(name)
+            left = "" if stem in captions or not notes.get(name) else (
+                '<br><span class="notes">Left out: ' + _e("; ".join(notes[name])) + ".</span>")
+            text = _e(cap)
+            for mark in CAPTION_MARKS:  # what the data say, each on its own line after the reading guide
+                text = text.replace(f" {mark}", f"<br>{mark}", 1)
+            out.append(
+                f'<figure id="fig-{_e(stem)}"><img src="data:image/png;base64,{data}" alt="figure {_e(stem)}"{style}>'
+                f"<figcaption><b>{_e(stem)}</b>{': ' + text if cap else ''}{left}</figcaption></figure>"
+            )
     if not out:
         out.append('<p class="muted">No figure could be drawn from these results.</p>')
-    not_drawn = [n for n in NAMES if n in skipped]
+    not_drawn = [n for n in [*NAMES, *(k for k in skipped if k not in NAMES)] if n in skipped]
     if not_drawn:
         items = "".join(f"<li><b><code>{_e(n)}</code></b>: {_e(skipped[n])}</li>" for n in not_drawn)
         out.append(f"<h3>Figures not drawn</h3><ul>{items}</ul>")
@@ -328,21 +409,26 @@ def png_size(data: bytes) -> tuple[int, int]:
     return struct.unpack(">II", data[16:24])
 
 
-def _png_bytes(name: str, paths: list[Path], tables: dict[str, pd.DataFrame]) -> bytes | None:
-    """The figure's PNG: the file draw_all wrote, else drawn again in memory (when PNG was not a format)."""
+def _png_bytes(name: str, stem: str, paths: list[Path], tables: dict[str, pd.DataFrame]) -> bytes | None:
+    """The file's PNG: the one draw_all wrote, else figure `name` drawn again in memory and its file
+    `stem` taken (when PNG was not a format)."""
     for path in paths:
         if Path(path).suffix == ".png" and Path(path).is_file():
             data = Path(path).read_bytes()
             return data if data.startswith(PNG_SIGNATURE) else None
-    fig, _ = drawing.render(name, tables)
-    if fig is None:
+    drawn, _ = drawing.render(name, tables)
+    if drawn is None:
         return None
     import matplotlib.pyplot as plt
 
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=200)
-    plt.close(fig)
-    return buffer.getvalue()
+    data = None
+    for d in drawn:
+        if split.file_name(name, d.suffix) == stem:
+            buffer = io.BytesIO()
+            d.fig.savefig(buffer, format="png", dpi=200)
+            data = buffer.getvalue()
+        plt.close(d.fig)
+    return data
 
 
 def _has_parts(runs: pd.DataFrame) -> bool:
@@ -350,12 +436,14 @@ def _has_parts(runs: pd.DataFrame) -> bool:
 
 
 def _varying_columns(runs: pd.DataFrame) -> dict[str, list[str]]:
-    """Per part: the config columns whose values differ between that part's runs (what tells them apart)."""
-    columns = config_fields(runs)
+    """Per part: the fields whose values differ between that part's runs (what tells them apart; a field
+    that does not apply to a run is not a difference), the results folder too when there are several."""
+    columns = [*config_fields(runs), *([split.FOLDER] if split.FOLDER in runs else [])]
     groups = runs.groupby("part", sort=False) if "part" in runs else [("", runs)]
     out = {}
     for part, frame in groups:
-        out[part] = [c for c in columns if frame[c].astype(str).nunique(dropna=False) > 1]
+        moving = set(split.varying(frame))
+        out[part] = [c for c in columns if c in moving]
     return out
 
 
