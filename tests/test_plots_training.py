@@ -24,10 +24,28 @@ def gid_lines(ax, prefix: str) -> list:
     return [line for line in ax.get_lines() if (line.get_gid() or "").startswith(prefix)]
 
 
+def bands(ax, prefix: str = "band:") -> list:
+    """The seeds' bands (fill_between collections) on ax whose gid starts with prefix."""
+    return [c for c in ax.collections if (c.get_gid() or "").startswith(prefix)]
+
+
+def band_bounds(band) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, lower, upper) of a fill_between band: at each x its polygons' lowest and highest y."""
+    xy = np.concatenate([p.vertices for p in band.get_paths()])
+    xs = np.unique(xy[:, 0])
+    return xs, np.array([xy[xy[:, 0] == x, 1].min() for x in xs]), np.array([xy[xy[:, 0] == x, 1].max() for x in xs])
+
+
 def gid_line(ax, gid: str):
     found = [line for line in ax.get_lines() if line.get_gid() == gid]
     assert len(found) == 1, f"expected one line with gid {gid!r}, found {len(found)}"
     return found[0]
+
+
+def one(drawn):
+    """The Figure of a figure drawn into one file (draw() returns a Drawn per file)."""
+    assert len(drawn) == 1, f"expected one file, got {[d.suffix for d in drawn]}"
+    return drawn[0].fig
 
 
 def assert_not_blank(fig) -> None:
@@ -108,45 +126,57 @@ def dying():
     return tables(runs, steps, layers)
 
 
+def dead_axes(fig):
+    """{(panel letter, width): axes} for (a) and (b), and (c)'s axes."""
+    out, lu = {}, None
+    for ax in fig.axes:
+        title = ax.get_title(loc="left")
+        if title.startswith("(c)"):
+            lu = ax
+        else:
+            width = int(title.split("$N = ")[1].split("$")[0])
+            out[(title[1], width)] = ax
+    return out, lu
+
+
 def test_dead_units_panels_lines_and_labels(dying):
-    fig = dead_units.draw(dying)
-    assert len(fig.axes) == 3
-    ax_layer, ax_time, ax_lu = fig.axes
-    for ax in (ax_layer, ax_time):  # ReLU, leaky 0.01, leaky 0.1: all dead (solid) and born dead (dotted)
-        assert len(gid_lines(ax, "dead:")) == 3
-        assert len(gid_lines(ax, "born:")) == 3
+    fig = one(dead_units.draw(dying))
+    panels, ax_lu = dead_axes(fig)
+    assert sorted(panels) == [("a", 2), ("a", 4), ("b", 2), ("b", 4)], "a row of (a), (b) per width, never pooled"
+    assert len(fig.axes) == 5
+    for (letter, width), ax in panels.items():  # width 2: ReLU, leaky 0.01, leaky 0.1; width 4: ReLU only
+        assert len(gid_lines(ax, "dead:")) == (3 if width == 2 else 1)
+        assert len(gid_lines(ax, "born:")) == len(gid_lines(ax, "dead:"))
         assert all(line.get_linestyle() == ":" for line in gid_lines(ax, "born:"))
         assert ax.get_ylabel().startswith("fraction")
-    assert ax_layer.get_xlabel().startswith("hidden layer")
-    assert ax_time.get_xlabel() == "training step"
-    assert ax_lu.get_xlabel() == "hidden layers k" and "dead" in ax_lu.get_ylabel()
+        assert ax.get_xlabel().startswith("hidden layer" if letter == "a" else "training step")
+    assert ax_lu.get_xlabel() == "hidden layers $k$" and "dead" in ax_lu.get_ylabel()
     assert len(gid_lines(ax_lu, "lu:")) == 2 and len(gid_lines(ax_lu, "measured:")) == 2
     # one colour per activation: ReLU lines in ReLU's colour; leaky slopes in two different shades
+    ax_layer = panels[("a", 2)]
     assert gid_line(ax_layer, "dead:ReLU").get_color() == style.color_of("relu")
     to_rgb = plt.matplotlib.colors.to_rgb
     leaky = {tuple(np.round(to_rgb(line.get_color()), 3)) for line in gid_lines(ax_layer, "dead:leaky")}
     assert len(leaky) == 2
-    assert "model=mlp" in fig._suptitle.get_text()
+    assert "MLP" in fig._suptitle.get_text()
     assert_not_blank(fig)
 
 
 def test_dead_units_numbers(dying):
-    fig = dead_units.draw(dying)
-    ax_layer, ax_time, ax_lu = fig.axes
-    # (a) at the end, depth 3: mean over the three ReLU runs of depth 3 per hidden layer (the output layer's
-    # 0.9 is not a hidden layer and must not appear)
-    dead = gid_line(ax_layer, "dead:ReLU")
+    (drawn,) = dead_units.draw(dying)
+    panels, ax_lu = dead_axes(drawn.fig)
+    # (a) at the end, the deepest (k = 3), per width: the median over the runs (seeds) per hidden layer (the
+    # output layer's 0.9 is not a hidden layer and must not appear). Width 2: r23a and r23b; width 4: r43.
+    dead = gid_line(panels[("a", 2)], "dead:ReLU")
     np.testing.assert_array_equal(dead.get_xdata(), [0, 1, 2])
-    np.testing.assert_allclose(dead.get_ydata(), [(0.5 + 0 + 0) / 3, (1 + 0.5 + 0.25) / 3, (0.5 + 0.5 + 0.25) / 3])
-    born = gid_line(ax_layer, "born:ReLU")
-    np.testing.assert_allclose(born.get_ydata(), [0, (1 + 0.5 + 0.25) / 3, 0.5 / 3])
-    # (b) over training: per run the mean over its hidden layers, then the mean over the 4 ReLU runs
-    at0 = np.mean([1.0, 0.5, 0.5 / 3, 0.25 / 3])
-    at2 = np.mean([1.0, 2 / 3, 1 / 3, 0.5 / 3])
-    line = gid_line(ax_time, "dead:ReLU")
+    np.testing.assert_allclose(dead.get_ydata(), np.median([[0.5, 1, 0.5], [0, 0.5, 0.5]], axis=0))
+    np.testing.assert_allclose(gid_line(panels[("a", 2)], "born:ReLU").get_ydata(), [0, 0.75, 0.25])
+    np.testing.assert_allclose(gid_line(panels[("a", 4)], "dead:ReLU").get_ydata(), [0, 0.25, 0.25])
+    # (b) over training: per run the mean over its hidden layers, then the median over the width's runs
+    line = gid_line(panels[("b", 2)], "dead:ReLU")
     np.testing.assert_array_equal(line.get_xdata(), [0, 2])
-    np.testing.assert_allclose(line.get_ydata(), [at0, at2])
-    np.testing.assert_allclose(gid_line(ax_time, "dead:leaky ReLU, slope 0.1").get_ydata(), [0, 0])
+    np.testing.assert_allclose(line.get_ydata(), [np.median([0.5, 1 / 6]), np.median([2 / 3, 1 / 3])])
+    np.testing.assert_allclose(gid_line(panels[("b", 2)], "dead:leaky ReLU, slope 0.1").get_ydata(), [0, 0])
     # (c) Lu's probability at every plotted depth, and the measured fractions
     for width in (2, 4):
         lu = gid_line(ax_lu, f"lu:{width}")
@@ -158,6 +188,8 @@ def test_dead_units_numbers(dying):
     np.testing.assert_allclose(np.round(m2.get_xdata()), [1, 3])
     np.testing.assert_allclose(m2.get_ydata(), [1.0, 0.5])  # NA collapse + dead layer counts; 1 of 2
     np.testing.assert_allclose(gid_line(ax_lu, "measured:4").get_ydata(), [0.0])
+    # the caption gives the measured numbers beside Lu's
+    assert f"N = 2, k = 3: 1/2 (Lu {theory.lu_dead_probability(2, 3):.2f})" in drawn.caption
 
 
 def test_dead_at_init_combines_collapse_and_dead_layers(dying):
@@ -203,7 +235,7 @@ def sat_part():
 
 
 def test_saturation_lines_panels_values(sat_part):
-    fig = saturation.draw(sat_part)
+    fig = one(saturation.draw(sat_part))
     assert len(fig.axes) == 2
     for ax in fig.axes:
         assert len(ax.get_lines()) == 4  # (sigmoid, tanh) x (depth 2, 3)
@@ -224,7 +256,7 @@ def test_saturation_lines_panels_values(sat_part):
 
 def test_saturation_says_when_nothing_saturates(sat_part):
     zero = dict(sat_part, layers=sat_part["layers"].assign(saturated_frac=0.0))
-    fig = saturation.draw(zero)
+    fig = one(saturation.draw(zero))
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert sum("no unit saturated" in t for t in texts) == 2
 
@@ -266,10 +298,11 @@ def clip_tables():
 
 
 def test_clipping_panels_lines_and_scales(clip_tables):
-    fig = clipping.draw(clip_tables)
+    fig = one(clipping.draw(clip_tables))
     assert len(fig.axes) == 4  # three panels and the divergence-rate axis of the third
     ax_loss, ax_norm, ax_final, twin = fig.axes
-    assert len(gid_lines(ax_loss, "seed:")) == 8 and len(gid_lines(ax_loss, "median:")) == 4
+    assert len(gid_lines(ax_loss, "median:")) == 4 and not gid_lines(ax_loss, "seed:"), "a median per threshold"
+    assert len(bands(ax_loss)) == 4, "and the seeds' band, not a thin line per seed"
     assert len(gid_lines(ax_loss, "diverged")) == 2  # the run of another part is not drawn
     assert ax_loss.get_yscale() == "log"  # losses span 0.01 .. 1000
     assert ax_norm.get_yscale() == "log"
@@ -279,12 +312,12 @@ def test_clipping_panels_lines_and_scales(clip_tables):
     assert "loss" in ax_loss.get_ylabel() and "norm" in ax_norm.get_ylabel()
     assert "threshold" in ax_final.get_xlabel() and "diverged" in twin.get_ylabel()
     assert [t.get_text() for t in ax_final.get_xticklabels()] == ["0.1", "1", "10", "none"]
-    assert "model=rnn" in fig._suptitle.get_text()
+    assert "RNN" in fig._suptitle.get_text()
     assert_not_blank(fig)
 
 
 def test_clipping_numbers(clip_tables):
-    fig = clipping.draw(clip_tables)
+    fig = one(clipping.draw(clip_tables))
     ax_loss, ax_norm, ax_final, twin = fig.axes
     rate = gid_line(twin, "divergence_rate")
     np.testing.assert_allclose(rate.get_ydata(), [0.0, 0.5, 0.0, 0.5])  # 0.1, 1, 10, none
@@ -301,9 +334,9 @@ def test_clipping_numbers(clip_tables):
 
 def test_clipping_skips(clip_tables):
     runs = clip_tables["runs"]
-    one = dict(clip_tables, runs=runs[runs["clip"] == 10.0])
+    single = dict(clip_tables, runs=runs[runs["clip"] == 10.0])
     with pytest.raises(style.SkipFigure, match="two or more clipping thresholds"):
-        clipping.draw(one)
+        clipping.draw(single)
     with pytest.raises(style.SkipFigure, match="clip_mode"):
         clipping.draw(dict(clip_tables, runs=runs.drop(columns="clip_mode")))
     with pytest.raises(style.SkipFigure, match="grad_norm_clipped"):
@@ -329,7 +362,11 @@ def loss_tables():
     return tables(runs, steps, [])
 
 
-def test_loss_curves_default_group_and_lines(loss_tables):
+def by_title(fig) -> dict:
+    return {ax.get_title(loc="left"): ax for ax in fig.axes if ax.get_title(loc="left")}
+
+
+def test_loss_curves_default_group(loss_tables):
     runs = loss_tables["runs"]
     assert loss_curves.default_by(runs) == "activation"  # swept: its colours mean the same everywhere
     assert loss_curves.default_by(runs.assign(activation="tanh")) == "depth"  # else the most values
@@ -338,52 +375,80 @@ def test_loss_curves_default_group_and_lines(loss_tables):
     assert loss_curves.default_by(seeds.assign(lr=0.1)) == "activation"  # nothing swept
     rnn = runs.assign(activation="tanh", model=["mlp", "mlp", "rnn", "rnn"], depth=[2, 2, 4, 8])
     assert loss_curves.default_by(rnn) == "model"  # an RNN's depth means nothing: depth has one value
-    fig = loss_curves.draw(loss_tables, by="activation")
-    assert len(fig.axes) == 1
-    ax = fig.axes[0]
-    assert len(gid_lines(ax, "run:")) == 4 and len(gid_lines(ax, "median:")) == 2
-    assert gid_line(ax, "median:relu").get_color() == style.color_of("relu")
-    assert ax.get_yscale() == "log"  # 0.001 .. 5
-    assert ax.get_xlabel() == "training step" and "loss" in ax.get_ylabel()
-    assert ax.get_legend().get_title().get_text().startswith("activation")
-    (cross,) = gid_lines(ax, "diverged")
+
+
+def test_loss_curves_never_pool_runs_that_differ_in_another_field(loss_tables):
+    """A line per activation; depth differs between runs of one activation, so it is a panel each: every line
+    is one run's loss, never a median of runs of different depths."""
+    (drawn,) = loss_curves.draw(loss_tables, by="activation")
+    fig = drawn.fig
+    panels = by_title(fig)
+    assert sorted(panels) == ["depth=2", "depth=4", "depth=8"]
+    losses = loss_tables["steps"].pivot(index="step", columns="run_id", values="loss")
+    runs = loss_tables["runs"].set_index("run_id")
+    drawn_lines = 0
+    for title, ax in panels.items():
+        depth = int(title.split("=")[1])
+        for line in gid_lines(ax, "median:"):
+            act = line.get_gid().split(":", 1)[1]
+            (run_id,) = runs.index[(runs["depth"] == depth) & (runs["activation"] == act)]
+            expected = losses[run_id].to_numpy()
+            expected = np.where(np.isfinite(expected), expected, np.nan)
+            np.testing.assert_allclose(line.get_ydata()[: len(expected)], expected)
+            drawn_lines += 1
+        assert ax.get_xlabel() in ("training step", "")
+    assert drawn_lines == len(runs), "every run drawn, each on its own line"
+    assert gid_line(panels["depth=2"], "median:relu").get_color() == style.color_of("relu")
+    (cross,) = gid_lines(panels["depth=2"], "diverged")
     assert list(cross.get_xdata()) == [1] and list(cross.get_ydata()) == [5.0]  # where the run ended
-    np.testing.assert_allclose(gid_line(ax, "median:tanh").get_ydata(), [1.0, 0.55, 0.25, 0.15])
-    relu = gid_line(ax, "median:relu").get_ydata()  # the diverged run counts as inf from step 2 on
-    np.testing.assert_allclose(relu[:2], [1.0, 2.55])
-    assert np.isnan(relu[2:]).all()
-    assert "Loss curves by activation" in fig._suptitle.get_text()
+    assert panels["depth=8"].get_yscale() == "log"  # 0.001 .. 1
+    assert "depth 2, 4, 8 (panels, one per value)" in drawn.caption
+    assert "Loss curves, by activation" in fig._suptitle.get_text()
     assert_not_blank(fig)
 
 
+def test_loss_curves_seeds_are_a_median_with_a_band(loss_tables):
+    """Runs that differ only in seed: one line, their median, with a band at their quartiles."""
+    runs = loss_tables["runs"].assign(depth=2, seed=[0, 1, 0, 1], status="ok")
+    steps = loss_tables["steps"].replace(np.inf, 2.0)
+    (drawn,) = loss_curves.draw(tables(runs, steps, []))
+    ax = drawn.fig.axes[0]
+    wide = steps.pivot(index="step", columns="run_id", values="loss")
+    for act in ("tanh", "relu"):
+        ids = runs.loc[runs["activation"] == act, "run_id"]
+        values = wide[ids].to_numpy().T
+        ok = ~np.isnan(values).any(axis=0)
+        np.testing.assert_allclose(gid_line(ax, f"median:{act}").get_ydata()[ok], np.median(values[:, ok], axis=0))
+        (band,) = bands(ax, f"band:{act}")
+        x, lo, hi = band_bounds(band)
+        at = np.isin(x, wide.index[ok])
+        np.testing.assert_allclose(lo[at], np.quantile(values[:, ok], 0.25, axis=0))
+        np.testing.assert_allclose(hi[at], np.quantile(values[:, ok], 0.75, axis=0))
+    assert "interquartile range" in drawn.caption and "seeds 0, 1" in drawn.caption
+
+
 def test_loss_curves_default_draws_depth_linear_when_narrow(loss_tables):
-    narrow = loss_tables["runs"]["run_id"].isin(["tanh20", "tanh41"])
     t = {k: (v[v["run_id"].isin(["tanh20", "tanh41"])] if "run_id" in v else v) for k, v in loss_tables.items()}
-    assert narrow.sum() == 2
-    fig = loss_curves.draw(t)
+    fig = one(loss_curves.draw(t))
     ax = fig.axes[0]
     assert ax.get_legend().get_title().get_text().startswith("depth")
     assert len(gid_lines(ax, "median:")) == 2 and not gid_lines(ax, "diverged")
     assert ax.get_yscale() == "linear"  # 0.1 .. 1 is one decade
 
 
-def test_loss_curves_panel_per_part_or_task_and_clip_groups(loss_tables, clip_tables):
+def test_loss_curves_a_file_per_part_and_clip_groups(loss_tables, clip_tables):
     runs = pd.concat([loss_tables["runs"], clip_tables["runs"]], ignore_index=True)
     steps = pd.concat([loss_tables["steps"], clip_tables["steps"]], ignore_index=True)
-    fig = loss_curves.draw(tables(runs, steps, []), by="activation")
-    titles = [ax.get_title(loc="left").split("\n")[0] for ax in fig.axes]
-    assert titles == ["part:  (teacher_student)", "part: clipping (adding)", "part: dying (adding)"]
-    fig = loss_curves.draw(tables(runs.assign(part=""), steps, []), by="activation")
-    titles = {ax.get_title(loc="left").split("\n")[0] for ax in fig.axes}
-    assert titles == {"task: adding", "task: teacher_student"}  # their losses do not share a scale
-    assert len(gid_lines(fig.axes[0], "median:")) + len(gid_lines(fig.axes[1], "median:")) == 3
+    drawn = loss_curves.draw(tables(runs, steps, []), by="activation")
+    assert [d.suffix for d in drawn] == ["part=clipping", "part=dying", "part=n-a"]  # the runs without a part last
+    assert sum(len(gid_lines(ax, "median:")) for d in drawn for ax in d.fig.axes) >= 4
+    assert "part dying" in drawn[1].caption and "part clipping" not in drawn[1].caption
     clip_only = dict(clip_tables, runs=clip_tables["runs"][clip_tables["runs"]["part"] == "clipping"])
     assert loss_curves.default_by(clip_only["runs"]) == "clip"
-    fig = loss_curves.draw(clip_only)
-    ax = fig.axes[0]
-    # "none" is its own group, not clip = 1
+    ax = one(loss_curves.draw(clip_only)).axes[0]
+    # "none" is its own line, not clip = 1
     medians = [line.get_gid() for line in gid_lines(ax, "median:")]
-    assert medians == ["median:0.1", "median:1", "median:10", "median:none"]
+    assert medians == ["median:no clipping", "median:norm clip 0.1", "median:norm clip 1", "median:norm clip 10"]
 
 
 def test_loss_curves_errors(loss_tables):
@@ -395,9 +460,103 @@ def test_loss_curves_errors(loss_tables):
         loss_curves.draw(dict(loss_tables, steps=loss_tables["steps"].drop(columns="loss")))
 
 
-def test_loss_curves_lstm_is_its_own_group(loss_tables):
-    runs = loss_tables["runs"].assign(model=["mlp", "mlp", "lstm", "lstm"])
-    fig = loss_curves.draw(dict(loss_tables, runs=runs), by="activation")
-    ax = fig.axes[0]
-    assert [line.get_gid() for line in gid_lines(ax, "median:")] == ["median:tanh", "median:lstm"]
-    assert gid_line(ax, "median:lstm").get_color() == style.MODEL_COLORS["lstm"]
+def test_loss_curves_lstm_is_its_own_line(loss_tables):
+    runs = loss_tables["runs"].assign(model=["mlp", "mlp", "lstm", "lstm"], depth=2, seed=[0, 1, 0, 1])
+    ax = one(loss_curves.draw(dict(loss_tables, runs=runs), by="activation")).axes[0]
+    assert [line.get_gid() for line in gid_lines(ax, "median:")] == ["median:tanh", "median:LSTM"]
+    assert gid_line(ax, "median:LSTM").get_color() == style.MODEL_COLORS["lstm"]
+
+
+# ------------------------------------------------------------------------------------------ drawn apart
+
+
+def replicate(t: dict[str, pd.DataFrame], field: str, values, factors=None, column=None) -> dict[str, pd.DataFrame]:
+    """Every run once per value of `field` (run_id + '~value'), `column` of its rows times factors[i]."""
+    runs, others = [], {k: [] for k in t if k != "runs"}
+    for i, v in enumerate(values):
+        r = t["runs"].copy()
+        r["run_id"] = r["run_id"].astype(str) + f"~{v}"
+        r[field] = v
+        runs.append(r)
+        for name in others:
+            df = t[name].copy()
+            if "run_id" in df:
+                df["run_id"] = df["run_id"].astype(str) + f"~{v}"
+            if column in df and factors is not None:
+                df[column] = df[column] * factors[i]
+            others[name].append(df)
+    out = {k: pd.concat(v, ignore_index=True) for k, v in others.items()}
+    return {"runs": pd.concat(runs, ignore_index=True), **out}
+
+
+def test_dead_units_a_file_per_init_and_the_seeds_band(dying):
+    drawn = dead_units.draw(replicate(dying, "init", ("he_normal", "xavier_normal"), (1.0, 0.5), "dead_frac"))
+    assert [d.suffix for d in drawn] == ["init=he_normal", "init=xavier_normal"]
+    for d, factor in zip(drawn, (1.0, 0.5)):
+        panels, _ = dead_axes(d.fig)
+        line = gid_line(panels[("a", 4)], "dead:ReLU")  # one run (r43): its own values, never the other init's
+        np.testing.assert_allclose(line.get_ydata(), factor * np.array([0, 0.25, 0.25]))
+        assert "init=" + d.suffix.split("=")[1] in d.fig._suptitle.get_text()
+    # width 2, k = 3: r23a and r23b differ only in nothing drawn but seed -> a median and a band
+    seeded = dict(dying, runs=dying["runs"].assign(seed=[0, 0, 1, 0, 0, 0, 0]))
+    (drawn,) = dead_units.draw(seeded)
+    panels, _ = dead_axes(drawn.fig)
+    (band,) = bands(panels[("a", 2)], "band:ReLU")
+    values = np.array([[0.5, 1, 0.5], [0, 0.5, 0.5]])
+    _, lo, hi = band_bounds(band)
+    np.testing.assert_allclose(lo, np.quantile(values, 0.25, axis=0))
+    np.testing.assert_allclose(hi, np.quantile(values, 0.75, axis=0))
+
+
+def test_saturation_draws_each_init_apart_and_the_seeds_band(sat_part):
+    t = replicate(sat_part, "init", ("standard", "xavier_normal"), (1.0, 0.5), "saturated_frac")
+    (drawn,) = saturation.draw(t)
+    assert len(drawn.fig.axes) == 4, "a row of (start, end) per init"
+    for init, factor in (("standard", 1.0), ("xavier_normal", 0.5)):
+        (ax,) = [a for a in drawn.fig.axes if a.get_title(loc="left") == f"(b) end of training (step 2)\ninit={init}"]
+        np.testing.assert_allclose(gid_line(ax, "sigmoid:2").get_ydata(), factor * np.array([0.0, 0.5]))
+    # tanh depth 3 has two seeds: their median, and a band at their quartiles
+    (drawn,) = saturation.draw(sat_part)
+    init = drawn.fig.axes[0]
+    values = np.array([[0.0, 0.2, 0.4], [0.0, 0.4, 0.4]])
+    (band,) = bands(init, "band:tanh:3")
+    _, lo, hi = band_bounds(band)
+    np.testing.assert_allclose(lo, np.quantile(values, 0.25, axis=0))
+    np.testing.assert_allclose(hi, np.quantile(values, 0.75, axis=0))
+    assert "sigmoid |z| > 6.0, tanh |z| > 3.0" in drawn.caption
+
+
+def test_clipping_a_file_per_lr_and_the_seeds_band(clip_tables):
+    drawn = clipping.draw(replicate(clip_tables, "lr", (0.1, 0.2), (1.0, 2.0), "loss"))
+    assert [d.suffix for d in drawn] == ["lr=0.1", "lr=0.2"]
+    for d, factor in zip(drawn, (1.0, 2.0)):
+        ax_loss = d.fig.axes[0]
+        np.testing.assert_allclose(gid_line(ax_loss, "median:0.1").get_ydata(),
+                                   factor * np.array([0.6, 0.55, 0.5, 0.45, 0.4, 0.4]))  # fmt: skip
+    ax_loss = one(clipping.draw(clip_tables)).axes[0]
+    (band,) = bands(ax_loss, "band:10")
+    values = np.array([[0.5, 0.2, 0.1, 0.05, 0.05, 0.01], [0.5, 0.2, 0.1, 0.05, 0.04, 0.01]])
+    _, lo, hi = band_bounds(band)
+    np.testing.assert_allclose(lo, np.quantile(values, 0.25, axis=0))
+    np.testing.assert_allclose(hi, np.quantile(values, 0.75, axis=0))
+
+
+def test_loss_curves_draw_each_init_apart(loss_tables):
+    t = replicate(loss_tables, "init", ("he_normal", "xavier_normal"), (1.0, 3.0), "loss")
+    (drawn,) = loss_curves.draw(t)
+    panels = by_title(drawn.fig)
+    assert sorted(panels) == sorted(f"init={i}, depth={d}" for i in ("he_normal", "xavier_normal") for d in (2, 4, 8))
+    for title, ax in panels.items():
+        factor = 3.0 if "xavier" in title else 1.0
+        if "depth=2" in title:
+            np.testing.assert_allclose(gid_line(ax, "median:tanh").get_ydata(), factor * np.array([1.0, 0.5, 0.2, 0.1]))
+
+
+def test_training_figures_say_what_they_leave_out(dying, clip_tables, loss_tables):
+    failed = run_row("broken", status="failed", activation="relu", part="dying", depth=3, width=2)
+    t = dict(dying, runs=pd.concat([dying["runs"], pd.DataFrame([failed])], ignore_index=True))
+    (drawn,) = dead_units.draw(t)
+    assert drawn.notes == ("1 ReLU/leaky ReLU MLP run with no dead-unit probe (layers.dead_frac)",)
+    assert "Left out: 1 ReLU/leaky ReLU MLP run" in drawn.caption
+    t = dict(loss_tables, runs=pd.concat([loss_tables["runs"], pd.DataFrame([failed])], ignore_index=True))
+    assert all("1 failed run (nothing logged to draw)" in d.notes for d in loss_curves.draw(t))

@@ -29,7 +29,7 @@ from typer.testing import CliRunner
 
 from gradlab import report
 from gradlab.cli import app
-from gradlab.plots import NAMES, draw, style
+from gradlab.plots import NAMES, draw, split, style
 from gradlab.sweep import config, load_results
 from gradlab.sweep.store import record_files
 
@@ -119,7 +119,13 @@ def parse(text: str) -> Images:
 
 
 def written_figures(out: Path) -> set[str]:
+    """The stems of the PNG files in figures/ (a figure split into files has several)."""
     return {p.stem for p in (out / "figures").glob("*.png")}
+
+
+def figure_names(out: Path) -> set[str]:
+    """The figures drawn: <figure>.png or <figure>__<field>=<value>.png."""
+    return {split.figure_of(stem) for stem in written_figures(out)}
 
 
 # ---- the report as HTML -----------------------------------------------------------------------
@@ -129,7 +135,7 @@ def test_run_draws_the_figures_and_prints_the_report_path(results):
     out, output = results
     assert (out / "report.html").is_file()
     assert f"report: {out / 'report.html'}" in output
-    drawn = written_figures(out)
+    drawn = figure_names(out)
     assert drawn, "the tiny results draw no figure at all"
     assert f"figures: {len(drawn)} of {len(NAMES)} drawn" in output
     summary = pd.read_csv(out / "summary.csv")
@@ -485,3 +491,157 @@ def test_run_without_config_is_the_tour(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     assert result.output.startswith("tour: 190 runs")
     assert "would write results/tour/" in result.output
+
+
+# ---- figures that separate what differs, on real runs -------------------------------------------
+
+# The issue's case, small: ReLU MLPs at depth 6, He against Xavier, two seeds each.
+HE_XAVIER = """
+name = "he_xavier"
+description = "ReLU depth 6: He against Xavier"
+[model]
+kind = "mlp"
+depth = 6
+width = 8
+activation = "relu"
+[task]
+name = "teacher_student"
+input_size = 4
+[train]
+steps = 4
+log_every = 2
+probe_size = 32
+batch = 8
+[sweep]
+init = ["he_normal", "xavier_normal"]
+seed = [0, 1]
+"""
+
+
+@pytest.fixture(scope="module")
+def he_xavier(tmp_path_factory):
+    """The he_xavier experiment run with gradlab.sweep.runner.run, its tables and draw_all's Drawing."""
+    from gradlab.sweep import runner
+
+    folder = tmp_path_factory.mktemp("he_xavier")
+    (folder / "he_xavier.toml").write_text(HE_XAVIER)
+    out = folder / "results"
+    runner.run(config.load(folder / "he_xavier.toml"), out, executor="serial", progress=False, warn=lambda s: None)
+    tables = load_results(out)
+    return out, tables, draw.draw_all(tables, out, formats=["png"])
+
+
+def vocabulary() -> set[str]:
+    """The names of activations, inits, models and tasks: a caption may name only its experiment's."""
+    from gradlab import schema
+
+    names = set()
+    for key in ("model.kind", "model.activation", "model.init", "task.name"):
+        names |= set(schema.FIELDS[key].choices)
+    return names
+
+
+def test_each_init_is_drawn_apart_and_seeds_are_a_band(he_xavier):
+    out, tables, drawing = he_xavier
+    runs, layers = tables["runs"], tables["layers"]
+    (stem,) = drawing.stems["gradient_by_layer"]
+    assert stem == "gradient_by_layer", "two inits are rows of panels in one file"
+    fig_path = out / "figures" / "gradient_by_layer.png"
+    assert fig_path.is_file()
+    (d,) = draw.render("gradient_by_layer", tables)[0]
+    for init in ("he_normal", "xavier_normal"):
+        (ax,) = [a for a in d.fig.axes if a.get_title() == f"init={init}\ndepth $L = 6$"]
+        (line,) = [ln for ln in ax.get_lines() if ln.get_gid() == "init:relu"]
+        ids = runs.loc[runs["init"] == init, "run_id"]
+        rows = layers[layers["run_id"].isin(ids) & (layers["step"] == 0)]
+        wide = rows.pivot(index="run_id", columns="layer", values="delta_norm").to_numpy()
+        np.testing.assert_allclose(line.get_ydata(), np.median(wide, axis=0))  # this init's two seeds only
+        (band,) = [c for c in ax.collections if c.get_gid() == "band:init:relu"]
+        xy = np.concatenate([p.vertices for p in band.get_paths()])
+        lo = [xy[xy[:, 0] == x, 1].min() for x in range(7)]
+        np.testing.assert_allclose(lo, np.quantile(wide, 0.25, axis=0))
+    # the heatmap's cells: each init's own median, never one of both
+    (h,) = draw.render("depth_activation_heatmap", tables)[0]
+    cells = {ax.get_title(): {t.get_gid(): t.get_text() for t in ax.texts} for ax in h.fig.axes if ax.get_title()}
+    he, xavier = (cells[f"init={i}\nat initialisation (step 0)"]["cell:6:relu"] for i in ("he_normal", "xavier_normal"))
+    assert he != xavier
+
+
+def test_a_non_tour_experiment_s_captions_name_only_its_own_fields(he_xavier):
+    out, tables, drawing = he_xavier
+    assert drawing.captions, "no figure drawn"
+    own = {"mlp", "relu", "he_normal", "xavier_normal", "teacher_student"}
+    for stem, caption in drawing.captions.items():
+        named = {w for w in vocabulary() if re.search(rf"(?<![\w]){re.escape(w)}(?![\w])", caption)}
+        assert named <= own, f"{stem}'s caption names {sorted(named - own)}, which this experiment does not have"
+        assert "init he_normal, xavier_normal" in caption, f"{stem}: what varies is not said"
+    tour = config.load(TOUR)
+    text = (out / "report.html").read_text() if (out / "report.html").exists() else report.build(
+        out, tables, drawing.written, drawing.skipped, drawing.captions, drawing.notes, drawing.stems)
+    assert tour.description not in text
+    for phrase in ("sigmoid falls fastest", "At the standard init", "x0.14"):
+        assert phrase not in text, f"the tour's text {phrase!r} in another experiment's report"
+    for stem, caption in drawing.captions.items():
+        assert html.escape(caption).split(" Drawn: ")[0] in text
+
+
+def drawn_runs(name: str, tables) -> int:
+    """How many runs figure `name` draws, over its files (their captions' "Drawn: N")."""
+    drawn, reason = draw.render(name, tables)
+    assert drawn, reason
+    return sum(int(re.search(r"Drawn: (\d+)", d.caption).group(1)) for d in drawn)
+
+
+def test_two_folders_drawn_together_draw_both(results, he_xavier):
+    from gradlab.plots import combine
+
+    (tiny, _), (hx, _, _) = results, he_xavier
+    both = combine({"tiny": load_results(tiny), "hx": load_results(hx)})
+    assert len(both["runs"]) == len(load_results(tiny)["runs"]) + len(load_results(hx)["runs"])
+    assert both["runs"]["run_id"].is_unique
+    for name in ("gradient_by_layer", "depth_activation_heatmap", "loss_curves"):
+        drawn, reason = draw.render(name, both)
+        assert drawn, reason
+        named = set()  # the folders a file's caption says it draws ("folder tiny, hx (rows ...)", "folder hx")
+        for d in drawn:
+            for found in re.findall(r"folder[ =]([\w, ]+)", d.caption):
+                named |= {f for f in found.split(", ") if f in ("tiny", "hx")}
+        assert named == {"tiny", "hx"}, f"{name} drew the runs of {named} only"
+        alone = drawn_runs(name, load_results(tiny)) + drawn_runs(name, load_results(hx))
+        assert drawn_runs(name, both) == alone, f"{name}: not every run of both folders is drawn"
+    # the same tables without the folders' names cannot be told apart: an error, never a silent drop
+    dup = {k: pd.concat([v, v], ignore_index=True) for k, v in load_results(hx).items()}
+    with pytest.raises(ValueError, match="combine"):
+        draw.draw_all(dup, hx, only=["gradient_by_layer"], formats=["png"])
+
+
+def test_draw_all_names_split_files_and_removes_stale_ones(he_xavier, tmp_path):
+    out, tables, _ = he_xavier
+    drawing = draw.draw_all(tables, tmp_path, only=["gradient_by_layer", "loss_curves"], formats=["png"], by="seed")
+    # by=seed: the seeds become rows of panels too (the init and the seed as facets), or files
+    assert set(drawing.written) == {"gradient_by_layer", "loss_curves"}
+    for name, stems in drawing.stems.items():
+        assert all(split.figure_of(s) == name for s in stems)
+        assert [p.stem for p in drawing.written[name]] == stems
+    written, skipped = drawing  # unpacks as draw_all always did
+    assert written is drawing.written and skipped == {}
+    many = {"runs": tables["runs"].assign(lr=tables["runs"]["seed"].map({0: 0.01, 1: 0.02})),
+            **{k: v for k, v in tables.items() if k != "runs"}}  # fmt: skip
+    split_files = draw.draw_all(many, tmp_path, only=["dead_units"], formats=["png"])
+    # dead_units has no room for facets: every other field that differs is a file, named by its values
+    stems = [f"dead_units__init={i}__lr={lr}" for i in ("he_normal", "xavier_normal") for lr in ("0.01", "0.02")]
+    assert split_files.stems["dead_units"] == stems
+    assert [f for f in visible(tmp_path / "figures") if f.startswith("dead_units")] == [f"{s}.png" for s in stems]
+    again = draw.draw_all(tables, tmp_path, only=["dead_units"], formats=["png"])
+    assert again.stems["dead_units"] == ["dead_units__init=he_normal", "dead_units__init=xavier_normal"]
+    assert [f for f in visible(tmp_path / "figures") if f.startswith("dead_units")] == [
+        "dead_units__init=he_normal.png", "dead_units__init=xavier_normal.png"], "stale split files kept"
+    # a figure that leaves runs out says so, in the Drawing's notes (for gradlab plot) and in its caption
+    broken = {**tables, "layers": tables["layers"][tables["layers"]["run_id"] != tables["runs"]["run_id"].iloc[0]]}
+    noted = draw.draw_all(broken, tmp_path, only=["gradient_by_layer"], formats=["png"])
+    first = tables["runs"]["run_id"].iloc[0]
+    assert noted.notes["gradient_by_layer"] == [f"1 MLP run with no layers rows at step 0 ({first})"]
+    assert noted.note_lines() == ["  gradient_by_layer left out: " + noted.notes["gradient_by_layer"][0]]
+    assert "Left out: 1 MLP run" in noted.captions["gradient_by_layer"]
+    with pytest.raises(ValueError, match="--by 'nope'"):
+        draw.draw_all(tables, tmp_path, by="nope")

@@ -1,6 +1,6 @@
 """Small helpers shared by the training figures (dead_units, saturation, clipping, loss_curves): which
-columns of the runs table are config fields, a one-line description of the config the runs share,
-colour shades, and the checks that turn missing data into a SkipFigure."""
+columns of the runs table are config fields, a caption wrapped to the figure, colour shades, losses by
+step, and the checks that turn missing data into a SkipFigure."""
 
 from __future__ import annotations
 
@@ -12,17 +12,6 @@ from matplotlib.colors import to_rgb
 
 from gradlab.plots import style
 from gradlab.schema import CONFIG_COLUMNS
-
-# Config fields worth naming in a caption, in the order they are named.
-CAPTION_FIELDS = (
-    "model", "task", "T", "depth", "width", "activation", "leaky_slope", "init", "recurrent_init",
-    "sigma_w2", "sigma_b2", "optimizer", "lr", "batch", "clip_mode", "clip", "steps",
-)  # fmt: skip
-_SHORT = {
-    "leaky_slope": "slope", "sigma_w2": "σ_w²", "sigma_b2": "σ_b²", "clip_mode": "clip",
-    "recurrent_init": "W_hh init",
-}  # fmt: skip
-
 
 def need(
     tables: dict[str, pd.DataFrame], table: str, columns: Iterable[str], what: str, rows: bool = False
@@ -43,60 +32,6 @@ def need(
 def config_fields(runs: pd.DataFrame) -> list[str]:
     """The runs table's config columns (gradlab.schema's), but the part, which names a group of runs."""
     return [c for c in runs.columns if c in CONFIG_COLUMNS and c != "part"]
-
-
-def fmt(value) -> str:
-    """A config value as figures print it: floats in %g (2.0 -> "2"), the rest as str."""
-    if isinstance(value, (float, np.floating)):
-        return f"{value:g}"
-    return str(value)
-
-
-def describe(runs: pd.DataFrame, skip: Iterable[str] = ()) -> str:
-    """The config fields the runs share, as "model=mlp, task=teacher_student, ..." (clip only when
-    clipping is on, slope only for leaky ReLU)."""
-    skip = set(skip)
-    parts = []
-    for field in CAPTION_FIELDS:
-        if field in skip or field not in runs.columns:
-            continue
-        values = runs[field].dropna().unique()
-        if len(values) != 1:
-            continue
-        value = values[0]
-        if field == "clip" and ("clip_mode" not in runs or set(runs["clip_mode"]) == {"none"}):
-            continue
-        if field == "leaky_slope" and ("activation" not in runs or "leaky_relu" not in set(runs["activation"])):
-            continue
-        models = set(runs["model"]) if "model" in runs else set()
-        if field == "depth" and models and models != {"mlp"}:
-            continue
-        if field in ("T", "recurrent_init") and (not models or not models <= {"rnn", "lstm"}):
-            continue
-        if field == "recurrent_init" and str(value).lower() == "none":
-            continue
-        if field in ("sigma_w2", "sigma_b2") and not _all_mean_field(runs):
-            continue
-        if field == "clip_mode" and value == "none":
-            continue
-        parts.append(f"{_SHORT.get(field, field)}={fmt(value)}")
-    return ", ".join(parts)
-
-
-def _all_mean_field(runs: pd.DataFrame) -> bool:
-    """Every run draws some weights from the mean-field init (so sigma_w2 and sigma_b2 mean something)."""
-    mean_field = pd.Series(False, index=runs.index)
-    for column in ("init", "recurrent_init"):
-        if column in runs:
-            mean_field |= runs[column].astype(str) == "mean_field"
-    return bool(len(runs)) and bool(mean_field.all())
-
-
-def title(name: str, runs: pd.DataFrame, skip: Iterable[str] = ()) -> str:
-    """"<name>: <shared config> (<n> runs)"."""
-    shared = describe(runs, skip)
-    n = len(runs)
-    return f"{name}: {shared} ({n} run{'s' if n != 1 else ''})" if shared else f"{name} ({n} runs)"
 
 
 def caption(fig, text: str) -> None:
@@ -146,20 +81,6 @@ def wide_by_step(steps: pd.DataFrame, runs: pd.DataFrame, column: str) -> pd.Dat
             end = col[ok].index.max() if ok.any() else -1
             wide.loc[wide.index > end, run_id] = np.inf
     return wide
-
-
-def median_over_runs(wide: pd.DataFrame) -> np.ndarray:
-    """Median over the runs (columns) per step, NaN ignored and inf counted (a median over mostly
-    diverged runs is inf), then inf -> NaN so the line stops there."""
-    if not wide.shape[1]:
-        return np.full(len(wide), np.nan)
-    with np.errstate(all="ignore"):
-        import warnings
-
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN steps give NaN, as they should
-            med = np.nanmedian(wide.to_numpy(), axis=1)
-    return np.where(np.isfinite(med), med, np.nan)
 
 
 def smooth(wide: pd.DataFrame, window: int) -> pd.DataFrame:

@@ -7,15 +7,17 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-from gradlab.plots import _runinfo, select_runs, style
+from gradlab.plots import _runinfo, select_runs, split, style
 
 PART = "clipping"
 CAPTION = (
-    "Gradient clipping on one model and task, a colour per clipping threshold c (none in black). "
-    "(a) Training loss over steps: thin lines are single seeds, thick the median over seeds; a cross marks "
+    "Gradient clipping, a colour per clipping threshold c (none in black); with several seeds a line is their "
+    "median and its band their spread (any other field that differs gives a file each). "
+    "(a) Training loss over steps, a running mean when there are many; a cross marks "
     "where a run diverged (loss or gradient inf/NaN); the axis is cut far above the best constant "
-    "prediction, so exploding runs leave through the top. (b) Median global gradient norm before "
+    "prediction, so exploding runs leave through the top. (b) The global gradient norm before "
     "clipping (solid) and after it (dotted), log scale: without clipping the norm explodes; with norm "
     "clipping the step's norm is held at c. (c) Final held-out loss per run (dots; median as a bar) and "
     "the fraction of runs that diverged (black squares, right axis) against c, no clipping on the right."
@@ -49,19 +51,43 @@ def _colors(order: list[str]) -> dict[str, tuple]:
     return out
 
 
-def draw(tables: dict[str, pd.DataFrame]):
+def _select(tables):
     _runinfo.need(tables, "runs", ["run_id", "clip_mode", "clip", "status"], "clipping needs the clipping config")
     _runinfo.need(tables, "steps", ["run_id", "step", "loss", "grad_norm", "grad_norm_clipped"], "clipping")
     t = select_runs(tables, PART)
     runs, steps = t["runs"], t["steps"]
+    notes = []
+    failed = runs[runs["status"] == "failed"]
+    if len(failed):
+        notes.append(f"{len(failed)} failed run{'s' if len(failed) != 1 else ''} (nothing logged to draw)")
+    silent = runs[~runs["run_id"].isin(steps["run_id"]) & (runs["status"] != "failed")]
+    if len(silent):
+        notes.append(f"{len(silent)} run{'s' if len(silent) != 1 else ''} with no steps rows")
     runs = runs[runs["run_id"].isin(steps["run_id"]) & (runs["status"] != "failed")]
     if runs.empty:
         raise style.SkipFigure("no runs with logged steps")
-    runs = runs.assign(threshold=thresholds(runs))
     order = _order(runs)
     if len(order) < 2:
         raise style.SkipFigure(f"needs runs at two or more clipping thresholds; all runs have clip {order[0]}")
+    return t, runs, notes
+
+
+DRAWS = ("clip_mode", "clip")
+ROLES = {"clip_mode": "colour (no clipping in black)", "clip": "colour (viridis, by threshold)"}
+
+
+def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
+    t, runs, notes = _select(tables)
+    return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=0, by=by, notes=notes,
+                            what="runs")  # fmt: skip
+
+
+def _draw(ctx: split.Context):
+    runs, steps = ctx.runs, ctx.tables["steps"]
+    runs = runs.assign(threshold=thresholds(runs))
+    order = _order(runs)
     colors = _colors(order)
+    several = ctx.plan.seeds > 1
     steps = steps[steps["run_id"].isin(runs["run_id"])]
     baseline = runs["baseline_loss"].dropna().unique() if "baseline_loss" in runs else []
     baseline = float(baseline[0]) if len(baseline) == 1 else None
@@ -78,13 +104,14 @@ def draw(tables: dict[str, pd.DataFrame]):
     for thr in order:
         ids = runs.loc[runs["threshold"] == thr, "run_id"]
         part = smooth[[i for i in ids if i in smooth.columns]]
-        for run_id in part.columns:
-            (line,) = ax_loss.plot(part.index, np.where(np.isfinite(part[run_id]), part[run_id], np.nan),
-                                   color=colors[thr], linewidth=0.6, alpha=0.35)  # fmt: skip
-            line.set_gid(f"seed:{thr}")
-        (line,) = ax_loss.plot(part.index, _runinfo.median_over_runs(part), color=colors[thr], linewidth=2,
-                               label=f"c = {thr}" if thr != "none" else "no clipping")  # fmt: skip
+        med, lo, hi = split.band(part.to_numpy().T)
+        med = np.where(np.isfinite(med), med, np.nan)
+        (line,) = ax_loss.plot(part.index, med, color=colors[thr], linewidth=1.8,
+                               label=f"$c = {thr}$" if thr != "none" else "no clipping")  # fmt: skip
         line.set_gid(f"median:{thr}")
+        if several and part.shape[1] > 1:
+            style.fill_band(ax_loss, part.index, np.minimum(lo, cut), np.minimum(hi, cut), colors[thr],
+                            gid=f"band:{thr}")  # fmt: skip
     diverged = runs[runs["status"] == "diverged"]
     for _, run in diverged.iterrows():
         col = loss[run["run_id"]] if run["run_id"] in loss.columns else pd.Series(dtype=float)
@@ -112,10 +139,14 @@ def draw(tables: dict[str, pd.DataFrame]):
     after = _runinfo.wide_by_step(steps, runs, "grad_norm_clipped")
     for thr in order:
         ids = [i for i in runs.loc[runs["threshold"] == thr, "run_id"] if i in before.columns]
-        (line,) = ax_norm.plot(before.index, _runinfo.median_over_runs(before[ids]), color=colors[thr], lw=1.3)
+        med, lo, hi = split.band(before[ids].to_numpy().T)
+        (line,) = ax_norm.plot(before.index, np.where(np.isfinite(med), med, np.nan), color=colors[thr], lw=1.3)
         line.set_gid(f"before:{thr}")
+        if several and len(ids) > 1:
+            style.fill_band(ax_norm, before.index, lo, np.minimum(hi, 1e300), colors[thr], gid=f"band:before:{thr}")
         if thr != "none":
-            (line,) = ax_norm.plot(after.index, _runinfo.median_over_runs(after[ids]), color=colors[thr], lw=2.2,
+            amed, _, _ = split.band(after[ids].to_numpy().T)
+            (line,) = ax_norm.plot(after.index, np.where(np.isfinite(amed), amed, np.nan), color=colors[thr], lw=2.2,
                                    linestyle=":")  # fmt: skip
             line.set_gid(f"after:{thr}")
     # an exploding norm reaches 1e300: cut the axis 10^6 above the start so the clipped runs stay readable
@@ -127,9 +158,9 @@ def draw(tables: dict[str, pd.DataFrame]):
     if _runinfo.log_y(ax_norm, norms, top=norm_cut):
         ax_norm.annotate(f"cut: reaches {norms.max():.0e}", (0.98, 0.97), xycoords="axes fraction",
                          ha="right", va="top", fontsize=7, color="0.3")  # fmt: skip
-    ax_norm.set_title("(b) gradient norm, median over seeds", loc="left")
+    ax_norm.set_title("(b) gradient norm" + (", median over seeds" if several else ""), loc="left")
     ax_norm.set_xlabel("training step")
-    ax_norm.set_ylabel("global gradient norm ||g||")
+    ax_norm.set_ylabel(r"global gradient norm $\|g\|$")
     styles = [Line2D([], [], color="0.2", linewidth=1.3), Line2D([], [], color="0.2", linewidth=2.2, linestyle=":")]
     legend_below[0].extend(styles)
     legend_below[1].extend(["norm before clipping", "norm after clipping"])
@@ -166,7 +197,7 @@ def draw(tables: dict[str, pd.DataFrame]):
         _runinfo.log_y(ax_final, np.append(finite_final, baseline or np.nan), top=top)
     ax_final.set_xticks(range(len(order)), order)
     ax_final.set_xlim(-0.5, len(order) - 0.5)
-    ax_final.set_xlabel("clipping threshold c (global norm)")
+    ax_final.set_xlabel("clipping threshold $c$ (global norm)")
     ax_final.set_ylabel("final held-out loss (runs not diverged)")
     ax_final.set_title("(c) final loss and divergence", loc="left")
     rate = runs.groupby("threshold")["status"].apply(lambda s: float((s == "diverged").mean())).reindex(order)
@@ -177,8 +208,34 @@ def draw(tables: dict[str, pd.DataFrame]):
     twin.set_ylabel("fraction of runs diverged (squares)")
     twin.spines["right"].set_visible(True)
 
-    _runinfo.caption(fig, _runinfo.title("Gradient clipping", runs, skip=("clip_mode", "clip", "seed")))
+    if several:
+        legend_below[0].append(Patch(color="0.3", alpha=style.BAND_ALPHA))
+        legend_below[1].append(f"median, band: {split.band_name(ctx.plan.seeds)} of seeds")
+    _runinfo.caption(fig, ctx.title("Gradient clipping", skip=("clip_mode", "clip")))
     fig.tight_layout(rect=(0, 0.09, 1, 1))
     fig.legend(*legend_below, loc="lower center", ncol=len(legend_below[0]), frameon=False, fontsize=7.5,
                bbox_to_anchor=(0.5, 0.0))  # fmt: skip
-    return fig
+    return fig, _text(runs, steps, order)
+
+
+def _text(runs: pd.DataFrame, steps: pd.DataFrame, order: list[str]) -> str:
+    items = []
+    for thr in order:
+        sel = runs[runs["threshold"] == thr]
+        n, dead = len(sel), int((sel["status"] == "diverged").sum())
+        ok = sel.loc[sel["status"] == "ok", "final_loss"] if "final_loss" in sel else pd.Series(dtype=float)
+        ok = ok.astype(float)
+        ok = ok[np.isfinite(ok)]
+        text = ("no clipping" if thr == "none" else f"c = {thr}") + f": {dead}/{n} diverged"
+        if "diverged_step" in sel and dead:
+            at = sel.loc[sel["status"] == "diverged", "diverged_step"].astype(int)
+            text += f" (at step {at.min()}" + (f"-{at.max()}" if at.max() != at.min() else "") + ")"
+        if len(ok):
+            text += f", median final loss {float(np.median(ok)):.3g}"
+        if thr != "none" and "clipped" in steps:
+            share = steps.loc[steps["run_id"].isin(sel["run_id"]), "clipped"].astype(float).mean()
+            text += f", {share:.0%} of steps clipped"
+        items.append(text)
+    baseline = runs["baseline_loss"].dropna().unique() if "baseline_loss" in runs else []
+    tail = f" The best constant prediction's loss: {float(baseline[0]):.3g}." if len(baseline) == 1 else ""
+    return "Measured per threshold: " + "; ".join(items) + "." + tail

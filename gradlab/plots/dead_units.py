@@ -7,27 +7,33 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from gradlab import theory
-from gradlab.plots import _runinfo, select_runs, style
+from gradlab.plots import _runinfo, select_runs, split, style
 
 PART = "dying"
 CAPTION = (
-    "Dead units (activation exactly 0 on every one of the probe examples) in ReLU and leaky-ReLU MLPs. "
-    "Left: dead fraction per hidden layer of the deepest networks at the end of training; solid is every "
-    "dead unit, dotted the part that was already dead at step 0 (born dead), so the gap between them is "
-    "the units that died in training. Middle: the dead fraction of all hidden units over training. "
-    "Leaky ReLU units cannot die (their slope is never 0), so its lines stay at 0. Right: the fraction "
-    "of ReLU networks that are a constant function on the whole probe set at step 0 (points, with a 95% "
-    "Wilson interval), against the number of hidden layers k, per width N; dashed, Lu et al.'s "
-    "probability 1 - (1 - 2^-N)^k that the network is dead at one given input. Being constant on every "
-    "probe input is the stronger event, so the points should lie at or below their curve; narrow deep "
-    "networks are born dead."
+    "Dead units (activation exactly 0 on every one of the probe examples) in ReLU-family MLPs, a row of "
+    "panels per width N. (a) Dead fraction per hidden layer of the deepest networks at the end of training: "
+    "solid with markers every dead unit, dotted the part that was already dead at step 0 (born dead), so the "
+    "gap between them is the units that died in training. (b) The dead fraction of all their hidden units "
+    "over training. A line per activation (leaky slopes as shades of its colour); with several seeds the "
+    "median over them, with a band. (c) The fraction of ReLU networks that are a constant function on the "
+    "whole probe set at step 0 (points, pooled over the seeds, with a 95% Wilson interval), against the "
+    "number of hidden layers k, per width N; dashed, Lu et al.'s probability 1 - (1 - 2^-N)^k that the "
+    "network is dead at one given input. Being constant on every probe input is the stronger event, so "
+    "the points should lie at or below their curve."
 )
 
 ACTIVATIONS = ("relu", "leaky_relu")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X")
+DRAWS = ("model", "activation", "leaky_slope", "depth", "width")
+ROLES = {
+    "activation": "lines, in its colour", "leaky_slope": "shades of leaky ReLU's colour",
+    "width": "rows of panels (a, b), a shade and marker in (c)", "depth": "(a, b) the deepest; x in (c)",
+}  # fmt: skip
 
 
 def _groups(runs: pd.DataFrame) -> list[tuple[str, float | None]]:
@@ -93,72 +99,104 @@ def dead_at_init(tables: dict[str, pd.DataFrame], runs: pd.DataFrame) -> pd.Seri
     return out
 
 
-def _dead_and_born(ax, curve: pd.DataFrame, color: str, label: str) -> None:
-    """Two lines against curve's index: dead_frac solid with markers (labelled), born_dead_frac dotted."""
-    x = curve.index.to_numpy()
-    (line,) = ax.plot(x, curve["dead_frac"], color=color, marker="o", ms=3, label=label)
-    line.set_gid(f"dead:{label}")
-    (line,) = ax.plot(x, curve["born_dead_frac"], color=color, linestyle=":", linewidth=2)
-    line.set_gid(f"born:{label}")
-
-
-def draw(tables: dict[str, pd.DataFrame]):
+def _select(tables):
     _runinfo.need(tables, "runs", ["run_id", "model", "activation", "depth", "width"], "dead units need MLP runs")
     _runinfo.need(tables, "layers", ["run_id", "step", "layer", "dead_frac", "born_dead_frac"], "dead units")
     t = select_runs(tables, PART, model="mlp", activation=list(ACTIVATIONS),
-                    skip="no MLP runs with relu or leaky_relu activation")
+                    skip="no MLP runs with relu or leaky_relu activation")  # fmt: skip
     runs = t["runs"]
     if "leaky_slope" not in runs:
         runs = runs.assign(leaky_slope=np.nan)
-    layers = t["layers"].merge(runs[["run_id", "activation", "leaky_slope", "depth", "width"]], on="run_id")
+    layers = t["layers"].merge(runs[["run_id", "depth"]], on="run_id")
     hidden = layers[(layers["layer"] < layers["depth"]) & layers["dead_frac"].notna()]
     if hidden.empty:
         raise style.SkipFigure("no dead-unit probes (layers.dead_frac) for hidden layers of the ReLU/leaky ReLU MLPs")
-    runs = runs[runs["run_id"].isin(hidden["run_id"])]
+    ok = runs["run_id"].isin(hidden["run_id"])
+    notes = []
+    if (~ok).sum():
+        n = int((~ok).sum())
+        notes.append(f"{n} ReLU/leaky ReLU MLP run{'s' if n != 1 else ''} with no dead-unit probe (layers.dead_frac)")
+    return {**t, "runs": runs}, runs[ok], notes
 
+
+def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
+    t, runs, notes = _select(tables)
+    return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=0, by=by, notes=notes,
+                            what="ReLU-family MLP runs")  # fmt: skip
+
+
+def _median_lines(ax, wide: pd.DataFrame, born: pd.DataFrame, color, label: str, several: bool, marker="o"):
+    """The median over the runs (rows) of dead_frac, solid with markers, its band, and born_dead_frac's
+    median dotted."""
+    x = wide.columns.to_numpy()
+    med, lo, hi = split.band(wide.to_numpy())
+    (line,) = ax.plot(x, med, color=color, marker=marker, ms=3, label=label)
+    line.set_gid(f"dead:{label}")
+    if several and wide.shape[0] > 1:
+        style.fill_band(ax, x, lo, hi, color, gid=f"band:{label}")
+    bmed, _, _ = split.band(born.reindex(columns=wide.columns).to_numpy())
+    (line,) = ax.plot(x, bmed, color=color, linestyle=":", linewidth=2)
+    line.set_gid(f"born:{label}")
+    return med, bmed
+
+
+def _draw(ctx: split.Context):
+    import matplotlib.pyplot as plt
+
+    runs = ctx.runs
+    layers = ctx.tables["layers"].merge(runs[["run_id", "activation", "leaky_slope", "depth", "width"]], on="run_id")
+    hidden = layers[(layers["layer"] < layers["depth"]) & layers["dead_frac"].notna()]
     groups = _groups(runs)
     colors = _colors(groups)
-    fig, axes = style.figure(1, 3, width=3.4, height=2.8)
-    ax_layer, ax_time, ax_lu = axes[0]
-
-    # -- left: per layer at the end, deepest networks
+    widths = sorted(int(w) for w in runs["width"].unique())
+    several = ctx.plan.seeds > 1
+    fig = plt.figure(figsize=(3.4 * 3, 2.6 * len(widths) + 0.5))
+    grid = fig.add_gridspec(len(widths), 3)
+    rows = [(fig.add_subplot(grid[i, 0]), fig.add_subplot(grid[i, 1])) for i in range(len(widths))]
+    ax_lu = fig.add_subplot(grid[:, 2])
     deepest = int(runs["depth"].max())
     last = hidden.groupby("run_id")["step"].transform("max")
     end = hidden[(hidden["step"] == last) & (hidden["depth"] == deepest)]
-    for g in groups:
-        rows = end[_in_group(end, g)]
-        if rows.empty:
-            continue
-        _dead_and_born(ax_layer, rows.groupby("layer")[["dead_frac", "born_dead_frac"]].mean(), colors[g], _label(g))
-    widths = sorted(end["width"].unique())
-    ax_layer.set_title(f"(a) per layer at the end, k = {deepest}\n(mean over N = "
-                       f"{', '.join(str(int(w)) for w in widths)})", loc="left")  # fmt: skip
-    ax_layer.set_xlabel("hidden layer (0 = nearest the input)")
-    ax_layer.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax_layer.set_ylabel("fraction of units dead")
-    ax_layer.set_ylim(-0.03, 1.03)
-    handles, labels = ax_layer.get_legend_handles_labels()
-    handles += [Line2D([], [], color="0.3"), Line2D([], [], color="0.3", linestyle=":", linewidth=2)]
+    per_run = hidden[hidden["depth"] == deepest].groupby(["run_id", "step"], as_index=False)[
+        ["dead_frac", "born_dead_frac"]].mean()
+    per_run = per_run.merge(runs[["run_id", "activation", "leaky_slope", "width"]], on="run_id")
+    numbers = []
+    for i, w in enumerate(widths):
+        ax_layer, ax_time = rows[i]
+        for gr in groups:
+            sel = end[_in_group(end, gr) & (end["width"] == w)]
+            if sel.empty:
+                continue
+            dead = sel.pivot_table(index="run_id", columns="layer", values="dead_frac")
+            born = sel.pivot_table(index="run_id", columns="layer", values="born_dead_frac")
+            _median_lines(ax_layer, dead, born, colors[gr], _label(gr), several)
+            sel = per_run[_in_group(per_run, gr) & (per_run["width"] == w)]
+            dead = sel.pivot_table(index="run_id", columns="step", values="dead_frac")
+            born = sel.pivot_table(index="run_id", columns="step", values="born_dead_frac")
+            med, bmed = _median_lines(ax_time, dead, born, colors[gr], _label(gr), several)
+            numbers.append((w, _label(gr), float(med[-1]), float(bmed[-1]), dead.shape[0]))
+        n = runs[(runs["width"] == w) & (runs["depth"] == deepest)]
+        seeds = f", {split.seeds_text(n)}" if "seed" in n and n["seed"].nunique() > 1 else ""
+        ax_layer.set_title(f"(a) $N = {w}$, $k = {deepest}$: per layer at the end{seeds}", loc="left")
+        ax_time.set_title(f"(b) $N = {w}$, $k = {deepest}$: all hidden units", loc="left")
+        ax_layer.set_xlabel("hidden layer (0 = nearest the input)")
+        ax_layer.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax_time.set_xlabel("training step")
+        for ax in (ax_layer, ax_time):
+            ax.set_ylabel("fraction of units dead")
+            ax.set_ylim(-0.03, 1.03)
+    handles, labels = rows[0][0].get_legend_handles_labels()
+    handles += [Line2D([], [], color="0.3", marker="o", ms=3), Line2D([], [], color="0.3", linestyle=":", linewidth=2)]
     labels += ["all dead units", "of which born dead (step 0)"]
-    legend_below = (handles, labels)  # drawn under the panels once the layout is fixed
+    if several:
+        handles.append(Patch(color="0.3", alpha=style.BAND_ALPHA))
+        labels.append(f"median, band: {split.band_name(ctx.plan.seeds)} of seeds")
 
-    # -- middle: over training, all hidden units of all runs
-    per_run = hidden.groupby(["run_id", "step"], as_index=False)[["dead_frac", "born_dead_frac"]].mean()
-    per_run = per_run.merge(runs[["run_id", "activation", "leaky_slope"]], on="run_id")
-    for g in groups:
-        rows = per_run[_in_group(per_run, g)]
-        if rows.empty:
-            continue
-        _dead_and_born(ax_time, rows.groupby("step")[["dead_frac", "born_dead_frac"]].mean(), colors[g], _label(g))
-    ax_time.set_title(f"(b) over training, all hidden units\n(mean over all {len(runs)} runs)", loc="left")
-    ax_time.set_xlabel("training step")
-    ax_time.set_ylabel("fraction of hidden units dead")
-    ax_time.set_ylim(-0.03, 1.03)
-
-    # -- right: born-dead networks against depth, Lu et al.'s probability dashed
+    # -- (c) born-dead networks against depth, Lu et al.'s probability dashed
     relu = runs[runs["activation"] == "relu"]
-    dead0 = dead_at_init(tables, relu).dropna()
+    dead0 = dead_at_init(ctx.tables, relu).dropna()
     relu = relu[relu["run_id"].isin(dead0.index)].assign(dead0=lambda d: d["run_id"].map(dead0).astype(bool))
+    lu_numbers = []
     if relu.empty:
         ax_lu.text(0.5, 0.5, "no ReLU runs with a probe at step 0", ha="center", va="center",
                    transform=ax_lu.transAxes)  # fmt: skip
@@ -177,26 +215,42 @@ def draw(tables: dict[str, pd.DataFrame]):
             frac = (cell["sum"] / cell["count"]).to_numpy()
             lo_hi = np.array([_wilson(int(k), int(n)) for k, n in zip(cell["sum"], cell["count"])])
             n = cell["count"]
-            several = (n > 1).to_numpy()  # an interval from a single run says little and hides the rest
-            ax_lu.vlines((depth + offsets[i])[several], lo_hi[several, 0], lo_hi[several, 1], color=wcolors[i],
+            more = (n > 1).to_numpy()  # an interval from a single run says little and hides the rest
+            ax_lu.vlines((depth + offsets[i])[more], lo_hi[more, 0], lo_hi[more, 1], color=wcolors[i],
                          alpha=0.5, linewidth=1)  # fmt: skip
             nlabel = f"{n.min()}" if n.min() == n.max() else f"{n.min()}-{n.max()}"
-            label = f"N = {w} ({nlabel} run{'s' if n.max() > 1 else ''}/point)"
+            label = f"$N = {w}$ ({nlabel} run{'s' if n.max() > 1 else ''}/point)"
             (line,) = ax_lu.plot(depth + offsets[i], frac, color=wcolors[i], marker=MARKERS[i % len(MARKERS)],
                                  linestyle="none", ms=5, label=label)  # fmt: skip
             line.set_gid(f"measured:{w}")
-        handles, labels = ax_lu.get_legend_handles_labels()
-        handles.append(Line2D([], [], **style.THEORY))
-        labels.append("Lu et al.: dead at one input")
-        ax_lu.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+            for d, k_dead, count in zip(cell.index, cell["sum"], cell["count"]):
+                lu_numbers.append((w, int(d), int(k_dead), int(count), theory.lu_dead_probability(w, int(d))))
+        h, lab = ax_lu.get_legend_handles_labels()
+        h.append(Line2D([], [], **style.THEORY))
+        lab.append("Lu et al.: dead at one input")
+        ax_lu.legend(h, lab, loc="best", frameon=False)
         ax_lu.set_xlim(0, kmax + 1)
     ax_lu.set_title("(c) ReLU nets born dead: constant on\nthe whole probe set at step 0", loc="left")
     ax_lu.set_ylabel("fraction of networks dead at step 0")
-    ax_lu.set_xlabel("hidden layers k")
+    ax_lu.set_xlabel("hidden layers $k$")
     ax_lu.set_ylim(-0.03, 1.03)
 
-    _runinfo.caption(fig, _runinfo.title("Dead units, ReLU vs leaky ReLU", runs, skip=("activation", "leaky_slope")))
-    fig.tight_layout(rect=(0, 0.09, 1, 1))
-    fig.legend(*legend_below, loc="lower center", ncol=len(legend_below[0]), frameon=False,
-               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
-    return fig
+    acts = set(runs["activation"])
+    head = "Dead units, " + ("ReLU vs leaky ReLU" if acts == set(ACTIVATIONS) else _label(groups[0]).split(",")[0])
+    _runinfo.caption(fig, ctx.title(head, skip=("activation", "leaky_slope")))
+    bottom = 0.4 / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, 1))
+    fig.legend(handles, labels, loc="lower center", ncol=len(handles), frameon=False, bbox_to_anchor=(0.5, 0.0))
+    return fig, _text(numbers, lu_numbers, deepest)
+
+
+def _text(numbers, lu_numbers, deepest: int) -> str:
+    parts = []
+    if numbers:
+        items = [f"N = {w}, {name}: {dead:.0%} dead (born dead {born:.0%})" for w, name, dead, born, _ in numbers]
+        parts.append(f"At the last logged step, k = {deepest} (median over seeds): " + "; ".join(items) + ".")
+    if lu_numbers:
+        items = [f"N = {w}, k = {k}: {d}/{n} (Lu {p:.2f})" for w, k, d, n, p in lu_numbers]
+        parts.append("ReLU networks dead at step 0, measured against Lu et al.'s probability: " + "; ".join(items)
+                     + ".")  # fmt: skip
+    return " ".join(parts)
