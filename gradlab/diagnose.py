@@ -343,7 +343,8 @@ def _stalled(n: dict[str, Any], facts: dict, th: Thresholds) -> None:
 
 def _stall_text(n: dict[str, Any], th: Thresholds) -> str:
     """The clause naming both losses: "the held-out loss 0.47 is 2.72x the best constant prediction's 0.173"."""
-    return (f"the held-out loss {n['final_loss']:.3g} is {n['loss_ratio']:.2f}x the best constant prediction's "
+    ratio = f"{n['loss_ratio']:.2f}" if n["loss_ratio"] < 100 else f"{n['loss_ratio']:.2g}"  # 1.01x, but 7.3e+58x
+    return (f"the held-out loss {n['final_loss']:.3g} is {ratio}x the best constant prediction's "
             f"{n['baseline_loss']:.3g} (stalled at >= {th.stalled_fraction:g}x)")  # fmt: skip
 
 
