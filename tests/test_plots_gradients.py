@@ -519,3 +519,25 @@ def test_gradient_figures_draw_two_folders_apart():
         (ax,) = [x for x in drawn.fig.axes if x.get_title() == f"folder={folder}\ndepth $L = 2$"]
         (line,) = by_gid(ax, "init:relu")
         np.testing.assert_allclose(line.get_ydata(), [factor * mlp_delta("relu", 2, l, 0) for l in range(3)])
+
+
+def test_gradient_through_time_stacked_cells_and_the_loss_on_every_step():
+    t = recurrent_tables()
+    ts = t["timesteps"].assign(layer=1)
+    lower = ts.assign(layer=0, dh_norm=ts["dh_norm"] * 1e-3)
+    t["timesteps"] = pd.concat([lower, ts], ignore_index=True)  # two cell layers: the top one is drawn
+    (drawn,) = module("gradient_through_time").draw(t)
+    ax = [a for a in drawn.fig.axes if a.get_title() == "$T = 6$"][0]
+    (line,) = by_gid(ax, "init:lstm")
+    np.testing.assert_allclose(line.get_ydata(), [rnn_dh("lstm", 6, i, 0) for i in range(6)])
+    assert "top cell layer" in drawn.caption
+    # the loss on every step: the last step's loss alone (dh_last_norm) is drawn, and the axes say so
+    t = recurrent_tables()
+    t["runs"] = t["runs"].assign(loss_on="all")
+    t["timesteps"] = t["timesteps"].assign(dh_last_norm=t["timesteps"]["dh_norm"] / 7)
+    (drawn,) = module("gradient_through_time").draw(t)
+    ax = [a for a in drawn.fig.axes if a.get_title() == "$T = 6$"][0]
+    (line,) = by_gid(ax, "init:lstm")
+    np.testing.assert_allclose(line.get_ydata(), [rnn_dh("lstm", 6, i, 0) / 7 for i in range(6)])
+    assert "L_{T-1}" in drawn.fig.axes[0].get_ylabel() and "every step" in ax.get_xlabel()
+    assert not by_gid(ax, "theory:"), "Pascanu's bound is for the loss on the last step"

@@ -436,7 +436,7 @@ def test_run_no_report_writes_neither_figures_nor_report(tmp_path):
 
 # ---- the tour ---------------------------------------------------------------------------------
 
-TOUR_PARTS = {"depth": 20, "recurrent": 4, "clipping": 12, "dying": 150, "saturation": 4}  # the README's numbers
+TOUR_PARTS = {"depth": 20, "recurrent": 4, "clipping": 12, "dying": 150, "saturation": 4, "cures": 12}  # the README's numbers
 
 
 def test_tour_validates_with_its_parts_and_grid_size():
@@ -446,7 +446,7 @@ def test_tour_validates_with_its_parts_and_grid_size():
     assert [p.name for p in experiment.parts] == list(TOUR_PARTS)
     sizes = pd.Series([c["experiment.part"] for c in grid]).value_counts().to_dict()
     assert sizes == TOUR_PARTS
-    assert len(grid) == sum(TOUR_PARTS.values()) == 190
+    assert len(grid) == sum(TOUR_PARTS.values()) == 202
 
 
 def test_tour_parts_are_the_issue_s_experiments():
@@ -468,6 +468,17 @@ def test_tour_parts_are_the_issue_s_experiments():
     dying = part["dying"]
     assert set(dying["model.activation"]) == {"relu", "leaky_relu"} and dying["model.width"].max() <= 5
     assert sorted(set(dying["model.depth"])) == [2, 4, 8, 16, 32]
+    cures = part["cures"]
+    mlp = cures[cures["model.kind"] == "mlp"]
+    assert set(mlp["model.depth"]) == {32} and set(mlp["model.activation"]) == {"tanh"}
+    assert set(zip(mlp["model.norm"], mlp["model.residual"])) == {
+        (n, r) for n in ("none", "layer", "batch") for r in (False, True)
+    }
+    cells = cures[cures["model.kind"] != "mlp"]
+    assert set(zip(cells["model.kind"], cells["model.layers"])) == {
+        (k, n) for k in ("rnn", "gru", "lstm") for n in (1, 2)
+    }
+    assert set(cells["task.name"]) == {"adding"} and set(cells["task.T"]) == {50}
 
 
 def test_tour_clipping_part_explodes_without_clipping_and_not_with_it():
@@ -489,7 +500,7 @@ def test_run_without_config_is_the_tour(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no experiments/ here: the shipped tour is found next to the package
     result = CliRunner().invoke(app, ["run", "--dry-run"])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("tour: 190 runs")
+    assert result.output.startswith("tour: 202 runs")
     assert "would write results/tour/" in result.output
 
 

@@ -85,6 +85,16 @@ def key_color(key: tuple[str, float | None], keys):
     return shades(style.color_of(act), len(slopes), 0.5)[slopes.index(slope)]
 
 
+def top_layer(timesteps: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The timesteps rows of each run's top cell layer (the one the readout reads; 0 is nearest the
+    input), and whether any run has stacked cells (several layers)."""
+    if "layer" not in timesteps.columns or timesteps.empty:
+        return timesteps, False
+    layer = timesteps["layer"].fillna(0)
+    top = layer.groupby(timesteps["run_id"]).transform("max")
+    return timesteps[layer == top], bool((top > 0).any())
+
+
 def last_steps(df: pd.DataFrame) -> pd.DataFrame:
     """The rows of each run's last logged step."""
     last = df.groupby("run_id")["step"].transform("max")

@@ -116,7 +116,7 @@ def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
 
 def _draw(ctx: split.Context):
     runs = ctx.runs
-    steps = ctx.tables["timesteps"]
+    steps, stacked = g.top_layer(ctx.tables["timesteps"])
     value = value_column(runs, steps)
     first = steps[steps["step"] == 0]
     final = g.last_steps(steps)
@@ -197,7 +197,10 @@ def _draw(ctx: split.Context):
     else:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
     g.title(fig, ctx.title("Gradient through time at initialisation (step 0)", skip=("model", "activation")))
-    return fig, _text(numbers, rates, keys)
+    text = _text(numbers, rates, keys)
+    if stacked:
+        text += " Stacked cells: the line is the top cell layer's dL/dh_t, the layer the readout reads."
+    return fig, text
 
 
 def _text(numbers, rates, keys) -> str:

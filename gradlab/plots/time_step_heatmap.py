@@ -165,7 +165,7 @@ def _tick(v: float) -> str:
 
 
 def _draw(ctx: split.Context):
-    ts = ctx.tables["timesteps"]
+    ts, stacked = g.top_layer(ctx.tables["timesteps"])
     chosen, notes = choose(ctx.runs, ctx.tables)
     ctx.notes.extend(notes)
     data = [(run, title, *matrix(ts[ts["run_id"] == run["run_id"]])) for run, title in chosen]
@@ -231,7 +231,10 @@ def _draw(ctx: split.Context):
     moving = set(split.varying(picked)) - {"seed"}
     head = ctx.title("Gradient over training and time", skip=moving)
     g.title(fig, head)
-    return fig, _text(peaks)
+    text = _text(peaks)
+    if stacked:
+        text += " Stacked cells: each panel is the top cell layer's dL/dh_t, the layer the readout reads."
+    return fig, text
 
 
 def _text(peaks) -> str:
