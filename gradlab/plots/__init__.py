@@ -32,6 +32,7 @@ NAMES = (
     "dead_units",
     "saturation",
     "clipping",
+    "cures",
     "loss_curves",
 )
 

@@ -10,6 +10,8 @@ import math
 import numpy as np
 import pandas as pd
 
+from gradlab import theory
+from gradlab.nn.activations import DEFAULT_SLOPE
 from gradlab.plots import split, style
 from gradlab.plots._runinfo import need as _runinfo_need
 
@@ -44,6 +46,16 @@ def line(ax, x, rows: np.ndarray, color, gid: str, band: bool = True, **kw) -> n
     if band and np.asarray(rows).shape[0] > 1:
         style.fill_band(ax, x, positive(lo), positive(hi), color, gid=f"band:{gid}")
     return med
+
+
+def decades(x, values, at: float, base: float) -> float:
+    """log10(value at x = at / value at x = base): the decades a norm gains from `base` to `at` (negative:
+    it falls); NaN when either is missing, 0 or not finite."""
+    by = dict(zip(np.asarray(x).tolist(), np.asarray(values, dtype=np.float64)))
+    a, b = by.get(at, math.nan), by.get(base, math.nan)
+    if not (a > 0 and b > 0 and math.isfinite(a) and math.isfinite(b)):
+        return math.nan
+    return math.log10(a / b)
 
 
 def line_key(run) -> tuple[str, float | None]:
@@ -119,8 +131,6 @@ def hidden_sigma(run: pd.Series) -> tuple[float, float] | None:
     mean_field: the run's sigma_w2 and sigma_b2; any other init: fan_in x theory.init_variance on
     square hidden layers (standard 1/3, xavier 1 x gain^2, he 2/(1 + slope^2), orthogonal gain^2) with
     zero biases (gradlab.nn.dense). None when the init is not known to gradlab.theory."""
-    from gradlab import theory
-
     init = run.get("init")
     if init == "mean_field":
         return float(run.get("sigma_w2", 1.0)), float(run.get("sigma_b2", 0.0) or 0.0)
@@ -132,6 +142,48 @@ def hidden_sigma(run: pd.Series) -> tuple[float, float] | None:
     except (ValueError, TypeError):
         return None
 
+
+def sigma_of(runs: pd.DataFrame):
+    """(sigma_w2, sigma_b2, slope) of the hidden layers, shared by the runs, or None (unknown init, or
+    they differ)."""
+    sigmas = {hidden_sigma(row) for _, row in runs.iterrows()}
+    slopes = set(runs["leaky_slope"].astype(float)) if "leaky_slope" in runs else {DEFAULT_SLOPE}
+    if len(sigmas) != 1 or None in sigmas or len(slopes) != 1:
+        return None
+    (sw2, sb2), slope = sigmas.pop(), slopes.pop()
+    return sw2, sb2, slope
+
+
+def mean_field_deltas(runs: pd.DataFrame, activation: str, depth: int, anchor: float) -> np.ndarray | None:
+    """Mean-field delta_norm for hidden layers 0..depth-1 anchored at the last one, or None."""
+    sigma = sigma_of(runs)
+    if sigma is None or not (np.isfinite(anchor) and anchor > 0):
+        return None
+    try:
+        return theory.predicted_delta_norms(activation, sigma[0], sigma[1], depth, slope=sigma[2], last=anchor)
+    except ValueError:
+        return None
+
+
+def chi1_of(runs: pd.DataFrame, activation: str) -> float | None:
+    """Mean field's chi_1 of the runs' shared init for `activation`, or None."""
+    sigma = sigma_of(runs)
+    if sigma is None:
+        return None
+    try:
+        return theory.chi1(activation, *sigma)
+    except ValueError:
+        return None
+
+def log_ylim(ax, drawn) -> None:
+    """A log y range over the positive finite values of the lines `drawn`, with a margin of 8% of its
+    decades (at least one decade)."""
+    v = positive(np.concatenate([np.asarray(d, dtype=float).ravel() for d in drawn]))
+    v = v[np.isfinite(v)]
+    if v.size:
+        lo, hi = float(v.min()), float(v.max())
+        span = max(math.log10(hi / lo), 1.0)
+        ax.set_ylim(lo / 10 ** (0.08 * span), hi * 10 ** (0.08 * span))
 
 
 def need(tables: dict[str, pd.DataFrame], name: str, columns, what: str) -> pd.DataFrame:

@@ -84,9 +84,8 @@ def _label(v: float) -> str:
 
 def _predicted(runs: pd.DataFrame, key, depth: int) -> float | None:
     """Mean field's log10 ratio, (depth - 1)/2 log10 chi_1, when the cell's runs share a known init."""
-    from gradlab.plots.gradient_by_layer import _chi1
 
-    chi = _chi1(runs, key[0])
+    chi = g.chi1_of(runs, key[0])
     if chi is None or chi <= 0:
         return None
     return (depth - 1) / 2 * math.log10(chi)

@@ -11,8 +11,6 @@ import pandas as pd
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from gradlab import theory
-from gradlab.nn.activations import DEFAULT_SLOPE
 from gradlab.plots import _gradients as g
 from gradlab.plots import select_runs, split, style
 
@@ -46,37 +44,6 @@ def _zeros(ax, x, y, color, gid: str) -> None:
     if zeros.size:
         ax.plot(zeros, np.zeros_like(zeros, dtype=float), marker="v", linestyle="none", color=color,
                 transform=ax.get_xaxis_transform(), clip_on=False, markersize=5, gid=f"zero:{gid}")  # fmt: skip
-
-
-def _sigma(runs: pd.DataFrame):
-    """(sigma_w2, sigma_b2, slope) shared by the runs, or None (unknown init, or they differ)."""
-    sigmas = {g.hidden_sigma(row) for _, row in runs.iterrows()}
-    slopes = set(runs["leaky_slope"].astype(float)) if "leaky_slope" in runs else {DEFAULT_SLOPE}
-    if len(sigmas) != 1 or None in sigmas or len(slopes) != 1:
-        return None
-    (sw2, sb2), slope = sigmas.pop(), slopes.pop()
-    return sw2, sb2, slope
-
-
-def _prediction(runs: pd.DataFrame, activation: str, depth: int, anchor: float) -> np.ndarray | None:
-    """Mean-field delta_norm for hidden layers 0..depth-1 anchored at the last one, or None."""
-    sigma = _sigma(runs)
-    if sigma is None or not (np.isfinite(anchor) and anchor > 0):
-        return None
-    try:
-        return theory.predicted_delta_norms(activation, sigma[0], sigma[1], depth, slope=sigma[2], last=anchor)
-    except ValueError:
-        return None
-
-
-def _chi1(runs: pd.DataFrame, activation: str) -> float | None:
-    sigma = _sigma(runs)
-    if sigma is None:
-        return None
-    try:
-        return theory.chi1(activation, *sigma)
-    except ValueError:
-        return None
 
 
 def _select(tables):
@@ -144,11 +111,11 @@ def _draw(ctx: split.Context):
                         limits[(r, col)].append(medN)
                     if value == "delta_norm":
                         anchor = float(dict(zip(x, med)).get(depth - 1, math.nan))
-                        pred = _prediction(group, key[0], depth, anchor)
+                        pred = g.mean_field_deltas(group, key[0], depth, anchor)
                         if pred is not None:
                             ax.plot(np.arange(depth), g.positive(pred), **{**style.THEORY, "linewidth": 1.0},
                                     zorder=5, gid=f"theory:{name}")  # fmt: skip
-                        numbers.append((facet.label, name, depth, _measured(x, med, depth), _chi1(group, key[0]),
+                        numbers.append((facet.label, name, depth, _measured(x, med, depth), g.chi1_of(group, key[0]),
                                         pred))  # fmt: skip
                 title = f"depth $L = {depth}$"
                 if facet.label and r == 0:
@@ -162,11 +129,11 @@ def _draw(ctx: split.Context):
                 ax.xaxis.get_major_locator().set_params(integer=True)
     for f in range(len(facets)):  # panels of one quantity and depth share a y range; depths do not
         for (r, col), drawn in limits.items():
-            _ylim(axes[f * len(ROWS) + r, col], drawn)
+            g.log_ylim(axes[f * len(ROWS) + r, col], drawn)
     handles = []
     for key in keys:
         color = g.key_color(key, keys)
-        chi = _chi1(runs[g.key_mask(runs, key)], key[0])
+        chi = g.chi1_of(runs[g.key_mask(runs, key)], key[0])
         factor = rf" ($\sqrt{{\chi_1}} = {chi ** 0.5:.2f}$)" if chi is not None else ""
         handles.append(Line2D([], [], color=color, marker=MARKERS.get(key[0], "o"), markersize=3.5,
                               markerfacecolor="none" if key[0] == "leaky_relu" else color,
@@ -185,22 +152,9 @@ def _draw(ctx: split.Context):
     return fig, _text(numbers)
 
 
-def _ylim(ax, drawn) -> None:
-    v = g.positive(np.concatenate([np.asarray(d, dtype=float).ravel() for d in drawn]))
-    v = v[np.isfinite(v)]
-    if v.size:
-        lo, hi = float(v.min()), float(v.max())
-        span = max(math.log10(hi / lo), 1.0)
-        ax.set_ylim(lo / 10 ** (0.08 * span), hi * 10 ** (0.08 * span))
-
-
 def _measured(x, med, depth: int) -> float:
     """The measured factor per layer, (delta_0 / delta_(L-1))^(1/(L-1)); NaN when not computable."""
-    by = dict(zip(np.asarray(x).tolist(), np.asarray(med, dtype=float)))
-    first, last = by.get(0, math.nan), by.get(depth - 1, math.nan)
-    if depth < 2 or not (first > 0 and last > 0 and math.isfinite(first) and math.isfinite(last)):
-        return math.nan
-    return (first / last) ** (1.0 / (depth - 1))
+    return 10 ** (g.decades(x, med, 0, depth - 1) / (depth - 1)) if depth >= 2 else math.nan
 
 
 def _text(numbers) -> str:

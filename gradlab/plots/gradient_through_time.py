@@ -209,11 +209,9 @@ def _text(numbers, rates, keys) -> str:
     for label, name, T, med, x in numbers:
         if T != longest:
             continue
-        by = dict(zip(np.asarray(x).tolist(), np.asarray(med, dtype=float)))
-        first, last = by.get(0, math.nan), by.get(T - 1, math.nan)
-        if T < 2 or not (first > 0 and last > 0 and math.isfinite(first) and math.isfinite(last)):
+        decades = g.decades(x, med, 0, T - 1)
+        if T < 2 or not math.isfinite(decades):
             continue
-        decades = math.log10(first / last)
         text = f"{name} x{10 ** (decades / (T - 1)):.2f} per step back, {decades:+.1f} decades"
         key = next((k for k in keys if _style_of(k, keys)[2] == name), None)
         if key in rates:
