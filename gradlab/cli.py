@@ -139,13 +139,18 @@ def plot(
     only: list[str] = typer.Option([], "--only", help="Draw only this figure (repeatable, or comma-separated)."),
     format_: str = typer.Option("png,pdf", "--format", help="Comma-separated file formats: png, pdf, svg."),
     out: Path = typer.Option(None, help="Where figures/ goes; default: the results folder (needed for several)."),
+    by: str = typer.Option(None, "--by", help="A field to split the figures by first (rows of panels, else files), "
+                           "e.g. init or folder."),
 ) -> None:
     """Draw the figures the results allow into RESULTS_DIR/figures/ and say which were skipped and why.
     Several folders are drawn together, each run keeping its folder's name as a field (`folder`), into
     --out. Exit 1 if a figure raised an error, 2 on a bad option or folder.
 
     Figures: gradient_by_layer, depth_activation_heatmap, gradient_through_time, time_step_heatmap,
-    dead_units, saturation, clipping, loss_curves.
+    dead_units, saturation, clipping, cures, loss_curves.
+
+    Every field that differs between runs a figure would draw as one line is split off (rows of
+    panels, or a file per value); --by FIELD is split off first.
 
     Example: gradlab plot results/tour --only clipping --format png
     """
@@ -170,8 +175,12 @@ def plot(
             Store(out).open().close()  # a folder of gradlab's (marked), or refused before anything is written
         except StoreError as err:
             _bad(str(err))
+    if by is not None and by not in tables["runs"].columns:
+        from gradlab.plots.split import fields
+
+        _bad(f"--by {by!r}: not a field of these runs; one of {', '.join(fields(tables['runs']))}")
     with _writing(target):
-        written, skipped = draw.draw_all(tables, target, only=names, formats=formats)
+        written, skipped = draw.draw_all(tables, target, only=names, formats=formats, by=by)
     typer.echo(_drawn_lines(target, written, skipped))
     if draw.errors(skipped):
         raise typer.Exit(1)

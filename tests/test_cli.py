@@ -11,6 +11,7 @@ import time
 import tomllib
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
 from test_config import MORE_BROKEN
 
@@ -264,3 +265,18 @@ def test_plot_draws_several_folders_together_into_out(project, capsys):
     assert code == 0, err
     assert "drawn in results/both/figures/" in out and (project / "results" / "both" / ".gradlab-store").is_file()
     assert any((project / "results" / "both" / "figures").glob("*.png"))
+
+
+def test_plot_by_a_field_splits_it_first(project, capsys):
+    """--by seed: the seeds are rows of panels (a taller figure) instead of one median line with a band."""
+    code, _, err = gradlab(capsys, "run", "experiments/small.toml", "--quiet", "--no-report")
+    assert code == 0, err
+    figure = project / "results" / "small" / "figures" / "gradient_by_layer.png"
+    heights = {}
+    for by in ([], ["--by", "seed"]):
+        code, _, err = gradlab(capsys, "plot", "results/small", "--only", "gradient_by_layer", "--format", "png", *by)
+        assert code == 0, err
+        heights[bool(by)] = plt.imread(figure).shape[0]
+    assert heights[True] > 2 * heights[False], heights
+    line = one_line_error(*gradlab(capsys, "plot", "results/small", "--by", "colour")[::2])
+    assert line.startswith("error: --by 'colour': not a field of these runs; one of ") and "seed" in line

@@ -631,6 +631,9 @@ def test_draw_all_names_split_files_and_removes_stale_ones(he_xavier, tmp_path):
     drawing = draw.draw_all(tables, tmp_path, only=["gradient_by_layer", "loss_curves"], formats=["png"], by="seed")
     # by=seed: the seeds become rows of panels too (the init and the seed as facets), or files
     assert set(drawing.written) == {"gradient_by_layer", "loss_curves"}
+    by_layer = " ".join(c for s, c in drawing.captions.items() if split.figure_of(s) == "gradient_by_layer")
+    assert "seed 0, 1 (rows of panels, one per value)" in by_layer, by_layer
+    assert "drawn as their median" not in by_layer and "one per setting" not in by_layer, by_layer
     for name, stems in drawing.stems.items():
         assert all(split.figure_of(s) == name for s in stems)
         assert [p.stem for p in drawing.written[name]] == stems

@@ -194,11 +194,13 @@ def plan(
     files_first: Iterable[str] = (),
 ) -> Plan:
     """The plan for drawing `runs` with `drawn` fields: every other field that differs among runs that
-    would share a line becomes a facet (while there are at most max_facets combinations; `by`, when it is
-    one of them, first) or a file (files_first fields always, then those that leave the fewest facet
+    would share a line becomes a facet (while there are at most max_facets combinations; `by` first, even
+    the seed or a field that changes together with a drawn one) or a file (files_first fields always, then those that leave the fewest facet
     combinations behind)."""
     drawn = tuple(f for f in drawn if f in runs.columns)
     extras = differing(runs, drawn)
+    if by is not None and by not in drawn and by not in extras and by in varying(runs):
+        extras.append(by)  # asked for: split off even the seeds, or a field that changes with a drawn one
     files = [f for f in files_first if f in extras and f != by]
     rest = [f for f in extras if f not in files]
     if by in rest:  # the field asked for is faceted first, the others fill the room it leaves
@@ -223,9 +225,12 @@ def plan(
     files.sort(key=lambda f: order.get(f, 0))
     seeds = 1
     if SEED in runs.columns and len(runs):
-        table = applicable(runs, [*drawn, *files, *rest, SEED])
         key = [*drawn, *files, *rest]
-        seeds = int(table.groupby(key, dropna=False)[SEED].nunique().max()) if key else int(table[SEED].nunique())
+        table = applicable(runs, list(dict.fromkeys([*key, SEED])))
+        if SEED in key:  # --by seed: each seed apart
+            seeds = 1
+        else:
+            seeds = int(table.groupby(key, dropna=False)[SEED].nunique().max()) if key else int(table[SEED].nunique())
     return Plan(drawn, tuple(rest), tuple(files), along, max(seeds, 1))
 
 
@@ -499,7 +504,7 @@ def varies(runs: pd.DataFrame, p: Plan, roles: dict[str, str], facet_role: str =
     if p.seeds > 1:
         items.append(f"{seeds_text(runs)} (up to {p.seeds} per setting: drawn as their median, the band their "
                      f"{band_name(p.seeds)})")  # fmt: skip
-    elif SEED in table_fields and SEED not in p.drawn:
+    elif SEED in table_fields and SEED not in (*p.drawn, *p.facets, *p.files):
         items.append(f"{seeds_text(runs)} (one per setting, drawn apart)")
     for f in p.along:
         items.append(f"{f} {values_text(runs, f)} (changing together with the fields drawn)")
