@@ -560,3 +560,12 @@ def test_training_figures_say_what_they_leave_out(dying, clip_tables, loss_table
     assert "Left out: 1 ReLU/leaky ReLU MLP run" in drawn.caption
     t = dict(loss_tables, runs=pd.concat([loss_tables["runs"], pd.DataFrame([failed])], ignore_index=True))
     assert all("1 failed run (nothing logged to draw)" in d.notes for d in loss_curves.draw(t))
+
+
+def test_loss_curves_panels_of_different_lengths_keep_their_own_x_range():
+    """A 3-step and a 100-step run in one part: the short run's panel is not squeezed into 3% of its width."""
+    runs = [run_row("short", activation="tanh", depth=2, steps=3), run_row("long", activation="tanh", depth=4, steps=100)]
+    steps = steps_rows("short", [1.0, 0.5, 0.2]) + steps_rows("long", list(np.linspace(1.0, 0.1, 100)))
+    panels = by_title(one(loss_curves.draw(tables(runs, steps, []), by="activation")))
+    assert sorted(panels) == ["depth=2, steps=3", "depth=4, steps=100"]
+    assert panels["depth=2, steps=3"].get_xlim()[1] < 10 < 90 < panels["depth=4, steps=100"].get_xlim()[1]

@@ -199,10 +199,11 @@ def _draw(ctx: split.Context, by: str, part: split.Group):
     dashes = dict(zip([g.label for g in lines_all], _dashes(list(colors.values()))))
     facets, nrows, ncols = _grid(ctx)
     one_task = "task" not in runs or runs["task"].nunique() == 1
+    one_length = "steps" not in runs or runs["steps"].nunique() == 1  # else a short run is squeezed
     big = len(facets) == 1
     fig, axes = style.figure(nrows, ncols, width=6.2 if big else 3.4 if len(facets) <= 3 else 2.7,
                              height=2.9 if big else 2.4 if len(facets) <= 3 else 2.2,
-                             sharey=one_task and not big, sharex=True)  # fmt: skip
+                             sharey=one_task and not big, sharex=one_length)  # fmt: skip
     flat = list(axes.ravel())
     for ax in flat[len(facets):]:
         fig.delaxes(ax)
