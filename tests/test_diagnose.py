@@ -356,7 +356,7 @@ def test_copy_memory_with_the_loss_on_every_step_is_no_longer_healthy():
 # ----------------------------------------------------------------------------------------- stacked cells: time and depth
 
 
-def test_stacked_cells_are_diagnosed_through_time_and_names_the_layer_that_dies_first():
+def test_stacked_cells_are_diagnosed_through_time_by_layer_0_and_name_the_layer_that_dies_first():
     T = 9
     falling = list(10.0 ** (-3 + 0.375 * np.arange(T)))  # 10^-3 over 8 steps back
     gently = list(10.0 ** (-1 + 0.125 * np.arange(T)))
@@ -366,8 +366,11 @@ def test_stacked_cells_are_diagnosed_through_time_and_names_the_layer_that_dies_
     assert d.label == "vanishing" and d.numbers["dh_layer"] == 0
     assert d.numbers["dh_log10_change_by_layer"] == pytest.approx((-3.0, -1.0))
     assert "in cell layer 0" in d.sentence and "where it dies first (layer 1: 10^-1.0)" in d.sentence
+    # an upper layer that forgets while layer 0, which the inputs enter, keeps its gradient: not vanishing
     swapped = synthetic_timesteps({0: (gently, gently), 1: (falling, falling)})
-    assert diagnose(None, None, swapped, {"model": "lstm"}).numbers["dh_layer"] == 1
+    d = diagnose(None, None, swapped, {"model": "lstm"})
+    assert d.numbers["dh_layer"] == 0 and d.label == "healthy", d.sentence
+    assert "the layer the inputs enter; it falls most in layer 1 (layer 1: 10^-3.0)" in d.sentence, d.sentence
 
 
 def test_stacked_cells_are_diagnosed_through_depth():
