@@ -23,6 +23,7 @@ from gradlab.probes.dead import (
     output_spread, probe_set,
 )  # fmt: skip
 from gradlab.probes.frames import COLUMNS, empty_frames, layers_frame, steps_frame, timesteps_frame
+from gradlab.probes.io_jacobian import input_output_jacobian, jjt_eigenvalues, singular_values, spectrum_moments, squared_entry_moments  # noqa: F401
 from gradlab.probes.jacobian import (
     EXACT_MAX_H, POWER_ITERS, POWER_RTOL, jacobian_coefficients, jacobian_parts, spectral_norms, step_jacobians,
 )  # fmt: skip
