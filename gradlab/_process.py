@@ -1,14 +1,21 @@
 """Process-wide settings: BLAS threads and the allocator, behind one context manager, `settings`.
 
 BLAS threads. A step of an RNN or LSTM multiplies small matrices ((N, H) by (H, GH)). OpenBLAS splits such
-a product over all its threads; the synchronisation costs more than the split saves, and far more when
-another process holds a core (the product then waits for a descheduled thread: 10x to 100x slower steps
-were measured on a shared 2-core machine). So the per-step loops, and any product of fewer than
-SMALL_PRODUCT multiply-adds, run with one BLAS thread (`settings(blas_threads=1)`, in the calling thread
-only), while the products over all steps at once keep every thread. Pool workers, which run beside each
-other, are started with one BLAS thread (`settings(child_blas_threads=1)`: the environment NumPy reads
-when it is imported in the child). Where NumPy's BLAS is not an OpenBLAS whose thread count can be set,
-the in-process setting does nothing.
+a product over all its threads; the synchronisation costs more than the split saves. So the per-step loops,
+and any product of fewer than SMALL_PRODUCT multiply-adds, run with one BLAS thread
+(`settings(blas_threads=1)`, in the calling thread only). A larger product (an MLP layer of 128 x 256 x 256,
+the products over all steps at once) gains from every core, but only from a core nobody else holds: when
+another process runs on one, OpenBLAS's second thread waits for it to be scheduled, and every product of
+up to 2^27 multiply-adds took about one scheduler slice (30 ms) instead of 0.1-2 ms on the shared 2-core
+machine of the README. So `threads_for` gives a large product as many threads as there are free cores,
+`CoreRule`: a core is free when the other processes left at least FREE of it idle over the last
+CHECK_EVERY seconds (/proc/stat's busy time of all CPUs less this process's own CPU time), and at a run's
+start, before a first interval, when no other thread is runnable (/proc/stat's procs_running). Pool
+workers, which run beside each other, are started with one BLAS thread (`settings(child_blas_threads=1)`:
+the environment NumPy reads when it is imported in the child), and the rule never gives a process more
+threads than its BLAS started with, so a worker stays on one. Where NumPy's BLAS is not an OpenBLAS whose
+thread count can be set, the in-process setting does nothing; where /proc/stat cannot be read, a large
+product gets every thread the BLAS started with.
 
 The allocator. A training step allocates and frees the same large arrays every time. By default glibc
 gives each block above 128 KiB its own pages (mmap) and unmaps them on free, and trims the heap's top once
@@ -26,13 +33,17 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import os
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS, which is looked up below)
 
-SMALL_PRODUCT = 1 << 24  # an (m, k) x (k, n) product with m k n below this is "small" (an MLP layer of 128 x 256 x 256 is)
+SMALL_PRODUCT = 1 << 22  # an (m, k) x (k, n) product with m k n below this runs on one thread (see the README's measurement)
+CHECK_EVERY = 0.5  # seconds between two looks at how busy the other processes keep the cores
+FREE = 0.8  # a core is free when the other processes leave this much of it idle
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what a child's BLAS reads at start
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc's <malloc.h>
 TRIM_THRESHOLD = 2**31 - 1  # mallopt takes an int: trim only when 2 GiB are free at the heap's top
@@ -58,15 +69,74 @@ def settings(*, blas_threads: int | None = None, child_blas_threads: int | None 
                 os.environ[k] = v
 
 
+def current_threads() -> int | None:
+    """The calling thread's BLAS thread count, or None where it cannot be set (not an OpenBLAS >= 0.3.27)."""
+    if _SET_THREADS is None:
+        return None
+    n = _set_threads(1)
+    _set_threads(n)
+    return n
+
+
 def single_threaded():
     """settings(blas_threads=1): for the per-step loops and the memory-bound dot products."""
     return settings(blas_threads=1)
 
 
 def threads_for(macs: int):
-    """One BLAS thread for a product of fewer than SMALL_PRODUCT multiply-adds, else BLAS's own choice."""
-    return settings(blas_threads=1 if macs < SMALL_PRODUCT else None)
+    """One BLAS thread for a product of fewer than SMALL_PRODUCT multiply-adds, else one per free core."""
+    return settings(blas_threads=1 if macs < SMALL_PRODUCT else RULE.threads())
 
+
+def _cpu_ticks() -> tuple[int, int, int] | None:
+    """(busy ticks of all CPUs, all ticks of all CPUs, runnable threads now) from /proc/stat, or None."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            text = f.read().split(b"\n")
+    except OSError:
+        return None
+    fields = [int(v) for v in text[0].split()[1:8]]  # user nice system idle iowait irq softirq
+    running = next((int(line.split()[1]) for line in text if line.startswith(b"procs_running")), 1)
+    return sum(fields) - fields[3] - fields[4], sum(fields), running
+
+
+class CoreRule:
+    """How many BLAS threads a large product gets: the free cores, at least 1 and at most `most`.
+
+    Over an interval of CHECK_EVERY seconds the others' use of the cores is (busy time of all CPUs - this
+    process's CPU time) / wall time; n CPUs minus that, plus 1 - FREE, rounded down, is the free cores.
+    Before a first interval, the free cores are n CPUs minus the other runnable threads. `read` returns
+    (busy ticks, all ticks, runnable threads) like _cpu_ticks (None: unknown, every thread); `own` this
+    process's CPU seconds; `clock` seconds."""
+
+    def __init__(self, most: int, cpus: int, read: Callable[[], tuple[int, int, int] | None] = _cpu_ticks,
+                 own: Callable[[], float] = time.process_time, clock: Callable[[], float] = time.monotonic,
+                 hz: int = 100) -> None:  # fmt: skip
+        self.most, self.cpus, self.read, self.own, self.clock, self.hz = max(1, most), max(1, cpus), read, own, clock, hz
+        self.last: tuple[float, float, int, int] | None = None  # (clock, own, busy, all) at the last look
+        self.n = self.most
+
+    def threads(self) -> int:
+        if self.most == 1:
+            return 1
+        now = self.clock()
+        if self.last is None or now - self.last[0] >= CHECK_EVERY:
+            self._look(now)
+        return self.n
+
+    def _look(self, now: float) -> None:
+        sample, own = self.read(), self.own()
+        if sample is None:
+            self.n = self.most
+            return
+        busy, total, running = sample
+        if self.last is None or total <= self.last[3]:
+            others = max(0, running - 1)  # the threads runnable besides this one
+        else:
+            wall = (total - self.last[3]) / self.hz / self.cpus
+            others = max(0.0, ((busy - self.last[2]) / self.hz - (own - self.last[1])) / wall)
+        self.n = max(1, min(self.most, math.floor(self.cpus - others + 1 - FREE)))
+        self.last = (now, own, busy, total)
 
 @functools.cache
 def keep_freed_memory() -> bool:
@@ -98,7 +168,16 @@ def _openblas_setter() -> Callable[[int], int] | None:
     return None
 
 
+def _started_threads() -> int:
+    """The threads NumPy's BLAS started with: OPENBLAS_NUM_THREADS / OMP_NUM_THREADS, else the usable cores."""
+    for var in BLAS_ENV[:2]:
+        if os.environ.get(var, "").strip().isdigit():
+            return max(1, int(os.environ[var]))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 _SET_THREADS = _openblas_setter()
+RULE = CoreRule(_started_threads(), os.cpu_count() or 1, hz=os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
 
 
 def _set_threads(n: int) -> int:
