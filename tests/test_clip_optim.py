@@ -160,3 +160,30 @@ def test_optimizers_update_in_place_and_keep_dtype(name):
         optim.get(name, params, lr=0.1).step({"w": np.ones((2, 2), dtype=dtype)})
         assert params["w"] is w, f"{name}: parameter array replaced instead of updated in place"
         assert w.dtype == dtype and np.all(w < 1), f"{name} {dtype}: {w}"
+
+
+@pytest.mark.parametrize("name, lr", [("sgd", 0.1), ("momentum", 0.1), ("adam", 0.01), ("sgd", [0.1, 0.3]), ("momentum", [0.2, 0.05])])
+def test_the_reported_update_norms_are_those_of_the_weights_difference(name, lr):
+    """measure_next: ||p_after - p_before|| as the optimizer reports it, against the difference of the arrays
+    (float64; 1e-12 relative: the subtraction rounds at 1e-16 of |p|, the updates are 1e-2 of it)."""
+    rng = np.random.default_rng(3)
+    params = {"w": rng.normal(size=(2, 4, 3)), "b": rng.normal(size=(2, 3))}  # an ensemble of 2: lr per member too
+    opt = optim.get(name, params, lr=np.asarray(lr) if isinstance(lr, list) else lr)
+    for step in range(3):
+        grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+        before = copy(params)
+        if step != 1:
+            opt.measure_next(["w"])
+        opt.step(grads)
+        if step == 1:
+            assert opt.update_norms == {}, f"{name}: a step after measure_next's one kept measuring: {opt.update_norms}"
+            continue
+        want = float(np.linalg.norm(params["w"] - before["w"]))
+        assert set(opt.update_norms) == {"w"}, f"{name}: reported {sorted(opt.update_norms)}, want ['w']"
+        assert_close(opt.update_norms["w"], want, f"{name} lr={lr} step {step} ||update of w||", rtol=1e-12)
+
+
+def test_measure_next_rejects_an_unknown_parameter():
+    opt = optim.SGD({"w": np.zeros(2)}, lr=0.1)
+    with pytest.raises(ValueError, match="measure_next names parameters the optimizer does not have: v"):
+        opt.measure_next(["w", "v"])

@@ -487,3 +487,36 @@ def test_act_std_survives_cancellation_and_float32():
     assert a.std() > 0
     close(s["act_mean"][0], a.mean(), rtol=1e-12)
     close(s["act_std"][0], a.std(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", optim.NAMES)
+def test_update_ratios_from_the_optimizer_equal_the_snapshot_s(name):
+    """Recorder(optimizer=...) takes ||W_after - W_before|| from the optimizer instead of a weight snapshot:
+    the same update_ratio to 1e-10 relative (float64; the snapshot's subtraction rounds at 1e-16 of |W|, the
+    updates are ~1e-3 of it), and no snapshot taken."""
+    frames = {}
+    for source in ("snapshot", "optimizer"):
+        rng = np.random.default_rng(0)
+        model = MLP([3, 8, 8, 2], "tanh", rng=rng)
+        x, y = rng.normal(size=(16, 3)), rng.normal(size=(16, 2))
+        opt = optim.get(name, model.params, lr=0.01)
+        rec = probes.Recorder(model, every=2, optimizer=opt if source == "optimizer" else None)
+        for step in range(5):
+            out, cache = model.forward(x, trace=True)
+            loss, dout = losses.mse(out, y)
+            grads = model.backward(dout, cache)
+            if rec.should_log(step):
+                rec.record_backward(step, grads)
+                assert (rec._before is None) == (source == "optimizer"), f"{source}: snapshot taken is {rec._before is not None}"
+            opt.step(grads.params)
+            rec.record_step(step, loss, 0.0, 0.0, 0.01)
+        frames[source] = rec.frames()["layers"]["update_ratio"].to_numpy()
+    assert np.all(frames["snapshot"] > 0), frames["snapshot"]
+    close(frames["optimizer"], frames["snapshot"], name=f"{name} update_ratio", rtol=1e-10)
+
+
+def test_an_optimizer_of_other_arrays_is_not_asked_for_its_update_norms():
+    model = MLP([3, 4, 1], rng=np.random.default_rng(0))
+    other = {k: v.copy() for k, v in model.params.items()}
+    rec = probes.Recorder(model, optimizer=optim.SGD(other, lr=0.1))
+    assert rec.optimizer is None, "an optimizer stepping copies of the weights would report the wrong updates"

@@ -18,11 +18,12 @@ PROBE_SET = 512
 
 
 class ProbedStep(OurStep):
-    """OurStep logging every step: record_backward before clipping, record_step after the update."""
+    """OurStep logging every step: record_backward before clipping, record_step after the update; the
+    optimizer reports its update norms (Recorder(optimizer=...)), so no weight snapshot is taken."""
 
     def __init__(self, w, dtype: str, seed: int = 0) -> None:
         super().__init__(w, dtype, seed)
-        self.recorder = probes.Recorder(self.model, every=1)
+        self.recorder = probes.Recorder(self.model, every=1, optimizer=self.opt)
         self.step = 0
 
     def __call__(self, trace: bool = True) -> float:

@@ -7,6 +7,10 @@
 
 Every rule is elementwise, so in an ensemble each member is updated on its own; lr and momentum may
 also be one value per member, (R,) arrays, when every parameter has the member axis first.
+
+Update norms: after `opt.measure_next(names)`, the next step() also stores ||p_after - p_before|| (the
+update it applied, lr g, lr v or Adam's step; the norm over the whole array, all members together) of
+each named parameter in `opt.update_norms`, so that a probe needs no snapshot of the weights.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import numpy as np
 
 from gradlab.nn import _checks, members
+from gradlab.nn.clip import global_norm
 
 Array = np.ndarray
 
@@ -57,7 +62,36 @@ def _subtract_scaled(p: Array, lr: float | Array, g: Array) -> None:
         p_flat[start : start + _BLOCK] -= step
 
 
-class SGD:
+class _Measured:
+    """What every optimizer shares: the update norms of the parameters named by measure_next."""
+
+    _measure: frozenset[str] = frozenset()
+    update_norms: dict[str, float] = {}
+
+    def measure_next(self, names) -> None:
+        """The next step() stores ||update|| of each named parameter in self.update_norms (a step after it none)."""
+        unknown = sorted(set(names) - set(self.params))  # type: ignore[attr-defined]
+        if unknown:
+            raise ValueError(f"measure_next names parameters the optimizer does not have: {', '.join(unknown)}")
+        self._measure, self.update_norms = frozenset(names), {}
+
+    def _measured(self, name: str, update: Array, scale: float | Array = 1.0) -> None:
+        """Record ||scale * update|| if `name` is measured this step (scale: a float or one value per member)."""
+        if name not in self._measure:
+            return
+        if np.ndim(scale):
+            self.update_norms[name] = float(np.sqrt(np.sum(np.asarray(scale) ** 2 * global_norm({name: update}, ensemble=True) ** 2)))
+        else:
+            self.update_norms[name] = abs(float(scale)) * global_norm({name: update})
+
+    def _done(self) -> None:
+        """After a step: update_norms hold this step's norms, or nothing if it measured none."""
+        if not self._measure:
+            self.update_norms = {}
+        self._measure = frozenset()
+
+
+class SGD(_Measured):
     """Plain SGD, or SGD with (heavy-ball) momentum mu when momentum > 0."""
 
     def __init__(self, params: dict[str, Array], lr: float | Array, momentum: float | Array = 0.0) -> None:
@@ -76,9 +110,11 @@ class SGD:
                 v += g
                 g = v
             _subtract_scaled(p, self.lr, g)  # p <- p - lr g
+            self._measured(name, g, self.lr)
+        self._done()
 
 
-class Adam:
+class Adam(_Measured):
     """Adam (Kingma and Ba 2015) with bias correction, as torch.optim.Adam."""
 
     def __init__(
@@ -110,7 +146,10 @@ class Adam:
             denom = np.sqrt(v)
             denom *= v_scale
             denom += self.eps
-            p -= _shaped(step_size, p) * m / denom
+            update = _shaped(step_size, p) * m / denom
+            p -= update
+            self._measured(name, update)
+        self._done()
 
 
 NAMES = ("sgd", "momentum", "adam")

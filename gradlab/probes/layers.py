@@ -11,7 +11,8 @@ fractions (from a gradlab.probes.dead report) and the update ratios.
                MLP layer the residual stream's gradient, for a plain one W_(l+1)^T delta_(l+1) (the output
                layer's is dL/dy); for a cell layer dL/dh_t over all steps, for the readout dL/dy.
     update_ratio  ||W_after - W_before|| / ||W_after|| over the layer's weight matrices (not biases),
-               from a snapshot taken before the optimizer step of a logged step.
+               from a snapshot taken before the optimizer step of a logged step, or from the norms of
+               its updates that the optimizer reports (gradlab.nn.optim's measure_next).
 """
 
 from __future__ import annotations
@@ -170,7 +171,24 @@ def update_ratios(model: Model, before: dict[str, Array], in_place: bool = False
             for n in w_names:
                 after = model.params[n]
                 diffs.append(np.subtract(after, before[n], out=before[n] if in_place else None))
-            num = _norm(*diffs)
-            den = _norm(*(model.params[n] for n in w_names))
-            ratios.append(num / den if den > 0 else (math.inf if num > 0 else math.nan))
+            ratios.append(_ratio(_norm(*diffs), _norm(*(model.params[n] for n in w_names))))
     return np.asarray(ratios, dtype=np.float64)
+
+
+def update_ratios_from_norms(model: Model, update_norms: dict[str, float]) -> Array:
+    """update_ratios with ||W_after - W_before|| per weight matrix as the optimizer reports it (the norm of the
+    update it applied); NaN for a layer whose matrices it did not report (no step was taken)."""
+    ratios = []
+    with np.errstate(all="ignore"):
+        for w_names, _ in layer_params(model):
+            if not all(n in update_norms for n in w_names):
+                ratios.append(math.nan)
+                continue
+            num = math.sqrt(sum(update_norms[n] ** 2 for n in w_names))
+            ratios.append(_ratio(num, _norm(*(model.params[n] for n in w_names))))
+    return np.asarray(ratios, dtype=np.float64)
+
+
+def _ratio(num: float, den: float) -> float:
+    """num / den; inf when den is 0 and num is not, NaN when both are."""
+    return num / den if den > 0 else (math.inf if num > 0 else math.nan)

@@ -30,8 +30,8 @@ from gradlab.nn import MLP
 from gradlab.nn.trace import Gradients
 from gradlab.probes.dead import DeadTracker
 from gradlab.probes.frames import layers_frame, steps_frame, timesteps_frame
-from gradlab.probes.layers import layer_stats, snapshot, update_ratios
-from gradlab.probes.model import Array, Model
+from gradlab.probes.layers import layer_stats, snapshot, update_ratios, update_ratios_from_norms
+from gradlab.probes.model import Array, Model, layer_params
 from gradlab.probes.steps import step_record
 from gradlab.probes.timesteps import last_step_dout, timestep_stats
 
@@ -55,7 +55,11 @@ class Recorder:
     (costly: seconds per logged step at H = 128, T = 100; jacobian_examples limits it to the first
     examples of the batch). dh_last_norm of a recurrent model with the loss on every step needs the
     forward's cache: record_backward then runs one more backward through it, of the last step's loss
-    alone (gradlab.probes.timesteps.last_step_dout); without the cache that column is NaN.
+    alone (gradlab.probes.timesteps.last_step_dout); without the cache that column is NaN. optimizer:
+    the optimizer stepping the model's own parameter arrays (gradlab.nn.optim): on a logged step it
+    reports the norms of its updates (measure_next) and the weights are not copied (update_ratio then
+    NaN if no optimizer step follows); without it, or for one stepping other arrays (an ensemble's, of
+    which the model is a view), a snapshot of the weights is taken.
     """
 
     def __init__(
@@ -70,6 +74,7 @@ class Recorder:
         jacobian_method: str = "auto",
         jacobian_examples: int | None = None,
         dead_every: int | None = None,
+        optimizer: object | None = None,
     ) -> None:
         should_log(0, every)  # validates every
         self.dead_every = every if dead_every is None else dead_every
@@ -84,6 +89,8 @@ class Recorder:
         self._before: dict[str, Array] | None = None
         self._buffer: dict[str, Array] | None = None  # the snapshot's arrays, reused from one log to the next
         self._pending: tuple[int, dict[str, Array], bool | None] | None = None
+        self.weights = [n for w_names, _ in layer_params(model) for n in w_names]
+        self.optimizer = optimizer if _steps_these(optimizer, model, self.weights) else None
 
     def should_log(self, step: int) -> bool:
         return should_log(step, self.every, self.last_step)
@@ -107,7 +114,10 @@ class Recorder:
                 (step, timestep_stats(self.model, grads, jacobian=self.jacobian, method=self.jacobian_method, c0=c0,
                                      h0=h0, examples=self.jacobian_examples, last=last))
             )
-        self._before = snapshot(self.model, self._buffer)
+        if self.optimizer is not None:
+            self.optimizer.measure_next(self.weights)
+        else:
+            self._before = snapshot(self.model, self._buffer)
         self._pending = (step, stats, None if report is None else report.collapsed)
 
     def record_step(
@@ -118,7 +128,10 @@ class Recorder:
         collapsed = None
         if self._pending is not None and self._pending[0] == step:
             _, stats, collapsed = self._pending
-            stats["update_ratio"] = update_ratios(self.model, self._before, in_place=True)
+            if self._before is None:
+                stats["update_ratio"] = update_ratios_from_norms(self.model, getattr(self.optimizer, "update_norms", {}))
+            else:
+                stats["update_ratio"] = update_ratios(self.model, self._before, in_place=True)
             self.layers.append((step, stats))
             self._buffer, self._pending, self._before = self._before, None, None
         self.steps.append(step_record(step, loss, grad_norm, grad_norm_clipped, lr, clipped, collapsed))
@@ -133,3 +146,9 @@ class Recorder:
             "layers": layers_frame(layers, self.run_id),
             "timesteps": timesteps_frame(self.timesteps, self.run_id),
         }
+
+
+def _steps_these(optimizer: object | None, model: Model, names: list[str]) -> bool:
+    """Whether `optimizer` reports update norms (measure_next) and updates the model's own weight arrays."""
+    params = getattr(optimizer, "params", None)
+    return hasattr(optimizer, "measure_next") and isinstance(params, dict) and all(params.get(n) is model.params[n] for n in names)
