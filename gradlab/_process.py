@@ -38,6 +38,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import NamedTuple
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS, which is looked up below)
 
@@ -100,43 +101,63 @@ def _cpu_ticks() -> tuple[int, int, int] | None:
     return sum(fields) - fields[3] - fields[4], sum(fields), running
 
 
+class CpuSample(NamedTuple):
+    """A look at the machine: this process's CPU seconds, all CPUs' busy and total ticks, runnable threads."""
+
+    own: float
+    busy: int
+    total: int
+    running: int
+
+
+def others_cores(a: CpuSample, b: CpuSample, cpus: int, hz: int) -> float:
+    """Cores the other processes kept busy on average between two looks: (busy time of all CPUs - this
+    process's CPU time) / wall time, the wall time from the ticks of all CPUs / cpus."""
+    wall = (b.total - a.total) / hz / cpus
+    return max(0.0, ((b.busy - a.busy) / hz - (b.own - a.own)) / wall) if wall > 0 else math.nan
+
+
 class CoreRule:
     """How many BLAS threads a large product gets: the free cores, at least 1 and at most `most`.
 
-    Over an interval of CHECK_EVERY seconds the others' use of the cores is (busy time of all CPUs - this
-    process's CPU time) / wall time; n CPUs minus that, plus 1 - FREE, rounded down, is the free cores.
-    Before a first interval, the free cores are n CPUs minus the other runnable threads. `read` returns
-    (busy ticks, all ticks, runnable threads) like _cpu_ticks (None: unknown, every thread); `own` this
-    process's CPU seconds; `clock` seconds."""
+    Over an interval of CHECK_EVERY seconds the others' use of the cores is others_cores; n CPUs minus
+    that, plus 1 - FREE, rounded down, is the free cores. Before a first interval, the free cores are n CPUs
+    minus the other runnable threads. `read` returns (busy ticks, all ticks, runnable threads) like
+    _cpu_ticks (None: unknown, every thread); `own` this process's CPU seconds; `clock` seconds."""
 
     def __init__(self, most: int, cpus: int, read: Callable[[], tuple[int, int, int] | None] = _cpu_ticks,
                  own: Callable[[], float] = time.process_time, clock: Callable[[], float] = time.monotonic,
                  hz: int = 100) -> None:  # fmt: skip
         self.most, self.cpus, self.read, self.own, self.clock, self.hz = max(1, most), max(1, cpus), read, own, clock, hz
-        self.last: tuple[float, float, int, int] | None = None  # (clock, own, busy, all) at the last look
+        self.last: CpuSample | None = None
+        self.when = -math.inf  # clock at the last look
         self.n = self.most
+
+    def sample(self) -> CpuSample | None:
+        """A look at the machine now, or None where /proc/stat cannot be read."""
+        ticks = self.read()
+        return None if ticks is None else CpuSample(self.own(), *ticks)
 
     def threads(self) -> int:
         if self.most == 1:
             return 1
         now = self.clock()
-        if self.last is None or now - self.last[0] >= CHECK_EVERY:
+        if now - self.when >= CHECK_EVERY:
             self._look(now)
         return self.n
 
     def _look(self, now: float) -> None:
-        sample, own = self.read(), self.own()
+        sample = self.sample()
+        self.when = now
         if sample is None:
             self.n = self.most
             return
-        busy, total, running = sample
-        if self.last is None or total <= self.last[3]:
-            others = max(0, running - 1)  # the threads runnable besides this one
+        if self.last is None or sample.total <= self.last.total:
+            others = float(max(0, sample.running - 1))  # the threads runnable besides this one
         else:
-            wall = (total - self.last[3]) / self.hz / self.cpus
-            others = max(0.0, ((busy - self.last[2]) / self.hz - (own - self.last[1])) / wall)
+            others = others_cores(self.last, sample, self.cpus, self.hz)
         self.n = max(1, min(self.most, math.floor(self.cpus - others + 1 - FREE)))
-        self.last = (now, own, busy, total)
+        self.last = sample
 
 @functools.cache
 def keep_freed_memory() -> bool:
