@@ -164,10 +164,11 @@ def test_optimizers_update_in_place_and_keep_dtype(name):
 
 @pytest.mark.parametrize("name, lr", [("sgd", 0.1), ("momentum", 0.1), ("adam", 0.01), ("sgd", [0.1, 0.3]), ("momentum", [0.2, 0.05])])
 def test_the_reported_update_norms_are_those_of_the_weights_difference(name, lr):
-    """measure_next: ||p_after - p_before|| as the optimizer reports it, against the difference of the arrays
-    (float64; 1e-12 relative: the subtraction rounds at 1e-16 of |p|, the updates are 1e-2 of it)."""
+    """measure_next: ||p_after - p_before|| and ||p_after|| as the optimizer reports them, against the difference
+    of the arrays and their norm (float64; 1e-12 relative: the subtraction rounds at 1e-16 of |p|, the updates
+    are 1e-2 of it). w has more entries than a block of SGD's blocked update."""
     rng = np.random.default_rng(3)
-    params = {"w": rng.normal(size=(2, 4, 3)), "b": rng.normal(size=(2, 3))}  # an ensemble of 2: lr per member too
+    params = {"w": rng.normal(size=(2, 200, 200)), "b": rng.normal(size=(2, 3))}  # an ensemble of 2: lr per member too
     opt = optim.get(name, params, lr=np.asarray(lr) if isinstance(lr, list) else lr)
     for step in range(3):
         grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
@@ -181,6 +182,7 @@ def test_the_reported_update_norms_are_those_of_the_weights_difference(name, lr)
         want = float(np.linalg.norm(params["w"] - before["w"]))
         assert set(opt.update_norms) == {"w"}, f"{name}: reported {sorted(opt.update_norms)}, want ['w']"
         assert_close(opt.update_norms["w"], want, f"{name} lr={lr} step {step} ||update of w||", rtol=1e-12)
+        assert_close(opt.param_norms["w"], float(np.linalg.norm(params["w"])), f"{name} lr={lr} step {step} ||w after||", rtol=1e-12)
 
 
 def test_measure_next_rejects_an_unknown_parameter():

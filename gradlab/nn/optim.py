@@ -10,15 +10,17 @@ also be one value per member, (R,) arrays, when every parameter has the member a
 
 Update norms: after `opt.measure_next(names)`, the next step() also stores ||p_after - p_before|| (the
 update it applied, lr g, lr v or Adam's step; the norm over the whole array, all members together) of
-each named parameter in `opt.update_norms`, so that a probe needs no snapshot of the weights.
+each named parameter in `opt.update_norms` and ||p_after|| in `opt.param_norms`, taken while the step
+has each block at hand, so that a probe needs no snapshot of the weights and no pass over them.
 """
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gradlab.nn import _checks, members
-from gradlab.nn.clip import global_norm
 
 Array = np.ndarray
 
@@ -46,20 +48,35 @@ def _shaped(value: float | Array, p: Array) -> float | Array:
     return value if np.ndim(value) == 0 else value.reshape(-1, *([1] * (p.ndim - 1)))
 
 
-def _subtract_scaled(p: Array, lr: float | Array, g: Array) -> None:
+def _subtract_scaled(p: Array, lr: float | Array, g: Array, measure: bool = False) -> tuple[float, float] | None:
     """p -= lr * g in place, a block at a time: a temporary lr * g as big as p would be fresh memory at every
-    step (from 32 MiB, e.g. a float64 2048 x 2048 weight, glibc maps and zeroes a new one each time)."""
+    step (from 32 MiB, e.g. a float64 2048 x 2048 weight, glibc maps and zeroes a new one each time).
+    measure: also return (||lr g||^2, ||p_after||^2), summed while each block is still in the cache."""
     if np.ndim(lr):
-        p -= _shaped(lr, p) * g
-        return
+        step = _shaped(lr, p) * g
+        p -= step
+        return (_sq(step), _sq(p)) if measure else None
     if p.size <= _BLOCK or not (p.flags.c_contiguous and g.flags.c_contiguous):
-        p -= lr * g
-        return
+        step = lr * g
+        p -= step
+        return (_sq(step), _sq(p)) if measure else None
     p_flat, g_flat = p.reshape(-1), g.reshape(-1)
     buf = np.empty(_BLOCK, dtype=np.result_type(p, g))
+    sums = [0.0, 0.0]
     for start in range(0, p.size, _BLOCK):
         step = np.multiply(g_flat[start : start + _BLOCK], lr, out=buf[: min(_BLOCK, p.size - start)])
-        p_flat[start : start + _BLOCK] -= step
+        block = p_flat[start : start + _BLOCK]
+        block -= step
+        if measure:
+            sums[0] += _sq(step)
+            sums[1] += _sq(block)
+    return (sums[0], sums[1]) if measure else None
+
+
+def _sq(a: Array) -> float:
+    """||a||^2 over all entries, accumulated in float64 (einsum: NumPy's threaded dot stalls on a busy machine)."""
+    flat = a.reshape(-1)
+    return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
 class _Measured:
@@ -67,27 +84,24 @@ class _Measured:
 
     _measure: frozenset[str] = frozenset()
     update_norms: dict[str, float] = {}
+    param_norms: dict[str, float] = {}  # ||p_after|| of the measured parameters, where the step had them at hand
 
     def measure_next(self, names) -> None:
         """The next step() stores ||update|| of each named parameter in self.update_norms (a step after it none)."""
         unknown = sorted(set(names) - set(self.params))  # type: ignore[attr-defined]
         if unknown:
             raise ValueError(f"measure_next names parameters the optimizer does not have: {', '.join(unknown)}")
-        self._measure, self.update_norms = frozenset(names), {}
+        self._measure, self.update_norms, self.param_norms = frozenset(names), {}, {}
 
-    def _measured(self, name: str, update: Array, scale: float | Array = 1.0) -> None:
-        """Record ||scale * update|| if `name` is measured this step (scale: a float or one value per member)."""
-        if name not in self._measure:
-            return
-        if np.ndim(scale):
-            self.update_norms[name] = float(np.sqrt(np.sum(np.asarray(scale) ** 2 * global_norm({name: update}, ensemble=True) ** 2)))
-        else:
-            self.update_norms[name] = abs(float(scale)) * global_norm({name: update})
+    def _record(self, name: str, sums: tuple[float, float] | None) -> None:
+        """Record ||update|| and ||p_after|| from their squares (None: not measured)."""
+        if sums is not None:
+            self.update_norms[name], self.param_norms[name] = math.sqrt(sums[0]), math.sqrt(sums[1])
 
     def _done(self) -> None:
         """After a step: update_norms hold this step's norms, or nothing if it measured none."""
         if not self._measure:
-            self.update_norms = {}
+            self.update_norms, self.param_norms = {}, {}
         self._measure = frozenset()
 
 
@@ -109,8 +123,7 @@ class SGD(_Measured):
                 v *= _shaped(self.momentum, v)  # v <- mu v + g
                 v += g
                 g = v
-            _subtract_scaled(p, self.lr, g)  # p <- p - lr g
-            self._measured(name, g, self.lr)
+            self._record(name, _subtract_scaled(p, self.lr, g, name in self._measure))  # p <- p - lr g
         self._done()
 
 
@@ -148,7 +161,7 @@ class Adam(_Measured):
             denom += self.eps
             update = _shaped(step_size, p) * m / denom
             p -= update
-            self._measured(name, update)
+            self._record(name, (_sq(update), _sq(p)) if name in self._measure else None)
         self._done()
 
 

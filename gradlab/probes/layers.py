@@ -175,9 +175,11 @@ def update_ratios(model: Model, before: dict[str, Array], in_place: bool = False
     return np.asarray(ratios, dtype=np.float64)
 
 
-def update_ratios_from_norms(model: Model, update_norms: dict[str, float]) -> Array:
+def update_ratios_from_norms(model: Model, update_norms: dict[str, float], param_norms: dict[str, float] | None = None) -> Array:
     """update_ratios with ||W_after - W_before|| per weight matrix as the optimizer reports it (the norm of the
-    update it applied); NaN for a layer whose matrices it did not report (no step was taken)."""
+    update it applied) and ||W_after|| from param_norms where it has them (else from model.params); NaN for
+    a layer whose matrices it did not report (no step was taken)."""
+    known = param_norms or {}
     ratios = []
     with np.errstate(all="ignore"):
         for w_names, _ in layer_params(model):
@@ -185,7 +187,8 @@ def update_ratios_from_norms(model: Model, update_norms: dict[str, float]) -> Ar
                 ratios.append(math.nan)
                 continue
             num = math.sqrt(sum(update_norms[n] ** 2 for n in w_names))
-            ratios.append(_ratio(num, _norm(*(model.params[n] for n in w_names))))
+            den = math.sqrt(sum(known[n] ** 2 if n in known else _sq_norm(model.params[n]) for n in w_names))
+            ratios.append(_ratio(num, den))
     return np.asarray(ratios, dtype=np.float64)
 
 

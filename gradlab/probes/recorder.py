@@ -129,7 +129,8 @@ class Recorder:
         if self._pending is not None and self._pending[0] == step:
             _, stats, collapsed = self._pending
             if self._before is None:
-                stats["update_ratio"] = update_ratios_from_norms(self.model, getattr(self.optimizer, "update_norms", {}))
+                opt = self.optimizer
+                stats["update_ratio"] = update_ratios_from_norms(self.model, getattr(opt, "update_norms", {}), getattr(opt, "param_norms", None))
             else:
                 stats["update_ratio"] = update_ratios(self.model, self._before, in_place=True)
             self.layers.append((step, stats))
