@@ -89,25 +89,29 @@ def _at_init(runs: pd.DataFrame, table: pd.DataFrame | None, what: str) -> tuple
 def _depth_runs(t):
     """(MLP runs, notes, None), or (None, None, why) when no MLP run has a cure (norm or residual)."""
     mlp = t["runs"][t["runs"]["model"] == "mlp"]
-    if not ((mlp["norm"] != "none") | mlp["residual"]).any():
-        return None, None, "no MLP run with a cure (model.norm layer or batch, or model.residual)"
-    layers = t.get("layers")
-    if layers is None or not set(g.LAYER_COLUMNS) <= set(layers.columns):
-        return None, None, "no layers table with delta_norm for the MLP runs"
-    runs, notes = _at_init(mlp, layers, "MLP runs")
-    return (runs, notes, None) if len(runs) else (None, None, "the MLP runs have no layers rows at step 0")
+    cured = (mlp["norm"] != "none") | mlp["residual"]
+    return _chosen(t, mlp, cured, "no MLP run with a cure (model.norm layer or batch, or model.residual)",
+                   "layers", g.LAYER_COLUMNS, "MLP runs")  # fmt: skip
 
 
 def _time_runs(t):
     """(recurrent runs, notes, None), or (None, None, why) when none is gated or stacked."""
     cells = t["runs"][t["runs"]["model"].isin(["rnn", *GATED])]
-    if not (cells["model"].isin(GATED) | (cells["layers"] > 1)).any():
-        return None, None, "no GRU, LSTM or stacked (model.layers > 1) recurrent run"
-    steps = t.get("timesteps")
-    if steps is None or not set(g.TIME_COLUMNS) <= set(steps.columns):
-        return None, None, "no timesteps table with dh_norm for the recurrent runs"
-    runs, notes = _at_init(cells, steps, "recurrent runs")
-    return (runs, notes, None) if len(runs) else (None, None, "the recurrent runs have no timesteps rows at step 0")
+    cured = cells["model"].isin(GATED) | (cells["layers"] > 1)
+    return _chosen(t, cells, cured, "no GRU, LSTM or stacked (model.layers > 1) recurrent run", "timesteps",
+                   g.TIME_COLUMNS, "recurrent runs")  # fmt: skip
+
+
+def _chosen(t, runs: pd.DataFrame, cured: pd.Series, none: str, table: str, columns, what: str):
+    """(runs with rows at step 0 in `table`, notes, None), or (None, None, why): no run is `cured`, the
+    table lacks the columns, or no run has rows at step 0."""
+    if not cured.any():
+        return None, None, none
+    rows = t.get(table)
+    if rows is None or not set(columns) <= set(rows.columns):
+        return None, None, f"no {table} table with {', '.join(columns)} for the {what}"
+    chosen, notes = _at_init(runs, rows, what)
+    return (chosen, notes, None) if len(chosen) else (None, None, f"the {what} have no {table} rows at step 0")
 
 
 # ---- the two rows: at initialisation and at the last logged step --------------------------------
