@@ -282,6 +282,28 @@ def pascanu_verdict(weight_hh: Array, activation: str, slope: float = activation
     return VANISHING if g < 1.0 else EXPLODING
 
 
+# ---------------------------------------------------------------- an RNN at initialisation, driven by inputs
+# Mean field of a vanilla RNN h_t = phi(W_hh h_(t-1) + W_ih x_t + b) with W_hh ~ N(0, sigma_w2 / H)
+# (Poole et al. 2016's length map, applied per step as in Chen, Pennington, Schoenholz 2018, "Dynamical
+# isometry and a mean field theory of RNNs", Sec. 3): the input term W_ih x_t acts as a bias of variance
+# Var[W_ih] sum_d E[x_d^2], so the per-step factor of ||dL/dh_t|| back in time (Pascanu et al. 2013's
+# vanishing and exploding, Sec. 2.1) is sqrt(chi_1) at that bias.
+
+
+def rnn_input_variance(weight_ih_variance: float, input_second_moments: Array | list[float]) -> float:
+    """Var[(W_ih x_t)_i] = Var[W_ih] sum_d E[x_d^2] for W_ih of i.i.d. zero-mean entries independent of x."""
+    moments = np.asarray(input_second_moments, dtype=np.float64)
+    if moments.ndim != 1 or moments.size == 0 or not np.all(np.isfinite(moments)) or np.any(moments < 0):
+        raise ValueError(f"input_second_moments must be a non-empty list of finite values >= 0, got {input_second_moments!r}")
+    return _sigma_b2(weight_ih_variance) * float(moments.sum())
+
+
+def rnn_step_factor(activation: str, sigma_w2: float, input_variance: float, slope: float = activations.DEFAULT_SLOPE) -> float:
+    """sqrt(chi_1) at sigma_b2 = input_variance: the mean-field factor by which the RMS of dL/dh_t changes
+    per step back in time in an RNN with W_hh ~ N(0, sigma_w2 / H), W_hh fresh per step (H -> infinity)."""
+    return math.sqrt(chi1(activation, sigma_w2, input_variance, slope))
+
+
 # ---------------------------------------------------------------- Glorot and Bengio 2010
 
 _INIT_OPTIONS = {"gain": 1.0, "slope": 0.0, "sigma_w2": 1.0}  # gradlab.nn.init's defaults

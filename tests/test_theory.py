@@ -241,3 +241,156 @@ def test_bad_arguments_raise_one_line_value_errors(call, name):
     with pytest.raises(ValueError) as err:
         call()
     assert str(err.value).startswith(name) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- Balduzzi et al. 2017: shattered gradients
+
+
+def _masked_backward(rng: np.random.Generator, architecture: str, depth: int, width: int, samples: int) -> tuple[float, float]:
+    """The finite computation behind theory.shattered_correlation: the input gradients at two inputs are
+    the same top gradient sent back through the same He weights W_l ~ N(0, 2 / width) and independent
+    ReLU masks D_l ~ Bernoulli(1/2) (one per input): delta <- W_l^T D_l delta (feedforward), or
+    delta <- delta + c_l W_l^T D_l delta with c_l = 1 (resnet) or 1 / sqrt(l) (resnet_bn, Theorem 3's
+    model). Returns (the mean of delta_i . delta_j / width, its standard error) over `samples` nets,
+    with E[|delta|^2] / width = 1 at the top."""
+    top = rng.standard_normal((samples, width))
+    di, dj = top.copy(), top.copy()
+    for l in range(depth, 0, -1):
+        w = rng.normal(0.0, math.sqrt(2.0 / width), size=(samples, width, width))
+        mi, mj = rng.random((2, samples, width)) < 0.5
+        step_i, step_j = np.einsum("sk,skj->sj", mi * di, w), np.einsum("sk,skj->sj", mj * dj, w)
+        if architecture == "feedforward":
+            di, dj = step_i, step_j
+        else:
+            c = 1.0 if architecture == "resnet" else 1.0 / math.sqrt(l)
+            di, dj = di + c * step_i, dj + c * step_j
+    cov = np.einsum("sk,sk->s", di, dj) / width
+    return float(cov.mean()), float(cov.std(ddof=1) / math.sqrt(samples))
+
+
+def _variance_scale(architecture: str, depth: int) -> float:
+    """C(i): 1 (feedforward), 2^L (resnet), prod (1 + 1/l) = L + 1 (resnet_bn's model)."""
+    return {"feedforward": 1.0, "resnet": 2.0**depth, "resnet_bn": depth + 1.0}[architecture]
+
+
+@pytest.mark.parametrize("architecture, depth", [("feedforward", 1), ("feedforward", 3), ("resnet", 2), ("resnet", 4),
+                                                 ("resnet_bn", 4)])  # fmt: skip
+def test_shattered_correlation_matches_the_masked_products_it_describes(architecture, depth):
+    # Balduzzi et al. 2017, Theorems 1-3: covariance of the two gradients = C(i) x shattered_correlation.
+    # 4000 nets of width 32; the tolerance is 4 standard errors of the Monte Carlo mean (seeded).
+    cov, se = _masked_backward(np.random.default_rng([2017, depth]), architecture, depth, 32, 4000)
+    want = _variance_scale(architecture, depth) * theory.shattered_correlation(architecture, depth)
+    assert abs(cov - want) < 4 * se, f"{architecture}, depth {depth}: Monte Carlo covariance {cov:.4f} +- {se:.4f}, theory {want:.4f}"
+
+
+def test_shattered_correlation_rates():
+    # Theorem 1 halves the correlation per layer, Theorem 2 takes 3/4, Theorem 3's model falls as L^(-1/2)
+    assert theory.shattered_correlation("feedforward", 7) / theory.shattered_correlation("feedforward", 6) == 0.5
+    assert math.isclose(theory.shattered_correlation("resnet", 5) / theory.shattered_correlation("resnet", 4), 0.75)
+    big = [theory.shattered_correlation("resnet_bn", L) for L in (1000, 4000)]
+    assert abs(math.log(big[1] / big[0]) / math.log(4.0) + 0.5) < 1e-3
+
+
+# ---------------------------------------------------------------- Saxe, McClelland and Ganguli 2014
+
+
+def _decoupled_one_hidden_layer(lr: float, s: np.ndarray, u0: float, t_end: float) -> tuple[np.ndarray, np.ndarray]:
+    """The finite computation behind theory.saxe_mode_strength: gradient descent (step lr, mse loss) on
+    the engine's linear net N -> N -> N from decoupled balanced weights W21 = sqrt(u0) V^T,
+    W32 = sqrt(u0) U, onto the teacher U diag(s) V^T with whitened, centred inputs (X^T X / P = I).
+    Returns (t = lr x step, u_a(t) = u_a^T W32 W21 v_a) of shapes (steps + 1,) and (steps + 1, N)."""
+    from gradlab.nn import losses, optim
+
+    n, rng = len(s), np.random.default_rng(3)
+    q, _ = np.linalg.qr(np.column_stack([np.ones(2 * n), rng.standard_normal((2 * n, n))]))
+    x = math.sqrt(2 * n) * q[:, 1:]  # centred (biases get no gradient) and whitened
+    u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    y = x @ (u @ np.diag(s) @ v.T).T
+    net = MLP([n, n, n], "identity", init="identity")
+    net.params["layers.0.weight"][...] = math.sqrt(u0) * v.T
+    net.params["layers.1.weight"][...] = math.sqrt(u0) * u
+    opt, strengths = optim.SGD(net.params, lr), []
+    for _ in range(int(round(t_end / lr)) + 1):
+        strengths.append(np.einsum("ia,ij,ja->a", u, net.params["layers.1.weight"] @ net.params["layers.0.weight"], v))
+        out, cache = net.forward(x)
+        _, dout = losses.mse(out, y)
+        opt.step(net.backward(dout, cache, input_grad=False).params)
+    return lr * np.arange(len(strengths)), np.array(strengths)
+
+
+def test_saxe_mode_strength_is_the_gradient_flow_of_a_decoupled_one_hidden_layer_net():
+    # Saxe et al. 2014, Sec. 2: tau du/dt = 2 u (s - u), tau = 1 / lr steps. Gradient descent is the Euler
+    # step of that flow, so the gap to the closed form is first order in lr: below lr x s per mode
+    # (relative to s; ~0.75 lr s measured) and halving lr halves it.
+    s, u0 = np.array([3.0, 2.0, 1.0, 0.5]), 1e-3
+    gaps = []
+    for lr in (0.02, 0.01):
+        t, u = _decoupled_one_hidden_layer(lr, s, u0, 4.0)
+        want = np.stack([theory.saxe_mode_strength(t, si, u0) for si in s], axis=1)
+        gap = np.abs(u - want).max(axis=0) / s
+        assert np.all(gap < lr * s), f"lr {lr}: max |u - u_theory| / s = {gap}, bound lr s = {lr * s}"
+        gaps.append(gap)
+    assert np.allclose(gaps[0] / gaps[1], 2.0, rtol=0.1), f"gap ratio lr 0.02 / 0.01 = {gaps[0] / gaps[1]}, first order: 2"
+
+
+def test_saxe_learning_time_inverts_the_mode_strength():
+    t = theory.saxe_learning_time(2.0, 0.01, 1.5)
+    assert math.isclose(theory.saxe_mode_strength(t, 2.0, 0.01), 1.5, rel_tol=1e-12)
+    assert math.isclose(theory.saxe_learning_time(4.0, 0.02, 2.0), 0.5 * theory.saxe_learning_time(2.0, 0.01, 1.0))
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: theory.shattered_correlation("densenet", 3), "architecture"),
+        (lambda: theory.shattered_correlation("resnet", 0), "depth"),
+        (lambda: theory.saxe_mode_strength(1.0, -1.0, 0.1), "s"),
+        (lambda: theory.saxe_mode_strength(1.0, 1.0, 0.0), "u0"),
+        (lambda: theory.saxe_learning_time(1.0, 0.1, 1.5), "u0 and uf"),
+    ],
+)
+def test_shattered_and_saxe_bad_arguments_raise_one_line_value_errors(call, name):
+    with pytest.raises(ValueError) as err:
+        call()
+    assert str(err.value).startswith(name) and "\n" not in str(err.value)
+
+
+# ---------------------------------------------------------------- an RNN at initialisation, driven by inputs
+
+
+def test_rnn_input_variance_is_var_w_times_the_inputs_second_moments():
+    # W_ih (H, 2) of variance 1/6 (standard init, fan_in 2) times adding-problem inputs: E[x^2] = 1/3 and 2/T
+    w = np.random.default_rng(11).uniform(-1, 1, size=(400, 2)) / math.sqrt(2)
+    from gradlab.tasks.adding import Adding
+
+    x, _ = Adding(50).sample(np.random.default_rng(12), 2000)  # (N, T, 2)
+    measured = np.mean((x @ w.T) ** 2)  # Var of (W_ih x_t)_i over units, examples and steps
+    predicted = theory.rnn_input_variance(1 / 6, [1 / 3, 2 / 50])
+    # 400 units x 2000 x 50 samples, but only 400 x 2 weights: their mean square has a relative error of
+    # sqrt(0.8 / 800) ~ 3% (uniform entries: Var[w^2] / E[w^2]^2 = 0.8); 10% is 3 of those
+    assert measured == pytest.approx(predicted, rel=0.10), f"Var[W_ih x] {measured:.4f}, predicted {predicted:.4f}"
+    with pytest.raises(ValueError, match="input_second_moments"):
+        theory.rnn_input_variance(1 / 6, [])
+
+
+@pytest.mark.parametrize("sigma_w2", [0.5, 4.0])
+def test_rnn_step_factor_against_a_wide_rnn(sigma_w2):
+    # Chen, Pennington, Schoenholz 2018 (mean field of RNNs), Pascanu et al. 2013 Sec. 2.1: the RMS of
+    # dL/dh_t changes by sqrt(chi_1) per step back, at the bias Var[W_ih] E||x||^2. A tanh RNN with H = 1000
+    # on adding-problem inputs (T = 50): the fitted per-step factor of sqrt(mean_n ||dL/dh_t||^2) over
+    # t = 10..39 (away from h_0 = 0 and the loss). Finite width biases it by ~1/H relative (measured ~3%
+    # at H = 50, 0.5% at 200); the fit over 30 steps of 128 examples scatters by ~0.3%: 1.5% tolerance.
+    from gradlab.nn import losses
+    from gradlab.tasks.adding import Adding
+
+    H, T = 1000, 50
+    rnn = RNN(2, H, 1, "tanh", recurrent_init="mean_field", sigma_w2=sigma_w2, rng=np.random.default_rng(13))
+    x, y = Adding(T).sample(np.random.default_rng(14), 128)
+    out, cache = rnn.forward(x, trace=True)
+    dh = rnn.backward(losses.mse(out, y)[1], cache, input_grad=False).trace.dh  # (N, T, H)
+    rms = np.sqrt(np.mean(np.sum(dh**2, axis=2), axis=0))  # (T,)
+    t = np.arange(10, 40)
+    measured = float(np.exp(theory.log_slope(rms[t], T - 1 - t)))
+    predicted = theory.rnn_step_factor("tanh", sigma_w2, theory.rnn_input_variance(theory.init_variance("standard", 2, H), [1 / 3, 2 / T]))
+    assert measured == pytest.approx(predicted, rel=0.015), f"sigma_w2 = {sigma_w2}: per-step factor {measured:.4f}, mean field {predicted:.4f}"
