@@ -120,27 +120,23 @@ def _cell_layer(model: RNN | LSTM | GRU, cell: CellTrace, out: dict[str, Array],
     out["act_mean"][j], out["act_std"][j] = _act_moments(h)
     out["delta_norm"][j] = _example_norms(cell.dz).mean()  # the engine's dL/dz, over every step and gate
     out["da_norm"][j] = _example_norms(cell.dh).mean()  # dL/dh_t, over every step
-    if isinstance(model, (LSTM, GRU)):
-        acts = GATE_ACTIVATIONS[type(model)]
-        N, T, H = h.shape
-        chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: the scratch stays in cache
-        u = np.empty((chunk, N, H), h.dtype).swapaxes(0, 1)  # laid out as the trace is (batch-major views of time-major arrays)
-        n_sat = sum(_gates_saturated(cell.gates[:, s : s + chunk], u, acts) for s in range(0, T, chunk))
-        out["saturated_frac"][j] = n_sat / cell.gates.size
-    else:
-        act = model.act
-        d = act.derivative(h)  # phi'(z_t) from h_t = phi(z_t)
-        out["saturated_frac"][j] = float(np.count_nonzero(d < SATURATION * act.max_derivative)) / d.size
+    gated = isinstance(model, (LSTM, GRU))
+    acts, units = (GATE_ACTIVATIONS[type(model)], cell.gates) if gated else ((model.act,), h)  # an RNN: phi' from h_t
+    N, T, H = h.shape
+    chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: the scratch stays in cache
+    u = np.empty((chunk, N, H), h.dtype).swapaxes(0, 1)  # laid out as the trace is (batch-major views of time-major arrays)
+    n_sat = sum(_gates_saturated(units[:, s : s + chunk], u, acts) for s in range(0, T, chunk))
+    out["saturated_frac"][j] = n_sat / units.size
 
 
-_CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the gated cells' chunked loop (256 KiB of float64)
+_CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the cells' chunked loop (256 KiB of float64)
 GATE_ACTIVATIONS = {LSTM: (SIGMOID, SIGMOID, TANH, SIGMOID), GRU: (SIGMOID, SIGMOID, TANH)}  # i, f, g, o; r, z, n
 
 
 def _gates_saturated(gates: Array, u: Array, acts: tuple[Activation, ...]) -> int:
     """How many of the gate units in gates (N, steps, G H) are saturated, each gate block against its own
     activation's max derivative (sigmoid' below 1% of 1/4, tanh' below 1% of 1); u is an (N, >= steps, H)
-    scratch array."""
+    scratch array. An RNN's h (N, steps, H) is one block, against its activation."""
     u = u[:, : gates.shape[1]]
     return sum(
         int(np.count_nonzero(act.derivative(g, out=u) < SATURATION * act.max_derivative))
