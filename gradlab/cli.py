@@ -54,6 +54,7 @@ def run(
     max_runs: int = typer.Option(MAX_RUNS, "--max-runs", min=1, help="Refuse grids of more runs than this."),
     quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip drawing the figures and writing summary.csv and report.html."),
+    no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Train every run alone (not runs of one shape as one ensemble)."),
 ) -> None:
     """Run an experiment's grid into a results folder, then draw its figures (figures/) and write
     summary.csv (the runs table) and report.html. Rerunning resumes: finished runs are kept and
@@ -92,7 +93,7 @@ def run(
         _bad(too_many)
     try:
         result = runner.run(experiment, out, executor, workers, address, fresh, progress=not quiet,
-                            warn=lambda line: typer.echo(line, err=True))  # fmt: skip
+                            warn=lambda line: typer.echo(line, err=True), ensemble=not no_ensemble)  # fmt: skip
     except KeyboardInterrupt as err:
         _interrupted(err, out)
     except (StoreError, ExecutorError) as err:

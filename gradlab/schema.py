@@ -22,6 +22,7 @@ class Field:
     optional: bool = False  # None allowed (written as omitted / "none" in TOML)
     below: float | None = None  # exclusive upper bound (momentum < 1)
     since: int = 1  # the run-id format that added the field (see RUN_ID_FORMAT)
+    ensemble: bool = False  # may differ between the members of one ensemble (see ENSEMBLE_FIELDS)
 
 
 INT, NUM = int, (int, float)  # numbers (NUM) must also be finite: no nan, inf or -inf
@@ -60,13 +61,13 @@ FIELDS: dict[str, Field] = {
     "model.residual": Field(bool, False, "residual hidden layers a_l = a_(l-1) + s phi(.) where the widths match "
                             "(MLP: all but the first, unless task.input_size = model.width)", since=2),
     "model.residual_scale": Field(NUM, 1.0, "s, the residual branch's scale (model.residual = true)", since=2),
-    "model.init": Field(str, "standard", "weight initialiser", init.NAMES),
-    "model.recurrent_init": Field(str, None, "initialiser of W_hh (default: model.init)", init.NAMES, optional=True),
-    "model.gain": Field(NUM, None, "gain of orthogonal / identity / xavier inits", positive=True, optional=True),
-    "model.sigma_w2": Field(NUM, 1.0, "mean_field weight variance x fan_in", positive=True),
-    "model.sigma_b2": Field(NUM, 0.0, "mean_field bias variance", minimum=0),
-    "model.spectral_radius": Field(NUM, None, "rescale W_hh to this spectral radius", positive=True, optional=True),
-    "model.forget_bias": Field(NUM, 0.0, "LSTM forget-gate bias"),
+    "model.init": Field(str, "standard", "weight initialiser", init.NAMES, ensemble=True),
+    "model.recurrent_init": Field(str, None, "initialiser of W_hh (default: model.init)", init.NAMES, optional=True, ensemble=True),
+    "model.gain": Field(NUM, None, "gain of orthogonal / identity / xavier inits", positive=True, optional=True, ensemble=True),
+    "model.sigma_w2": Field(NUM, 1.0, "mean_field weight variance x fan_in", positive=True, ensemble=True),
+    "model.sigma_b2": Field(NUM, 0.0, "mean_field bias variance", minimum=0, ensemble=True),
+    "model.spectral_radius": Field(NUM, None, "rescale W_hh to this spectral radius", positive=True, optional=True, ensemble=True),
+    "model.forget_bias": Field(NUM, 0.0, "LSTM forget-gate bias", ensemble=True),
     "model.truncate": Field(INT, None, "truncated BPTT length k (none: full BPTT)", minimum=1, maximum=10**6, optional=True),
     # task
     "task.name": Field(str, "teacher_student", "the task", tasks.NAMES),
@@ -75,25 +76,33 @@ FIELDS: dict[str, Field] = {
     "task.input_size": Field(INT, 16, "input dimension (teacher_student, gaussian_blobs)", minimum=1, maximum=10**6),
     "task.classes": Field(INT, 4, "classes (gaussian_blobs)", minimum=2, maximum=10**6),
     # train
-    "train.steps": Field(INT, 200, "optimizer steps", minimum=0, maximum=10**8),
+    "train.steps": Field(INT, 200, "optimizer steps", minimum=0, maximum=10**8, ensemble=True),
     "train.batch": Field(INT, 32, "examples per step", minimum=1, maximum=10**7),
     "train.optimizer": Field(str, "sgd", "optimizer", optim.NAMES),
-    "train.lr": Field(NUM, 0.01, "learning rate", positive=True),
-    "train.momentum": Field(NUM, 0.9, "momentum (optimizer = momentum)", minimum=0, below=1),
-    "train.clip_mode": Field(str, "none", "gradient clipping", clip.MODES),
-    "train.clip": Field(NUM, 1.0, "clipping threshold c (norm or value)", positive=True),
-    "train.log_every": Field(INT, 10, "log probes every k steps (step 0 and the last step always)", minimum=1, maximum=10**8),
-    "train.probe_size": Field(INT, 512, "held-out examples for evaluation and dead-unit probes", minimum=1, maximum=10**7),
+    "train.lr": Field(NUM, 0.01, "learning rate", positive=True, ensemble=True),
+    "train.momentum": Field(NUM, 0.9, "momentum (optimizer = momentum)", minimum=0, below=1, ensemble=True),
+    "train.clip_mode": Field(str, "none", "gradient clipping", clip.MODES, ensemble=True),
+    "train.clip": Field(NUM, 1.0, "clipping threshold c (norm or value)", positive=True, ensemble=True),
+    "train.log_every": Field(INT, 10, "log probes every k steps (step 0 and the last step always)", minimum=1, maximum=10**8, ensemble=True),
+    "train.probe_size": Field(INT, 512, "held-out examples for evaluation and dead-unit probes", minimum=1, maximum=10**7, ensemble=True),
     "train.jacobian": Field(bool, False, "measure the step Jacobian norms (RNN, LSTM, GRU)"),
-    "train.seed": Field(INT, 0, "seed of the weights and the batches", minimum=0, maximum=INT64_MAX),
+    "train.seed": Field(INT, 0, "seed of the weights and the batches", minimum=0, maximum=INT64_MAX, ensemble=True),
     "train.dtype": Field(str, "float64", "float32 or float64", ("float32", "float64")),
     # set from [[part]] names, not written by hand
-    "experiment.part": Field(str, "", "the [[part]] of the experiment a run belongs to (empty without parts)"),
+    "experiment.part": Field(str, "", "the [[part]] of the experiment a run belongs to (empty without parts)", ensemble=True),
 }
 SECTIONS = ("model", "task", "train")  # the sections a config writes; experiment.part comes from [[part]]
 SHORT = {key.split(".", 1)[1]: key for key in FIELDS}  # "depth" -> "model.depth"
 assert len(SHORT) == len(FIELDS), "short field names must be unique"
 SEQUENCE_TASKS = tuple(name for name, cls in tasks.TASKS.items() if cls.kind == "sequence")
+
+# The fields that may differ between the members of one ensemble (gradlab.sweep.groups): those that
+# change neither an array's shape nor the code a member runs inside the ensemble's one computation: a
+# member's own draws (seed, init kind and scales: each member's model is built as it would be alone), its
+# optimizer's per-member lr and momentum, its own clipping (clipped member by member), how long it trains
+# and what it logs. Everything else (kind, sizes, activation and slope, norm, residual, optimizer, batch,
+# dtype, the task) is the same for every member of an ensemble.
+ENSEMBLE_FIELDS = tuple(key for key, f in FIELDS.items() if f.ensemble)
 
 MLP_ONLY = ("model.norm", "model.residual", "model.residual_scale")
 

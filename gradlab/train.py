@@ -24,6 +24,7 @@ initial weights (gamma_norm, which the diagnosis computes from the copy taken be
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any
 
@@ -33,12 +34,23 @@ import pandas as pd
 from gradlab import probes, tasks
 from gradlab.diagnose import diagnose
 from gradlab.nn import GRU, LSTM, MLP, RNN, clip, losses, optim
-from gradlab.schema import column
+from gradlab.schema import FIELDS, column
 
 Config = dict[str, Any]
 
 
+TASK_FIELDS = tuple(key for key in FIELDS if key.startswith("task."))
+
+
 def build_task(config: Config) -> tasks.Task:
+    """The config's task. Tasks are deterministic and never changed by training (a teacher's weights come
+    from its fixed seed), so the few last built are kept per process: a sweep builds each one once."""
+    return _task(tuple(config[key] for key in TASK_FIELDS))
+
+
+@functools.lru_cache(maxsize=8)
+def _task(values: tuple) -> tasks.Task:
+    config = dict(zip(TASK_FIELDS, values))
     name, options = config["task.name"], {}
     if name in ("adding", "temporal_order", "copy_memory"):
         options["T"] = config["task.T"]
@@ -127,7 +139,18 @@ def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.
             break
         optimizer.step(grads.params)
         recorder.record_step(step, loss, norm, clipped_norm, lr)
-    tables = recorder.frames()
+    return finish(config, run_id, task, model, recorder.frames(), status, diverged_step, weight_hh, (x_probe, y_probe))
+
+
+def finish(
+    config: Config, run_id: str, task: tasks.Task, model: MLP | RNN | LSTM | GRU, tables: dict[str, pd.DataFrame],
+    status: str, diverged_step: int, weight_hh: np.ndarray | None, held_out: tuple[np.ndarray, np.ndarray],
+) -> tuple[dict[str, Any], dict[str, pd.DataFrame]]:
+    """After training: the held-out loss (of a run that did not diverge), the diagnosis and the runs-table
+    row. model: the trained model (or an ensemble member's solo view of it); weight_hh its initial W_hh;
+    held_out: the (x, y) of task.held_out(train.probe_size)."""
+    loss_fn = losses.get(task.loss)
+    x_probe, y_probe = held_out
     final_loss = loss_fn(evaluate(model, x_probe), y_probe)[0] if status == "ok" else math.nan
     loss_on = "" if config["model.kind"] == "mlp" else task.output
     facts = {

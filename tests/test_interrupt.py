@@ -136,7 +136,8 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="f
 
 @needs_proc
 def test_a_worker_killed_by_sigkill_fails_its_run_only_and_the_sweep_goes_on(tmp_path):
-    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
+    # runs alone: an ensemble whose worker dies is run again member by member (tests/test_ensemble_runs.py)
+    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2", "--no-ensemble")
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(finished_runs(out)) >= 1, what="a first run")
     busy = []

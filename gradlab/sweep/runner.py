@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import gradlab
-from gradlab.sweep import executors
+from gradlab.schema import ENSEMBLE_FIELDS
+from gradlab.sweep import executors, groups
 from gradlab.sweep.config import Experiment, run_id, to_toml
 from gradlab.sweep.store import Store, check_writable
 
@@ -43,6 +44,26 @@ def execute(config: dict[str, Any]) -> tuple[dict[str, Any], dict]:
     return record, tables
 
 
+def execute_group(configs: list[dict[str, Any]]) -> list[tuple[dict[str, Any], dict]]:
+    """Run a work item: one run alone (execute), or several as one ensemble (gradlab.ensemble), each
+    member's wall_s its share of the ensemble's time. If the ensemble raises, its members run alone,
+    so that a failure stays the failing run's."""
+    if len(configs) == 1:
+        return [execute(configs[0])]
+    from gradlab import ensemble
+    from gradlab._process import keep_freed_memory
+
+    keep_freed_memory()
+    start = time.perf_counter()
+    try:
+        results = ensemble.run_ensemble(configs, [run_id(c) for c in configs])
+    except Exception:  # noqa: BLE001 - rerun alone, where the error is the failing run's own
+        return [execute(c) for c in configs]
+    for record, _ in results:
+        record["wall_s"] = (time.perf_counter() - start) / len(configs)
+    return results
+
+
 def failed_record(config: dict[str, Any], error: str) -> dict[str, Any]:
     """The runs-table row of a run that produced nothing (its worker died): status failed, the error."""
     from gradlab import train
@@ -60,6 +81,8 @@ class Summary:
     quarantined: list[tuple[str, str]] = field(default_factory=list)  # (run_id, why): moved aside, run again
     workers: int = 1
     wall_s: float = 0.0
+    ensemble: bool = True  # whether runs were grouped into ensembles (--no-ensemble: False)
+    ensembles: list[list[str]] = field(default_factory=list)  # the run ids trained together, per ensemble
 
 
 def run(
@@ -71,8 +94,11 @@ def run(
     fresh: bool = False,
     progress: bool = True,
     warn: Callable[[str], None] | None = None,
+    ensemble: bool = True,
 ) -> Summary:
     """Run every run of the grid not finished yet in `out`, then consolidate. Failed runs are rerun.
+    ensemble: train the runs that differ only in ENSEMBLE_FIELDS as ensembles (gradlab.sweep.groups),
+    each member still its own run (its own folder, tables, status), the same tables as alone.
 
     Nothing is written before the folder is known to be gradlab's (StoreError otherwise) and the
     executor has started (ExecutorError: e.g. an unreachable Dask scheduler). A SIGTERM or SIGINT
@@ -89,14 +115,13 @@ def run(
         todo = [c for c, rid in zip(grid, ids) if done.get(rid) in (None, "failed")]
         summary = Summary(Path(out), len(grid), skipped=len(grid) - len(todo))
         summary.workers = 1 if executor == "serial" else max(1, min(workers, len(todo)))
+        summary.ensemble = ensemble
+        items = groups.plan(todo, ensemble, summary.workers)
+        summary.ensembles = [[run_id(c) for c in item] for item in items if len(item) > 1]
         bar = Progress(len(todo), enabled=progress)
-        with closing(pool.map(execute, todo)) as stream:
-            for config, outcome in stream:
-                record, tables = (failed_record(config, outcome.reason), {}) if isinstance(outcome, executors.Lost) else outcome
-                store.write_run(record["run_id"], record, tables)
-                if record["status"] == "failed":
-                    summary.failed.append((record["run_id"], record["error"]))
-                bar.update(failed=len(summary.failed))
+        lost = _write_outcomes(pool.map(execute_group, items), store, summary, bar)
+        if lost:  # an ensemble whose worker died (e.g. out of memory): its members once more, alone
+            _write_outcomes(pool.map(execute_group, [[c] for item in lost for c in item]), store, summary, bar)
         bar.close()
         tables = store.consolidate([rid for rid in dict.fromkeys(ids) if (store.runs_dir / rid).is_dir()])
         summary.quarantined = store.quarantined
@@ -106,6 +131,24 @@ def run(
         summary.wall_s = time.perf_counter() - start
         store.write_text("manifest.json", json.dumps(manifest(experiment, summary, started_at, executor), indent=1))
     return summary
+
+
+def _write_outcomes(stream, store: Store, summary: Summary, bar: "Progress") -> list[list[dict[str, Any]]]:
+    """Write each finished run of the executor's stream; a run alone whose worker died is written failed.
+    Returns the ensembles whose worker died, to be run again member by member."""
+    lost = []
+    with closing(stream):
+        for item, outcome in stream:
+            if isinstance(outcome, executors.Lost) and len(item) > 1:
+                lost.append(item)
+                continue
+            results = [(failed_record(item[0], outcome.reason), {})] if isinstance(outcome, executors.Lost) else outcome
+            for record, tables in results:
+                store.write_run(record["run_id"], record, tables)
+                if record["status"] == "failed":
+                    summary.failed.append((record["run_id"], record["error"]))
+                bar.update(failed=len(summary.failed))
+    return lost
 
 
 def quarantine_warning(out: Path, moved: list[tuple[str, str]], show: int = 3) -> str:
@@ -130,6 +173,12 @@ def manifest(experiment: Experiment, summary: Summary, started_at: str, executor
         "finished": _now(),
         "wall_s": round(summary.wall_s, 3),
         "runs": run_counts(summary),
+        "grouping": {
+            "enabled": summary.ensemble,
+            "ensembles": summary.ensembles,
+            "runs_in_ensembles": sum(len(e) for e in summary.ensembles),
+            "fields_that_may_differ": list(ENSEMBLE_FIELDS),
+        },
     }
 
 

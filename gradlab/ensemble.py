@@ -1,0 +1,193 @@
+"""Train R runs of one shape as one ensemble computation, each member still a run of its own.
+
+Every member's model is built as train.run builds it alone (its own seed, init, scales), then the R
+models are stacked into one model with the member axis (gradlab.nn, ensemble=R) and each member's model
+becomes a solo *view* of it: its parameters (and batch norm's buffers) are the member's slices of the
+ensemble's arrays, so the optimizer's in-place update of the ensemble updates every view. A step is one
+forward and one backward of all members at once, on each member's own batch (drawn from its own
+Generator([seed, 1]) as alone); everything that reduces over a member's arrays is done member by member,
+exactly as alone: its loss (losses with lead 0 on its output), its clipping (clip.clip over its slices, so
+that its gradient norm is summed in the solo order), and its probes, through its own probes.Recorder on
+its view (the trace and gradients of the step, sliced). The optimizer steps every member with its own lr
+and momentum (per-member arrays; every rule is elementwise).
+
+Bit-identical: NumPy's stacked matmul over the leading member axis and its sums over the batch axis compute
+each member's slice with the same operations, in the same order, as the 2-D ones alone, and every
+elementwise rule is the same per element; so a member's tables equal those of the run alone bit for bit
+(the tests compare them column by column; wall_s is the ensemble's wall time shared equally).
+
+A member stops at its own last step, or at the step its loss or gradient norm is not finite (status
+diverged, its rows end there, as alone): from then on it is no longer logged, its gradient is zeroed and
+the optimizer's update of its slices is undone, so its view keeps the weights it had when it stopped.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gradlab import probes, tasks, train
+from gradlab.nn import MLP, clip, losses, optim
+from gradlab.nn.trace import Gradients, MLPTrace
+
+Config = dict[str, Any]
+Result = tuple[dict[str, Any], dict[str, pd.DataFrame]]
+
+
+def supported(config: Config) -> bool:
+    """Whether run_ensemble trains this config as a member bit for bit: an MLP in float64. Recurrent models
+    run alone (not built yet); so do float32 runs, whose gradient norm (np.vdot, BLAS sdot) was measured to
+    differ in its last bits between a member's slice and the same numbers in an array of their own."""
+    return config["model.kind"] == "mlp" and config["train.dtype"] == "float64"
+
+
+@dataclass
+class Member:
+    """One member: its config, run id, solo view, batch generator, recorder and where it stands."""
+
+    config: Config
+    run_id: str
+    view: MLP
+    batches: np.random.Generator
+    recorder: probes.Recorder
+    held_out: tuple[np.ndarray, np.ndarray]
+    status: str = "ok"
+    diverged_step: int = -1
+    done: bool = False
+
+    @property
+    def steps(self) -> int:
+        return self.config["train.steps"]
+
+
+def stack(models: list[MLP]) -> MLP:
+    """One ensemble MLP whose member r is models[r]; each model's params and buffers become views of
+    (slices r of) the ensemble's arrays. The models must have one shape and one code path."""
+    ensemble = copy.copy(models[0])
+    ensemble.ensemble = len(models)
+    ensemble.params = {name: np.stack([m.params[name] for m in models]) for name in models[0].params}
+    ensemble.buffers = {name: np.stack([m.buffers[name] for m in models]) for name in models[0].buffers}
+    for r, m in enumerate(models):
+        m.params = {name: p[r] for name, p in ensemble.params.items()}
+        m.buffers = {name: b[r] for name, b in ensemble.buffers.items()}
+    return ensemble
+
+
+def member_trace(trace: MLPTrace | None, r: int) -> MLPTrace | None:
+    """Member r's slice of an ensemble's MLP trace: what its model alone would have traced."""
+    if trace is None:
+        return None
+    return MLPTrace(*([a[r] for a in arrays] for arrays in (trace.z, trace.a, trace.delta, trace.da, trace.phi)))
+
+
+def run_ensemble(configs: list[Config], run_ids: list[str]) -> list[Result]:
+    """Train configs (one shape; see gradlab.sweep.groups) as one ensemble. Returns per member what
+    train.run(configs[r], run_ids[r]) returns, bit for bit (wall_s aside)."""
+    first = configs[0]
+    if not all(supported(c) for c in configs):
+        raise ValueError(f"run_ensemble trains MLPs only, got model.kind {sorted({c['model.kind'] for c in configs})}")
+    task = train.build_task(first)
+    solos = [train.build_model(c, task) for c in configs]
+    model = stack(solos)
+    members = [_member(c, rid, view, task) for c, rid, view in zip(configs, run_ids, solos)]
+    lr = np.array([c["train.lr"] for c in configs])
+    momentum = np.array([c["train.momentum"] for c in configs])
+    optimizer = optim.get(first["train.optimizer"], model.params, lr, momentum)
+    _train(model, members, optimizer, task)
+    return [
+        train.finish(m.config, m.run_id, task, m.view, m.recorder.frames(), m.status, m.diverged_step, None, m.held_out)
+        for m in members
+    ]  # fmt: skip
+
+
+def _member(config: Config, run_id: str, view: MLP, task) -> Member:
+    held_out = task.held_out(config["train.probe_size"])
+    recorder = probes.Recorder(
+        view, run_id=run_id, every=config["train.log_every"], last_step=config["train.steps"] - 1, probe_x=held_out[0],
+        jacobian=config["train.jacobian"],
+    )  # fmt: skip
+    batches = np.random.default_rng([config["train.seed"], 1])
+    return Member(config, run_id, view, batches, recorder, held_out, done=config["train.steps"] == 0)
+
+
+class Batches:
+    """Each member's batch of a step, drawn from its own generator as task.sample draws it alone, into
+    (R, N, ...) arrays. A teacher-student task's teacher is applied to all members' x at once, as an
+    ensemble of R views of the one teacher (the x are drawn as TeacherStudent.sample draws them; the
+    tests compare every member with its run alone, so a change there cannot pass unnoticed)."""
+
+    def __init__(self, task, members: int, batch: int) -> None:
+        self.task, self.batch = task, batch
+        x, y = task.sample(np.random.default_rng(0), batch)
+        self.x = np.zeros((members, *x.shape), dtype=x.dtype)
+        self.y = np.zeros((members, *y.shape), dtype=y.dtype)
+        self.teacher = None
+        if isinstance(task, tasks.TeacherStudent):
+            self.teacher = copy.copy(task.teacher)
+            self.teacher.ensemble = members
+            self.teacher.params = {k: np.broadcast_to(v, (members, *v.shape)) for k, v in task.teacher.params.items()}
+
+    def draw(self, rngs: dict[int, np.random.Generator]) -> tuple[np.ndarray, np.ndarray]:
+        """x, y with member r's rows drawn from rngs[r] (the other members' rows are left as they were)."""
+        if self.teacher is None:
+            for r, rng in rngs.items():
+                self.x[r], self.y[r] = self.task.sample(rng, self.batch)
+            return self.x, self.y
+        for r, rng in rngs.items():
+            self.x[r] = rng.normal(size=(self.batch, self.task.input_size))  # TeacherStudent.sample's x
+        self.y = self.teacher.forward(self.x)[0]  # its y = teacher(x), member by member
+        return self.x, self.y
+
+
+def _train(model: MLP, members: list[Member], optimizer, task) -> None:
+    """The training loop of train.run, for every member at once (see the module docstring)."""
+    loss_fn = losses.get(task.loss)
+    batches = Batches(task, len(members), members[0].config["train.batch"])
+    for step in range(max(m.steps for m in members)):
+        live = [r for r, m in enumerate(members) if not m.done]
+        if not live:
+            break
+        logged = {r: members[r].recorder.should_log(step) for r in live}
+        x, y = batches.draw({r: members[r].batches for r in live})
+        out, cache = model.forward(x, trace=any(logged.values()))
+        dout = np.zeros_like(out)
+        loss = {}
+        for r in live:
+            loss[r], dout[r] = loss_fn(out[r], y[r])
+        grads = model.backward(dout, cache, input_grad=False)
+        updated = _member_steps(members, live, logged, step, grads, out, dout, loss)
+        stopped = [r for r in range(len(members)) if r not in updated]
+        saved = {name: p[stopped].copy() for name, p in model.params.items()} if stopped else {}
+        for g in grads.params.values():
+            g[stopped] = 0.0
+        optimizer.step(grads.params)
+        for name, kept in saved.items():  # a stopped member keeps the weights it stopped with
+            model.params[name][stopped] = kept
+        for r, (norm, clipped_norm) in updated.items():
+            m = members[r]
+            m.recorder.record_step(step, loss[r], norm, clipped_norm, m.config["train.lr"])
+            m.done = step == m.steps - 1
+
+
+def _member_steps(members, live, logged, step, grads, out, dout, loss) -> dict[int, tuple[float, float]]:
+    """Per live member: its probes of the backward, its clipping and its divergence check, as train.run
+    does them. Returns {member: (norm, clipped norm)} of the members the optimizer then updates; a member
+    that diverged records its last row here and is done."""
+    updated = {}
+    for r in live:
+        m = members[r]
+        member_grads = Gradients({name: g[r] for name, g in grads.params.items()}, trace=member_trace(grads.trace, r))
+        if logged[r]:
+            m.recorder.record_backward(step, member_grads, dout=dout[r], output=out[r])
+        norm, clipped_norm = clip.clip(member_grads.params, m.config["train.clip_mode"], m.config["train.clip"])
+        if not (math.isfinite(loss[r]) and math.isfinite(norm)):  # overflow: stop, keep what was logged
+            m.status, m.diverged_step, m.done = "diverged", step, True
+            m.recorder.record_step(step, loss[r], norm, clipped_norm, m.config["train.lr"])
+            continue
+        updated[r] = (norm, clipped_norm)
+    return updated

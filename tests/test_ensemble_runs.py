@@ -1,0 +1,212 @@
+"""Runs trained as one ensemble: each member's tables equal the same run trained alone, bit for bit (column
+by column), through divergence, resume and every executor; and which configs may share an ensemble."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gradlab import ensemble, train
+from gradlab.schema import ENSEMBLE_FIELDS
+from gradlab.sweep import config, groups, runner
+from gradlab.sweep.store import load
+
+BASE = {"model": {"width": 6, "depth": 3, "activation": "relu"}, "task": {"input_size": 3},
+        "train": {"steps": 24, "batch": 8, "log_every": 5, "probe_size": 32}}  # fmt: skip
+VOLATILE = ["wall_s"]
+
+
+def grid(sweep, base=BASE, cases=()):
+    return config.from_dict({**base, "sweep": sweep, "case": list(cases)}, "ens").grid()
+
+
+def assert_member_equals_alone(result, alone, what=""):
+    """Every runs-table field and every column of every table equal, bit for bit (NaN equal to NaN)."""
+    (record, tables), (record0, tables0) = result, alone
+    for key, value in record0.items():
+        if key in VOLATILE:
+            continue
+        same = value == record[key] or (isinstance(value, float) and math.isnan(value) and math.isnan(record[key]))
+        assert same, f"{what} runs.{key}: ensemble {record[key]!r}, alone {value!r}"
+    for name, frame in tables0.items():
+        assert list(tables[name].columns) == list(frame.columns), f"{what} {name} columns"
+        for col in frame.columns:
+            pd.testing.assert_series_equal(tables[name][col], frame[col], check_exact=True, obj=f"{what} {name}.{col}")
+
+
+def check_against_alone(configs):
+    ids = [config.run_id(c) for c in configs]
+    results = ensemble.run_ensemble(configs, ids)
+    for c, rid, result in zip(configs, ids, results):
+        assert_member_equals_alone(result, train.run(c, rid), what=f"{rid} ({c['train.optimizer']}, seed {c['train.seed']})")
+    return results
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_members_that_differ_in_every_ensemble_field_equal_their_runs_alone(optimizer):
+    base = {**BASE, "train": {**BASE["train"], "optimizer": optimizer}}
+    configs = grid({"seed": [0, 1]}, base, cases=[
+        {"lr": 0.05, "momentum": 0.5, "seed": 2}, {"init": "he_normal", "seed": 3}, {"init": "mean_field", "sigma_w2": 2.5, "sigma_b2": 0.1},
+        {"clip_mode": "norm", "clip": 0.01, "seed": 4}, {"clip_mode": "value", "clip": 0.001}, {"log_every": 3, "probe_size": 16},
+        {"steps": 7, "seed": 5},
+    ])  # fmt: skip
+    assert len({groups.key(c) for c in configs}) == 1 and len(configs) == 9
+    results = check_against_alone(configs)
+    assert [len(t["steps"]) for _, t in results] == [c["train.steps"] for c in configs]
+
+
+@pytest.mark.parametrize("model", [{"norm": "batch"}, {"norm": "layer", "residual": True, "residual_scale": 0.5},
+                                   {"activation": "leaky_relu", "slope": 0.2}, {"activation": "tanh", "output_activation": "sigmoid"}])
+def test_normed_residual_and_other_activations_equal_their_runs_alone(model):
+    base = {**BASE, "model": {**BASE["model"], "width": 3, **model}}
+    check_against_alone(grid({"seed": [0, 1, 2]}, base))
+
+
+def test_a_classification_task_equals_its_runs_alone():
+    base = {**BASE, "task": {"name": "gaussian_blobs", "input_size": 4, "classes": 3}}
+    check_against_alone(grid({"seed": [0, 1]}, base))
+
+
+def test_a_member_that_diverges_stops_at_its_step_while_the_others_go_on():
+    base = {**BASE, "model": {**BASE["model"], "activation": "identity"}, "train": {**BASE["train"], "steps": 40}}
+    configs = grid({"lr": [0.001, 1.0, 0.01]}, base)  # a linear net at lr 1 overflows within a few steps
+    results = check_against_alone(configs)
+    status = [r["status"] for r, _ in results]
+    assert status == ["ok", "diverged", "ok"], f"statuses {status}"
+    diverged = results[1][0]["diverged_step"]
+    assert 0 <= diverged < 39 and results[1][1]["steps"]["step"].max() == diverged
+    assert len(results[0][1]["steps"]) == len(results[2][1]["steps"]) == 40
+
+
+def run_sweep(tmp_path, sweep, name, base=BASE, **kw):
+    experiment = config.from_dict({**base, "sweep": sweep}, name)
+    summary = runner.run(experiment, tmp_path / name, progress=False, **kw)
+    return summary, load(tmp_path / name)
+
+
+def assert_same_tables(a, b):
+    for name in a:
+        left, right = a[name].drop(columns=VOLATILE, errors="ignore"), b[name].drop(columns=VOLATILE, errors="ignore")
+        pd.testing.assert_frame_equal(left, right, check_exact=True, obj=name)
+
+
+SWEEP = {"width": [3, 5], "seed": [0, 1, 2]}  # two shapes: two ensembles of three members
+
+
+def test_a_sweep_with_ensembles_writes_the_tables_of_one_without_and_the_manifest_says_how_it_grouped(tmp_path):
+    summary, with_ = run_sweep(tmp_path, SWEEP, "with")
+    _, without = run_sweep(tmp_path, SWEEP, "without", ensemble=False)
+    assert_same_tables(with_, without)
+    manifest = __import__("json").loads((tmp_path / "with" / "manifest.json").read_text())
+    grouped = manifest["grouping"]["ensembles"]
+    runs = with_["runs"].set_index("run_id")
+    assert sorted(len(g) for g in grouped) == [3, 3] and manifest["grouping"]["enabled"] is True
+    assert all(runs.loc[g, "width"].nunique() == 1 for g in grouped), "an ensemble mixed widths"
+    off = __import__("json").loads((tmp_path / "without" / "manifest.json").read_text())["grouping"]
+    assert off["enabled"] is False and off["ensembles"] == []
+
+
+@pytest.mark.parametrize("executor", ["process", "dask"])
+def test_ensembles_on_a_pool_give_the_serial_tables(tmp_path, executor):
+    if executor == "dask":
+        pytest.importorskip("dask.distributed")
+    _, serial = run_sweep(tmp_path, SWEEP, "serial")
+    summary, pooled = run_sweep(tmp_path, SWEEP, "pooled", executor=executor, workers=2)
+    assert summary.ensembles, "the pool ran no ensemble"
+    assert_same_tables(serial, pooled)
+
+
+def test_an_ensemble_that_raises_runs_its_members_alone(tmp_path, monkeypatch):
+    def broken(configs, run_ids):
+        raise RuntimeError("the ensemble broke")
+
+    monkeypatch.setattr(ensemble, "run_ensemble", broken)
+    _, alone = run_sweep(tmp_path, SWEEP, "broken")
+    monkeypatch.undo()
+    _, grouped = run_sweep(tmp_path, SWEEP, "grouped")
+    assert (alone["runs"]["status"] == "ok").all() and len(alone["runs"]) == 6
+    assert_same_tables(alone, grouped)
+
+
+def test_resume_after_a_kill_in_the_middle_of_an_ensemble(tmp_path, monkeypatch):
+    """The second ensemble is stopped at its 5th step (as a SIGTERM would stop it): the first one's members
+    are kept, the second's are not written, and the rerun trains them to the tables of an unbroken sweep."""
+    calls = {"n": 0}
+    real = ensemble.Batches.draw
+
+    def killed(self, rngs):
+        calls["n"] += 1
+        if calls["n"] == 24 + 5:  # the first ensemble runs 24 steps
+            raise KeyboardInterrupt
+        return real(self, rngs)
+
+    monkeypatch.setattr(ensemble.Batches, "draw", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(tmp_path, SWEEP, "resumed")
+    kept = [p.name for p in (tmp_path / "resumed" / "runs").iterdir() if not p.name.startswith(".")]
+    assert len(kept) == 3, f"expected the first ensemble's 3 members on disk, found {kept}"
+    monkeypatch.undo()
+    summary, resumed = run_sweep(tmp_path, SWEEP, "resumed")
+    assert summary.skipped == 3 and [len(g) for g in summary.ensembles] == [3]
+    _, unbroken = run_sweep(tmp_path, SWEEP, "unbroken")
+    assert_same_tables(resumed, unbroken)
+
+
+# ---- the grouping ----------------------------------------------------------------------------------
+
+def test_runs_that_differ_only_in_ensemble_fields_share_an_ensemble():
+    configs = grid({"seed": [0, 1], "lr": [0.1, 0.2], "clip_mode": ["none", "norm"], "init": ["standard", "he_normal"]})
+    assert [len(g) for g in groups.group(configs)] == [16]
+    assert {"train.seed", "train.lr", "train.clip_mode", "model.init", "model.sigma_w2"} <= set(ENSEMBLE_FIELDS)
+
+
+@pytest.mark.parametrize("field, values", [
+    ("width", [3, 4]), ("depth", [2, 3]), ("activation", ["tanh", "relu"]), ("slope", [0.01, 0.1]), ("batch", [8, 9]),
+    ("optimizer", ["sgd", "adam"]), ("norm", ["none", "layer"]), ("residual", [False, True]), ("input_size", [3, 4]),
+])  # fmt: skip
+def test_runs_that_differ_in_shape_or_code_do_not(field, values):
+    base = {**BASE, "model": {**BASE["model"], "activation": "leaky_relu"}}
+    configs = grid({field: values, "seed": [0, 1]}, base)
+    assert sorted(len(g) for g in groups.group(configs)) == [2, 2], f"{field} = {values} shared an ensemble"
+    assert all(len({c[f"{k}"] for c in g}) == 1 for g in groups.group(configs) for k in groups.SHAPE_FIELDS)
+
+
+def test_recurrent_and_float32_runs_and_no_ensemble_run_alone():
+    rnn = grid({"seed": [0, 1, 2]}, {"model": {"kind": "rnn", "width": 4}, "task": {"name": "adding", "T": 10}})
+    assert [len(g) for g in groups.group(rnn)] == [1, 1, 1]
+    single = grid({"seed": [0, 1, 2]}, {**BASE, "train": {**BASE["train"], "dtype": "float32"}})
+    assert [len(g) for g in groups.group(single)] == [1, 1, 1]
+    assert [len(g) for g in groups.group(grid({"seed": [0, 1, 2]}), enabled=False)] == [1, 1, 1]
+
+
+def test_chunks_fit_the_memory_and_give_every_worker_work_and_the_largest_go_first():
+    configs = grid({"seed": list(range(10)), "depth": [1, 8]})
+    items = groups.plan(configs)
+    assert sorted(len(i) for i in items) == [10, 10] and items[0][0]["model.depth"] == 8
+    pooled = groups.plan(configs, workers=2)
+    assert sorted(len(i) for i in pooled) == [5, 5, 5, 5], "two groups for two workers: each split in two"
+    costs = [groups.cost(i) for i in pooled]
+    assert costs == sorted(costs, reverse=True)
+    huge = grid({"seed": [0, 1, 2]}, {"model": {"width": 2**14, "depth": 2}})  # ~0.5 GiB parameters per member
+    assert groups.member_bytes(huge[0]) > groups.CHUNK_BYTES // 2
+    assert groups.chunk_size(huge) == 1
+    assert groups.chunk_size(grid({"seed": list(range(100))})) == groups.MAX_MEMBERS
+
+
+def test_an_ensemble_whose_worker_dies_is_run_again_member_by_member(tmp_path, monkeypatch):
+    """A worker killed holding an ensemble (the OOM killer) loses it; its members then run alone, and
+    one whose worker dies again is failed alone, the others finish."""
+    from gradlab.sweep import executors
+
+    class Dying(executors.Serial):
+        def map(self, task, items):
+            for item in items:
+                killed = len(item) > 1 or item[0]["train.seed"] == 1
+                yield item, executors.Lost("its worker was killed by signal 9 (SIGKILL)") if killed else task(item)
+
+    monkeypatch.setattr(executors, "make", lambda *a, **k: Dying())
+    summary, tables = run_sweep(tmp_path, SWEEP, "dying")
+    runs = tables["runs"]
+    assert len(runs) == 6 and sorted(runs.loc[runs["status"] == "failed", "seed"]) == [1, 1], runs[["seed", "status"]]
+    assert (runs.loc[runs["seed"] != 1, "status"] == "ok").all()
