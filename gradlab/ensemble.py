@@ -26,13 +26,15 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from gradlab import probes, tasks, train
-from gradlab.nn import MLP, clip, losses, optim
+from gradlab.nn import MLP, activations, clip, losses, optim
+from gradlab.nn.activations import Activation
 from gradlab.nn.trace import Gradients, MLPTrace
 
 Config = dict[str, Any]
@@ -72,10 +74,24 @@ def stack(models: list[MLP]) -> MLP:
     ensemble.ensemble = len(models)
     ensemble.params = {name: np.stack([m.params[name] for m in models]) for name in models[0].params}
     ensemble.buffers = {name: np.stack([m.buffers[name] for m in models]) for name in models[0].buffers}
+    ensemble.act = member_activation([m.act for m in models])
+    ensemble.out_act = member_activation([m.out_act for m in models])
     for r, m in enumerate(models):
         m.params = {name: p[r] for name, p in ensemble.params.items()}
         m.buffers = {name: b[r] for name, b in ensemble.buffers.items()}
     return ensemble
+
+
+def member_activation(acts: list[Activation]) -> Activation:
+    """The members' one activation; leaky ReLUs of different slopes as one whose slope is an (R, 1, 1) array
+    (the same elementwise formulas, each member's entries multiplied by its own slope)."""
+    slopes = {a.slope for a in acts}
+    if len({a.name for a in acts}) > 1 or (len(slopes) > 1 and acts[0].name != "leaky_relu"):
+        raise ValueError(f"an ensemble's members must share their activation, got {sorted({(a.name, a.slope) for a in acts})}")
+    if len(slopes) == 1:
+        return acts[0]
+    s = np.array([a.slope for a in acts]).reshape(-1, 1, 1)
+    return Activation("leaky_relu", partial(activations._leaky_relu, slope=s), partial(activations._d_leaky_relu, slope=s), 1.0, s)
 
 
 def member_trace(trace: MLPTrace | None, r: int) -> MLPTrace | None:

@@ -54,7 +54,7 @@ FIELDS: dict[str, Field] = {
                           maximum=MAX_LAYERS, since=2),
     "model.width": Field(INT, 64, "units per hidden layer (MLP) or hidden size H (RNN, LSTM, GRU)", minimum=1, maximum=10**6),
     "model.activation": Field(str, "tanh", "hidden activation (MLP, RNN; the LSTM's and GRU's are fixed)", activations.NAMES),
-    "model.slope": Field(NUM, activations.DEFAULT_SLOPE, "leaky_relu's negative slope", minimum=0, maximum=1),
+    "model.slope": Field(NUM, activations.DEFAULT_SLOPE, "leaky_relu's negative slope", minimum=0, maximum=1, ensemble=True),
     "model.output_activation": Field(str, "identity", "the MLP's last activation", activations.NAMES),
     "model.norm": Field(str, "none", "normalization of each hidden layer's dense output, before its activation (MLP)",
                         NORMS, since=2),
@@ -98,10 +98,10 @@ SEQUENCE_TASKS = tuple(name for name, cls in tasks.TASKS.items() if cls.kind == 
 
 # The fields that may differ between the members of one ensemble (gradlab.sweep.groups): those that
 # change neither an array's shape nor the code a member runs inside the ensemble's one computation: a
-# member's own draws (seed, init kind and scales: each member's model is built as it would be alone), its
-# optimizer's per-member lr and momentum, its own clipping (clipped member by member), how long it trains
-# and what it logs. Everything else (kind, sizes, activation and slope, norm, residual, optimizer, batch,
-# dtype, the task) is the same for every member of an ensemble.
+# member's own draws (seed, init kind and scales: each member's model is built as it would be alone), a
+# leaky ReLU's slope (one per member), its optimizer's per-member lr and momentum, its own clipping
+# (clipped member by member), how long it trains and what it logs. Everything else (kind, sizes,
+# activation, norm, residual, optimizer, batch, dtype, the task) is the same for every member.
 ENSEMBLE_FIELDS = tuple(key for key, f in FIELDS.items() if f.ensemble)
 
 MLP_ONLY = ("model.norm", "model.residual", "model.residual_scale")

@@ -63,6 +63,15 @@ def test_normed_residual_and_other_activations_equal_their_runs_alone(model):
     check_against_alone(grid({"seed": [0, 1, 2]}, base))
 
 
+def test_leaky_relus_of_different_slopes_share_an_ensemble_and_equal_their_runs_alone():
+    base = {**BASE, "model": {**BASE["model"], "activation": "leaky_relu", "init": "he_normal", "output_activation": "leaky_relu"}}
+    configs = grid({"slope": [0.0, 0.01, 0.3, 1.0], "seed": [0, 1]}, base)
+    assert [len(g) for g in groups.group(configs)] == [8]
+    check_against_alone(configs)
+    with pytest.raises(ValueError, match="must share their activation"):
+        ensemble.stack([train.build_model(c, train.build_task(c)) for c in grid({"activation": ["tanh", "relu"]})])
+
+
 def test_a_classification_task_equals_its_runs_alone():
     base = {**BASE, "task": {"name": "gaussian_blobs", "input_size": 4, "classes": 3}}
     check_against_alone(grid({"seed": [0, 1]}, base))
@@ -162,7 +171,7 @@ def test_runs_that_differ_only_in_ensemble_fields_share_an_ensemble():
 
 
 @pytest.mark.parametrize("field, values", [
-    ("width", [3, 4]), ("depth", [2, 3]), ("activation", ["tanh", "relu"]), ("slope", [0.01, 0.1]), ("batch", [8, 9]),
+    ("width", [3, 4]), ("depth", [2, 3]), ("activation", ["tanh", "relu"]), ("batch", [8, 9]),
     ("optimizer", ["sgd", "adam"]), ("norm", ["none", "layer"]), ("residual", [False, True]), ("input_size", [3, 4]),
 ])  # fmt: skip
 def test_runs_that_differ_in_shape_or_code_do_not(field, values):
