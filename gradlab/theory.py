@@ -364,3 +364,135 @@ def log_slope(values: Array, positions: Array) -> Array:
     x = np.asarray(positions, dtype=np.float64)
     x = x - x.mean()
     return np.log(values) @ x / (x @ x)
+
+
+# ---------------------------------------------------------------- Balduzzi et al. 2017 (shattered gradients)
+
+SHATTERED_ARCHITECTURES = ("feedforward", "resnet", "resnet_bn")
+
+
+def shattered_correlation(architecture: str, depth: int) -> float:
+    """Correlation C(i, j) / C(i) of the input gradients f'(x_i), f'(x_j) of a ReLU net (He weights,
+    Var = 2 / fan_in) after `depth` layers, for two inputs whose units switch on independently (each
+    with probability 1/2, so together with 1/4). Balduzzi et al. 2017, Sec. 3:
+        feedforward  Theorem 1: C(i) = 1, C(i, j) = 2^-L                          -> 2^-L
+        resnet       Theorem 2 (no batch norm, x_l = x_(l-1) + W_l relu(.)): 2^L and (3/2)^L -> (3/4)^L
+        resnet_bn    Theorem 3's model: batch norm divides block l's branch by the stream's standard
+                     deviation sqrt(l), so the factors are 1 + 1/l and 1 + 1/(2l):
+                     prod_(l=1..L) (1 + 1/(2l)) / (1 + 1/l), which falls as L^(-1/2) (the theorem's rate)."""
+    _checks.choice("architecture", architecture, SHATTERED_ARCHITECTURES)
+    L = _checks.positive_int("depth", depth)
+    if architecture == "feedforward":
+        return 0.5**L
+    if architecture == "resnet":
+        return 0.75**L
+    l = np.arange(1, L + 1, dtype=np.float64)
+    return float(np.exp(np.sum(np.log1p(0.5 / l) - np.log1p(1.0 / l))))
+
+
+# ---------------------------------------------------------------- Saxe, McClelland and Ganguli 2014
+
+
+def saxe_mode_strength(t: Array | float, s: float, u0: float, tau: float = 1.0) -> Array | float:
+    """Strength u(t) of one input-output mode of a one-hidden-layer linear net under gradient flow from
+    decoupled, balanced initial conditions (Saxe et al. 2014, Sec. 2): tau du/dt = 2 u (s - u), so
+        u(t) = s e^(2 s t / tau) / (e^(2 s t / tau) - 1 + s / u0),
+    the sigmoid from u0 > 0 to the mode's singular value s > 0 of the input-output correlation."""
+    s, u0, tau = _positive("s", s), _positive("u0", u0), _positive("tau", tau)
+    e = np.exp(np.minimum(2.0 * s * np.asarray(t, dtype=np.float64) / tau, 700.0))
+    return s * e / (e - 1.0 + s / u0)
+
+
+def saxe_learning_time(s: float, u0: float, uf: float, tau: float = 1.0) -> float:
+    """Time for a mode to grow from u0 to uf (0 < u0, uf < s) under saxe_mode_strength's dynamics:
+    t = tau / (2 s) ln(uf (s - u0) / (u0 (s - uf))) (Saxe et al. 2014, Sec. 2)."""
+    s, u0, uf, tau = _positive("s", s), _positive("u0", u0), _positive("uf", uf), _positive("tau", tau)
+    if not (u0 < s and uf < s):
+        raise ValueError(f"u0 and uf must be below s = {s}, got u0 = {u0}, uf = {uf}")
+    return tau / (2.0 * s) * math.log(uf * (s - u0) / (u0 * (s - uf)))
+
+
+# ---------------------------------------------------------------- input-output Jacobians (Pennington 2017, Yang 2019, Hanin 2018)
+# Pennington, Schoenholz and Ganguli (2017), "Resurrecting the sigmoid in deep learning through dynamical
+# isometry", NeurIPS; Yang, Pennington, Rao, Sohl-Dickstein and Schoenholz (2019), "A mean field theory of
+# batch normalization", ICLR; Hanin (2018), "Which neural net architectures give rise to exploding and
+# vanishing gradients?", NeurIPS. The reproductions gradlab.reproduce.{pennington2017, yang2019, hanin2018}
+# measure them.
+
+JACOBIAN_S1 = {"orthogonal": 0.0, "gaussian": -1.0}  # s_1: the S-transform of W W^T, S(z) = 1 + s_1 z + ...
+
+
+def derivative_moment(activation: str, q: float, k: int, slope: float = activations.DEFAULT_SLOPE) -> float:
+    """mu_k = E[phi'(sqrt(q) z)^(2k)], z ~ N(0, 1) (Pennington 2017's mu_k): closed forms 1 (identity),
+    1/2 (ReLU: phi' is 0 or 1), (1 + a^(2k)) / 2 (leaky ReLU), else quadrature (gaussian_expectation)."""
+    act, k = _act(activation, slope), _checks.positive_int("k", k)
+    if act.name in _HOMOGENEOUS:
+        return {"identity": 1.0, "relu": 0.5, "leaky_relu": (1.0 + act.slope ** (2 * k)) / 2.0}[act.name]
+    return gaussian_expectation(lambda x: act.derivative(act.forward(x)) ** (2 * k), q)
+
+
+def critical_point(activation: str, q: float, slope: float = activations.DEFAULT_SLOPE) -> tuple[float, float]:
+    """(sigma_w2, sigma_b2) on the critical line chi_1 = 1 whose length fixed point is q* = q:
+    sigma_w2 = 1 / mu_1(q), sigma_b2 = q - sigma_w2 E[phi(sqrt(q) z)^2] (a ValueError where that is < 0)."""
+    act, q = _act(activation, slope), _positive("q", q)
+    sigma_w2 = 1.0 / derivative_moment(act, q, 1)
+    sigma_b2 = q - sigma_w2 * gaussian_expectation(lambda x: act.forward(x) ** 2, q)
+    if sigma_b2 < -1e-12:
+        raise ValueError(f"q = {q!r}: no critical point of {act.name} has this fixed point (sigma_b2 would be {sigma_b2:.3g} < 0)")
+    return sigma_w2, max(sigma_b2, 0.0)
+
+
+def jjt_moments(
+    activation: str, sigma_w2: float, sigma_b2: float, depth: int, weights: str,
+    slope: float = activations.DEFAULT_SLOPE, q: float | None = None,
+) -> tuple[float, float, float]:  # fmt: skip
+    """(m1, m2, variance) of the spectrum of J J^T, J = prod_l D_l W_l the input-output Jacobian of `depth`
+    layers (each dense then phi) in the wide limit (Pennington 2017, Sec. 2.5):
+        m1 = (sigma_w2 mu_1)^L,  m2 = (sigma_w2 mu_1)^(2L) L (mu_2 / mu_1^2 + 1/L - 1 - s_1),  var = m2 - m1^2,
+    s_1 = 0 for orthogonal and -1 for Gaussian weights; mu_k at q (default q*; 1 where q* is not finite,
+    for the homogeneous activations whose mu_k do not depend on q). At criticality var = L (mu_2/mu_1^2 - 1 - s_1)."""
+    weights = _checks.choice("weights", weights, JACOBIAN_S1)
+    depth = _checks.positive_int("depth", depth)
+    if q is None:
+        q = q_star(activation, sigma_w2, sigma_b2, slope)
+        q = q if math.isfinite(q) and q > 0 else 1.0
+    mu1, mu2 = derivative_moment(activation, q, 1, slope), derivative_moment(activation, q, 2, slope)
+    chi = _sigma_w2(sigma_w2) * mu1
+    m1 = chi**depth
+    m2 = chi ** (2 * depth) * depth * (mu2 / mu1**2 + 1.0 / depth - 1.0 - JACOBIAN_S1[weights])
+    return m1, m2, m2 - m1**2
+
+
+BATCHNORM_RELU_RATE = math.pi / (math.pi - 1.0)  # Yang 2019: ReLU's per-layer factor of ||grad||^2, batch -> inf
+
+
+def batchnorm_linear_rate(batch: int) -> float:
+    """(B - 2) / (B - 3): the per-layer factor of E||dL/dz_l||^2 (toward the input) in a wide linear MLP
+    with batch norm after every dense layer, batch B >= 4, at its fixed point (Yang 2019's linear case).
+    One layer: the batch-centred z of a unit is N(0, sigma_w^2 B/(B-1) G) in the (B-1)-dimensional centred
+    subspace; its backward (sqrt(B) / ||z||)(G - u u^T) keeps (B-2)/(B-1) of a gradient isotropic there,
+    E[B / ||z||^2] = (B-1) / (sigma_w^2 (B-3)) and W^T multiplies by sigma_w^2: (B-2)/(B-3), for any sigma_w."""
+    batch = _checks.positive_int("batch", batch)
+    if batch < 4:
+        raise ValueError(f"batch must be at least 4 (E[1 / chi^2_(B-1)] is finite for B > 3), got {batch}")
+    return (batch - 2.0) / (batch - 3.0)
+
+
+def hanin_beta(hidden_widths: list[int]) -> float:
+    """beta = sum over hidden layers j of 1 / n_j (Hanin 2018)."""
+    return float(sum(1.0 / _checks.positive_int("hidden width", n) for n in hidden_widths))
+
+
+def hanin_entry_moment_ratio(hidden_widths: list[int]) -> float:
+    """E[J_pq^4] / E[J_pq^2]^2 = 3 prod_j (1 + 5 / n_j) for an entry of the input-output Jacobian of a ReLU
+    net with i.i.d. Gaussian weights (any variances), zero biases and a linear output layer.
+
+    Hanin 2018's setting: each hidden layer multiplies ||dx_j / dx_p||^2 by (2 / n_(j-1)) chi^2 with
+    k_j ~ Binomial(n_j, 1/2) degrees of freedom (the active units; by the weights' sign symmetry the mask is
+    independent of the squared projections), independently across layers, and the output entry adds a
+    chi^2_1. E[(chi^2_k)^2] / E[chi^2_k]^2 averaged over k: (n^2/4 + 5n/4) / (n^2/4) = 1 + 5/n; chi^2_1: 3.
+    So the ratio is ~3 exp(5 beta) for wide layers: exponential in beta, not in the depth alone."""
+    ratio = 3.0
+    for n in hidden_widths:
+        ratio *= 1.0 + 5.0 / _checks.positive_int("hidden width", n)
+    return ratio

@@ -243,6 +243,119 @@ def test_bad_arguments_raise_one_line_value_errors(call, name):
     assert str(err.value).startswith(name) and "\n" not in str(err.value)
 
 
+# ---------------------------------------------------------------- Balduzzi et al. 2017: shattered gradients
+
+
+def _masked_backward(rng: np.random.Generator, architecture: str, depth: int, width: int, samples: int) -> tuple[float, float]:
+    """The finite computation behind theory.shattered_correlation: the input gradients at two inputs are
+    the same top gradient sent back through the same He weights W_l ~ N(0, 2 / width) and independent
+    ReLU masks D_l ~ Bernoulli(1/2) (one per input): delta <- W_l^T D_l delta (feedforward), or
+    delta <- delta + c_l W_l^T D_l delta with c_l = 1 (resnet) or 1 / sqrt(l) (resnet_bn, Theorem 3's
+    model). Returns (the mean of delta_i . delta_j / width, its standard error) over `samples` nets,
+    with E[|delta|^2] / width = 1 at the top."""
+    top = rng.standard_normal((samples, width))
+    di, dj = top.copy(), top.copy()
+    for l in range(depth, 0, -1):
+        w = rng.normal(0.0, math.sqrt(2.0 / width), size=(samples, width, width))
+        mi, mj = rng.random((2, samples, width)) < 0.5
+        step_i, step_j = np.einsum("sk,skj->sj", mi * di, w), np.einsum("sk,skj->sj", mj * dj, w)
+        if architecture == "feedforward":
+            di, dj = step_i, step_j
+        else:
+            c = 1.0 if architecture == "resnet" else 1.0 / math.sqrt(l)
+            di, dj = di + c * step_i, dj + c * step_j
+    cov = np.einsum("sk,sk->s", di, dj) / width
+    return float(cov.mean()), float(cov.std(ddof=1) / math.sqrt(samples))
+
+
+def _variance_scale(architecture: str, depth: int) -> float:
+    """C(i): 1 (feedforward), 2^L (resnet), prod (1 + 1/l) = L + 1 (resnet_bn's model)."""
+    return {"feedforward": 1.0, "resnet": 2.0**depth, "resnet_bn": depth + 1.0}[architecture]
+
+
+@pytest.mark.parametrize("architecture, depth", [("feedforward", 1), ("feedforward", 3), ("resnet", 2), ("resnet", 4),
+                                                 ("resnet_bn", 4)])  # fmt: skip
+def test_shattered_correlation_matches_the_masked_products_it_describes(architecture, depth):
+    # Balduzzi et al. 2017, Theorems 1-3: covariance of the two gradients = C(i) x shattered_correlation.
+    # 4000 nets of width 32; the tolerance is 4 standard errors of the Monte Carlo mean (seeded).
+    cov, se = _masked_backward(np.random.default_rng([2017, depth]), architecture, depth, 32, 4000)
+    want = _variance_scale(architecture, depth) * theory.shattered_correlation(architecture, depth)
+    assert abs(cov - want) < 4 * se, f"{architecture}, depth {depth}: Monte Carlo covariance {cov:.4f} +- {se:.4f}, theory {want:.4f}"
+
+
+def test_shattered_correlation_rates():
+    # Theorem 1 halves the correlation per layer, Theorem 2 takes 3/4, Theorem 3's model falls as L^(-1/2)
+    assert theory.shattered_correlation("feedforward", 7) / theory.shattered_correlation("feedforward", 6) == 0.5
+    assert math.isclose(theory.shattered_correlation("resnet", 5) / theory.shattered_correlation("resnet", 4), 0.75)
+    big = [theory.shattered_correlation("resnet_bn", L) for L in (1000, 4000)]
+    assert abs(math.log(big[1] / big[0]) / math.log(4.0) + 0.5) < 1e-3
+
+
+# ---------------------------------------------------------------- Saxe, McClelland and Ganguli 2014
+
+
+def _decoupled_one_hidden_layer(lr: float, s: np.ndarray, u0: float, t_end: float) -> tuple[np.ndarray, np.ndarray]:
+    """The finite computation behind theory.saxe_mode_strength: gradient descent (step lr, mse loss) on
+    the engine's linear net N -> N -> N from decoupled balanced weights W21 = sqrt(u0) V^T,
+    W32 = sqrt(u0) U, onto the teacher U diag(s) V^T with whitened, centred inputs (X^T X / P = I).
+    Returns (t = lr x step, u_a(t) = u_a^T W32 W21 v_a) of shapes (steps + 1,) and (steps + 1, N)."""
+    from gradlab.nn import losses, optim
+
+    n, rng = len(s), np.random.default_rng(3)
+    q, _ = np.linalg.qr(np.column_stack([np.ones(2 * n), rng.standard_normal((2 * n, n))]))
+    x = math.sqrt(2 * n) * q[:, 1:]  # centred (biases get no gradient) and whitened
+    u, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    v, _ = np.linalg.qr(rng.standard_normal((n, n)))
+    y = x @ (u @ np.diag(s) @ v.T).T
+    net = MLP([n, n, n], "identity", init="identity")
+    net.params["layers.0.weight"][...] = math.sqrt(u0) * v.T
+    net.params["layers.1.weight"][...] = math.sqrt(u0) * u
+    opt, strengths = optim.SGD(net.params, lr), []
+    for _ in range(int(round(t_end / lr)) + 1):
+        strengths.append(np.einsum("ia,ij,ja->a", u, net.params["layers.1.weight"] @ net.params["layers.0.weight"], v))
+        out, cache = net.forward(x)
+        _, dout = losses.mse(out, y)
+        opt.step(net.backward(dout, cache, input_grad=False).params)
+    return lr * np.arange(len(strengths)), np.array(strengths)
+
+
+def test_saxe_mode_strength_is_the_gradient_flow_of_a_decoupled_one_hidden_layer_net():
+    # Saxe et al. 2014, Sec. 2: tau du/dt = 2 u (s - u), tau = 1 / lr steps. Gradient descent is the Euler
+    # step of that flow, so the gap to the closed form is first order in lr: below lr x s per mode
+    # (relative to s; ~0.75 lr s measured) and halving lr halves it.
+    s, u0 = np.array([3.0, 2.0, 1.0, 0.5]), 1e-3
+    gaps = []
+    for lr in (0.02, 0.01):
+        t, u = _decoupled_one_hidden_layer(lr, s, u0, 4.0)
+        want = np.stack([theory.saxe_mode_strength(t, si, u0) for si in s], axis=1)
+        gap = np.abs(u - want).max(axis=0) / s
+        assert np.all(gap < lr * s), f"lr {lr}: max |u - u_theory| / s = {gap}, bound lr s = {lr * s}"
+        gaps.append(gap)
+    assert np.allclose(gaps[0] / gaps[1], 2.0, rtol=0.1), f"gap ratio lr 0.02 / 0.01 = {gaps[0] / gaps[1]}, first order: 2"
+
+
+def test_saxe_learning_time_inverts_the_mode_strength():
+    t = theory.saxe_learning_time(2.0, 0.01, 1.5)
+    assert math.isclose(theory.saxe_mode_strength(t, 2.0, 0.01), 1.5, rel_tol=1e-12)
+    assert math.isclose(theory.saxe_learning_time(4.0, 0.02, 2.0), 0.5 * theory.saxe_learning_time(2.0, 0.01, 1.0))
+
+
+@pytest.mark.parametrize(
+    "call, name",
+    [
+        (lambda: theory.shattered_correlation("densenet", 3), "architecture"),
+        (lambda: theory.shattered_correlation("resnet", 0), "depth"),
+        (lambda: theory.saxe_mode_strength(1.0, -1.0, 0.1), "s"),
+        (lambda: theory.saxe_mode_strength(1.0, 1.0, 0.0), "u0"),
+        (lambda: theory.saxe_learning_time(1.0, 0.1, 1.5), "u0 and uf"),
+    ],
+)
+def test_shattered_and_saxe_bad_arguments_raise_one_line_value_errors(call, name):
+    with pytest.raises(ValueError) as err:
+        call()
+    assert str(err.value).startswith(name) and "\n" not in str(err.value)
+
+
 # ---------------------------------------------------------------- an RNN at initialisation, driven by inputs
 
 
@@ -281,3 +394,91 @@ def test_rnn_step_factor_against_a_wide_rnn(sigma_w2):
     measured = float(np.exp(theory.log_slope(rms[t], T - 1 - t)))
     predicted = theory.rnn_step_factor("tanh", sigma_w2, theory.rnn_input_variance(theory.init_variance("standard", 2, H), [1 / 3, 2 / T]))
     assert measured == pytest.approx(predicted, rel=0.015), f"sigma_w2 = {sigma_w2}: per-step factor {measured:.4f}, mean field {predicted:.4f}"
+
+
+# ---------------------------------------------------------------- input-output Jacobians (Pennington 2017, Yang 2019, Hanin 2018)
+# Each closed form beside the finite computation it predicts; seeds fixed, tolerances stated per test.
+
+
+@pytest.mark.parametrize("activation, q", [("tanh", 0.3), ("tanh", 2.0), ("sigmoid", 1.0), ("relu", 1.0), ("leaky_relu", 0.7)])
+def test_derivative_moments_match_monte_carlo(activation, q):
+    # mu_k = E[phi'(sqrt(q) z)^(2k)] by 10^6 draws: phi'^(2k) is in [0, 1], so the standard error is < 5e-4
+    act = activations.get(activation, 0.2)
+    d = act.derivative(act.forward(math.sqrt(q) * np.random.default_rng(0).standard_normal(1_000_000)))
+    for k in (1, 2):
+        assert theory.derivative_moment(act, q, k) == pytest.approx(np.mean(d ** (2 * k)), abs=2.5e-3), f"mu_{k}"
+
+
+@pytest.mark.parametrize("q", [1 / 64, 0.25, 1.0])
+def test_critical_point_has_the_fixed_point_and_chi1_one(q):
+    sigma_w2, sigma_b2 = theory.critical_point("tanh", q)
+    assert theory.q_star("tanh", sigma_w2, sigma_b2) == pytest.approx(q, rel=1e-9)
+    assert theory.chi1("tanh", sigma_w2, sigma_b2) == pytest.approx(1.0, rel=1e-9)
+
+
+def test_jjt_moments_closed_forms():
+    # Pennington 2017's cases at criticality: var = L (mu_2/mu_1^2 - 1 - s_1)
+    L = 7
+    assert theory.jjt_moments("identity", 1.0, 0.0, L, "orthogonal")[2] == pytest.approx(0.0, abs=1e-12)
+    assert theory.jjt_moments("identity", 1.0, 0.0, L, "gaussian") == pytest.approx((1.0, L + 1.0, L))
+    assert theory.jjt_moments("relu", 2.0, 0.0, L, "orthogonal")[2] == pytest.approx(L)
+    assert theory.jjt_moments("relu", 2.0, 0.0, L, "gaussian")[2] == pytest.approx(2 * L)
+    m1, m2, _ = theory.jjt_moments("identity", 0.8, 0.0, 3, "orthogonal")  # off criticality: m1 = chi^L
+    assert (m1, m2) == pytest.approx((0.8**3, 0.8**6))
+
+
+@pytest.mark.parametrize("activation, weights, sigma_w2", [("identity", "gaussian", 1.0), ("relu", "gaussian", 2.0), ("relu", "orthogonal", 2.0)])
+def test_jjt_moments_match_finite_jacobians(activation, weights, sigma_w2):
+    # J = prod D_l W_l of 3 layers, width 300, 12 networks: m2 / m1^2 - 1 (the spectrum's variance, m1 ~ 1)
+    # measured 3.0-6.1 with standard error ~0.06-0.1; finite width biases it by O(L / width) ~ 1%: 0.35 tolerance
+    rng = np.random.default_rng(4)
+    width, depth, found = 300, 3, []
+    for _ in range(12):
+        a, jac = rng.standard_normal(width), np.eye(width)
+        for _ in range(depth):
+            if weights == "orthogonal":
+                w = init.orthogonal(rng, (width, width), gain=math.sqrt(sigma_w2))
+            else:
+                w = init.mean_field(rng, (width, width), sigma_w2=sigma_w2)
+            z = w @ a
+            act = activations.get(activation)
+            a = act.forward(z)
+            jac = act.derivative(a)[:, None] * (w @ jac)
+        lam = np.linalg.svd(jac, compute_uv=False) ** 2
+        found.append(np.mean(lam**2) / np.mean(lam) ** 2 - 1.0)
+    expected = theory.jjt_moments(activation, sigma_w2, 0.0, depth, weights)[2]
+    assert np.mean(found) == pytest.approx(expected, abs=0.35), f"{activation} {weights}: {np.mean(found):.3f} vs {expected}"
+
+
+@pytest.mark.parametrize("batch", [4, 5, 8])
+def test_batchnorm_linear_rate_matches_one_wide_layer(batch):
+    # one linear layer and batch norm, 4000 units, at the fixed point (the batch's inputs centred with covariance
+    # B/(B-1) G) and an upstream gradient isotropic in the centred subspace: sigma_w^2 E||dL/dz||^2 / E||dL/dy||^2.
+    # The per-unit ratio has a heavy tail at B = 4 (E[1/chi^2_3]); 4000 units x 25 draws: standard error ~2-4%
+    from gradlab.nn import norm
+
+    rng, units, sigma_w2 = np.random.default_rng(1), 4000, 1.7
+    centre = np.eye(batch) - 1.0 / batch
+    ratios = []
+    for _ in range(25):
+        z = centre @ rng.normal(0.0, math.sqrt(sigma_w2 * batch / (batch - 1)), size=(batch, units))
+        y, cache, _ = norm.batch_norm_forward(z, np.ones(units), np.zeros(units))
+        dy = centre @ rng.standard_normal((batch, units))
+        dz = norm.norm_backward(dy, cache)[0]
+        ratios.append(sigma_w2 * np.sum(dz**2) / np.sum(dy**2))
+    assert np.mean(ratios) == pytest.approx(theory.batchnorm_linear_rate(batch), rel=0.1)
+    assert theory.batchnorm_linear_rate(32) == pytest.approx(30 / 29)
+
+
+@pytest.mark.parametrize("hidden", [[6], [8, 8], [4, 16]])
+def test_hanin_ratio_matches_random_relu_nets(hidden):
+    # E[J^4] / E[J^2]^2 of the entries of 20000 He-normal ReLU nets (one ensemble), 3 inputs, 8 outputs;
+    # the estimate's relative standard error is ~3-5% here (sqrt(kurtosis / 20000)): 15% tolerance
+    from gradlab.probes.io_jacobian import input_output_jacobian, squared_entry_moments
+
+    R = 20_000
+    net = MLP([3, *hidden, 8], "relu", init="he_normal", rng=np.random.default_rng(2), ensemble=R)
+    jac = input_output_jacobian(net, np.random.default_rng(3).normal(size=(R, 1, 3)))
+    ez, ez2 = squared_entry_moments(jac)
+    assert ez2 / ez**2 == pytest.approx(theory.hanin_entry_moment_ratio(hidden), rel=0.15)
+    assert theory.hanin_beta(hidden) == pytest.approx(sum(1 / n for n in hidden))
