@@ -35,6 +35,7 @@ import ctypes
 import functools
 import math
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -79,14 +80,37 @@ def current_threads() -> int | None:
     return n
 
 
+def pin_blas_threads(n: int) -> None:
+    """From now on this thread's BLAS uses n threads (for a helper thread of its own; elsewhere use settings)."""
+    if _SET_THREADS is not None:
+        _set_threads(n)
+
+
 def single_threaded():
     """settings(blas_threads=1): for the per-step loops and the memory-bound dot products."""
     return settings(blas_threads=1)
 
 
 def threads_for(macs: int):
-    """One BLAS thread for a product of fewer than SMALL_PRODUCT multiply-adds, else one per free core."""
-    return settings(blas_threads=1 if macs < SMALL_PRODUCT else RULE.threads())
+    """One BLAS thread for a product of fewer than SMALL_PRODUCT multiply-adds, else one per free core (less
+    those this process's helper threads hold, see helper_at_work)."""
+    return settings(blas_threads=1 if macs < SMALL_PRODUCT else max(1, RULE.threads() - _HELPERS[0]))
+
+
+_HELPERS = [0]  # helper threads of this process at work now (the probes' columns): each holds a core
+_HELPERS_LOCK = threading.Lock()
+
+
+@contextmanager
+def helper_at_work() -> Iterator[None]:
+    """Within the block, this helper thread holds a core: threads_for gives the products one thread fewer."""
+    with _HELPERS_LOCK:
+        _HELPERS[0] += 1
+    try:
+        yield
+    finally:
+        with _HELPERS_LOCK:
+            _HELPERS[0] -= 1
 
 
 def _cpu_ticks() -> tuple[int, int, int] | None:

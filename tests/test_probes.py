@@ -520,3 +520,45 @@ def test_an_optimizer_of_other_arrays_is_not_asked_for_its_update_norms():
     other = {k: v.copy() for k, v in model.params.items()}
     rec = probes.Recorder(model, optimizer=optim.SGD(other, lr=0.1))
     assert rec.optimizer is None, "an optimizer stepping copies of the weights would report the wrong updates"
+
+
+def _recorded(model, x, y, background: bool, **options) -> tuple[dict[str, pd.DataFrame], int]:
+    """Six SGD steps logged every other one; the tables, and how many logged steps left columns to the helper."""
+    opt = optim.SGD(model.params, lr=0.05)
+    rec = probes.Recorder(model, every=2, probe_x=x, background=background, optimizer=opt, **options)
+    deferred = 0
+    for step in range(6):
+        log = rec.should_log(step)
+        out, cache = model.forward(x, trace=log)
+        loss, dout = losses.mse(out, y)
+        grads = model.backward(dout, cache)
+        if log:
+            rec.record_backward(step, grads, dout=dout, output=out, cache=cache)
+            deferred += bool(rec._later)
+        norm, norm_c = clip.clip(grads.params, "norm", 0.1)  # rescales the gradients in place after record_backward
+        opt.step(grads.params)
+        rec.record_step(step, loss, norm, norm_c, 0.05)
+    return rec.frames(), deferred
+
+
+@pytest.mark.parametrize("kind", ["mlp", "rnn_all", "lstm_jacobian"])
+def test_columns_computed_in_the_helper_thread_are_those_computed_at_once(kind):
+    """Recorder(background=True) gives the same tables, bit for bit, as background=False (the same NumPy
+    calls on arrays nobody rewrites), although clipping rescales the gradients before the helper reads the trace."""
+    tables, deferred = {}, {}
+    for background in (False, True):
+        rng = np.random.default_rng(0)
+        if kind == "mlp":
+            model, x, y = MLP([3, 8, 8, 2], "relu", rng=rng), rng.normal(size=(16, 3)), rng.normal(size=(16, 2))
+            options = {}
+        elif kind == "rnn_all":
+            model, x, y = RNN(2, 6, 1, "tanh", rng=rng, output="all"), rng.normal(size=(8, 5, 2)), rng.normal(size=(8, 5, 1))
+            options = {}
+        else:
+            model, x, y = LSTM(2, 4, 1, rng=rng), rng.normal(size=(8, 5, 2)), rng.normal(size=(8, 1))
+            options = {"jacobian": True}
+        tables[background], deferred[background] = _recorded(model, x, y, background, **options)
+    assert (deferred[False], deferred[True]) == (0, 3), f"logged steps left to the helper (at once, background): {deferred}"
+    for name in ("steps", "layers", "timesteps"):
+        pd.testing.assert_frame_equal(tables[True][name], tables[False][name], obj=f"{kind} {name}")
+    assert tables[True]["layers"]["weight_grad_norm"].gt(0).all()

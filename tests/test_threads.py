@@ -117,3 +117,17 @@ def test_a_pool_worker_runs_every_product_on_one_thread():
     with executors.Processes(2) as pool:
         results = [outcome for _, outcome in pool.map(report_threads, [0, 1])]
     assert results == [(1, 1), (1, 1)], f"pool workers (rule's most, threads of a large product): want (1, 1), got {results}"
+
+
+@needs_setter
+def test_while_a_helper_thread_works_the_products_leave_its_core(monkeypatch):
+    machine = FakeMachine(others=0.0)
+    monkeypatch.setattr(_process, "RULE", machine.rule())
+    _process.RULE.threads()
+    machine.advance(CHECK_EVERY)
+    with _process.helper_at_work():
+        with _process.threads_for(SMALL_PRODUCT):
+            during = _process.current_threads()
+    with _process.threads_for(SMALL_PRODUCT):
+        after = _process.current_threads()
+    assert (during, after) == (1, 2), f"a large product while a helper works and after: want (1, 2), got {(during, after)}"

@@ -69,6 +69,7 @@ def layer_stats(
     dead: DeadReport | None = None,
     dout: Array | None = None,
     output: Array | None = None,
+    grad_norms: tuple[Array, Array] | None = None,
 ) -> dict[str, Array]:
     """Per-layer columns of the layers table (one entry per layer) from one backward with trace.
 
@@ -77,7 +78,8 @@ def layer_stats(
     over all entries of a_l (the layer's output: the stream of a residual layer); saturated_frac over
     units x examples (x steps), from phi_l; dead_frac, born_dead_frac, died_frac from `dead`
     (a DeadTracker report on the probe set; NaN without one); update_ratio is NaN here (see
-    update_ratios).
+    update_ratios). grad_norms: the two gradient columns as _grad_norms took them (then `grads.params`
+    is not read, and may have been clipped since).
     """
     trace = grads.trace
     if trace is None:
@@ -86,10 +88,7 @@ def layer_stats(
     L = len(names)
     out = {c: np.full(L, np.nan) for c in COLUMNS["layers"] if c not in ("run_id", "step")}
     out["layer"] = np.arange(L, dtype=np.int64)
-    g = grads.params
-    for l, (w_names, b_names) in enumerate(names):
-        out["weight_grad_norm"][l] = _norm(*(g[n] for n in w_names))
-        out["bias_grad_norm"][l] = _norm(*(g[n] for n in b_names))
+    out["weight_grad_norm"], out["bias_grad_norm"] = grad_norms if grad_norms is not None else _grad_norms(model, grads)
     with np.errstate(all="ignore"):
         if isinstance(trace, MLPTrace):
             for l in range(L):
@@ -112,6 +111,16 @@ def layer_stats(
         out["born_dead_frac"][:] = dead.born_dead_frac
         out["died_frac"][:] = dead.died_frac
     return out
+
+
+def _grad_norms(model: Model, grads: Gradients) -> tuple[Array, Array]:
+    """Per layer ||dL/dW|| over its weight matrices and ||dL/db|| over its biases: (L,), (L,)."""
+    g = grads.params
+    names = layer_params(model)
+    weights = np.array([_norm(*(g[n] for n in w_names)) for w_names, _ in names], dtype=np.float64)
+    biases = np.array([_norm(*(g[n] for n in b_names)) for _, b_names in names], dtype=np.float64)
+    return weights, biases
+
 
 
 def _cell_layer(model: RNN | LSTM | GRU, cell: CellTrace, out: dict[str, Array], j: int) -> None:

@@ -23,14 +23,18 @@ Typical loop (what gradlab.train does):
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
+
 import numpy as np
 import pandas as pd
+
+from gradlab import _process
 
 from gradlab.nn import MLP
 from gradlab.nn.trace import Gradients
 from gradlab.probes.dead import DeadTracker
 from gradlab.probes.frames import layers_frame, steps_frame, timesteps_frame
-from gradlab.probes.layers import layer_stats, snapshot, update_ratios, update_ratios_from_norms
+from gradlab.probes.layers import _grad_norms, layer_stats, snapshot, update_ratios, update_ratios_from_norms
 from gradlab.probes.model import Array, Model, layer_params
 from gradlab.probes.steps import step_record
 from gradlab.probes.timesteps import last_step_dout, timestep_stats
@@ -59,7 +63,11 @@ class Recorder:
     the optimizer stepping the model's own parameter arrays (gradlab.nn.optim): on a logged step it
     reports the norms of its updates (measure_next) and the weights are not copied (update_ratio then
     NaN if no optimizer step follows); without it, or for one stepping other arrays (an ensemble's, of
-    which the model is a view), a snapshot of the weights is taken.
+    which the model is a view), a snapshot of the weights is taken. background: compute the columns
+    read from the trace (all but the gradient norms, the dead-unit probe and the Jacobians, which are
+    taken at once) in a helper thread while training goes on, collected at the next record_backward
+    or frames(): None (default) when gradlab._process's rule sees a free core for it, True always,
+    False never. The trace of the step then lives until it is collected; the columns are the same.
     """
 
     def __init__(
@@ -75,6 +83,7 @@ class Recorder:
         jacobian_examples: int | None = None,
         dead_every: int | None = None,
         optimizer: object | None = None,
+        background: bool | None = None,
     ) -> None:
         should_log(0, every)  # validates every
         self.dead_every = every if dead_every is None else dead_every
@@ -84,13 +93,15 @@ class Recorder:
         self.jacobian, self.jacobian_method, self.jacobian_examples = jacobian, jacobian_method, jacobian_examples
         self.dead = DeadTracker(probe_x) if probe_x is not None else None
         self.steps: list[tuple] = []
-        self.layers: list[tuple[int, dict[str, Array]]] = []
-        self.timesteps: list[tuple[int, dict[str, Array]]] = []
+        self.layers: list[tuple[int, dict[str, Array] | Future, Array]] = []  # (step, columns, update ratios)
+        self.timesteps: list[tuple[int, dict[str, Array] | Future]] = []
         self._before: dict[str, Array] | None = None
         self._buffer: dict[str, Array] | None = None  # the snapshot's arrays, reused from one log to the next
         self._pending: tuple[int, dict[str, Array], bool | None] | None = None
         self.weights = [n for w_names, _ in layer_params(model) for n in w_names]
         self.optimizer = optimizer if _steps_these(optimizer, model, self.weights) else None
+        self.background = background
+        self._later: list[Future] = []  # columns being computed in the helper thread
 
     def should_log(self, step: int) -> bool:
         return should_log(step, self.every, self.last_step)
@@ -102,18 +113,22 @@ class Recorder:
         """Layer and time-step stats of a logged step, the dead-unit probe and a weight snapshot;
         call after the backward, before clipping and the optimizer step. cache: the traced forward's
         cache, for the last step's loss alone (loss on every step; see the class docstring)."""
+        self._collect()
         report = None
         if self.dead is not None and should_log(step, self.dead_every, self.last_step):
             report = self.dead.update(step, self.model)
-        stats = layer_stats(self.model, grads, dead=report, dout=dout, output=output)
+        norms = _grad_norms(self.model, grads)  # now: clipping rescales the gradients in place next
+        last = None
+        if self.sequence and self.model.output == "all" and cache is not None and dout is not None:
+            last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
+        layers = lambda: layer_stats(self.model, grads, dead=report, dout=dout, output=output, grad_norms=norms)  # noqa: E731
+        steps = lambda: timestep_stats(self.model, grads, jacobian=self.jacobian, method=self.jacobian_method,  # noqa: E731
+                                       c0=c0, h0=h0, examples=self.jacobian_examples, last=last)  # fmt: skip
+        later = self._in_background()
+        stats = _submit(layers) if later else layers()
         if self.sequence:
-            last = None
-            if self.model.output == "all" and cache is not None and dout is not None:
-                last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
-            self.timesteps.append(
-                (step, timestep_stats(self.model, grads, jacobian=self.jacobian, method=self.jacobian_method, c0=c0,
-                                     h0=h0, examples=self.jacobian_examples, last=last))
-            )
+            self.timesteps.append((step, _submit(steps) if later and not self.jacobian else steps()))  # the Jacobians read the weights
+        self._later += [v for v in (stats, self.timesteps[-1][1] if self.sequence else None) if isinstance(v, Future)]
         if self.optimizer is not None:
             self.optimizer.measure_next(self.weights)
         else:
@@ -130,23 +145,59 @@ class Recorder:
             _, stats, collapsed = self._pending
             if self._before is None:
                 opt = self.optimizer
-                stats["update_ratio"] = update_ratios_from_norms(self.model, getattr(opt, "update_norms", {}), getattr(opt, "param_norms", None))
+                ratios = update_ratios_from_norms(self.model, getattr(opt, "update_norms", {}), getattr(opt, "param_norms", None))
             else:
-                stats["update_ratio"] = update_ratios(self.model, self._before, in_place=True)
-            self.layers.append((step, stats))
+                ratios = update_ratios(self.model, self._before, in_place=True)
+            self.layers.append((step, stats, ratios))
             self._buffer, self._pending, self._before = self._before, None, None
         self.steps.append(step_record(step, loss, grad_norm, grad_norm_clipped, lr, clipped, collapsed))
 
     def frames(self) -> dict[str, pd.DataFrame]:
         """{"steps", "layers", "timesteps"} DataFrames (timesteps has no rows for an MLP)."""
-        layers = list(self.layers)
+        self._collect()
+        layers = [(step, _with_ratios(_result(stats), ratios)) for step, stats, ratios in self.layers]
         if self._pending is not None:  # a logged step whose optimizer step never came (e.g. a crash)
-            layers.append(self._pending[:2])
+            layers.append((self._pending[0], _result(self._pending[1])))
         return {
             "steps": steps_frame(self.steps, self.run_id),
             "layers": layers_frame(layers, self.run_id),
-            "timesteps": timesteps_frame(self.timesteps, self.run_id),
+            "timesteps": timesteps_frame([(step, _result(cols)) for step, cols in self.timesteps], self.run_id),
         }
+
+    def _in_background(self) -> bool:
+        """Whether this logged step's trace columns go to the helper thread (see the class docstring)."""
+        return self.background if self.background is not None else _process.RULE.threads() > 1
+
+    def _collect(self) -> None:
+        """Wait for the columns still being computed (at most one logged step's), raising their errors."""
+        for future in self._later:
+            future.result()
+        self._later = []
+
+
+_HELPER: ThreadPoolExecutor | None = None
+
+
+def _submit(fn) -> Future:
+    """Run fn in the probes' helper thread (one for the process: NumPy releases the GIL in its loops)."""
+    global _HELPER
+    if _HELPER is None:
+        _HELPER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gradlab-probes", initializer=_process.pin_blas_threads, initargs=(1,))
+    return _HELPER.submit(_at_work, fn)
+
+
+def _at_work(fn):
+    with _process.helper_at_work():  # the main thread's products leave this core to it
+        return fn()
+
+
+def _result(value):
+    return value.result() if isinstance(value, Future) else value
+
+
+def _with_ratios(stats: dict[str, Array], ratios: Array) -> dict[str, Array]:
+    stats["update_ratio"] = ratios
+    return stats
 
 
 def _steps_these(optimizer: object | None, model: Model, names: list[str]) -> bool:
