@@ -13,7 +13,9 @@ CHECK_EVERY seconds (/proc/stat's busy time of all CPUs less this process's own 
 start, before a first interval, when no other thread is runnable (/proc/stat's procs_running). Pool
 workers, which run beside each other, are started with one BLAS thread (`settings(child_blas_threads=1)`:
 the environment NumPy reads when it is imported in the child), and the rule never gives a process more
-threads than its BLAS started with, so a worker stays on one. Where NumPy's BLAS is not an OpenBLAS whose
+threads than its BLAS started with, so a worker stays on one. A helper thread of this process (the probes'
+columns, computed beside training when a core is free) holds a core while it works (`helper_at_work`), and
+the products get one thread fewer meanwhile. Where NumPy's BLAS is not an OpenBLAS whose
 thread count can be set, the in-process setting does nothing; where /proc/stat cannot be read, a large
 product gets every thread the BLAS started with.
 
@@ -43,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS, which is looked up below)
 
-SMALL_PRODUCT = 1 << 22  # an (m, k) x (k, n) product with m k n below this runs on one thread (see the README's measurement)
+SMALL_PRODUCT = 1 << 23  # an (m, k) x (k, n) product with m k n below this runs on one thread (W1's 128 x 256 x 256 is not)
 CHECK_EVERY = 0.5  # seconds between two looks at how busy the other processes keep the cores
 FREE = 0.8  # a core is free when the other processes leave this much of it idle
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what a child's BLAS reads at start
