@@ -190,13 +190,16 @@ def test_recurrent_and_float32_runs_and_no_ensemble_run_alone():
 
 
 def test_chunks_fit_the_memory_and_give_every_worker_work_and_the_largest_go_first():
-    configs = grid({"seed": list(range(10)), "depth": [1, 8]})
+    long = {**BASE, "train": {**BASE["train"], "steps": 5000}}
+    configs = grid({"seed": list(range(10)), "depth": [1, 8]}, long)
     items = groups.plan(configs)
     assert sorted(len(i) for i in items) == [10, 10] and items[0][0]["model.depth"] == 8
     pooled = groups.plan(configs, workers=2)
     assert sorted(len(i) for i in pooled) == [5, 5, 5, 5], "two groups for two workers: each split in two"
     costs = [groups.cost(i) for i in pooled]
-    assert costs == sorted(costs, reverse=True)
+    assert costs == sorted(costs, reverse=True) and costs[-1] >= groups.SPLIT_S
+    small = grid({"seed": list(range(10)), "depth": [1, 8]})  # 24 steps: pieces would cost less than a worker's start
+    assert sorted(len(i) for i in groups.plan(small, workers=2)) == [10, 10]
     huge = grid({"seed": [0, 1, 2]}, {"model": {"width": 2**14, "depth": 2}})  # ~0.5 GiB parameters per member
     assert groups.member_bytes(huge[0]) > groups.CHUNK_BYTES // 2
     assert groups.chunk_size(huge) == 1

@@ -1,18 +1,26 @@
-"""Benchmarks of the runner (`gradlab bench --runner`): parallel speedup, overhead per run, and the
-cost of consolidating a large sweep. Times are measured in one process, one after the other."""
+"""Benchmarks of the runner (`gradlab bench --runner`): ensembles against the runner without them (the
+tour's dying part; 2 shapes x 32 seeds), an ensemble's memory, parallel speedup, overhead per run, and
+the cost of consolidating a large sweep. Times are measured in one process, one after the other; each
+target is printed met or not met. "Today's" serial runner is this runner with --no-ensemble and without
+the per-process task cache (every run builds its task, as before both existed). Serial rates are per
+CPU second of this process (time.process_time), which other processes on a shared machine do not
+inflate as they inflate wall time; the wall times are printed beside them."""
 
 from __future__ import annotations
 
+import os
 import resource
 import tempfile
 import time
+import tracemalloc
+from contextlib import contextmanager
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from gradlab import train
+from gradlab import ensemble, train
 from gradlab.sweep import config, runner
 from gradlab.sweep.store import Store
 
@@ -23,9 +31,88 @@ GRID16 = {  # 16 runs of about a second each: long enough that starting the work
 }
 
 
-def speedup(workers: int = 2, echo: Callable[[str], None] = print) -> float:
-    """Wall time of a 16-run grid, serial against a process pool of `workers`."""
-    experiment = config.from_dict(GRID16, "bench16")
+GRID_MIXED = {  # 24 runs of three sizes (an ensemble each, cut into chunks for the workers)
+    "model": {"depth": 4},
+    "train": {"steps": 300, "batch": 64, "log_every": 50, "probe_size": 256},
+    "sweep": {"width": [32, 128, 256], "seed": list(range(8))},
+}
+GRID_2x32 = {  # 2 shapes x 32 seeds of small MLPs
+    "model": {"width": 16, "depth": 4, "activation": "relu", "init": "he_normal"},
+    "train": {"steps": 200, "log_every": 20, "optimizer": "adam", "lr": 0.01},
+    "sweep": {"depth": [2, 6], "seed": list(range(32))},
+}
+
+
+def met(ok: bool) -> str:
+    return "met" if ok else "NOT MET"
+
+
+@contextmanager
+def todays_tasks():
+    """Within the block every run builds its task anew (the runner before the per-process task cache)."""
+    cached = train._task
+    train._task = cached.__wrapped__
+    try:
+        yield
+    finally:
+        train._task = cached
+
+
+def timed_sweep(experiment, out: Path, **kw) -> tuple[float, float]:
+    """(CPU seconds of this process, wall seconds) of one sweep."""
+    c0, w0 = time.process_time(), time.perf_counter()
+    runner.run(experiment, out, progress=False, **kw)
+    return time.process_time() - c0, time.perf_counter() - w0
+
+
+def ensembles_against_today(experiment, target: float, what: str, echo: Callable[[str], None] = print) -> float:
+    """Runs per CPU second of a serial sweep with ensembles over today's serial runner's."""
+    runs = len(experiment.grid())
+    with tempfile.TemporaryDirectory() as tmp:
+        with todays_tasks():
+            today = timed_sweep(experiment, Path(tmp) / "today", ensemble=False)
+        alone = timed_sweep(experiment, Path(tmp) / "alone", ensemble=False)
+        grouped = timed_sweep(experiment, Path(tmp) / "grouped")
+    ratio = today[0] / grouped[0]
+    echo(f"{what} ({runs} runs), serial: today {runs / today[0]:.1f} runs/CPU-s ({today[1]:.1f} s wall), "
+         f"--no-ensemble {runs / alone[0]:.1f} ({alone[1]:.1f} s), ensembles {runs / grouped[0]:.1f} ({grouped[1]:.1f} s): "
+         f"x{ratio:.1f} today's, x{alone[0] / grouped[0]:.1f} --no-ensemble's (target >= {target:g}x today's: {met(ratio >= target)})")  # fmt: skip
+    return ratio
+
+
+def dying_part() -> config.Experiment:
+    """The tour's dying part alone."""
+    experiment = config.load(Path(__file__).resolve().parents[2] / "experiments" / "tour.toml")
+    experiment.parts = [p for p in experiment.parts if p.name == "dying"]
+    return experiment
+
+
+def memory(members: int = 16, echo: Callable[[str], None] = print) -> float:
+    """Peak traced memory of an ensemble of `members` against `members` x one member's alone (target <= 1.2)."""
+    data = {"model": {"width": 256, "depth": 4}, "train": {"steps": 20, "log_every": 10, "probe_size": 256},
+            "sweep": {"seed": list(range(members))}}  # fmt: skip
+    grid = config.from_dict(data, "memory").grid()
+    ids = [config.run_id(c) for c in grid]
+    train.build_task(grid[0])  # built (and cached) before either is measured
+
+    def peak(fn) -> int:
+        tracemalloc.start()
+        fn()
+        size = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return size
+
+    one = peak(lambda: train.run(grid[0], ids[0]))
+    many = peak(lambda: ensemble.run_ensemble(grid, ids))
+    ratio = many / (members * one)
+    echo(f"ensemble memory: {members} members peak {many / 2**20:.1f} MiB, one alone {one / 2**20:.2f} MiB: "
+         f"{ratio:.2f} x R x one member's (target <= 1.2: {met(ratio <= 1.2)})")  # fmt: skip
+    return ratio
+
+
+def speedup(workers: int = 2, echo: Callable[[str], None] = print, data: dict = GRID_MIXED) -> float:
+    """Wall time of a grid of mixed sizes, serial against a process pool of `workers`."""
+    experiment = config.from_dict(data, "mixed")
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         runner.run(experiment, Path(tmp) / "serial", progress=False)
@@ -33,7 +120,9 @@ def speedup(workers: int = 2, echo: Callable[[str], None] = print) -> float:
         t0 = time.perf_counter()
         runner.run(experiment, Path(tmp) / "pool", executor="process", workers=workers, progress=False)
         pooled = time.perf_counter() - t0
-    echo(f"16-run grid: serial {serial:.2f} s, {workers} workers {pooled:.2f} s: speedup x{serial / pooled:.2f} (target >= 1.8)")
+    runs, load = len(experiment.grid()), os.getloadavg()[0]
+    echo(f"{runs}-run grid of mixed sizes: serial {serial:.2f} s, {workers} workers {pooled:.2f} s: speedup x{serial / pooled:.2f} "
+         f"(target >= 1.8: {met(serial / pooled >= 1.8)}; load average {load:.1f} on {os.cpu_count()} cores)")  # fmt: skip
     return serial / pooled
 
 
@@ -51,7 +140,7 @@ def overhead_per_run(runs: int = 16, echo: Callable[[str], None] = print) -> flo
     experiment.axes, experiment.cases = {}, grid  # the same runs, as explicit cases
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        runner.run(experiment, Path(tmp) / "o", progress=False)
+        runner.run(experiment, Path(tmp) / "o", progress=False, ensemble=False)  # the same runs, alone
         swept = time.perf_counter() - t0
     per_run = (swept - direct) / len(grid)
     echo(f"runner overhead: {1000 * per_run:.1f} ms per run beyond training ({len(grid)} runs; target < 50 ms)")
@@ -82,4 +171,7 @@ def consolidation(runs: int = 1000, steps: int = 100, layers: int = 20, echo: Ca
 def run(echo: Callable[[str], None] = print) -> None:
     consolidation(echo=echo)  # first, so that the process's peak memory is the consolidation's
     overhead_per_run(echo=echo)
+    ensembles_against_today(dying_part(), 5, "the tour's dying part", echo=echo)
+    ensembles_against_today(config.from_dict(GRID_2x32, "grid2x32"), 10, "2 shapes x 32 seeds of small MLPs", echo=echo)
+    memory(echo=echo)
     speedup(echo=echo)

@@ -22,8 +22,10 @@ MAX_MEMBERS = 64  # members per chunk at most
 CHUNK_BYTES = 1 << 30  # memory one chunk's arrays may take (estimate), 1 GiB
 SHAPE_FIELDS = tuple(key for key in FIELDS if key not in ENSEMBLE_FIELDS)  # equal within an ensemble
 # cost model (seconds, roughly, on one core): per run its fixed work (tables, diagnosis, writing), per
-# step and weight layer (or cell layer and time step) the calls' overhead, per multiply-add the arithmetic
-RUN_S, CALL_S, MAC_S = 0.05, 20e-6, 0.5e-9
+# step and weight layer (or cell layer and time step) the calls' overhead, per step and member the work
+# done member by member (batch, loss, clipping), per multiply-add the arithmetic
+RUN_S, CALL_S, MEMBER_STEP_S, MAC_S = 0.05, 60e-6, 40e-6, 0.5e-9
+SPLIT_S = 0.5  # a group is cut for the workers only into pieces of at least this estimate (a worker's start)
 
 
 def key(config: Config) -> tuple:
@@ -61,13 +63,13 @@ def layer_sizes(config: Config) -> list[tuple[int, int]]:
 
 def cost(configs: list[Config]) -> float:
     """Estimated seconds of one work item: its runs' fixed work, then per step the calls (once for the
-    ensemble) and every member's arithmetic (forward and backward: 3 products per weight)."""
+    ensemble), every member's own work and its arithmetic (forward and backward: 3 products per weight)."""
     first = configs[0]
     sizes = layer_sizes(first)
     steps = max(c["train.steps"] for c in configs)
     T = first["task.T"] if first["model.kind"] != "mlp" else 1
     macs = 3 * first["train.batch"] * T * sum(i * o for i, o in sizes)
-    return len(configs) * RUN_S + steps * (len(sizes) * T * CALL_S + len(configs) * macs * MAC_S)
+    return len(configs) * RUN_S + steps * (len(sizes) * T * CALL_S + len(configs) * (MEMBER_STEP_S + macs * MAC_S))
 
 
 def member_bytes(config: Config) -> int:
@@ -82,10 +84,13 @@ def member_bytes(config: Config) -> int:
 
 def chunk_size(group: list[Config], workers: int = 1, items: int = 1) -> int:
     """Members per chunk of a group: at most MAX_MEMBERS and what fits in CHUNK_BYTES; with several
-    workers, small enough that the sweep's `items` work items make at least two per worker."""
+    workers and fewer than two groups per worker (`items` groups in the sweep), small enough to make
+    two work items per worker, but no piece estimated under SPLIT_S (starting workers for small pieces
+    would cost more than they save)."""
     size = max(1, min(MAX_MEMBERS, len(group), CHUNK_BYTES // max(1, member_bytes(group[0]))))
     if workers > 1 and items < 2 * workers:
-        size = min(size, math.ceil(len(group) / math.ceil(2 * workers / items)))
+        pieces = min(math.ceil(2 * workers / items), max(1, int(cost(group) // SPLIT_S)))
+        size = min(size, math.ceil(len(group) / pieces))
     return size
 
 
