@@ -20,12 +20,16 @@ over all pairs of points of the correlation over nets) and the neighbour correla
    `ff_fit_depths` is ln(1/2) = -0.693 within `ff_rate_tol` (stated in the toml with the jackknife
    standard error it covers).
 2. Theorem 3's rate: the log-log slope of the resnet's pair correlation over `res_fit_depths` is -1/2
-   within `res_rate_tol`. This claim FAILS: the measured slope is near -1 (the correlation falls as 1/L,
-   not 1/sqrt(L)); see the report in the README. Theorem 3 models batch norm as a division of each
-   branch by the stream's standard deviation; the engine's batch norm also centres each unit over the
-   grid, which moves its kinks and decorrelates distant inputs faster than the model; the neighbour
-   correlation of the same nets barely moves (0.997 -> 0.83 over 50 layers), so the resnet's gradients
-   stay brown: the paper's qualitative claim holds, its rate for distant pairs does not.
+   within `res_rate_tol`. This claim FAILS: the measured slope is -1.10 (se 0.11; -1.18 over depths
+   8..50, -0.75 over 16..50): the pair mean falls as ~1/L, not 1/sqrt(L). What we found looking into it
+   (after the claim was fixed, so not claimed): the pair mean adds up correlations of both signs. The
+   first layer maps a 1-D input, and its batch norm centres every unit at x = 0, so all its kinks sit at
+   0 and the two halves of the grid have complementary patterns: pairs on one side correlate positively,
+   pairs across 0 negatively, and the mean cancels. Pairs 2 or more apart (across 0) alone have
+   correlations -0.44, -0.43, -0.31, -0.27, -0.15, -0.11 at depths 2, 4, 8, 16, 32, 50: magnitude
+   slope -0.43 over 2..50, near the theorem's -1/2. The neighbour correlation of the same nets barely
+   moves (0.997 -> 0.83 over 50 layers), so the resnet's gradients stay brown: the paper's qualitative
+   claim holds; its rate for the grid's pairs, as the claim measures it, does not.
 3. White noise: the feedforward net at depth `white_depth` (24) has a neighbour correlation within
    `white_tol` of 0 (white noise's lag-1 autocorrelation);
 4. Brown noise: the resnet at depth `brown_depth` (50) keeps a neighbour correlation >= 0.5 (brown
@@ -38,6 +42,7 @@ resnet, brown and white noise), autocorrelation (Fig. 2's ACFs of the same) and 
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -99,8 +104,7 @@ def claims(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> list[Claim]:
 
 
 def _with_se(claim: Claim, se: float) -> Claim:
-    from dataclasses import replace
-
+    """The claim with its jackknife standard error after the measured value."""
     return replace(claim, measured=f"{claim.measured} se {se:.3f}")
 
 
