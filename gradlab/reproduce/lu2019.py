@@ -10,7 +10,13 @@ zero every later one is; so a net with k hidden layers of width N is dead at x w
 1 - (1 - 2^-N)^k (gradlab.theory.lu_dead_probability). Leaky ReLU units are never exactly zero, so a
 leaky net is never dead. What is claimed and how gradlab measures it:
 
-1. Dead at a point (Sec. 3): for N in {2, 3, 5, 10} and k = 10 hidden layers, the fraction of
+The paper's depth: its networks N^L have L layers with N_l neurons in layer l, N_0 = d_in and N_L = d_out
+(Sec. 2), so L counts the output layer and the hidden layers are L - 1; its bound on being born dead is
+1 - (1 - 2^-N)^(L-1), and its |x| example's "depth 10, width 2" is 9 hidden layers of 2 units, born dead
+with probability 1 - (3/4)^9 = 0.925 (reading depth as hidden layers would give 0.944). gradlab's
+model.depth and k below count hidden layers, so the paper's L = 10 is k = 9 here.
+
+1. Dead at a point (Sec. 3): for N in {2, 3, 5, 10} and k = 9 hidden layers (L = 10), the fraction of
    `networks` sampled ReLU nets that are dead at x = `point` is within 3 binomial standard errors
    sqrt(p (1 - p) / networks) of p = 1 - (1 - 2^-N)^k. The nets are stacked (M, out, in) arrays with
    He's symmetric init, W ~ N(0, 2 / fan_in), b ~ N(0, bias_std^2) (bias_std = 0: zero biases, as
@@ -26,14 +32,19 @@ leaky net is never dead. What is claimed and how gradlab measures it:
    first k hidden layers of a deeper stack plus its own output layer. Collapsed on a set implies dead at
    each of its points, so the at-a-point probability bounds the collapsed fraction from above; the
    check is that no (width, depth) exceeds it by more than 3 standard errors.
-4. Training (Sec. 1's example, |x| by a deep narrow net): the runs of experiments/lu2019.toml, width 2,
-   10 hidden layers, He init (zero biases), Adam (lr 3e-3, 1000 steps, batch 32: gradlab's choices),
-   |x| on U[-sqrt(3), sqrt(3)] (task abs_value), one run per seed. The fraction of runs whose network
-   has collapsed on the probe set at the end of training, with its binomial SE, beside the paper's
-   "over 90%": the claim holds unless the fraction is more than 3 standard errors below 0.9 (a
-   one-sided binomial test of p >= 0.9, the SE taken at p = 0.9, sqrt(0.09 / runs)). Also checked:
-   the runs' collapsed fraction at step 0 agrees with the Monte Carlo's at depth 10, width 2 within 3
-   combined standard errors (the engine's networks are the Monte Carlo's distribution).
+4. Training (Sec. 1's example, |x| by a deep narrow net): `runs` networks of width 2 and 9 hidden layers
+   (the paper's depth 10), He init (zero biases), Adam (lr 3e-3, 1000 steps, batch 32: gradlab's
+   choices), |x| on U[-sqrt(3), sqrt(3)] (task abs_value), trained as one ensemble (_lu2019_training:
+   network r is the one gradlab.train.run would train for seed r, fed the same batches). The fraction
+   collapsed on the probe set after training against the paper's "over 90%": it holds when the fraction
+   exceeds 0.9 by more than 2 binomial standard errors (a one-sided test of p > 0.9 at about 2%; with
+   2000 runs the standard error is about 0.006, so 0.9 is tested, not granted by a slack below it).
+   Also checked: the ensemble's collapsed fraction at step 0 agrees with the stacked Monte Carlo's at
+   width 2, depth 9 within 3 combined standard errors (the engine's networks are its distribution).
+   Measured before (200 runner runs, 10 hidden layers): 180 of 200 collapsed at step 0, 186 after
+   training; the ensemble of the same 200 seeds gives the same 180 and 186. Measured now (2000 nets, 9
+   hidden layers): 0.873 collapsed at step 0 (Monte Carlo 0.881), 0.927 +- 0.006 after training (1855 of
+   2000), so "over 90%" holds with 4.5 standard errors to spare; born dead at a point 0.928 (theory 0.925).
 """
 
 from __future__ import annotations
@@ -50,6 +61,7 @@ from gradlab import tasks, theory
 from gradlab.nn import activations
 from gradlab.nn.activations import Activation
 from gradlab.plots import style
+from gradlab.reproduce._lu2019_training import train_ensemble
 from gradlab.reproduce.claims import Claim
 
 TITLE = "Lu, Shin, Su, Karniadakis 2019: Dying ReLU and initialization"
@@ -59,6 +71,7 @@ SOURCE_POINT = "Sec. 3, born dead at a point: 1 - (1 - 2^-N)^k"
 SOURCE_TRAINING = "Sec. 1, |x| by a deep narrow ReLU net"
 PAPER_COLLAPSED = 0.9  # "over 90%" of the trained width-2 depth-10 networks collapse
 SE_TOLERANCE = 3.0  # every statistical claim: within 3 binomial standard errors
+OVER_SE = 2.0  # "over 90%": the trained fraction exceeds 0.9 by more than 2 of its standard errors
 
 
 # ---------------------------------------------------------------- stacked networks (Monte Carlo)
@@ -222,16 +235,15 @@ def bound_claim(p: dict[str, Any], curves: dict[int, Array]) -> Claim:
 
 
 def training_claims(outcomes: pd.DataFrame, curves: dict[int, Array], p: dict[str, Any]) -> list[Claim]:
-    """The paper's "over 90%" collapsed after training (one-sided, 3 SE at p = 0.9); the runs' collapsed
-    fraction at step 0 against the Monte Carlo's at the runs' width and depth (3 combined SE)."""
+    """The paper's "over 90%" collapsed after training (above 0.9 by more than OVER_SE of the fraction's
+    standard errors); the runs' collapsed fraction at step 0 against the Monte Carlo's (3 combined SE)."""
     n, (width, depth, steps) = len(outcomes), _runs_shape(outcomes)
     end, init = float(outcomes["collapsed_end"].mean()), float(outcomes["collapsed_init"].mean())
-    se0 = float(binomial_se(PAPER_COLLAPSED, n))  # the SE of a fraction of n runs if the truth were 0.9
+    se = float(binomial_se(end, n))
     found = [Claim(
-        f"|x|, N = {width}, k = {depth}, Adam {steps} steps: collapsed after training", SOURCE_TRAINING,
-        f"over {PAPER_COLLAPSED:g}", f"-{SE_TOLERANCE * se0:.3f} ({SE_TOLERANCE:g} SE)",
-        f"{end:.3f} +- {float(binomial_se(end, n)):.3f} ({int(outcomes['collapsed_end'].sum())} of {n})",
-        end >= PAPER_COLLAPSED - SE_TOLERANCE * se0, end,
+        f"|x|, N = {width}, k = {depth} (paper's depth {depth + 1}), Adam {steps} steps: collapsed after training",
+        SOURCE_TRAINING, f"over {PAPER_COLLAPSED:g}", f"> 0.9 + {OVER_SE:g} SE",
+        f"{end:.3f} +- {se:.3f} ({int(outcomes['collapsed_end'].sum())} of {n})", end > PAPER_COLLAPSED + OVER_SE * se, end,
     )]  # fmt: skip
     if width in curves and curves[width].size >= depth:
         mc = float(curves[width][depth - 1])
@@ -367,15 +379,20 @@ def training_figure(outcomes: pd.DataFrame) -> Figure:
 # ---------------------------------------------------------------- the check
 
 
+def trained_outcomes(p: dict[str, Any]) -> pd.DataFrame:
+    """The |x| training of p["runs"] seeds (0..runs-1), width train_width, p["hidden"] hidden layers, as one
+    ensemble: _lu2019_training.train_ensemble."""
+    return train_ensemble(list(range(p["runs"])), p["train_width"], p["hidden"], p["train_steps"], p["train_batch"],
+                          p["train_lr"], p["train_probe_size"], p["train_log_every"])  # fmt: skip
+
+
 def check(params: dict[str, Any], tables: dict[str, pd.DataFrame] | None) -> tuple[list[Claim], dict[str, Figure]]:
     dead = dead_fractions(params)
     curves = collapse_curves(params)
     found = point_claims(params, dead) + [bound_claim(params, curves)]
     figures = {"dead_at_a_point": point_figure(params, dead)}
-    outcomes = None
-    if tables is not None:
-        outcomes = run_outcomes(tables)
-        found += training_claims(outcomes, curves, params)
-        figures["training"] = training_figure(outcomes)
+    outcomes = run_outcomes(tables) if tables is not None else trained_outcomes(params)
+    found += training_claims(outcomes, curves, params)
+    figures["training"] = training_figure(outcomes)
     figures["collapse_by_depth"] = collapse_figure(params, curves, outcomes)
     return found, figures
