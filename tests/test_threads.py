@@ -131,3 +131,11 @@ def test_while_a_helper_thread_works_the_products_leave_its_core(monkeypatch):
     with _process.threads_for(SMALL_PRODUCT):
         after = _process.current_threads()
     assert (during, after) == (1, 2), f"a large product while a helper works and after: want (1, 2), got {(during, after)}"
+
+
+def test_the_thread_measurement_pairs_every_repeat():
+    from gradlab.bench.threads import paired
+
+    t1, t2, ratios = paired(8, 16, 8, "float64", repeats=5)
+    assert len(ratios) == 5 and all(r > 0 for r in ratios), f"want 5 positive ratios, got {ratios}"
+    assert t1 > 0 and t2 > 0, f"medians must be positive times, got {t1}, {t2}"
