@@ -3,6 +3,7 @@ and the training runner."""
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -39,7 +40,7 @@ def _range(measured: str) -> tuple[float, float]:
 
 def test_quick_run_has_every_claim_and_figure(quick):
     claims, _, outcome = quick
-    assert len(claims) == 9, f"expected 3 linear + 2 bound + 2 init + 2 training claims, got {list(claims)}"
+    assert len(claims) == 12, f"expected 3 linear + 2 bound + 4 init + 3 training claims, got {list(claims)}"
     assert {p.stem for p in outcome.figures} == {"gradient_at_init", "training"}
 
 
@@ -66,25 +67,37 @@ def test_pascanu_bound_check_is_nearly_tight_for_tanh(quick):
     assert c.value > 0.99, f"{c.claim}: largest ratio to the bound {c.value!r}, expected > 0.99 (nearly tight)"
 
 
-def test_per_step_factor_at_initialisation_explodes_and_vanishes(quick):
-    # Claimed: the geometric mean over networks r > 1 (sigma_w^2 = 4), < 1 (0.5). Stronger here: every one
-    # of the 4 networks is on its side of 1. The full run's 8 networks spread over 1.050-1.164 and
-    # 0.627-0.705 (sd ~0.03 around 1.12 and 0.67), so each network is > 4 sd from 1.
-    explode = claim_starting(quick[0], "tanh RNN at init, sigma_w^2 = 4:")
-    vanish = claim_starting(quick[0], "tanh RNN at init, sigma_w^2 = 0.5:")
-    assert explode.passed and _range(explode.measured)[0] > 1.0, f"{explode.claim}: {explode.measured}; want all > 1"
-    assert vanish.passed and _range(vanish.measured)[1] < 1.0, f"{vanish.claim}: {vanish.measured}; want all < 1"
+@pytest.mark.parametrize("sigma_w2, mean_field", [(0.5, 0.649), (4.0, 1.157)])
+def test_per_step_factor_at_initialisation_against_mean_field(quick, sigma_w2, mean_field):
+    # Mean field sqrt(chi_1) with the inputs' variance (1/6)(1/3 + 2/50) as the bias: 0.649 and 1.157
+    # (test_theory holds it to a wide RNN). The quick run has 4 networks per case, their ln r scattering
+    # by ~0.04 (H = 50) and ~0.01 (H = 400): standard errors of ~2% and ~0.5%, 3 of them the tolerance.
+    # H = 400: mean field's O(1/H) error is ~0.4%, under one standard error: the claim must hold.
+    wide = claim_starting(quick[0], f"tanh RNN at init, H = 400, sigma_w^2 = {sigma_w2:g}:")
+    assert wide.expected == f"{mean_field:.3f}", f"{wide.claim}: expected {wide.expected}, mean field {mean_field}"
+    assert wide.passed, f"{wide.claim}: measured {wide.measured}, expected {wide.expected} {wide.tolerance}"
+    # H = 50: mean field's error is ~3% (measured 0.667-0.677 and 1.124-1.127 on 8-16 networks), about the
+    # quick run's tolerance, so its verdict is not asserted; the factor is on mean field's side of 1 and
+    # within 6% of it (2 of its errors)
+    narrow = claim_starting(quick[0], f"tanh RNN at init, H = 50, sigma_w^2 = {sigma_w2:g}:")
+    assert (narrow.value > 1) == (mean_field > 1) and abs(narrow.value / mean_field - 1) < 0.06, narrow
 
 
 def test_clipping_keeps_training_finite(quick):
     claims, tables, _ = quick
     unclipped = claim_starting(claims, "SGD, sigma_w^2 = 4, no clipping")
-    clipped = claim_starting(claims, "SGD, sigma_w^2 = 4, norm clipping")
-    # the quick runs are the full runs' first 400 steps (same weights, same batches): the four unclipped
-    # divergences of the full run happen by step 352, so the quick run sees the same 4 of 5
-    assert unclipped.passed and unclipped.value >= 4, f"{unclipped.claim}: {unclipped.measured}, expected >= 4 of 5"
-    assert clipped.passed and clipped.value == 5, f"{clipped.claim}: {clipped.measured}, expected 5 of 5"
+    clipped = claim_starting(claims, "SGD, sigma_w^2 = 4, norm clipping at 1: finite")
+    # the quick runs are the full runs' first 600 steps (same weights, same batches): the full run's 17
+    # unclipped divergences of 20 happen at steps 167-574, so the quick run sees the same 17
+    assert unclipped.passed and unclipped.value == 17, f"{unclipped.claim}: {unclipped.measured}, expected 17 of 20"
+    assert clipped.passed and clipped.value == 20, f"{clipped.claim}: {clipped.measured}, expected 20 of 20"
     runs = tables["runs"]
+    # learning: the claim counts the clipped runs whose held-out final loss is below the baseline (not
+    # asserted to pass: measured 0 of 20, final / baseline 1.09-1.76 after 1500 steps; see the module)
+    learned = claim_starting(claims, "SGD, sigma_w^2 = 4, norm clipping at 1: learns")
+    norm = runs[runs["clip_mode"] == "norm"]
+    count = int((norm["final_loss"] < norm["baseline_loss"]).sum())
+    assert learned.value == count and learned.expected == ">= 20 of 20 seeds", f"{learned.claim}: {learned.measured}, table {count}"
     clipped_steps = tables["steps"][tables["steps"]["run_id"].isin(runs.loc[runs["clip_mode"] == "norm", "run_id"])]
     # Algorithm 1: every clipped step has ||g|| <= c = 1 after clipping (1e-12: rounding of the rescale)
     assert clipped_steps["grad_norm_clipped"].max() <= 1.0 + 1e-12, "a clipped run's update norm exceeded c = 1"
@@ -155,19 +168,35 @@ def test_linear_ratios_are_rho():
 
 def _runs(statuses: list[tuple[str, str]]) -> dict[str, pd.DataFrame]:
     rows = [{"clip_mode": mode, "status": status, "final_loss": 0.1 if status == "ok" else np.nan, "steps": 400,
-             "sigma_w2": 4.0, "clip": 1.0} for mode, status in statuses]  # fmt: skip
+             "sigma_w2": 4.0, "clip": 1.0, "baseline_loss": 0.125} for mode, status in statuses]  # fmt: skip
     return {"runs": pd.DataFrame(rows)}
 
 
 @pytest.mark.parametrize(
     "statuses, expected",
     [
-        ([("none", "diverged")] * 4 + [("none", "ok")] + [("norm", "ok")] * 5, [True, True]),
-        ([("none", "diverged")] * 3 + [("none", "ok")] * 2 + [("norm", "ok")] * 5, [False, True]),
-        ([("none", "diverged")] * 5 + [("norm", "ok")] * 4 + [("norm", "diverged")], [True, False]),
-        ([("none", "diverged")] * 5 + [("norm", "ok")] * 4 + [("norm", "failed")], [True, False]),
+        ([("none", "diverged")] * 4 + [("none", "ok")] + [("norm", "ok")] * 5, [True, True, True]),
+        ([("none", "diverged")] * 3 + [("none", "ok")] * 2 + [("norm", "ok")] * 5, [False, True, True]),
+        ([("none", "diverged")] * 5 + [("norm", "ok")] * 4 + [("norm", "diverged")], [True, False, False]),
+        ([("none", "diverged")] * 5 + [("norm", "ok")] * 4 + [("norm", "failed")], [True, False, False]),
     ],
 )
 def test_training_claims_count_divergences(statuses, expected):
     found = repro.training_claims(_runs(statuses))
     assert [c.passed for c in found] == expected, [(c.claim, c.measured) for c in found]
+
+
+def test_training_claims_learning_needs_a_final_loss_below_the_baseline():
+    tables = _runs([("none", "diverged")] * 5 + [("norm", "ok")] * 5)
+    tables["runs"].loc[tables["runs"].index[-1], "final_loss"] = 0.13  # one clipped run above its baseline 0.125
+    learned = repro.training_claims(tables)[2]
+    assert not learned.passed and learned.value == 4, f"{learned.claim}: {learned.measured}"
+
+
+def test_predicted_step_factor_is_the_mean_field_of_the_adding_inputs():
+    # (1/6)(1/3 + 2/T) is the bias variance; at T -> infinity the markers' 2/T vanishes
+    from gradlab import theory
+
+    for sigma_w2, value in ((0.5, 0.6487), (4.0, 1.1566)):
+        assert repro.predicted_step_factor(sigma_w2, 50, 50) == pytest.approx(value, abs=1e-4)
+    assert repro.predicted_step_factor(4.0, 50, 10**9) == pytest.approx(math.sqrt(theory.chi1("tanh", 4.0, 1 / 18)), rel=1e-6)
