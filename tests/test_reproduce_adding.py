@@ -1,10 +1,10 @@
-"""The adding reproduction (LSTM vs tanh RNN on the adding problem): its quick run's claims, and its
-measurement code against closed forms, a Monte-Carlo and a brute-force loop.
+"""The adding reproduction (LSTM, GRU and IRNN vs tanh RNN on the adding problem): its quick run's claims,
+and its measurement code against closed forms, a Monte-Carlo and a brute-force loop.
 
-The quick run (experiments/adding.toml, [reproduce.quick]) trains the same LSTM and tanh RNN at T = 20
-for 1000 steps, 3 seeds, tested on 1024 held-out sequences. Over at most 19 steps back the tanh RNN's
-gradient does not vanish far enough to stop it, so at this size the RNN learns (its claims are not
-asserted); the LSTM's claim, the ordering and the LSTM's carried gradient are.
+The quick run (experiments/adding.toml, [reproduce.quick]) trains the same four networks at T = 20 for
+1000 steps, 3 seeds, tested on 1024 held-out sequences. Over at most 19 steps back the tanh RNN's
+gradient does not vanish far enough to stop it, so at this size the tanh RNN learns (its claims are not
+asserted); the LSTM's, the GRU's and the IRNN's claims, the ordering and the LSTM's carried gradient are.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def quick(tmp_path_factory):
 def _mse(tables: dict, model: str) -> pd.Series:
     """The test's own plain test MSE per seed: 2 x final_loss (gradlab's mse loss carries 1/2)."""
     runs = tables["runs"]
-    runs = runs[runs["model"] == model].set_index("seed").sort_index()
+    runs = runs[repro.net(runs) == model].set_index("seed").sort_index()
     return 2.0 * runs["final_loss"]
 
 
@@ -41,22 +41,25 @@ def _mse(tables: dict, model: str) -> pd.Series:
 def test_quick_runs_are_the_issues_models_and_training(quick):
     _, tables, outcome = quick
     runs = tables["runs"]
-    grid = sorted(map(tuple, runs[["model", "seed"]].to_numpy()))
-    assert grid == [(m, s) for m in ("lstm", "rnn") for s in (0, 1, 2)], f"runs (model, seed): {grid}"
+    grid = sorted(zip(repro.net(runs), runs["seed"]))
+    assert grid == [(m, s) for m in ("gru", "irnn", "lstm", "rnn") for s in (0, 1, 2)], f"runs (net, seed): {grid}"
     assert (runs["status"] == "ok").all(), f"runs not ok: {runs[['model', 'seed', 'status', 'error']]}"
     # the issue's training, at the quick size (T = 20, 1000 steps)
     expected = dict(width=64, optimizer="adam", lr=1e-3, clip_mode="norm", clip=1.0, batch=32, steps=1000, T=20,
-                    variant="le2015", init="standard", probe_size=1024)  # fmt: skip
+                    variant="le2015", init="standard", probe_size=1024, dtype="float32")  # fmt: skip
     for col, value in expected.items():
         assert (runs[col] == value).all(), f"runs table column {col}: {runs[col].tolist()}, expected {value!r}"
     lstm = runs[runs["model"] == "lstm"]
-    assert (lstm["forget_bias"] == 1.0).all() and (runs[runs["model"] == "rnn"]["activation"] == "tanh").all()
+    assert (lstm["forget_bias"] == 1.0).all(), f"LSTM forget_bias {lstm['forget_bias'].tolist()}"
+    rnns = runs[runs["model"] == "rnn"]
+    pairs = sorted(set(zip(rnns["activation"], rnns["recurrent_init"].fillna("standard"))))
+    assert pairs == [("relu", "identity"), ("tanh", "standard")], f"RNNs (activation, recurrent_init): {pairs}"
     assert {p.stem for p in outcome.figures} == {"loss_curves", "dh_norm_through_time"}
 
 
 def test_quick_lstm_reaches_002(quick):
     claims, tables, _ = quick
-    c = claim_starting(claims, "LSTM test MSE <= 0.02")
+    c = claim_starting(claims, "LSTM learns at T = 20: test MSE <= 0.02")
     lstm = _mse(tables, "lstm")
     # Measured in trials at T = 20 after 1000 steps: 0.0037-0.0076, 2.6x below 0.02 at worst; the
     # standard error on 1024 test sequences is ~4% (Gaussian errors), so 2 of 3 seeds at <= 0.02 is a
@@ -77,12 +80,23 @@ def test_quick_lstm_below_rnn_every_seed(quick):
 
 def test_quick_rnn_claim_is_present_and_wired_to_the_runs_table(quick):
     claims, tables, _ = quick
-    c = claim_starting(claims, "tanh RNN test MSE stays >= 0.1")
+    c = claim_starting(claims, "tanh RNN test MSE stays >= 1/12 at T = 20")
     rnn = _mse(tables, "rnn")
-    # Not asserted to pass: at T = 20 the tanh RNN learns the task (trials 0.015-0.027); at T = 50 it
-    # fails too (see adding.py). What is checked: the issue's threshold and every seed, and the count.
+    # Not asserted to pass: at T = 20 the tanh RNN learns the task (measured 0.020-0.026); at T = 100 it
+    # holds (see adding.py). What is checked: the threshold 1/12 (Var x1), every seed, and the count.
     assert c.expected == ">= 3 of 3 seeds", f"{c.claim}: expected {c.expected!r}"
-    assert c.value == (rnn >= 0.1).sum(), f"{c.claim}: claim says {c.value}, runs table {rnn.tolist()}"
+    assert c.value == (rnn >= 1 / 12).sum(), f"{c.claim}: claim says {c.value}, runs table {rnn.tolist()}"
+
+
+@pytest.mark.parametrize("model, label", [("gru", "GRU"), ("irnn", "IRNN")])
+def test_quick_gru_and_irnn_learn_at_t20(quick, model, label):
+    claims, tables, _ = quick
+    c = claim_starting(claims, f"{label} learns at T = 20: test MSE <= 0.02")
+    mse = _mse(tables, model)
+    # Measured at T = 20 after 1000 steps: GRU 0.0012-0.0027, IRNN 0.0005-0.0013, at least 7x below 0.02
+    # with a ~4% standard error each (1024 test sequences): every seed, with room for other draws.
+    assert c.passed and c.value == 3, f"{c.claim}: {c.measured}; test MSE per seed {mse.tolist()}"
+    assert c.value == (mse <= 0.02).sum(), f"{c.claim}: claim says {c.value}, runs table {mse.tolist()}"
 
 
 def test_quick_lstm_carries_gradient_to_the_first_half(quick):
@@ -95,7 +109,7 @@ def test_quick_lstm_carries_gradient_to_the_first_half(quick):
 def test_quick_rnn_gradient_decays_faster_than_lstms_at_init(quick):
     _, tables, _ = quick
     share = repro.first_half_share(tables["timesteps"], 0)
-    runs = tables["runs"].set_index("run_id")
+    runs = tables["runs"].assign(model=repro.net(tables["runs"])).set_index("run_id")  # the IRNN apart from the RNN
     by = runs[["model", "seed"]].join(share.rename("share")).pivot(index="seed", columns="model", values="share")
     # At initialisation the RNN's gradient shrinks per step back by ~ sqrt(H Var[W_hh]) E[tanh'] ~ 0.55,
     # the LSTM's cell path by ~ sigmoid(forget_bias = 1) = 0.73; over the 10-19 steps back to the first
@@ -155,3 +169,10 @@ def test_first_half_share_of_a_geometric_gradient(r, T):
     assert got == pytest.approx(expected, rel=1e-12), f"r = {r}, T = {T}: share {got}, closed form {expected}"
     with pytest.raises(ValueError, match="step 3: not a logged step"):
         repro.first_half_share(ts, 3)
+
+
+def test_net_names_the_irnn_apart_from_the_tanh_rnn():
+    runs = pd.DataFrame({"model": ["rnn", "rnn", "rnn", "lstm", "gru"], "activation": ["tanh", "relu", "relu", "tanh", "tanh"],
+                         "recurrent_init": [None, "identity", None, None, None]})  # fmt: skip
+    # a ReLU RNN without the identity W_hh is a plain (ReLU) RNN, not an IRNN
+    assert repro.net(runs).tolist() == ["rnn", "irnn", "rnn", "lstm", "gru"], repro.net(runs).tolist()
