@@ -562,3 +562,25 @@ def test_columns_computed_in_the_helper_thread_are_those_computed_at_once(kind):
     for name in ("steps", "layers", "timesteps"):
         pd.testing.assert_frame_equal(tables[True][name], tables[False][name], obj=f"{kind} {name}")
     assert tables[True]["layers"]["weight_grad_norm"].gt(0).all()
+
+
+def test_an_error_in_the_helper_thread_is_raised_once_and_its_step_dropped(monkeypatch):
+    from gradlab.probes import recorder
+
+    def broken(*args, **kwargs):
+        raise FloatingPointError("broken layer_stats")
+
+    rng = np.random.default_rng(0)
+    model, x, y = MLP([3, 4, 1], rng=rng), rng.normal(size=(8, 3)), rng.normal(size=(8, 1))
+    rec = probes.Recorder(model, background=True)
+    opt = optim.SGD(model.params, lr=0.1)
+    out, cache = model.forward(x, trace=True)
+    loss, dout = losses.mse(out, y)
+    monkeypatch.setattr(recorder, "layer_stats", broken)
+    rec.record_backward(0, model.backward(dout, cache))
+    opt.step(model.backward(dout, cache).params)
+    rec.record_step(0, loss, 1.0, 1.0, 0.1)
+    with pytest.raises(FloatingPointError, match="broken layer_stats"):
+        rec.frames()
+    tables = rec.frames()  # raised once: the crash path can still write what there is
+    assert len(tables["layers"]) == 0 and len(tables["steps"]) == 1, (len(tables["layers"]), len(tables["steps"]))

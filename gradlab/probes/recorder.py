@@ -169,10 +169,17 @@ class Recorder:
         return self.background if self.background is not None else _process.RULE.threads() > 1
 
     def _collect(self) -> None:
-        """Wait for the columns still being computed (at most one logged step's), raising their errors."""
-        for future in self._later:
-            future.result()
-        self._later = []
+        """Wait for the columns still being computed (at most one logged step's); a step whose columns
+        failed is dropped from the tables and its error raised (once), as if record_backward had raised it."""
+        later, self._later = self._later, []
+        failed = [f for f in later if f.exception() is not None]
+        if failed:
+            drop = {id(f) for f in failed}
+            self.layers = [row for row in self.layers if id(row[1]) not in drop]
+            self.timesteps = [row for row in self.timesteps if id(row[1]) not in drop]
+            if self._pending is not None and id(self._pending[1]) in drop:
+                self._pending = None
+            raise failed[0].exception()
 
 
 _HELPER: ThreadPoolExecutor | None = None
