@@ -121,8 +121,9 @@ class Recorder:
         last = None
         if self.sequence and self.model.output == "all" and cache is not None and dout is not None:
             last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
-        layers = lambda: layer_stats(self.model, grads, dead=report, dout=dout, output=output, grad_norms=norms)  # noqa: E731
-        steps = lambda: timestep_stats(self.model, grads, jacobian=self.jacobian, method=self.jacobian_method,  # noqa: E731
+        traced = Gradients({}, trace=grads.trace)  # what the columns read: the gradients themselves are not kept
+        layers = lambda: layer_stats(self.model, traced, dead=report, dout=dout, output=output, grad_norms=norms)  # noqa: E731
+        steps = lambda: timestep_stats(self.model, traced, jacobian=self.jacobian, method=self.jacobian_method,  # noqa: E731
                                        c0=c0, h0=h0, examples=self.jacobian_examples, last=last)  # fmt: skip
         later = self._in_background()
         stats = _submit(layers) if later else layers()
