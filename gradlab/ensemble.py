@@ -11,6 +11,9 @@ that its gradient norm is summed in the solo order), and its probes, through its
 its view (the trace and gradients of the step, sliced). The optimizer steps every member with its own lr
 and momentum (per-member arrays; every rule is elementwise).
 
+The recurrent models (RNN, LSTM, GRU, stacked cells) work alike: their member axis leads their time-major
+arrays, so a member's slice of the states and of the trace is laid out as its run alone lays it out.
+
 Bit-identical: NumPy's stacked matmul over the leading member axis and its sums over the batch axis compute
 each member's slice with the same operations, in the same order, as the 2-D ones alone, and every
 elementwise rule is the same per element; so a member's tables equal those of the run alone bit for bit
@@ -25,7 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
 
@@ -33,19 +36,24 @@ import numpy as np
 import pandas as pd
 
 from gradlab import probes, tasks, train
-from gradlab.nn import MLP, activations, clip, losses, optim
+from gradlab.nn import GRU, LSTM, MLP, RNN, activations, clip, losses, optim
 from gradlab.nn.activations import Activation
-from gradlab.nn.trace import Gradients, MLPTrace
+from gradlab.nn.trace import CellTrace, Gradients, MLPTrace, SequenceTrace
 
 Config = dict[str, Any]
+Model = MLP | RNN | LSTM | GRU
 Result = tuple[dict[str, Any], dict[str, pd.DataFrame]]
 
 
 def supported(config: Config) -> bool:
-    """Whether run_ensemble trains this config as a member bit for bit: an MLP in float64. Recurrent models
-    run alone (not built yet); so do float32 runs, whose gradient norm (np.vdot, BLAS sdot) was measured to
-    differ in its last bits between a member's slice and the same numbers in an array of their own."""
-    return config["model.kind"] == "mlp" and config["train.dtype"] == "float64"
+    """Whether run_ensemble trains this config as a member bit for bit: in float64, an MLP, or an RNN, LSTM
+    or GRU whose task puts the loss on the last step (with the loss on every step the probes' extra
+    backward of the last step's loss needs the run's own forward cache). float32 runs run alone: their
+    gradient norm (np.vdot, BLAS sdot) was measured to differ in its last bits between a member's slice
+    and the same numbers in an array of their own."""
+    if config["train.dtype"] != "float64":
+        return False
+    return config["model.kind"] == "mlp" or tasks.TASKS[config["task.name"]].output == "last"
 
 
 @dataclass
@@ -54,7 +62,7 @@ class Member:
 
     config: Config
     run_id: str
-    view: MLP
+    view: Model
     batches: np.random.Generator
     recorder: probes.Recorder
     held_out: tuple[np.ndarray, np.ndarray]
@@ -67,15 +75,20 @@ class Member:
         return self.config["train.steps"]
 
 
-def stack(models: list[MLP]) -> MLP:
-    """One ensemble MLP whose member r is models[r]; each model's params and buffers become views of
-    (slices r of) the ensemble's arrays. The models must have one shape and one code path."""
+def stack(models: list[Model]) -> Model:
+    """One ensemble model whose member r is models[r]; each model's params (and an MLP's buffers) become
+    views of (slices r of) the ensemble's arrays. The models must have one shape and one code path."""
     ensemble = copy.copy(models[0])
     ensemble.ensemble = len(models)
     ensemble.params = {name: np.stack([m.params[name] for m in models]) for name in models[0].params}
+    for name in ("act", "out_act"):  # an MLP's, an RNN's act (the LSTM's and GRU's are fixed)
+        if hasattr(ensemble, name):
+            setattr(ensemble, name, member_activation([getattr(m, name) for m in models]))
+    if not isinstance(ensemble, MLP):
+        for r, m in enumerate(models):
+            m.params = {name: p[r] for name, p in ensemble.params.items()}
+        return ensemble
     ensemble.buffers = {name: np.stack([m.buffers[name] for m in models]) for name in models[0].buffers}
-    ensemble.act = member_activation([m.act for m in models])
-    ensemble.out_act = member_activation([m.out_act for m in models])
     for r, m in enumerate(models):
         m.params = {name: p[r] for name, p in ensemble.params.items()}
         m.buffers = {name: b[r] for name, b in ensemble.buffers.items()}
@@ -94,10 +107,13 @@ def member_activation(acts: list[Activation]) -> Activation:
     return Activation("leaky_relu", partial(activations._leaky_relu, slope=s), partial(activations._d_leaky_relu, slope=s), 1.0, s)
 
 
-def member_trace(trace: MLPTrace | None, r: int) -> MLPTrace | None:
-    """Member r's slice of an ensemble's MLP trace: what its model alone would have traced."""
+def member_trace(trace: MLPTrace | SequenceTrace | None, r: int) -> MLPTrace | SequenceTrace | None:
+    """Member r's slice of an ensemble's trace: what its model alone would have traced."""
     if trace is None:
         return None
+    if isinstance(trace, SequenceTrace):
+        cut = lambda a: None if a is None else a[r]  # noqa: E731
+        return SequenceTrace([CellTrace(*(cut(getattr(c, f.name)) for f in fields(CellTrace))) for c in trace.layers])
     return MLPTrace(*([a[r] for a in arrays] for arrays in (trace.z, trace.a, trace.delta, trace.da, trace.phi)))
 
 
@@ -106,9 +122,11 @@ def run_ensemble(configs: list[Config], run_ids: list[str]) -> list[Result]:
     train.run(configs[r], run_ids[r]) returns, bit for bit (wall_s aside)."""
     first = configs[0]
     if not all(supported(c) for c in configs):
-        raise ValueError(f"run_ensemble trains MLPs only, got model.kind {sorted({c['model.kind'] for c in configs})}")
+        raise ValueError("run_ensemble trains float64 MLPs, and RNNs, LSTMs and GRUs with the loss on the last step; "
+                         f"got {sorted({(c['model.kind'], c['task.name'], c['train.dtype']) for c in configs})}")
     task = train.build_task(first)
     solos = [train.build_model(c, task) for c in configs]
+    weight_hh = [m.params["weight_hh"].copy() if "weight_hh" in m.params else None for m in solos]
     model = stack(solos)
     members = [_member(c, rid, view, task) for c, rid, view in zip(configs, run_ids, solos)]
     lr = np.array([c["train.lr"] for c in configs])
@@ -116,12 +134,12 @@ def run_ensemble(configs: list[Config], run_ids: list[str]) -> list[Result]:
     optimizer = optim.get(first["train.optimizer"], model.params, lr, momentum)
     _train(model, members, optimizer, task)
     return [
-        train.finish(m.config, m.run_id, task, m.view, m.recorder.frames(), m.status, m.diverged_step, None, m.held_out)
-        for m in members
+        train.finish(m.config, m.run_id, task, m.view, m.recorder.frames(), m.status, m.diverged_step, w, m.held_out)
+        for m, w in zip(members, weight_hh)
     ]  # fmt: skip
 
 
-def _member(config: Config, run_id: str, view: MLP, task) -> Member:
+def _member(config: Config, run_id: str, view: Model, task) -> Member:
     held_out = task.held_out(config["train.probe_size"])
     recorder = probes.Recorder(
         view, run_id=run_id, every=config["train.log_every"], last_step=config["train.steps"] - 1, probe_x=held_out[0],
@@ -160,7 +178,7 @@ class Batches:
         return self.x, self.y
 
 
-def _train(model: MLP, members: list[Member], optimizer, task) -> None:
+def _train(model: Model, members: list[Member], optimizer, task) -> None:
     """The training loop of train.run, for every member at once (see the module docstring)."""
     loss_fn = losses.get(task.loss)
     batches = Batches(task, len(members), members[0].config["train.batch"])

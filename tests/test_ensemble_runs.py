@@ -77,6 +77,26 @@ def test_a_classification_task_equals_its_runs_alone():
     check_against_alone(grid({"seed": [0, 1]}, base))
 
 
+@pytest.mark.parametrize("kind, model", [("rnn", {"activation": "relu"}), ("lstm", {"forget_bias": 1.0}), ("gru", {"layers": 2})])
+def test_recurrent_members_equal_their_runs_alone(kind, model):
+    """Clipped by norm at two thresholds and not at all, with the step Jacobians measured."""
+    base = {"model": {"kind": kind, "width": 5, **model}, "task": {"name": "adding", "T": 8},
+            "train": {"steps": 15, "batch": 4, "log_every": 4, "probe_size": 16, "clip_mode": "norm", "jacobian": True}}
+    configs = grid({"seed": [0, 1], "clip": [0.1, 10.0]}, base, cases=[{"clip_mode": "none", "seed": 2}])
+    assert [len(g) for g in groups.group(configs)] == [5]
+    check_against_alone(configs)
+
+
+def test_an_exploding_rnn_member_diverges_while_the_clipped_ones_go_on():
+    """A ReLU RNN with gamma ||W_hh|| ~ 4 at lr 1: unclipped it overflows at once, clipped it trains."""
+    base = {"model": {"kind": "rnn", "width": 8, "activation": "relu", "recurrent_init": "mean_field", "sigma_w2": 16.0},
+            "task": {"name": "adding", "T": 20},
+            "train": {"steps": 60, "batch": 4, "log_every": 10, "probe_size": 16, "lr": 1.0, "clip_mode": "norm"}}  # fmt: skip
+    configs = grid({"seed": [0, 1]}, base, cases=[{"clip_mode": "none", "seed": 0}])
+    results = check_against_alone(configs)
+    assert [r["status"] for r, _ in results] == ["ok", "ok", "diverged"]
+
+
 def test_a_member_that_diverges_stops_at_its_step_while_the_others_go_on():
     base = {**BASE, "model": {**BASE["model"], "activation": "identity"}, "train": {**BASE["train"], "steps": 40}}
     configs = grid({"lr": [0.001, 1.0, 0.01]}, base)  # a linear net at lr 1 overflows within a few steps
@@ -181,8 +201,8 @@ def test_runs_that_differ_in_shape_or_code_do_not(field, values):
     assert all(len({c[f"{k}"] for c in g}) == 1 for g in groups.group(configs) for k in groups.SHAPE_FIELDS)
 
 
-def test_recurrent_and_float32_runs_and_no_ensemble_run_alone():
-    rnn = grid({"seed": [0, 1, 2]}, {"model": {"kind": "rnn", "width": 4}, "task": {"name": "adding", "T": 10}})
+def test_float32_runs_a_loss_on_every_step_and_no_ensemble_run_alone():
+    rnn = grid({"seed": [0, 1, 2]}, {"model": {"kind": "rnn", "width": 4}, "task": {"name": "copy_memory", "T": 10}})
     assert [len(g) for g in groups.group(rnn)] == [1, 1, 1]
     single = grid({"seed": [0, 1, 2]}, {**BASE, "train": {**BASE["train"], "dtype": "float32"}})
     assert [len(g) for g in groups.group(single)] == [1, 1, 1]
