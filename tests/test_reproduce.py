@@ -144,8 +144,8 @@ def test_cli_exits_1_when_a_claim_fails_and_prints_the_table(fake):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["reproduce", "glorot"], "error: reproduction 'glorot': must be one of pascanu2013, glorot2010, schoenholz2017, lu2019, adding, balduzzi2017, saxe2014"),
-        (["reproduce"], "error: give a reproduction NAME or --list; NAME is one of pascanu2013, glorot2010, schoenholz2017, lu2019, adding, balduzzi2017, saxe2014"),
+        (["reproduce", "glorot"], "error: reproduction 'glorot': must be one of pascanu2013, glorot2010, schoenholz2017, lu2019, adding, balduzzi2017, saxe2014, pennington2017, yang2019, hanin2018"),
+        (["reproduce"], "error: give a reproduction NAME or --list; NAME is one of pascanu2013, glorot2010, schoenholz2017, lu2019, adding, balduzzi2017, saxe2014, pennington2017, yang2019, hanin2018"),
         (["reproduce", "adding", "--executor", "threads"], "error: --executor 'threads': must be one of serial, process, dask"),
     ],
 )

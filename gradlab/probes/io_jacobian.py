@@ -11,6 +11,8 @@ Shapes: x (..., N, D) (an ensemble's (R, N, D) or a shared (N, D)) -> J (..., N,
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from gradlab.nn import MLP, _checks
@@ -29,11 +31,12 @@ def input_output_jacobian(model: MLP, x: Array, *, train: bool = False, batched:
         raise ValueError("train must be False for a batch-normed MLP: in training mode batch norm couples the "
                          "examples, so d output_n / d x_n is not the network's Jacobian")  # fmt: skip
     x = np.asarray(x, dtype=model.dtype)
-    n, out = x.shape[-2], model.sizes[-1]
+    out = model.sizes[-1]
     if not batched:
         return _one_unit_at_a_time(model, x, train)
-    if chunk is None:
-        chunk = max(1, CHUNK_BUDGET // (n * sum(model.sizes)))
+    if chunk is None:  # examples of every member: the member axis of the input or of the weights
+        rows = x.shape[-2] * max(math.prod(x.shape[:-2]), math.prod(model.params["layers.0.weight"].shape[:-2]))
+        chunk = max(1, CHUNK_BUDGET // (rows * sum(model.sizes)))
     chunk = min(_checks.positive_int("chunk", chunk), out)
     parts = [_chunk(model, x, train, k, min(k + chunk, out)) for k in range(0, out, chunk)]
     return np.concatenate(parts, axis=-2)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-NAMES = ("pascanu2013", "glorot2010", "schoenholz2017", "lu2019", "adding", "balduzzi2017", "saxe2014")
+NAMES = ("pascanu2013", "glorot2010", "schoenholz2017", "lu2019", "adding", "balduzzi2017", "saxe2014", "pennington2017", "yang2019", "hanin2018")
 TIME_LIMIT_S = 300.0  # each full reproduction: at most 5 minutes on 2 cores
 
 
