@@ -111,29 +111,29 @@ def _with_se(claim: Claim, se: float) -> Claim:
 # ---------------------------------------------------------------- figures
 
 
-def _noises(points: int, seed: int) -> tuple[Array, Array]:
-    """Brown noise (a Gaussian random walk) and white noise (i.i.d. Gaussian), each standardised."""
-    w = np.random.default_rng([seed, 0xB0]).standard_normal(points)
-    brown = np.cumsum(w)
-    return (brown - brown.mean()) / brown.std(), w / w.std()
+def _noises(count: int, points: int, seed: int) -> tuple[Array, Array]:
+    """(count, points) brown noise (Gaussian random walks) and white noise (i.i.d. Gaussian)."""
+    w = np.random.default_rng([seed, 0xB0]).standard_normal((count, points))
+    return np.cumsum(w, axis=1), w
 
 
 def _examples(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> list[tuple[str, Array]]:
-    """The paper's Fig. 1 panels: (title, (nets or 1, points) series)."""
-    brown, white = _noises(p["points"], p["seed"])
+    """The paper's Fig. 1 panels: (title, (nets, points) series)."""
+    brown, white = _noises(p["nets"], p["points"], p["seed"])
     return [("1-layer feedforward", g["feedforward", 1]), (f"{p['white_depth']}-layer feedforward", g["feedforward", p["white_depth"]]),
-            (f"{p['brown_depth']}-layer resnet", g["resnet_bn", p["brown_depth"]]), ("brown noise", brown[None]),
-            ("white noise", white[None])]  # fmt: skip
+            (f"{p['brown_depth']}-layer resnet", g["resnet_bn", p["brown_depth"]]), ("brown noise", brown),
+            ("white noise", white)]  # fmt: skip
 
 
 def gradients_figure(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> Figure:
     fig, axes = style.figure(1, 5, width=2.2, height=2.0)
     x = sh.grid(p["points"])
     for ax, (title, series) in zip(axes[0], _examples(p, g)):
-        ax.plot(x, series[0] / series[0].std(), color="0.2", lw=0.8)
+        first = series[0] - series[0].mean()
+        ax.plot(x, first / first.std(), color="0.2", lw=0.8)
         ax.set_title(title)
         ax.set_xlabel("x" if "noise" not in title else "step (scaled)")
-    axes[0, 0].set_ylabel("f'(x) / its std over x")
+    axes[0, 0].set_ylabel("f'(x), centred and scaled over x")
     style.caption(fig, f"Input gradients of one net each (width {p['width']}, ReLU, He, batch norm) on {p['points']} "
                        "points of [-2, 2], beside brown and white noise")  # fmt: skip
     fig.tight_layout()
@@ -149,7 +149,7 @@ def autocorrelation_figure(p: dict[str, Any], g: dict[tuple[str, int], Array]) -
     ax.set_xlabel("lag (grid steps of 4/255)")
     ax.set_ylabel("autocorrelation of f'(x) along x")
     ax.legend(frameon=False, fontsize=7)
-    style.caption(fig, f"Autocorrelation along the grid, mean over {p['nets']} nets (noises: one draw)")
+    style.caption(fig, f"Autocorrelation along the grid, mean over {p['nets']} nets (noises: {p['nets']} draws)")
     fig.tight_layout()
     return fig
 
