@@ -19,7 +19,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("reproduce", ("gradlab.reproduce",)),
     ("report, plots", ("gradlab.report", "gradlab.plots")),
     ("sweep", ("gradlab.sweep",)),
-    ("train", ("gradlab.train", "gradlab.schema")),
+    ("train", ("gradlab.train", "gradlab.ensemble", "gradlab.schema")),
     ("probes, theory, diagnose", ("gradlab.probes", "gradlab.theory", "gradlab.diagnose")),
     ("tasks", ("gradlab.tasks",)),
     ("nn", ("gradlab.nn",)),
