@@ -263,7 +263,7 @@ def _bound_panel(ax, T: int, bound: dict, gamma_norm: float) -> None:
     ax.set_title(f"largest example, gamma ||W_hh||_2 = {gamma_norm:g}")
 
 
-def _init_panel(ax, T: int, init: dict[float, tuple[Array, Array]]) -> None:
+def _init_panel(ax, T: int, init: dict[float, tuple[Array, Array]], hidden: int) -> None:
     t = np.arange(T)
     relatives = {s: curves / curves[:, -1:] for s, (curves, _) in init.items()}
     low = min(r.min() for r in relatives.values()) / 3
@@ -275,6 +275,8 @@ def _init_panel(ax, T: int, init: dict[float, tuple[Array, Array]]) -> None:
             ax.plot(t, curve, color=color, lw=0.5, alpha=0.35)
         ax.plot(t, geometric_mean(relative), color=color, label=f"sigma_w^2 = {sigma_w2:g} ({len(curves)} nets)")
         ax.plot(t, np.power(r, T - 1.0 - t), color=color, ls=":", lw=1.2, label=f"  fitted r^(T-1-t), r = {r:.3f}")
+        mf = predicted_step_factor(sigma_w2, hidden, T)
+        ax.plot(t, np.power(mf, T - 1.0 - t), color=color, ls="-.", lw=1.0, label=f"  mean field sqrt(chi_1) = {mf:.3f}")
         ax.plot(t, _clipped_to(np.power(w, T - 1.0 - t), low, high), **style.THEORY,
                 label=f"  bound, ||W_hh||_2 = {w:.2f}")  # fmt: skip
     ax.set_ylim(low, high)  # the bounds grow by gamma ||W_hh||_2 > 1 per step: they leave the plot
@@ -284,11 +286,12 @@ def _init_panel(ax, T: int, init: dict[float, tuple[Array, Array]]) -> None:
 def init_figure(p: dict[str, Any], linear: dict, bound: dict, init: dict) -> Figure:
     """Three panels of ||dL/dh_t|| / ||dL/dh_(T-1)|| against t at initialisation (log y): the linear
     RNN with rho^(T-1-t) dashed; the largest example of the bounded RNNs under Pascanu's bound; the
-    tanh RNN at each sigma_w^2 (thin: one network each) with its fitted factor dotted and the bound dashed."""
+    tanh RNN at each sigma_w^2 (thin: one network each) with its fitted factor dotted, mean field's
+    sqrt(chi_1) dash-dotted and the bound dashed."""
     fig, axes = style.figure(1, 3, width=3.6, height=3.2)
     _linear_panel(axes[0, 0], p["T"], linear)
     _bound_panel(axes[0, 1], p["T"], bound, max(p["bound_norms"]))
-    _init_panel(axes[0, 2], p["T"], init)
+    _init_panel(axes[0, 2], p["T"], init, p["widths"][0])
     for ax, where in zip(axes[0], ("lower right", "lower right", "center left")):
         ax.set_yscale("log")
         ax.set_xlabel("time step t (loss at t = T-1)")
