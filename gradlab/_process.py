@@ -45,7 +45,7 @@ from typing import NamedTuple
 
 import numpy as np  # noqa: F401  (loads NumPy's BLAS, which is looked up below)
 
-SMALL_PRODUCT = 1 << 23  # an (m, k) x (k, n) product with m k n below this runs on one thread (W1's 128 x 256 x 256 is not)
+SMALL_PRODUCT = 1 << 21  # an (m, k) x (k, n) product with m k n below this runs on one thread (128 x 128 x 128 is the smallest measured to gain)
 CHECK_EVERY = 0.5  # seconds between two looks at how busy the other processes keep the cores
 FREE = 0.8  # a core is free when the other processes leave this much of it idle
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what a child's BLAS reads at start
