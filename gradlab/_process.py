@@ -1,6 +1,15 @@
 """Process-wide settings: BLAS threads and the allocator, behind one context manager, `settings`.
 
-BLAS threads. A step of an RNN or LSTM multiplies small matrices ((N, H) by (H, GH)). OpenBLAS splits such
+BLAS threads. Results first: OpenBLAS's products are not bit-identical across thread counts (a product's
+summation is split differently), and a chaotic run amplifies the last bit: the tour's unclipped RNNs diverge
+at steps 164, 157, 199 with two threads on their weight-gradient products and at 191, 163, 177 on one. A
+thread count that follows the machine's load would make results depend on the load, and on the executor (a
+pool worker runs one thread). So by default every product runs on one BLAS thread (AUTO False): a run gives
+the same numbers alone, in a pool, on Dask, quiet or loaded. GRADLAB_THREADS=auto in the environment turns
+on the free-core rule below (faster on a quiet machine: a W1 step 42 -> 35 ms in float64), at the price of
+results that may differ in the last bits from run to run.
+
+With the rule on: a step of an RNN or LSTM multiplies small matrices ((N, H) by (H, GH)). OpenBLAS splits such
 a product over all its threads; the synchronisation costs more than the split saves. So the per-step loops,
 and any product of fewer than SMALL_PRODUCT multiply-adds, run with one BLAS thread
 (`settings(blas_threads=1)`, in the calling thread only). A larger product (an MLP layer of 128 x 256 x 256,
@@ -46,6 +55,8 @@ from typing import NamedTuple
 import numpy as np  # noqa: F401  (loads NumPy's BLAS, which is looked up below)
 
 SMALL_PRODUCT = 1 << 21  # an (m, k) x (k, n) product with m k n below this runs on one thread (128 x 128 x 128 is the smallest measured to gain)
+THREADS_ENV = "GRADLAB_THREADS"  # "auto": the free-core rule for large products; unset (default): one thread
+AUTO = os.environ.get(THREADS_ENV, "").strip().lower() == "auto"
 CHECK_EVERY = 0.5  # seconds between two looks at how busy the other processes keep the cores
 FREE = 0.8  # a core is free when the other processes leave this much of it idle
 BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")  # what a child's BLAS reads at start
@@ -94,9 +105,12 @@ def single_threaded():
 
 
 def threads_for(macs: int):
-    """One BLAS thread for a product of fewer than SMALL_PRODUCT multiply-adds, else one per free core (less
-    those this process's helper threads hold, see helper_at_work)."""
-    return settings(blas_threads=1 if macs < SMALL_PRODUCT else max(1, RULE.threads() - _HELPERS[0]))
+    """One BLAS thread (reproducible results, the default); with AUTO (GRADLAB_THREADS=auto), one for a
+    product of fewer than SMALL_PRODUCT multiply-adds, else one per free core (less those this process's
+    helper threads hold, see helper_at_work)."""
+    if not AUTO or macs < SMALL_PRODUCT:
+        return settings(blas_threads=1)
+    return settings(blas_threads=max(1, RULE.threads() - _HELPERS[0]))
 
 
 _HELPERS = [0]  # helper threads of this process at work now (the probes' columns): each holds a core

@@ -89,6 +89,7 @@ needs_setter = pytest.mark.skipif(_process.current_threads() is None, reason="Nu
 
 @needs_setter
 def test_alone_threads_for_sets_this_thread_s_blas_threads(monkeypatch):
+    monkeypatch.setattr(_process, "AUTO", True)
     machine = FakeMachine(others=0.0)
     monkeypatch.setattr(_process, "RULE", machine.rule())
     _process.RULE.threads()
@@ -121,6 +122,7 @@ def test_a_pool_worker_runs_every_product_on_one_thread():
 
 @needs_setter
 def test_while_a_helper_thread_works_the_products_leave_its_core(monkeypatch):
+    monkeypatch.setattr(_process, "AUTO", True)
     machine = FakeMachine(others=0.0)
     monkeypatch.setattr(_process, "RULE", machine.rule())
     _process.RULE.threads()
@@ -139,3 +141,17 @@ def test_the_thread_measurement_pairs_every_repeat():
     t1, t2, ratios = paired(8, 16, 8, "float64", repeats=5)
     assert len(ratios) == 5 and all(r > 0 for r in ratios), f"want 5 positive ratios, got {ratios}"
     assert t1 > 0 and t2 > 0, f"medians must be positive times, got {t1}, {t2}"
+
+
+@needs_setter
+def test_by_default_every_product_runs_on_one_thread_so_results_never_depend_on_the_load(monkeypatch):
+    """Without GRADLAB_THREADS=auto a large product on a free machine still gets one thread: OpenBLAS's
+    results differ across thread counts, and a run must give the same numbers however loaded the machine."""
+    monkeypatch.setattr(_process, "AUTO", False)
+    machine = FakeMachine(others=0.0)
+    monkeypatch.setattr(_process, "RULE", machine.rule())
+    _process.RULE.threads()
+    machine.advance(CHECK_EVERY)
+    with _process.threads_for(1 << 30):
+        threads = _process.current_threads()
+    assert threads == 1, f"a large product without GRADLAB_THREADS=auto: want 1 thread, got {threads}"
