@@ -22,8 +22,8 @@ run: install
 test: install
 	$(BIN)/python -m pytest -q
 
-# The five reproductions of published results -> results/<name>/ (each at most 5 minutes on 2 cores).
-REPRODUCTIONS := pascanu2013 glorot2010 schoenholz2017 lu2019 adding
+# The ten reproductions of published results -> results/<name>/ (each at most 5 minutes on 2 cores).
+REPRODUCTIONS := pascanu2013 glorot2010 schoenholz2017 lu2019 adding balduzzi2017 saxe2014 pennington2017 yang2019 hanin2018
 reproduce: install
 	status=0; for name in $(REPRODUCTIONS); do $(BIN)/gradlab reproduce $$name --quiet || status=1; done; exit $$status
 
