@@ -7,6 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from test_runner import VOLATILE, assert_same_tables  # the runner's own column-by-column comparison
+
 from gradlab import ensemble, train
 from gradlab.schema import ENSEMBLE_FIELDS
 from gradlab.sweep import config, groups, runner
@@ -14,7 +16,6 @@ from gradlab.sweep.store import load
 
 BASE = {"model": {"width": 6, "depth": 3, "activation": "relu"}, "task": {"input_size": 3},
         "train": {"steps": 24, "batch": 8, "log_every": 5, "probe_size": 32}}  # fmt: skip
-VOLATILE = ["wall_s"]
 
 
 def grid(sweep, base=BASE, cases=()):
@@ -112,12 +113,6 @@ def run_sweep(tmp_path, sweep, name, base=BASE, **kw):
     experiment = config.from_dict({**base, "sweep": sweep}, name)
     summary = runner.run(experiment, tmp_path / name, progress=False, **kw)
     return summary, load(tmp_path / name)
-
-
-def assert_same_tables(a, b):
-    for name in a:
-        left, right = a[name].drop(columns=VOLATILE, errors="ignore"), b[name].drop(columns=VOLATILE, errors="ignore")
-        pd.testing.assert_frame_equal(left, right, check_exact=True, obj=name)
 
 
 SWEEP = {"width": [3, 5], "seed": [0, 1, 2]}  # two shapes: two ensembles of three members
