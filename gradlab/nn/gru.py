@@ -39,7 +39,9 @@ class GRU(Recurrent):
     def _layer_forward(self, j: int, xw: Array, h0: Array, c0: None) -> Forward:
         return (reference if self.reference else fast).gru_forward(xw, h0, self.p("weight_hh", j), self.p("bias_hh", j))
 
-    def _layer_backward(self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool) -> Backward:
+    def _layer_backward(
+        self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool, dc_last: None = None
+    ) -> Backward:  # fmt: skip
         if self.reference:
             return reference.gru_backward(upstream(fwd, dh_above, dh_last), fwd, self.truncate, trace)
         return fast.gru_backward(dh_above, fwd, self.truncate, trace, dh_last)

@@ -50,7 +50,9 @@ class LSTM(Recurrent):
     def _layer_forward(self, j: int, xw: Array, h0: Array, c0: Array) -> Forward:
         return (reference if self.reference else fast).lstm_forward(xw, h0, c0, self.p("weight_hh", j))
 
-    def _layer_backward(self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool) -> Backward:
+    def _layer_backward(
+        self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool, dc_last: Array | None = None
+    ) -> Backward:  # fmt: skip
         if self.reference:
-            return reference.lstm_backward(upstream(fwd, dh_above, dh_last), fwd, self.truncate, trace)
-        return fast.lstm_backward(dh_above, fwd, self.truncate, trace, dh_last)
+            return reference.lstm_backward(upstream(fwd, dh_above, dh_last), fwd, self.truncate, trace, dc_last)
+        return fast.lstm_backward(dh_above, fwd, self.truncate, trace, dh_last, dc_last)

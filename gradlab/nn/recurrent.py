@@ -133,22 +133,54 @@ class Recurrent:
         *_, T1, N, H = top.hs.shape
         sequence.check_dout(dout, self.output, self.lead, N, T1 - 1, self.output_size)
         grads: dict[str, Array] = {}
+        with np.errstate(all="ignore"), _process.single_threaded():
+            grads["readout.weight"], grads["readout.bias"], dh_out = sequence.readout_backward(
+                dout, top.hs[..., 1:, :, :], p["readout.weight"], self.output
+            )
+        dh_above, dh_last = (dh_out, None) if self.output == "all" else (None, dh_out)
+        return self._backward_cells(cache, grads, dh_above, [None] * (L - 1) + [dh_last], [None] * L, input_grad)
+
+    def backward_states(
+        self, dh: Array | None, cache: RecurrentCache, dh_n: Array | None = None, dc_n: Array | None = None,
+        input_grad: bool = True,
+    ) -> Gradients:  # fmt: skip
+        """BPTT from gradients on the cells' states instead of on the readout's output, as a torch nn.RNN /
+        nn.LSTM / nn.GRU receives them: dh (..., N, T, H) = dL/dh_t of the top layer from outside the
+        recurrence (the gradient of its output sequence), dh_n and dc_n (LSTM) (layers, ..., N, H) (or
+        (..., N, H) for one layer) = dL/dh_T, dL/dc_T of every layer from outside (of h_n, c_n); None: 0.
+        -> Gradients as backward's, the readout's gradients 0 (the loss does not reach it)."""
+        L, top = self.num_layers, cache.layers[-1]
+        *_, T1, N, H = top.hs.shape
+        if dh is not None:
+            dh = np.asarray(dh, dtype=self.dtype)
+            _checks.array_shape("dh", dh, (*self.lead, N, T1 - 1, H), "(R, N, T, hidden_size)" if self.lead else "(N, T, hidden_size)")
+            dh = np.ascontiguousarray(dh.swapaxes(-3, -2))  # time-major
+        if dc_n is not None and not self.cell_state:
+            raise ValueError(f"dc_n is a gradient on the LSTM's cell state; the {type(self).__name__} has none")
+        dh_last = sequence.initial_states(dh_n, "dh_n", L, self.lead, N, H, self.dtype) if dh_n is not None else [None] * L
+        dc_last = sequence.initial_states(dc_n, "dc_n", L, self.lead, N, H, self.dtype) if dc_n is not None else [None] * L
+        grads = {name: np.zeros_like(self.params[name]) for name in ("readout.weight", "readout.bias")}
+        return self._backward_cells(cache, grads, dh, dh_last, dc_last, input_grad)
+
+    def _backward_cells(
+        self, cache: RecurrentCache, grads: dict[str, Array], dh_above: Array | None, dh_last: list[Array | None],
+        dc_last: list[Array | None], input_grad: bool,
+    ) -> Gradients:  # fmt: skip
+        """The cells' BPTT, top layer down, from dh_above (..., T, N, H) (the top layer's gradient from outside
+        its recurrence at every step, or None) and per layer j dh_last[j], dc_last[j] (..., N, H) (from outside
+        at the last step, or None); grads holds the readout's gradients and receives the cells'."""
+        p, L = self.params, self.num_layers
         traces, dh0, dc0 = [None] * L, [None] * L, [None] * L
         with np.errstate(all="ignore"):
-            with _process.single_threaded():
-                grads["readout.weight"], grads["readout.bias"], dh_out = sequence.readout_backward(
-                    dout, top.hs[..., 1:, :, :], p["readout.weight"], self.output
-                )
-            dh_above, dh_last = (dh_out, None) if self.output == "all" else (None, dh_out)
             for j in reversed(range(L)):
                 fwd = cache.layers[j]
                 with _process.single_threaded():
-                    back = self._layer_backward(j, fwd, dh_above, dh_last, cache.trace)
+                    back = self._layer_backward(j, fwd, dh_above, dh_last[j], cache.trace, dc_last[j])
                 with _process.threads_for(back.dxw.size * max(self.hidden_size, cache.inputs[j].shape[-1])):
                     self._weight_grads(j, back, cache.inputs[j], fwd.hs, grads)
                     if j > 0 or input_grad:  # dL/d(layer j's input) = W_ih^T dL/dxw_t, all steps at once
                         dh_above = sequence.back_project(back.dxw, self.p("weight_ih", j))
-                dh_last, dh0[j], dc0[j] = None, back.dh0, back.dc0
+                dh0[j], dc0[j] = back.dh0, back.dc0
                 if cache.trace:
                     traces[j] = self._cell_trace(fwd, back)
         dx = dh_above.swapaxes(-3, -2) if input_grad else None
@@ -175,7 +207,11 @@ class Recurrent:
     def _layer_forward(self, j: int, xw: Array, h0: Array, c0: Array | None) -> Forward:
         raise NotImplementedError
 
-    def _layer_backward(self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool) -> Backward:
+    def _layer_backward(
+        self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool, dc_last: Array | None = None
+    ) -> Backward:  # fmt: skip
+        """Layer j's BPTT from dh_above (..., T, N, H) and dh_last, dc_last (..., N, H) (the LSTM's), each None or
+        the gradient from outside the recurrence."""
         raise NotImplementedError
 
     # ---- PyTorch state dicts -------------------------------------------------------------------------

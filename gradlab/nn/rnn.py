@@ -44,7 +44,9 @@ class RNN(Recurrent):
         path = reference if self.reference else fast
         return path.rnn_forward(xw, h0, self.p("weight_hh", j), self.act)
 
-    def _layer_backward(self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool) -> Backward:
+    def _layer_backward(
+        self, j: int, fwd: Forward, dh_above: Array | None, dh_last: Array | None, trace: bool, dc_last: None = None
+    ) -> Backward:  # fmt: skip
         if self.reference:
             return reference.rnn_backward(upstream(fwd, dh_above, dh_last), fwd, self.truncate, trace)
         return fast.rnn_backward(dh_above, fwd, self.truncate, trace, dh_last)

@@ -54,11 +54,13 @@ def split_gates(gates: Array, k: int = 4) -> tuple[Array, ...]:
 
 def upstream(fwd: Forward, dh_above: Array | None, dh_last: Array | None) -> Array:
     """The gradient from outside a layer's recurrence at every step (..., T, N, H), from its every-step
-    form (the readout of every step, the layer above) or its last-step form (the readout of the last step)."""
-    if dh_above is not None:
+    form (the readout of every step, the layer above), its last-step form (the readout of the last step,
+    a gradient on the final state h_T) or their sum; zeros when both are None."""
+    if dh_last is None and dh_above is not None:
         return dh_above
-    full = np.zeros(fwd.hs[..., 1:, :, :].shape, dtype=fwd.hs.dtype)
-    full[..., -1, :, :] = dh_last
+    full = np.zeros(fwd.hs[..., 1:, :, :].shape, dtype=fwd.hs.dtype) if dh_above is None else np.array(dh_above)
+    if dh_last is not None:
+        full[..., -1, :, :] += dh_last
     return full
 
 

@@ -101,13 +101,16 @@ def lstm_forward(xw: Array, h0: Array, c0: Array, weight_hh: Array) -> Forward:
     return Forward(np.stack(hs, axis=-3), np.stack(cs, axis=-3), gates, caches)
 
 
-def lstm_backward(dh_above: Array, forward: Forward, truncate: int | None = None, trace: bool = False) -> Backward:
-    """BPTT from dh_above (..., T, N, H), the part of dL/dh_t from outside the recurrence."""
+def lstm_backward(
+    dh_above: Array, forward: Forward, truncate: int | None = None, trace: bool = False, dc_last: Array | None = None
+) -> Backward:  # fmt: skip
+    """BPTT from dh_above (..., T, N, H), the part of dL/dh_t from outside the recurrence, and dc_last
+    (..., N, H), the part of dL/dc_T from outside it (a gradient on the final cell state; None: 0)."""
     caches = forward.cache
     T = len(caches)
     dz, dhs, dcs = [None] * T, [None] * T, [None] * T
     dh_next = np.zeros_like(caches[0].h_prev)
-    dc_next = np.zeros_like(caches[0].c_prev)
+    dc_next = np.zeros_like(caches[0].c_prev) if dc_last is None else np.array(np.broadcast_to(dc_last, caches[0].c_prev.shape))
     for t in reversed(range(T)):
         dh = at(dh_above, t) + dh_next  # dL/dh_t: from above, plus through the recurrence
         dh_next, dc_next, dz[t], dcs[t] = lstm_step_backward(dh, dc_next, caches[t])

@@ -55,10 +55,11 @@ def lstm_forward(xw: Array, h0: Array, c0: Array, weight_hh: Array) -> Forward:
 
 
 def lstm_backward(
-    dh_above: Array | None, forward: Forward, truncate: int | None = None, trace: bool = False, dh_last: Array | None = None
+    dh_above: Array | None, forward: Forward, truncate: int | None = None, trace: bool = False, dh_last: Array | None = None,
+    dc_last: Array | None = None,
 ) -> Backward:  # fmt: skip
     """BPTT from dh_above (..., T, N, H) and/or dh_last (..., N, H) (the gradient from outside the recurrence
-    at every step, or at the last step only)."""
+    at every step, or at the last step only), and dc_last (..., N, H), dL/dc_T from outside (None: 0)."""
     cache: LSTMFastCache = forward.cache
     claim(cache, trace)
     gates, cs, hs = forward.gates, forward.cs, forward.hs
@@ -68,7 +69,7 @@ def lstm_backward(
     dhs, dcs = (np.empty_like(cache.tanh_c) for _ in range(2)) if trace else (None, None)
     K = max(1, min(T, BLOCK_BYTES // (N * H * gates.itemsize * max(1, int(np.prod(lead))))))  # steps per block
     dh = initial_dh(dh_last, (*lead, N, H), gates.dtype)
-    dc, dc_next = np.empty_like(dh), np.zeros_like(dh)
+    dc, dc_next = np.empty_like(dh), initial_dh(dc_last, dh.shape, gates.dtype)  # dL/dc_T from outside
     buffers = GateDerivatives(*(np.empty((*lead, K, N, H), gates.dtype) for _ in range(5)))
     for end in range(T, 0, -K):
         start = max(0, end - K)
