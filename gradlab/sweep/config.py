@@ -25,6 +25,12 @@ Every problem is one ConfigError line, raised by load() / from_dict() before any
 without expanding the grid: values are checked one by one, and the combinations (model.kind vs
 task.name, each task's minimum T) over the product of only the axes those checks read (CHECKED).
 Experiment.count() sizes a grid without expanding it; iter_grid() and preview() expand it lazily.
+
+From the command line (load's overrides), `--set key=value` replaces a field everywhere (base, parts,
+axes, cases) and `--set key=a,b,c` runs the experiment once per value: the key becomes an axis of every
+part (in the place of the file's axis of that key, else last) and every case runs once per value; its
+values are checked like a [sweep] axis's (no empty item, none repeated). A string holding a comma is
+quoted: --set 'name="a,b"'.
 """
 
 from __future__ import annotations
@@ -232,17 +238,47 @@ def run_id(config: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def parse_override(text: str) -> tuple[str, Any]:
-    """'train.steps=200' -> ('train.steps', 200); the value is read as TOML, else taken as a string."""
+def parse_set(text: str) -> tuple[str, list[Any]]:
+    """'train.steps=200' -> ('train.steps', [200]); 'seed=0,1,2' (or 'seed=[0,1,2]') -> ('train.seed', [0, 1, 2]).
+    The value is split at the commas outside quotes (name="a,b" is one string) and each item is read as
+    TOML, else taken as a string; an empty item is a ConfigError."""
     if "=" not in text:
         raise ConfigError(f"--set {text!r}: must be key=value, e.g. train.steps=200")
     key, raw = (part.strip() for part in text.split("=", 1))
+    key = canonical_key(key, "--set ")
+    items = _split_items(raw[1:-1] if raw.startswith("[") and raw.endswith("]") else raw)
+    if len(items) == 1 and raw == items[0]:
+        return key, [_read_value(raw)]  # no comma, no brackets: one value, read as before axes existed
+    for i, item in enumerate(items):
+        if not item:
+            raise ConfigError(f"--set {text!r}: item {i + 1} of {len(items)} is empty; write key=a,b,c "
+                              '(quote a string holding a comma: key="a,b")')  # fmt: skip
+    return key, [_read_value(item) for item in items]
+
+
+def _split_items(raw: str) -> list[str]:
+    """raw split at the commas outside '...' and "..." (a backslash escapes inside "..."), each item stripped."""
+    items, start, quote, escaped = [], 0, "", False
+    for i, c in enumerate(raw):
+        if quote:
+            if c == quote and not escaped:
+                quote = ""
+            escaped = quote == '"' and c == "\\" and not escaped
+        elif c in "'\"":
+            quote = c
+        elif c == ",":
+            items.append(raw[start:i].strip())
+            start = i + 1
+    return [*items, raw[start:].strip()]
+
+
+def _read_value(raw: str) -> Any:
+    """One --set value: read as TOML, else taken as the string itself."""
     try:
         parsed = tomllib.loads(f"v = {raw}")
-        value = parsed["v"] if list(parsed) == ["v"] else raw  # "1\nw = 2" is a string, not two keys
+        return parsed["v"] if list(parsed) == ["v"] else raw  # "1\nw = 2" is a string, not two keys
     except tomllib.TOMLDecodeError:
-        value = raw
-    return canonical_key(key, "--set "), value
+        return raw
 
 
 def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
@@ -330,7 +366,7 @@ def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides:
     parts = _parts(data)
     if parts and (axes or cases):
         raise ConfigError("sweep / case: a config with [[part]] sweeps inside its parts ([part.sweep], [[part.case]])")
-    _apply_overrides(overrides, base, [*parts, Part("", {}, axes, cases)])
+    _apply_overrides(overrides, base, parts or [Part("", {}, axes, cases)])  # the Part shares axes and cases
     name = check_name(data.get("name", default_name))
     description = data.get("description", "")
     if not isinstance(description, str):
@@ -369,15 +405,48 @@ def _parts(data: dict[str, Any]) -> list[Part]:
 
 
 def _apply_overrides(overrides: Iterable[str], base: dict[str, Any], parts: list[Part]) -> None:
-    """--set key=value: checked, written into the base and removed from every part, axis and case (it wins everywhere)."""
-    for text in overrides:
-        key, value = parse_override(text)
-        base[key] = check_value(key, value)
+    """--set wins everywhere (the last --set of a key wins). key=value: checked, written into the base and
+    removed from every part, axis and case. key=a,b,c: the experiment once per value, i.e. an axis of every
+    part (replacing the part's own axis in its place, else added last), and every case once per value."""
+    for key, values in _parse_sets(overrides).items():
+        if len(values) == 1:
+            base[key] = values[0]
         for part in parts:
-            part.overrides.pop(key, None)
-            part.axes.pop(key, None)
-            for case in part.cases:
-                case.pop(key, None)
+            _set_in_part(part, key, values)
+
+
+def _set_in_part(part: Part, key: str, values: list[Any]) -> None:
+    """One --set in one part: one value removes the key from the part's changes, axes and cases (the base's
+    value wins); more make it the part's axis and run each case once per value."""
+    part.overrides.pop(key, None)
+    if len(values) == 1:
+        part.axes.pop(key, None)
+        for case in part.cases:
+            case.pop(key, None)
+    else:
+        part.axes[key] = list(values)
+        part.cases[:] = [{**case, key: value} for case in part.cases for value in values]
+
+
+def _parse_sets(overrides: Iterable[str]) -> dict[str, list[Any]]:
+    """Dotted key -> the checked values of its last --set (one value: an override; more: an axis)."""
+    out: dict[str, list[Any]] = {}
+    for text in overrides:
+        key, values = parse_set(text)
+        out.pop(key, None)  # the last --set of a key takes its place in the order
+        out[key] = _axis_values(key, values, f"--set {text!r}")
+    return out
+
+
+def _axis_values(key: str, values: list[Any], where: str) -> list[Any]:
+    """An axis's values, each checked (check_value), none repeated: `where` names the axis in the error."""
+    checked, seen = [], set()
+    for raw, value in zip(values, (check_value(key, v) for v in values)):
+        if value in seen:
+            raise ConfigError(f"{where}: {raw!r} is repeated; an axis lists each value once")
+        seen.add(value)
+        checked.append(value)
+    return checked
 
 
 def check_name(name: Any) -> str:
@@ -424,7 +493,7 @@ def _axes(data: dict[str, Any], where: str) -> dict[str, list[Any]]:
         values = table[key]
         if not isinstance(values, list) or not values:
             raise ConfigError(f"{where}sweep.{key} = {values!r}: must be a non-empty list of values")
-        axes[dotted] = [check_value(dotted, v) for v in values]
+        axes[dotted] = _axis_values(dotted, values, f"{where}sweep.{key} = {values!r}")
     return axes
 
 
