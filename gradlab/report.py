@@ -419,7 +419,7 @@ def _png_bytes(name: str, stem: str, paths: list[Path], tables: dict[str, pd.Dat
     drawn, _ = drawing.render(name, tables)
     if drawn is None:
         return None
-    import matplotlib.pyplot as plt
+    from gradlab.plots.style import close  # pyplot is never imported for gradlab's figures
 
     data = None
     for d in drawn:
@@ -427,7 +427,7 @@ def _png_bytes(name: str, stem: str, paths: list[Path], tables: dict[str, pd.Dat
             buffer = io.BytesIO()
             d.fig.savefig(buffer, format="png", dpi=200)
             data = buffer.getvalue()
-        plt.close(d.fig)
+        close(d.fig)
     return data
 
 
