@@ -1,0 +1,596 @@
+"""gradlab's instruments on a user's own PyTorch training loop: `watch(model)` and one `watcher.step(loss)`
+after each optimizer step fill the same steps / layers / timesteps tables a gradlab run writes.
+
+    with gradlab.torch.watch(model, every=10, optimizer=opt) as watcher:
+        for x, y in batches:
+            opt.zero_grad()
+            loss = loss_fn(model(x), y)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            watcher.step(loss)
+    watcher.save("results/mine")       # then: gradlab show / plot / report results/mine
+
+What is measured, and where (every hook is the watcher's own; none changes a gradient):
+
+    grad_norm          ||g|| over every parameter's .grad when a backward has finished (a callback the
+                       autograd engine runs at the end of the backward, queued from a hook on the model's
+                       output): before the user clips. With gradient accumulation, the last backward before
+                       the optimizer step wins: the accumulated gradient the step uses.
+    grad_norm_clipped  ||g|| in an optimizer pre-step hook (optimizer=): after clip_grad_norm_, what the
+                       optimizer steps with; without optimizer=, from .grad in watcher.step().
+    scaler=            a torch.amp GradScaler: the .grad a backward leaves are scaled by S =
+                       scaler.get_scale(), so grad_norm, the layers' gradient norms and delta_norm are
+                       divided by S; grad_norm_clipped is read after scaler.step() unscaled them.
+    layers (every `every` steps, step 0, and `steps - 1` when steps= is given; one row per gradlab.torch.modules
+    row):
+        weight_grad_norm, bias_grad_norm   from .grad at the end of the backward (before clipping)
+        delta_norm      batch mean over the step's examples of the per-example ||dL/d(output)|| of the
+                        module (a tensor hook on its output in the training forward): gradlab's
+                        delta_l = dL/dz_l for a Linear. A recurrent module's output gets only the gradient
+                        from above, not through its recurrence: its delta_norm is NaN and its da_norm (every
+                        cell layer's total dL/dh_t over all steps) comes from gradlab.torch.replay
+        da_norm         the same at the following activation's output (dL/da_l); = delta_norm without one
+        act_mean, act_std, dead_frac, born_dead_frac, died_frac, saturated_frac
+                        on the fixed probe batch, forwarded without grad at the first forward of the logged
+                        step (the weights the step's gradient is taken at), dropout off and batch norm's
+                        running statistics restored: of the following activation's output (the module's
+                        own when none follows; a recurrent module's h_t). dead = exactly 0 for every probe
+                        example (and step); saturated = phi' < 1% of max phi' (gradlab's activations only:
+                        NaN for others and for the LSTM's and GRU's gates, which a fused module hides).
+        update_ratio    ||W_after - W_before|| / ||W_after|| over the row's weights, W_before copied at the
+                        first forward of the logged step, W_after read in watcher.step()
+    timesteps (logged steps, each nn.RNN / LSTM / GRU): dL/dh_t (dL/dc_t) per cell layer, replayed through
+                        gradlab's engine from the module's input, initial state and output gradients
+                        (gradlab.torch.replay), when that module is present.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Iterable
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from gradlab import schema
+from gradlab.diagnose import diagnose
+from gradlab.probes import DEFAULT_PROBE_SIZE, is_collapsed, layers_frame, should_log, step_record, steps_frame
+from gradlab.probes.frames import COLUMNS, empty_frames
+from gradlab.probes.layers import _act_moments, _ratio, _saturated_frac
+from gradlab.sweep.store import Store
+from gradlab.torch import modules as mods
+from gradlab.torch.modules import Row
+from gradlab.train import DIAGNOSIS_COLUMNS, run_record
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")  # a run id is a folder name
+LAYER_COLUMNS = [c for c in COLUMNS["layers"] if c not in ("run_id", "step")]
+
+
+def watch(
+    model: nn.Module, every: int = 10, probe: torch.Tensor | np.ndarray | None = None, name: str = "torch", *,
+    optimizer: torch.optim.Optimizer | None = None, scaler: Any = None, modules: Iterable[str] = (),
+    steps: int | None = None,
+) -> "Watcher":
+    """Watch a torch model's training (see the module docstring). every: log the layers every k steps
+    (and step 0, and steps - 1 when the number of steps is given); probe: the fixed probe batch (N, ...)
+    for activations and dead units (default: the first training batch, at most 512 examples); name: the
+    run's id in the results folder; optimizer: measure grad_norm_clipped and lr in its pre-step hook;
+    scaler: a GradScaler whose scale is divided out; modules: qualified names of more modules to watch."""
+    return Watcher(model, every, probe, name, optimizer, scaler, tuple(modules), steps)
+
+
+class Watcher:
+    """The hooks, the records and the tables of one watched training run (see the module docstring)."""
+
+    def __init__(self, model, every, probe, name, optimizer, scaler, modules, steps) -> None:
+        _check_args(model, every, name, steps)
+        self.model, self.every, self.name, self.optimizer, self.scaler = model, int(every), name, optimizer, scaler
+        self.last_step = None if steps is None else int(steps) - 1
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.rows: list[Row] = mods.find_rows(model, modules)
+        self._leaves = mods.leaves(model, self.rows)
+        self.step_index, self.closed = 0, False
+        self._steps: list[tuple] = []
+        self._layers: list[tuple[int, dict[str, np.ndarray]]] = []
+        self._timesteps: list[pd.DataFrame] = []
+        self._initial_masks: dict[int, np.ndarray] = {}
+        self._info: dict[str, Any] = {"batch": None, "input": None}
+        self._theory_text = ""
+        self.probe = None if probe is None else self._set_probe(probe)
+        self._reset_step()
+        self._handles = [model.register_forward_pre_hook(self._before_forward), model.register_forward_hook(self._after_forward)]
+        if optimizer is not None:
+            self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
+
+    # ---- the user's calls ------------------------------------------------------------------------
+
+    def __enter__(self) -> "Watcher":
+        self._check_open("with")
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Remove every hook; the tables, save() and the exports still work."""
+        for h in self._handles + self._step_handles:
+            h.remove()
+        self._handles, self._step_handles, self.closed = [], [], True
+
+    def step(self, loss: torch.Tensor | float | None = None) -> None:
+        """Record the optimizer step just taken (call it after optimizer.step() / scaler.step()): its loss,
+        both gradient norms, lr and, on a logged step, the layers' rows."""
+        self._check_open("step()")
+        if not self._backwards:
+            raise RuntimeError(f"watcher.step(): no backward pass ran since step {self.step_index - 1}; "
+                               "call it once per optimizer step, after loss.backward() and optimizer.step()")  # fmt: skip
+        value = math.nan if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        clipped = self._clipped_norm if self.optimizer is not None else _global_norm(self.params)
+        lr = self._lr if self.optimizer is not None else math.nan
+        collapsed = self._probe_out.get("collapsed") if self._logged else None
+        self._steps.append(step_record(self.step_index, value, self._grad_norm, clipped, lr, collapsed=collapsed))
+        if self._logged:
+            self._layers.append((self.step_index, self._layer_stats()))
+        for h in self._step_handles:
+            h.remove()
+        self._step_handles = []
+        self.step_index += 1
+        self._reset_step()
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        """The steps, layers and timesteps tables so far (gradlab's columns and dtypes; run_id = name)."""
+        frames = empty_frames(self.name)
+        frames["steps"] = steps_frame(self._steps, self.name)
+        frames["layers"] = layers_frame(self._layers, self.name)
+        if self._timesteps:
+            ts = pd.concat(self._timesteps, ignore_index=True).assign(run_id=self.name)
+            frames["timesteps"] = pd.concat([frames["timesteps"], ts[list(COLUMNS["timesteps"])]], ignore_index=True)
+            frames["timesteps"] = frames["timesteps"].astype({c: t for c, t in COLUMNS["timesteps"].items()})
+        return frames
+
+    def record(self) -> dict[str, Any]:
+        """The runs-table row: the config fields known of the model (see config()), the diagnosis."""
+        tables = self.tables()
+        config = self.config(tables["steps"])
+        facts = {
+            "model": config["model.kind"], "activation": config["model.activation"], "depth": len(self.rows),
+            "layers": config["model.layers"], "norm": config["model.norm"], "residual": False,
+            "loss_on": "", "final_loss": math.nan, "baseline_loss": math.nan,
+        }  # fmt: skip
+        verdict = diagnose(tables["steps"], tables["layers"], tables["timesteps"], facts)
+        diverged = [int(r[0]) for r in self._steps if not (math.isfinite(r[1] if not math.isnan(r[1]) else 0.0) and math.isfinite(r[2]))]
+        text = verdict.sentence + (f" {self._theory_text}" if self._theory_text else "")
+        return run_record(
+            config, self.name, status="diverged" if diverged else "ok", diverged_step=diverged[0] if diverged else -1,
+            diagnosis=verdict.label, diagnosis_text=text,
+            **{k: _number(verdict.numbers.get(k)) for k in DIAGNOSIS_COLUMNS},
+        )  # fmt: skip
+
+    def config(self, steps: pd.DataFrame | None = None) -> dict[str, Any]:
+        """gradlab's config fields (dotted keys) with what is known of the torch run; the rest at their
+        defaults (schema.FIELDS). A model with no recurrent rows is model.kind "mlp" (a feed-forward stack,
+        depth = rows - 1 hidden layers), else the first recurrent row's kind; width = the most common output
+        size of the hidden rows; activation = the hidden rows' following activation; clipping is inferred
+        from the steps (clip_mode "norm" with clip = the largest clipped norm when any step was clipped)."""
+        config = schema.defaults()
+        steps = steps if steps is not None else steps_frame(self._steps, self.name)
+        recurrent = [r for r in self.rows if r.kind in mods.RECURRENT.values()]
+        hidden = [r for r in self.rows if r.cell is not None] if recurrent else self.rows[:-1]
+        kinds = {type(r.module) for r in self.rows if r.kind == "norm"}
+        config.update({
+            "model.kind": recurrent[0].kind if recurrent else "mlp",
+            "model.depth": max(1, len(self.rows) - 1) if not recurrent else config["model.depth"],
+            "model.layers": len(recurrent) if recurrent else config["model.layers"],
+            "model.width": _width(hidden) or config["model.width"],
+            "model.activation": self._info.get("activation", "identity"),
+            "model.output_activation": self._info.get("output_activation", "identity"),
+            "model.norm": "none" if not kinds else ("batch" if any("BatchNorm" in k.__name__ for k in kinds) else "layer"),
+            "task.name": "torch", "train.steps": len(steps), "train.log_every": self.every,
+            "train.probe_size": 0 if self.probe is None else int(self.probe.shape[0]),
+            "train.dtype": str(self.params[0].dtype).removeprefix("torch.") if self.params else "float32",
+            "train.seed": int(torch.initial_seed()) % schema.INT64_MAX,
+        })  # fmt: skip
+        if self._info["batch"] is not None:
+            config["train.batch"] = self._info["batch"]
+        if self._info["input"] is not None:
+            shape = self._info["input"]
+            config["task.input_size"] = shape[-1]
+            if recurrent and len(shape) == 2:
+                config["task.T"] = shape[0]
+        if self.optimizer is not None:
+            config["train.optimizer"] = type(self.optimizer).__name__.lower()
+            config["train.lr"] = float(self.optimizer.param_groups[0]["lr"])
+            config["train.momentum"] = float(self.optimizer.param_groups[0].get("momentum", 0.0) or 0.0)
+        clipped = steps[steps["clipped"]]
+        if len(clipped):
+            config["train.clip_mode"], config["train.clip"] = "norm", float(clipped["grad_norm_clipped"].max())
+        return config
+
+    def save(self, folder: str | Path) -> Path:
+        """Write the run into a gradlab results folder (a new, empty or gradlab's own: the store refuses any
+        other, before writing anything), consolidate its tables and write a manifest; returns the folder."""
+        record, tables = self.record(), self.tables()
+        with Store(folder).open() as store:
+            store.write_run(self.name, record, tables)
+            consolidated = store.consolidate()
+            store.write_text("manifest.json", json.dumps(_manifest(folder, consolidated), indent=1))
+        return Path(folder)
+
+    def to_csv(self, path: str | Path, column: str = "delta_norm") -> Path:
+        """The per-layer gradient profile as one CSV: one row per logged step, one column per layer (named
+        by its module), values of `column` (a layers-table column; delta_norm by default)."""
+        from gradlab.torch.export import profile
+
+        table = profile(self.tables()["layers"], self.row_names(), column)
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(path)
+        return Path(path)
+
+    def to_tensorboard(self, logdir: str | Path) -> Path:
+        """The steps table's scalars and one scalar per layer of delta_norm, weight_grad_norm, dead_frac and
+        update_ratio (never a histogram of every parameter); needs the tensorboard package."""
+        from gradlab.torch.export import tensorboard
+
+        return tensorboard(self.tables(), self.row_names(), logdir)
+
+    def row_names(self) -> list[str]:
+        """The layers table's layer index -> the watched module's name."""
+        return [r.name or "model" for r in self.rows]
+
+    # ---- hooks -----------------------------------------------------------------------------------
+
+    def _before_forward(self, module: nn.Module, args: tuple) -> None:
+        if self._probing:
+            return
+        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        if self._info["batch"] is None and x is not None:
+            self._info.update(batch=int(x.shape[0]), input=tuple(x.shape[1:]))
+            if self.probe is None:
+                self.probe = self._set_probe(x[:DEFAULT_PROBE_SIZE].detach().clone())
+        if self._logged and not self._prepared:
+            self._prepared = True
+            self._snapshot = [[w.detach().clone() for w in r.weights] for r in self.rows]
+            self._probe_out = self._run_probe()
+            self._install_step_hooks()
+
+    def _after_forward(self, module: nn.Module, args: tuple, out) -> None:
+        if self._probing or not torch.is_grad_enabled():
+            return
+        for t in _tensors(out):
+            if t.requires_grad:
+                t.register_hook(self._queue_after_backward)
+
+    def _queue_after_backward(self, grad: torch.Tensor) -> None:
+        if not self._queued:
+            self._queued = True
+            torch.autograd.Variable._execution_engine.queue_callback(self._after_backward)
+
+    def _after_backward(self) -> None:
+        """The end of a backward: the gradient norms before clipping (the last backward of a step wins)."""
+        self._queued = False
+        self._backwards += 1
+        scale = self._scale()
+        self._grad_norm = _global_norm(self.params) / scale
+        if self._logged:
+            self._row_grads = [(_norm(r.weights) / scale, _norm(r.biases) / scale) for r in self.rows]
+            self._replay(scale)
+
+    def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
+        self._clipped_norm = _global_norm(self.params)
+        self._lr = float(optimizer.param_groups[0]["lr"])
+
+    def _install_step_hooks(self) -> None:
+        """Forward hooks for this logged step's training forwards: the output gradients of every row module
+        (and of its dedicated following activation), the recurrent modules' inputs for the replay."""
+        seen = set()
+        for i, r in enumerate(self.rows):
+            if id(r.module) in seen:
+                continue
+            seen.add(id(r.module))
+            self._step_handles.append(r.module.register_forward_hook(partial(self._on_output, i, "delta")))
+        for i, act in self._dedicated.items():
+            self._step_handles.append(act.register_forward_hook(partial(self._on_output, i, "da")))
+
+    def _on_output(self, i: int, what: str, module: nn.Module, args: tuple, out) -> None:
+        if self._probing or not torch.is_grad_enabled():
+            return
+        t = mods.first_tensor(out)
+        if t is None or not t.requires_grad:
+            return
+        row = self.rows[i]
+        if row.kind in mods.RECURRENT.values():
+            self._capture_recurrent(i, args, out)
+            return
+        t.register_hook(partial(self._on_grad, i, what, 0))
+
+    def _on_grad(self, i: int, what: str, batch_axis: int, grad: torch.Tensor) -> None:
+        self._grads[what].setdefault(i, []).append(_example_norms(grad, batch_axis) / self._scale())
+
+    def _capture_recurrent(self, i: int, args: tuple, out) -> None:
+        """Keep the module's input, initial state and the gradients at its outputs for the replay."""
+        from gradlab.torch import replay_bridge
+
+        replay_bridge.capture(self, i, args, out)
+
+    def _replay(self, scale: float) -> None:
+        from gradlab.torch import replay_bridge
+
+        replay_bridge.replay(self, scale)
+
+    # ---- the probe -------------------------------------------------------------------------------
+
+    def _set_probe(self, probe) -> torch.Tensor:
+        """The probe batch as a tensor of the model's dtype, checked by one forward (a wrong shape is a
+        one-line ValueError); learns each row's following activation from the modules' call order."""
+        x = torch.as_tensor(probe)
+        if self.params and x.is_floating_point():
+            x = x.to(dtype=self.params[0].dtype, device=self.params[0].device)
+        if self._info["input"] is not None and tuple(x.shape[1:]) != self._info["input"]:
+            raise ValueError(f"probe: examples of shape {tuple(x.shape[1:])}, the training batch's are {self._info['input']}")
+        self.probe = x
+        try:
+            self._run_probe(check=True)
+        except (RuntimeError, ValueError, TypeError, IndexError) as err:
+            self.probe = None
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"probe of shape {tuple(x.shape)} does not fit the model: {first}") from None
+        return x
+
+    def _run_probe(self, check: bool = False) -> dict[str, Any]:
+        """Forward the probe batch without grad; per row its activation's output, and collapse."""
+        calls: list[tuple[nn.Module, Any]] = []
+        hooks = [m.register_forward_hook(lambda mod, a, o: calls.append((mod, o))) for m in self._leaves]
+        self._probing = True
+        try:
+            with torch.no_grad(), _probe_mode(self.model):
+                y = self.model(self.probe)
+        finally:
+            self._probing = False
+            for h in hooks:
+                h.remove()
+        index = _follow_index(self.rows, calls)
+        if check:
+            self._learn_structure(calls, index)
+            return {}
+        out = {"acts": [self._row_act(r, calls, index) for r in self.rows]}
+        yt = mods.first_tensor(y) if not isinstance(y, torch.Tensor) else y
+        out["collapsed"] = is_collapsed(yt.detach().double().cpu().numpy()) if yt is not None else None
+        return out
+
+    def _learn_structure(self, calls, index) -> None:
+        """The following activations (names for the runs table; which ones serve a single row) and rows
+        whose output is no tensor (named, warned about and dropped)."""
+        bad = [r for r in self.rows if r.module not in [m for m, _ in calls] or mods.first_tensor(_first_out(r.module, calls)) is None]
+        if bad:
+            import warnings
+
+            warnings.warn(f"gradlab.torch: not watched (no tensor output in the probe forward): {', '.join(r.name for r in bad)}", stacklevel=4)
+            self.rows = [r for r in self.rows if r not in bad]
+            index = _follow_index(self.rows, calls)
+        acts = [calls[index[i]][0] if index.get(i) is not None else None for i in range(len(self.rows))]
+        counts: dict[int, int] = {}
+        for a in acts:
+            if a is not None:
+                counts[id(a)] = counts.get(id(a), 0) + 1
+        self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
+        hidden = acts[:-1] if len(acts) > 1 else acts
+        names = {mods.activation_name(a) for a, r in zip(hidden, self.rows) if r.cell is None}
+        self._info["activation"] = names.pop() if len(names) == 1 else ("identity" if not names else "mixed")
+        self._info["output_activation"] = mods.activation_name(acts[-1]) if acts else "identity"
+        self._follow_modules = acts
+
+    def _row_act(self, row: Row, calls, index) -> dict[str, Any] | None:
+        """act_mean, act_std, the dead mask and saturated_frac of one row on the probe batch."""
+        if not row.top:
+            return None
+        i = self.rows.index(row)
+        if row.kind in mods.RECURRENT.values():
+            a = mods.first_tensor(_first_out(row.module, calls))
+            act = mods.gradlab_activation(None) if row.kind != "rnn" else _rnn_activation(row.module)
+            act = act if row.kind == "rnn" else None
+        else:
+            k = index.get(i)
+            a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
+            act = mods.gradlab_activation(calls[k][0] if k is not None else None)
+        arr = a.detach().double().cpu().numpy()
+        mean, std = _act_moments(arr)
+        with np.errstate(all="ignore"):
+            dead = ~np.any(arr.reshape(-1, arr.shape[-1]) != 0, axis=0)
+            saturated = _saturated_frac(act, arr) if act is not None else math.nan
+        return {"act_mean": mean, "act_std": std, "dead": dead, "saturated_frac": saturated}
+
+    # ---- the rows of a logged step ---------------------------------------------------------------
+
+    def _layer_stats(self) -> dict[str, np.ndarray]:
+        L = len(self.rows)
+        out = {c: np.full(L, np.nan) for c in LAYER_COLUMNS}
+        out["layer"] = np.arange(L, dtype=np.int64)
+        for i, r in enumerate(self.rows):
+            if self._row_grads is not None:
+                w, b = self._row_grads[i]
+                out["weight_grad_norm"][i] = w if r.weights else math.nan
+                out["bias_grad_norm"][i] = b if r.biases else math.nan
+            if i in self._grads["delta"]:
+                out["delta_norm"][i] = float(np.concatenate(self._grads["delta"][i]).mean())
+            if i in self._grads["da"]:
+                out["da_norm"][i] = float(np.concatenate(self._grads["da"][i]).mean())
+            elif r.cell is None and self._follow_modules[i] is None:
+                out["da_norm"][i] = out["delta_norm"][i]
+            if i in self._da_cells:
+                out["da_norm"][i] = self._da_cells[i]
+            out["update_ratio"][i] = _update_ratio(r.weights, self._snapshot[i]) if self._snapshot else math.nan
+            self._probe_row(out, i, self._probe_out["acts"][i] if self._probe_out else None)
+        return out
+
+    def _probe_row(self, out: dict[str, np.ndarray], i: int, stats: dict[str, Any] | None) -> None:
+        if stats is None:
+            return
+        out["act_mean"][i], out["act_std"][i], out["saturated_frac"][i] = stats["act_mean"], stats["act_std"], stats["saturated_frac"]
+        dead = stats["dead"]
+        first = self._initial_masks.setdefault(i, dead.copy())
+        if dead.size:
+            out["dead_frac"][i] = float(dead.mean())
+            out["born_dead_frac"][i] = float((dead & first).mean())
+            out["died_frac"][i] = float((dead & ~first).mean())
+
+    # ---- small parts -----------------------------------------------------------------------------
+
+    def _reset_step(self) -> None:
+        self._logged = should_log(self.step_index, self.every, self.last_step)
+        self._backwards, self._queued, self._probing, self._prepared = 0, False, False, False
+        self._grad_norm, self._clipped_norm, self._lr = math.nan, math.nan, math.nan
+        self._row_grads: list[tuple[float, float]] | None = None
+        self._grads: dict[str, dict[int, list[np.ndarray]]] = {"delta": {}, "da": {}}
+        self._da_cells: dict[int, float] = {}
+        self._recurrent: dict[int, list[dict[str, Any]]] = {}
+        self._snapshot: list[list[torch.Tensor]] | None = None
+        self._probe_out: dict[str, Any] = {}
+        if not hasattr(self, "_step_handles"):
+            self._step_handles: list = []
+
+    def _scale(self) -> float:
+        if self.scaler is None or not getattr(self.scaler, "is_enabled", lambda: True)():
+            return 1.0
+        return float(self.scaler.get_scale())
+
+    def _check_open(self, what: str) -> None:
+        if self.closed:
+            raise RuntimeError(f"watcher.{what}: the watcher is closed (its with block ended or close() was called); "
+                               "watch the model again to record more steps")  # fmt: skip
+
+
+# ---- helpers ---------------------------------------------------------------------------------------
+
+
+def _check_args(model, every, name, steps) -> None:
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"model {type(model).__name__} has no parameters that require grad: nothing to watch")
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(f"every must be a positive integer (log every k steps), got {every!r}")
+    if not isinstance(name, str) or not NAME.match(name):
+        raise ValueError(f"name must be a folder name of letters, digits, '_', '.' and '-' (at most 100), got {name!r}")
+    if steps is not None and (isinstance(steps, bool) or not isinstance(steps, int) or steps < 1):
+        raise ValueError(f"steps must be a positive integer or None, got {steps!r}")
+
+
+@contextmanager
+def _probe_mode(model: nn.Module):
+    """Dropout (and a recurrent module's dropout) off, every buffer (batch norm's running statistics)
+    restored afterwards: the probe forward changes nothing."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    switched = [m for m in model.modules() if m.training and (type(m).__module__ == "torch.nn.modules.dropout" or type(m) in mods.RECURRENT)]
+    for m in switched:
+        m.train(False)
+    try:
+        yield
+    finally:
+        for m in switched:
+            m.train(True)
+        for b, saved in buffers:
+            b.copy_(saved)
+
+
+def _follow_index(rows: list[Row], calls: list[tuple[nn.Module, Any]]) -> dict[int, int | None]:
+    """Row index -> the index in calls of its following activation's call (None: none follows)."""
+    first = {}
+    for k, (m, _) in enumerate(calls):
+        first.setdefault(id(m), k)
+    row_modules = {id(r.module) for r in rows}
+    out: dict[int, int | None] = {}
+    for i, r in enumerate(rows):
+        k0, out[i] = first.get(id(r.module)), None
+        if k0 is None or r.kind in mods.RECURRENT.values():
+            continue
+        for k in range(k0 + 1, len(calls)):
+            n = calls[k][0]
+            if mods.is_activation(n):
+                out[i] = k
+                break
+            if isinstance(n, mods.NORM_TYPES):
+                continue
+            if id(n) in row_modules or mods._has_params(n):
+                break
+    return out
+
+
+def _first_out(module: nn.Module, calls) -> Any:
+    return next((o for m, o in calls if m is module), None)
+
+
+def _rnn_activation(module: nn.Module):
+    from gradlab.nn import activations
+
+    return activations.get(module.nonlinearity)
+
+
+def _tensors(out) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, dict):
+        out = list(out.values())
+    if isinstance(out, (tuple, list)):
+        return [t for o in out for t in _tensors(o)]
+    return []
+
+
+def _global_norm(params: list[nn.Parameter]) -> float:
+    """||g|| over every parameter's .grad (those without one count 0); each tensor's norm in its dtype, the
+    sum of their squares in float64."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return math.nan
+    norms = torch._foreach_norm(grads)
+    return float(torch.linalg.vector_norm(torch.stack([n.double() for n in norms])))
+
+
+def _norm(params: list[nn.Parameter]) -> float:
+    """||.grad|| over the parameters together, in float64 (a parameter without .grad counts 0)."""
+    sq = sum(float(torch.linalg.vector_norm(p.grad, dtype=torch.float64)) ** 2 for p in params if p.grad is not None)
+    return math.sqrt(sq)
+
+
+def _example_norms(grad: torch.Tensor, batch_axis: int = 0) -> np.ndarray:
+    """Per-example L2 norms (N,) over every axis but the batch axis, in float64."""
+    g = grad.detach()
+    if batch_axis:
+        g = g.movedim(batch_axis, 0)
+    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1, dtype=torch.float64).cpu().numpy()
+
+
+def _update_ratio(weights: list[nn.Parameter], before: list[torch.Tensor]) -> float:
+    """||W_after - W_before|| / ||W_after|| over the weights together (gradlab.probes.layers' ratio)."""
+    if not weights:
+        return math.nan
+    diff = math.sqrt(sum(float(torch.linalg.vector_norm(w.detach() - b, dtype=torch.float64)) ** 2 for w, b in zip(weights, before)))
+    size = math.sqrt(sum(float(torch.linalg.vector_norm(w.detach(), dtype=torch.float64)) ** 2 for w in weights))
+    return _ratio(diff, size)
+
+
+def _width(rows: list[Row]) -> int | None:
+    sizes = [getattr(r.module, "out_features", None) or getattr(r.module, "hidden_size", None) for r in rows]
+    sizes = [s for s in sizes if s]
+    return max(set(sizes), key=sizes.count) if sizes else None
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _manifest(folder: str | Path, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
+    from gradlab.sweep.runner import provenance
+
+    runs = tables["runs"]
+    counts = {"total": len(runs), **runs["status"].value_counts().to_dict()} if len(runs) else {"total": 0}
+    return {"experiment": Path(folder).name, "written_by": "gradlab.torch.watch", **provenance(),
+            "torch": torch.__version__, "runs": counts}  # fmt: skip
