@@ -42,7 +42,7 @@ def _root(
 @app.command()
 def run(
     config: Path = typer.Argument(None, help="Experiment config (TOML); default experiments/tour.toml."),
-    set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. --set train.steps=50 (repeatable)."),
+    set_: list[str] = typer.Option([], "--set", help="Override a field, e.g. --set train.steps=50, or sweep it: --set seed=0,1,2 (repeatable)."),
     out: Path = typer.Option(None, help="Results folder; default results/<experiment name>."),
     workers: int = typer.Option(None, min=1, help="Worker processes (at most one per run to do); alone, implies --executor process."),
     executor: str = typer.Option(
@@ -199,6 +199,32 @@ def report(path: Path = typer.Argument(..., help="A results folder written by gr
     tables = _load_tables(path)
     with _writing(path):
         _figures_and_report(path, tables)
+
+
+@app.command()
+def export(
+    path: Path = typer.Argument(..., help="A results folder written by gradlab run."),
+    format_: str = typer.Option("csv", "--format", help="csv or parquet."),
+    tables: str = typer.Option("", "--tables", help="Comma-separated tables: runs, steps, layers, timesteps (default: all)."),
+    out: Path = typer.Option(None, help="The folder the files go to; default RESULTS_DIR/export/."),
+) -> None:
+    """Write each table of a results folder as one tidy file, every row with its run's config fields
+    (a config column the table already has, steps' lr, comes as config_lr). Rerunning replaces only
+    the files gradlab wrote there (listed in .gradlab-files); any other file is never overwritten.
+    Exit 2 on a bad option or folder, with nothing written.
+
+    Example: gradlab export results/mlp_depth --format csv --tables steps,layers
+    """
+    from gradlab.sweep.export import ExportError
+    from gradlab.sweep.export import export as export_tables
+    from gradlab.sweep.store import StoreError
+
+    try:
+        written = export_tables(path, format_, tables.split(",") if tables else None, out)
+    except (ExportError, FileNotFoundError, StoreError) as err:
+        _bad(str(err))
+    typer.echo(f"exported {len(written)} table{'s' * (len(written) != 1)} to {written[0].path.parent}/: "
+               + ", ".join(f"{w.path.name} ({w.rows:,} rows, {w.columns} columns)" for w in written))  # fmt: skip
 
 
 def _figures_and_report(out: Path, tables=None) -> None:
