@@ -153,7 +153,8 @@ class Recurrent:
         *_, T1, N, H = top.hs.shape
         if dh is not None:
             dh = np.asarray(dh, dtype=self.dtype)
-            _checks.array_shape("dh", dh, (*self.lead, N, T1 - 1, H), "(R, N, T, hidden_size)" if self.lead else "(N, T, hidden_size)")
+            letters = "(R, N, T, hidden_size)" if self.lead else "(N, T, hidden_size)"
+            _checks.array_shape("dh", dh, (*self.lead, N, T1 - 1, H), letters)
             dh = np.ascontiguousarray(dh.swapaxes(-3, -2))  # time-major
         if dc_n is not None and not self.cell_state:
             raise ValueError(f"dc_n is a gradient on the LSTM's cell state; the {type(self).__name__} has none")

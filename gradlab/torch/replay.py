@@ -1,0 +1,200 @@
+"""The true per-step gradients inside a fused torch recurrent module (nn.RNN, nn.LSTM, nn.GRU), by replay.
+
+A fused module runs its whole recurrence in one kernel, so autograd shows only the gradients that reach it
+from outside: of its output sequence (what the layers above send down), of h_n and of c_n. The total
+dL/dh_t of each cell layer, through the recurrence, is never formed as a tensor. The replay runs the
+module's batch through gradlab's engine (gradlab.nn: the same equations, PyTorch's gate order) in float64,
+with the module's current weights and the same initial state, and backpropagates the captured gradients
+from the cells' states (Recurrent.backward_states):
+
+    dL/dh_t = g_t + (dh_(t+1)/dh_t)^T dL/dh_(t+1),   g_t the gradient from outside the recurrence at step t
+
+(the output's gradient or the layer above's for g_t, plus grad_hn at t = T; likewise dL/dc_t for the
+LSTM, with grad_cn at T). Supported: batch_first True or False, unbatched (T, D) inputs (replayed as N = 1),
+num_layers >= 1, the RNN's tanh and relu, bias=False, hx None (zeros), any float dtype. Refused with one
+line: bidirectional, proj_size > 0, dropout > 0 between layers in training mode (the replay cannot draw
+torch's masks), PackedSequence inputs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from torch import nn
+
+from gradlab.nn import GRU, LSTM, RNN, _checks
+from gradlab.probes.timesteps import _mean_norm
+from gradlab.torch.modules import RECURRENT
+
+Array = np.ndarray
+MODELS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+
+
+@dataclass
+class Replay:
+    """One replayed batch, float64, batch-major, per cell layer j (0 reads the input), each (N, T, H):
+    h[j] the states h_1..h_T, dh[j] = dL/dh_t (the total, through the recurrence); for the LSTM c[j] the cell
+    states and dc[j] = dL/dc_t (None otherwise). dh0, dc0 (layers, N, H): dL/d(initial state). weight_grads:
+    dL/d(parameter) by the module's own parameter names (a merged RNN/LSTM bias's gradient under both
+    bias_ih and bias_hh), to compare with the module's .grad."""
+
+    kind: str
+    h: list[Array]
+    dh: list[Array]
+    c: list[Array] | None
+    dc: list[Array] | None
+    dh0: Array
+    dc0: Array | None
+    weight_grads: dict[str, Array]
+
+
+def kind_of(module: nn.Module) -> str:
+    """rnn, lstm or gru for a module the replay supports; else one ValueError line naming what it is not."""
+    kind = RECURRENT.get(type(module))
+    if kind is None:
+        raise ValueError(f"module must be a torch nn.RNN, nn.LSTM or nn.GRU, got {type(module).__name__}")
+    if module.bidirectional:
+        raise ValueError(f"bidirectional=True is not supported: gradlab replays one-directional {type(module).__name__}s only")
+    if getattr(module, "proj_size", 0):
+        raise ValueError(f"proj_size={module.proj_size} is not supported: gradlab's LSTM has no projection (proj_size=0)")
+    if module.dropout > 0 and module.training and module.num_layers > 1:
+        raise ValueError(
+            f"dropout={module.dropout} in training mode is not supported: the replay cannot draw torch's dropout "
+            "masks; use dropout=0 or module.eval()"
+        )
+    return kind
+
+
+def engine_model(module: nn.Module) -> RNN | LSTM | GRU:
+    """gradlab's float64 model with the module's current weights (load_torch); its readout is unused."""
+    kind = kind_of(module)
+    options = dict(layers=module.num_layers, output="all", dtype="float64", rng=np.random.default_rng(0))
+    if kind == "rnn":
+        model = RNN(module.input_size, module.hidden_size, 1, module.nonlinearity, **options)
+    else:
+        model = MODELS[kind](module.input_size, module.hidden_size, 1, **options)
+    model.load_torch({name: _float64(p, name) for name, p in module.state_dict().items()})
+    return model
+
+
+def _float64(value, name: str) -> Array:
+    """A tensor (detached, on the CPU) or an array as a float64 array."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().double().numpy()
+    try:
+        return np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a tensor or an array of numbers, got {type(value).__name__}") from None
+
+
+def _batch_major(a: Array | None, name: str, shape: tuple, batch_first: bool, unbatched: bool) -> Array | None:
+    """A sequence in the module's layout ((N, T, .) with batch_first, else (T, N, .); (T, .) unbatched)
+    as (N, T, .), checking its shape against the module's output's `shape` (batch-major)."""
+    if a is None:
+        return None
+    N, T, H = shape
+    if unbatched:
+        _checks.array_shape(name, a, (T, H), "(T, hidden_size)")
+        return a[None]
+    if batch_first:
+        _checks.array_shape(name, a, (N, T, H), "(N, T, hidden_size) (batch_first=True)")
+        return a
+    _checks.array_shape(name, a, (T, N, H), "(T, N, hidden_size) (batch_first=False)")
+    return a.swapaxes(0, 1)
+
+
+def _per_layer(a: Array | None, name: str, L: int, N: int, H: int, unbatched: bool) -> Array | None:
+    """A per-layer state (hx, h_n, c_n or their gradients): (layers, N, H), or (layers, H) unbatched."""
+    if a is None:
+        return None
+    if unbatched:
+        _checks.array_shape(name, a, (L, H), "(num_layers, hidden_size)")
+        return a[:, None, :]
+    _checks.array_shape(name, a, (L, N, H), "(num_layers, N, hidden_size)")
+    return a
+
+
+def _inputs(module: nn.Module, inputs) -> tuple[Array, bool]:
+    """(x batch-major (N, T, D) float64, unbatched)."""
+    if isinstance(inputs, nn.utils.rnn.PackedSequence):
+        raise ValueError("inputs is a PackedSequence, which the replay does not support: pass the padded tensor")
+    x = _float64(inputs, "inputs")
+    if x.ndim not in (2, 3):
+        raise ValueError(f"inputs must have 3 axes (or 2, unbatched), got shape {x.shape}")
+    _checks.array_shape("inputs", x, (*x.shape[:-1], module.input_size), f"(..., input_size={module.input_size})")
+    if x.ndim == 2:
+        return x[None], True
+    return (x if module.batch_first else x.swapaxes(0, 1)), False
+
+
+def _initial_states(kind: str, hx) -> tuple:
+    """(h0, c0) from a module's hx: the LSTM's pair (h0, c0), the RNN's and GRU's h0 (c0 None); None: zeros."""
+    pair = isinstance(hx, (tuple, list))
+    if kind == "lstm" and hx is not None and not (pair and len(hx) == 2):
+        raise ValueError(f"hx of an nn.LSTM must be a pair (h0, c0) or None, got {type(hx).__name__}")
+    if kind != "lstm" and pair:
+        raise ValueError(
+            f"hx of an nn.{kind.upper()} must be one tensor h0 (num_layers, N, hidden_size) or None, got a {type(hx).__name__}"
+        )
+    if kind == "lstm":
+        return (None, None) if hx is None else tuple(hx)
+    return hx, None
+
+
+def recurrent(module: nn.Module, inputs, hx, grad_output, grad_hn=None, grad_cn=None) -> Replay:
+    """Replay one batch of `module` (nn.RNN / nn.LSTM / nn.GRU) and return the exact dL/dh_t (dL/dc_t) of
+    every cell layer and step. inputs: the module's input, (N, T, D) with batch_first, else (T, N, D), or
+    (T, D) unbatched; hx: its initial state (h0, or (h0, c0) for the LSTM, each (num_layers, N, H); None:
+    zeros); grad_output: dL/d(output), in output's layout (None: the output is unused); grad_hn, grad_cn:
+    dL/dh_n, dL/dc_n (num_layers, N, H), None when h_n / c_n are unused. Tensors or arrays, any float dtype."""
+    kind, L, H = kind_of(module), module.num_layers, module.hidden_size
+    model = engine_model(module)
+    x, unbatched = _inputs(module, inputs)
+    N, T = x.shape[:2]
+    h0, c0 = _initial_states(kind, hx)
+    if grad_cn is not None and kind != "lstm":
+        raise ValueError(f"grad_cn is the gradient of the LSTM's c_n; an nn.{type(module).__name__} has no cell state")
+    state = lambda a, name: _per_layer(None if a is None else _float64(a, name), name, L, N, H, unbatched)  # noqa: E731
+    dh = _batch_major(None if grad_output is None else _float64(grad_output, "grad_output"), "grad_output", (N, T, H),
+                      module.batch_first, unbatched)  # fmt: skip
+    h0, c0, dh_n, dc_n = state(h0, "hx"), state(c0, "hx's c0"), state(grad_hn, "grad_hn"), state(grad_cn, "grad_cn")
+    one = lambda a: a if a is None or L > 1 else a[0]  # noqa: E731  a one-layer model takes states without the layer axis
+    if kind == "lstm":
+        _, cache = model.forward(x, one(h0), one(c0), trace=True)
+    else:
+        _, cache = model.forward(x, one(h0), trace=True)
+    grads = model.backward_states(dh, cache, dh_n=one(dh_n), dc_n=one(dc_n), input_grad=False)
+    return _replay(kind, model, grads, module)
+
+
+def _replay(kind: str, model: RNN | LSTM | GRU, grads, module: nn.Module) -> Replay:
+    layers = grads.trace.layers
+    lstm = kind == "lstm"
+    stack = lambda a: a if a.ndim == 3 else a[None]  # noqa: E731  one layer's (N, H) -> (1, N, H)
+    rnn_state, _ = model.torch_state(grads.params, grad=True)
+    names = {name for name, _ in module.named_parameters()}
+    return Replay(
+        kind,
+        [np.ascontiguousarray(c.h) for c in layers],
+        [np.ascontiguousarray(c.dh) for c in layers],
+        [np.ascontiguousarray(c.c) for c in layers] if lstm else None,
+        [np.ascontiguousarray(c.dc) for c in layers] if lstm else None,
+        stack(grads.dh0),
+        stack(grads.dc0) if lstm else None,
+        {name: g for name, g in rnn_state.items() if name in names},
+    )
+
+
+def timestep_rows(replay: Replay) -> pd.DataFrame:
+    """The timesteps table's columns for a replay, one row per cell layer and step, layer-major: layer, t
+    (0 = the first input step), dh_norm, dc_norm (NaN but for the LSTM): batch means of per-example
+    ||dL/dh_t||, ||dL/dc_t|| (gradlab.probes.timesteps' definition)."""
+    frames = []
+    for j, dh in enumerate(replay.dh):
+        T = dh.shape[1]
+        dc = _mean_norm(replay.dc[j]) if replay.dc is not None else np.full(T, np.nan)
+        frames.append(pd.DataFrame({"layer": np.full(T, j, dtype=np.int64), "t": np.arange(T, dtype=np.int64),
+                                    "dh_norm": _mean_norm(dh), "dc_norm": dc}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
