@@ -68,6 +68,7 @@ from gradlab.probes.frames import COLUMNS, empty_frames
 from gradlab.probes.layers import _act_moments, _ratio, _saturated_frac
 from gradlab.sweep.store import Store
 from gradlab.torch import modules as mods
+from gradlab.torch import replay_bridge
 from gradlab.torch.modules import Row
 from gradlab.train import DIAGNOSIS_COLUMNS, run_record
 
@@ -105,6 +106,7 @@ class Watcher:
         self._initial_masks: dict[int, np.ndarray] = {}
         self._info: dict[str, Any] = {"batch": None, "input": None}
         self._theory_text = ""
+        self._refused: set[str] = set()
         self.probe = None if probe is None else self._set_probe(probe)
         self._reset_step()
         self._handles = [model.register_forward_pre_hook(self._before_forward), model.register_forward_hook(self._after_forward)]
@@ -140,6 +142,9 @@ class Watcher:
         self._steps.append(step_record(self.step_index, value, self._grad_norm, clipped, lr, collapsed=collapsed))
         if self._logged:
             self._layers.append((self.step_index, self._layer_stats()))
+            ts = replay_bridge.frame(self)
+            if ts is not None:
+                self._timesteps.append(ts)
         for h in self._step_handles:
             h.remove()
         self._step_handles = []
@@ -166,7 +171,7 @@ class Watcher:
             "layers": config["model.layers"], "norm": config["model.norm"], "residual": False,
             "loss_on": "", "final_loss": math.nan, "baseline_loss": math.nan,
         }  # fmt: skip
-        verdict = diagnose(tables["steps"], tables["layers"], tables["timesteps"], facts)
+        verdict = diagnose(tables["steps"], _measured(tables["layers"]), tables["timesteps"], facts)
         diverged = [int(r[0]) for r in self._steps if not (math.isfinite(r[1] if not math.isnan(r[1]) else 0.0) and math.isfinite(r[2]))]
         text = verdict.sentence + (f" {self._theory_text}" if self._theory_text else "")
         return run_record(
@@ -317,13 +322,9 @@ class Watcher:
 
     def _capture_recurrent(self, i: int, args: tuple, out) -> None:
         """Keep the module's input, initial state and the gradients at its outputs for the replay."""
-        from gradlab.torch import replay_bridge
-
         replay_bridge.capture(self, i, args, out)
 
     def _replay(self, scale: float) -> None:
-        from gradlab.torch import replay_bridge
-
         replay_bridge.replay(self, scale)
 
     # ---- the probe -------------------------------------------------------------------------------
@@ -348,7 +349,14 @@ class Watcher:
     def _run_probe(self, check: bool = False) -> dict[str, Any]:
         """Forward the probe batch without grad; per row its activation's output, and collapse."""
         calls: list[tuple[nn.Module, Any]] = []
-        hooks = [m.register_forward_hook(lambda mod, a, o: calls.append((mod, o))) for m in self._leaves]
+        inputs: dict[int, tuple] = {}  # a recurrent module's (input, hx), for its cell layers' states
+
+        def hook(mod: nn.Module, a: tuple, o: Any) -> None:
+            calls.append((mod, o))
+            if type(mod) in mods.RECURRENT:
+                inputs.setdefault(id(mod), a)
+
+        hooks = [m.register_forward_hook(hook) for m in self._leaves]
         self._probing = True
         try:
             with torch.no_grad(), _probe_mode(self.model):
@@ -361,7 +369,9 @@ class Watcher:
         if check:
             self._learn_structure(calls, index)
             return {}
-        out = {"acts": [self._row_act(r, calls, index) for r in self.rows]}
+        cells = {id(m): self._probe_cells(m, a) for m, a in ((r.module, inputs.get(id(r.module))) for r in self.rows)
+                 if type(m) in mods.RECURRENT and a is not None}  # fmt: skip
+        out = {"acts": [self._row_act(r, calls, index, cells) for r in self.rows]}
         yt = mods.first_tensor(y) if not isinstance(y, torch.Tensor) else y
         out["collapsed"] = is_collapsed(yt.detach().double().cpu().numpy()) if yt is not None else None
         return out
@@ -388,19 +398,23 @@ class Watcher:
         self._info["output_activation"] = mods.activation_name(acts[-1]) if acts else "identity"
         self._follow_modules = acts
 
-    def _row_act(self, row: Row, calls, index) -> dict[str, Any] | None:
-        """act_mean, act_std, the dead mask and saturated_frac of one row on the probe batch."""
-        if not row.top:
+    def _probe_cells(self, module: nn.Module, args: tuple) -> list[dict[str, Any]] | None:
+        x, hx = args[0], (args[1] if len(args) > 1 else None)
+        try:
+            return replay_bridge.probe_cells(module, x, hx)
+        except ValueError as err:
+            replay_bridge._refuse(self, next(i for i, r in enumerate(self.rows) if r.module is module), str(err))
             return None
-        i = self.rows.index(row)
+
+    def _row_act(self, row: Row, calls, index, cells) -> dict[str, Any] | None:
+        """act_mean, act_std, the dead mask and saturated_frac of one row on the probe batch."""
         if row.kind in mods.RECURRENT.values():
-            a = mods.first_tensor(_first_out(row.module, calls))
-            act = mods.gradlab_activation(None) if row.kind != "rnn" else _rnn_activation(row.module)
-            act = act if row.kind == "rnn" else None
-        else:
-            k = index.get(i)
-            a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
-            act = mods.gradlab_activation(calls[k][0] if k is not None else None)
+            layers = cells.get(id(row.module))
+            return None if layers is None else layers[row.cell]
+        i = self.rows.index(row)
+        k = index.get(i)
+        a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
+        act = mods.gradlab_activation(calls[k][0] if k is not None else None)
         arr = a.detach().double().cpu().numpy()
         mean, std = _act_moments(arr)
         with np.errstate(all="ignore"):
@@ -451,6 +465,7 @@ class Watcher:
         self._row_grads: list[tuple[float, float]] | None = None
         self._grads: dict[str, dict[int, list[np.ndarray]]] = {"delta": {}, "da": {}}
         self._da_cells: dict[int, float] = {}
+        self._timestep_rows: dict[int, pd.DataFrame] = {}
         self._recurrent: dict[int, list[dict[str, Any]]] = {}
         self._snapshot: list[list[torch.Tensor]] | None = None
         self._probe_out: dict[str, Any] = {}
@@ -528,12 +543,6 @@ def _first_out(module: nn.Module, calls) -> Any:
     return next((o for m, o in calls if m is module), None)
 
 
-def _rnn_activation(module: nn.Module):
-    from gradlab.nn import activations
-
-    return activations.get(module.nonlinearity)
-
-
 def _tensors(out) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -581,6 +590,14 @@ def _width(rows: list[Row]) -> int | None:
     sizes = [getattr(r.module, "out_features", None) or getattr(r.module, "hidden_size", None) for r in rows]
     sizes = [s for s in sizes if s]
     return max(set(sizes), key=sizes.count) if sizes else None
+
+
+def _measured(layers: pd.DataFrame) -> pd.DataFrame:
+    """The rows the diagnosis reads: NaN in delta_norm or weight_grad_norm means "not measured" here (a fused
+    recurrent module's gate gradients, a row without weights), not an overflow, which the steps table's
+    grad_norm shows (the diagnosis reads it first)."""
+    keep = layers["delta_norm"].notna() & layers["weight_grad_norm"].notna()
+    return layers[keep] if len(layers) else layers
 
 
 def _number(value: Any) -> float:
