@@ -129,12 +129,14 @@ def test_export_into_another_folder_through_the_cli(results, tmp_path, capsys):
         (["--out", "{results}"], "{results}: a results folder's own folder; export into a folder of its own"),
         (["--out", "{results}/figures"], "{results}/figures: a results folder's own folder"),
         (["--out", "{results}/runs/x"], "{results}/runs/x: a results folder's own folder"),
+        (["--out", "{tmp}/other_store"], "{tmp}/other_store: a results folder's own folder"),
         (["--out", "{tmp}/a_file"], "{tmp}/a_file: is a file, not a folder"),
         (["--out", "{tmp}/theirs"], "{tmp}/theirs/runs.csv: exists and gradlab did not write it"),
     ],
 )
 def test_bad_input_is_one_line_exit_2_and_writes_nothing(results, tmp_path, capsys, args, message):
     (tmp_path / "a_file").write_text("x")
+    shutil.copytree(results, tmp_path / "other_store")
     (tmp_path / "theirs").mkdir()
     (tmp_path / "theirs" / "runs.csv").write_text("their own")
     args = [a.format(results=results, tmp=tmp_path) for a in args]
