@@ -19,12 +19,14 @@ torch's masks), PackedSequence inputs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from torch import nn
 
 from gradlab.nn import GRU, LSTM, RNN, _checks
+from gradlab.nn.recurrent import RecurrentCache
 from gradlab.probes.timesteps import _mean_norm
 from gradlab.torch.modules import RECURRENT
 
@@ -143,30 +145,59 @@ def _initial_states(kind: str, hx) -> tuple:
     return hx, None
 
 
+class EngineRun(NamedTuple):
+    """A module's batch run forward through gradlab's engine: model (float64, the module's weights), cache
+    (RecurrentCache: every layer's hs, cs, gates, time-major), kind, unbatched, and the batch's N, T."""
+
+    model: RNN | LSTM | GRU
+    cache: RecurrentCache
+    kind: str
+    unbatched: bool
+    N: int
+    T: int
+
+
+def engine_forward(module: nn.Module, inputs, hx, trace: bool = False) -> EngineRun:
+    """Run `module`'s batch (inputs and hx as module(inputs, hx) takes them; see `recurrent`) forward through
+    gradlab's engine in float64 from the same initial state."""
+    kind, L, H = kind_of(module), module.num_layers, module.hidden_size
+    model = engine_model(module)
+    x, unbatched = _inputs(module, inputs)
+    N, T = x.shape[:2]
+    h0, c0 = (_one_layer(_state(a, name, module, N, unbatched), L)
+              for a, name in zip(_initial_states(kind, hx), ("hx", "hx's c0")))  # fmt: skip
+    if kind == "lstm":
+        _, cache = model.forward(x, h0, c0, trace=trace)
+    else:
+        _, cache = model.forward(x, h0, trace=trace)
+    return EngineRun(model, cache, kind, unbatched, N, T)
+
+
+def _state(a, name: str, module: nn.Module, N: int, unbatched: bool) -> Array | None:
+    return _per_layer(None if a is None else _float64(a, name), name, module.num_layers, N, module.hidden_size, unbatched)
+
+
+def _one_layer(a: Array | None, L: int) -> Array | None:
+    """A per-layer state as the engine takes it: without the layer axis for a one-layer model."""
+    return a if a is None or L > 1 else a[0]
+
+
 def recurrent(module: nn.Module, inputs, hx, grad_output, grad_hn=None, grad_cn=None) -> Replay:
     """Replay one batch of `module` (nn.RNN / nn.LSTM / nn.GRU) and return the exact dL/dh_t (dL/dc_t) of
     every cell layer and step. inputs: the module's input, (N, T, D) with batch_first, else (T, N, D), or
     (T, D) unbatched; hx: its initial state (h0, or (h0, c0) for the LSTM, each (num_layers, N, H); None:
     zeros); grad_output: dL/d(output), in output's layout (None: the output is unused); grad_hn, grad_cn:
     dL/dh_n, dL/dc_n (num_layers, N, H), None when h_n / c_n are unused. Tensors or arrays, any float dtype."""
-    kind, L, H = kind_of(module), module.num_layers, module.hidden_size
-    model = engine_model(module)
-    x, unbatched = _inputs(module, inputs)
-    N, T = x.shape[:2]
-    h0, c0 = _initial_states(kind, hx)
-    if grad_cn is not None and kind != "lstm":
+    if grad_cn is not None and kind_of(module) != "lstm":
         raise ValueError(f"grad_cn is the gradient of the LSTM's c_n; an nn.{type(module).__name__} has no cell state")
-    state = lambda a, name: _per_layer(None if a is None else _float64(a, name), name, L, N, H, unbatched)  # noqa: E731
-    dh = _batch_major(None if grad_output is None else _float64(grad_output, "grad_output"), "grad_output", (N, T, H),
-                      module.batch_first, unbatched)  # fmt: skip
-    h0, c0, dh_n, dc_n = state(h0, "hx"), state(c0, "hx's c0"), state(grad_hn, "grad_hn"), state(grad_cn, "grad_cn")
-    one = lambda a: a if a is None or L > 1 else a[0]  # noqa: E731  a one-layer model takes states without the layer axis
-    if kind == "lstm":
-        _, cache = model.forward(x, one(h0), one(c0), trace=True)
-    else:
-        _, cache = model.forward(x, one(h0), trace=True)
-    grads = model.backward_states(dh, cache, dh_n=one(dh_n), dc_n=one(dc_n), input_grad=False)
-    return _replay(kind, model, grads, module)
+    run = engine_forward(module, inputs, hx, trace=True)
+    N, T, L, H = run.N, run.T, module.num_layers, module.hidden_size
+    dh = None if grad_output is None else _float64(grad_output, "grad_output")
+    dh = _batch_major(dh, "grad_output", (N, T, H), module.batch_first, run.unbatched)
+    dh_n, dc_n = (_one_layer(_state(g, name, module, N, run.unbatched), L)
+                  for g, name in ((grad_hn, "grad_hn"), (grad_cn, "grad_cn")))  # fmt: skip
+    grads = run.model.backward_states(dh, run.cache, dh_n=dh_n, dc_n=dc_n, input_grad=False)
+    return _replay(run.kind, run.model, grads, module)
 
 
 def _replay(kind: str, model: RNN | LSTM | GRU, grads, module: nn.Module) -> Replay:
