@@ -9,7 +9,7 @@ Generator([seed, 1]) as alone); everything that reduces over a member's arrays i
 exactly as alone: its loss (losses with lead 0 on its output), its clipping (clip.clip over its slices, so
 that its gradient norm is summed in the solo order), and its probes, through its own probes.Recorder on
 its view (the trace and gradients of the step, sliced). The optimizer steps every member with its own lr
-and momentum (per-member arrays; every rule is elementwise).
+of the step (its train.schedule's) and momentum (per-member arrays; every rule is elementwise).
 
 The recurrent models (RNN, LSTM, GRU, stacked cells) work alike: their member axis leads their time-major
 arrays, so a member's slice of the states and of the trace is laid out as its run alone lays it out.
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from functools import partial
 from typing import Any
@@ -58,14 +59,17 @@ def supported(config: Config) -> bool:
 
 @dataclass
 class Member:
-    """One member: its config, run id, solo view, batch generator, recorder and where it stands."""
+    """One member: its config, run id, solo view, task (as built alone: a file task holds out the member's
+    own train.probe_size rows), batch generator, recorder, lr schedule and where it stands."""
 
     config: Config
     run_id: str
     view: Model
+    task: tasks.Task
     batches: np.random.Generator
     recorder: probes.Recorder
     held_out: tuple[np.ndarray, np.ndarray]
+    rate: Callable[[int], float]  # its lr of each step (train.learning_rate)
     status: str = "ok"
     diverged_step: int = -1
     done: bool = False
@@ -125,16 +129,16 @@ def run_ensemble(configs: list[Config], run_ids: list[str]) -> list[Result]:
         raise ValueError("run_ensemble trains float64 MLPs, and RNNs, LSTMs and GRUs with the loss on the last step; "
                          f"got {sorted({(c['model.kind'], c['task.name'], c['train.dtype']) for c in configs})}")
     task = train.build_task(first)
-    solos = [train.build_model(c, task) for c in configs]
+    solos = [train.build_model(c, task) for c in configs]  # sizes and output: the same for every member's task
     weight_hh = [m.params["weight_hh"].copy() if "weight_hh" in m.params else None for m in solos]
     model = stack(solos)
-    members = [_member(c, rid, view, task) for c, rid, view in zip(configs, run_ids, solos)]
+    members = [_member(c, rid, view, train.build_task(c)) for c, rid, view in zip(configs, run_ids, solos)]
     lr = np.array([c["train.lr"] for c in configs])
     momentum = np.array([c["train.momentum"] for c in configs])
     optimizer = optim.get(first["train.optimizer"], model.params, lr, momentum)
     _train(model, members, optimizer, task)
     return [
-        train.finish(m.config, m.run_id, task, m.view, m.recorder.frames(), m.status, m.diverged_step, w, m.held_out)
+        train.finish(m.config, m.run_id, m.task, m.view, m.recorder.frames(), m.status, m.diverged_step, w, m.held_out)
         for m, w in zip(members, weight_hh)
     ]  # fmt: skip
 
@@ -146,7 +150,8 @@ def _member(config: Config, run_id: str, view: Model, task) -> Member:
         jacobian=config["train.jacobian"],
     )  # fmt: skip
     batches = np.random.default_rng([config["train.seed"], 1])
-    return Member(config, run_id, view, batches, recorder, held_out, done=config["train.steps"] == 0)
+    return Member(config, run_id, view, task, batches, recorder, held_out, train.learning_rate(config),
+                  done=config["train.steps"] == 0)  # fmt: skip
 
 
 class Batches:
@@ -155,8 +160,10 @@ class Batches:
     ensemble of R views of the one teacher (the x are drawn as TeacherStudent.sample draws them; the
     tests compare every member with its run alone, so a change there cannot pass unnoticed)."""
 
-    def __init__(self, task, members: int, batch: int) -> None:
-        self.task, self.batch = task, batch
+    def __init__(self, member_tasks: list[tasks.Task], batch: int) -> None:
+        self.tasks, self.batch = member_tasks, batch
+        task, members = member_tasks[0], len(member_tasks)  # one task but for a file task's held-out rows
+        self.task = task
         x, y = task.sample(np.random.default_rng(0), batch)
         self.x = np.zeros((members, *x.shape), dtype=x.dtype)
         self.y = np.zeros((members, *y.shape), dtype=y.dtype)
@@ -170,7 +177,7 @@ class Batches:
         """x, y with member r's rows drawn from rngs[r] (the other members' rows are left as they were)."""
         if self.teacher is None:
             for r, rng in rngs.items():
-                self.x[r], self.y[r] = self.task.sample(rng, self.batch)
+                self.x[r], self.y[r] = self.tasks[r].sample(rng, self.batch)
             return self.x, self.y
         for r, rng in rngs.items():
             self.x[r] = rng.normal(size=(self.batch, self.task.input_size))  # TeacherStudent.sample's x
@@ -181,7 +188,7 @@ class Batches:
 def _train(model: Model, members: list[Member], optimizer, task) -> None:
     """The training loop of train.run, for every member at once (see the module docstring)."""
     loss_fn = losses.get(task.loss)
-    batches = Batches(task, len(members), members[0].config["train.batch"])
+    batches = Batches([m.task for m in members], members[0].config["train.batch"])
     for step in range(max(m.steps for m in members)):
         live = [r for r, m in enumerate(members) if not m.done]
         if not live:
@@ -194,7 +201,8 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
         for r in live:
             loss[r], dout[r] = loss_fn(out[r], y[r])
         grads = model.backward(dout, cache, input_grad=False)
-        updated = _member_steps(members, live, logged, step, grads, out, dout, loss)
+        optimizer.lr = lr = np.array([m.rate(step) for m in members])  # each member's scheduled lr of the step
+        updated = _member_steps(members, live, logged, step, grads, out, dout, loss, lr)
         stopped = [r for r in range(len(members)) if r not in updated]
         saved = {name: p[stopped].copy() for name, p in model.params.items()} if stopped else {}
         for g in grads.params.values():
@@ -204,11 +212,11 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
             model.params[name][stopped] = kept
         for r, (norm, clipped_norm) in updated.items():
             m = members[r]
-            m.recorder.record_step(step, loss[r], norm, clipped_norm, m.config["train.lr"])
+            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]))
             m.done = step == m.steps - 1
 
 
-def _member_steps(members, live, logged, step, grads, out, dout, loss) -> dict[int, tuple[float, float]]:
+def _member_steps(members, live, logged, step, grads, out, dout, loss, lr) -> dict[int, tuple[float, float]]:
     """Per live member: its probes of the backward, its clipping and its divergence check, as train.run
     does them. Returns {member: (norm, clipped norm)} of the members the optimizer then updates; a member
     that diverged records its last row here and is done."""
@@ -221,7 +229,7 @@ def _member_steps(members, live, logged, step, grads, out, dout, loss) -> dict[i
         norm, clipped_norm = clip.clip(member_grads.params, m.config["train.clip_mode"], m.config["train.clip"])
         if not (math.isfinite(loss[r]) and math.isfinite(norm)):  # overflow: stop, keep what was logged
             m.status, m.diverged_step, m.done = "diverged", step, True
-            m.recorder.record_step(step, loss[r], norm, clipped_norm, m.config["train.lr"])
+            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]))
             continue
         updated[r] = (norm, clipped_norm)
     return updated

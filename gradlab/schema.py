@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from gradlab.nn import activations, clip, init, optim
+from gradlab.nn import activations, clip, init, losses, optim, schedule
 from gradlab import tasks
 
 
@@ -31,8 +31,12 @@ MAX_LAYERS = 100  # stacked recurrent cells: each is a full BPTT of its own, so 
 # Run ids (gradlab.sweep.config.run_id) hash the resolved config. A field added after the first release
 # carries since = the format that added it, and is left out of the hash while at its default, so that
 # every run written before it existed keeps its id (the committed results are keyed by them): format 2
-# added the cures (model.layers, model.norm, model.residual, model.residual_scale; model.kind "gru").
-RUN_ID_FORMAT = 2
+# added the cures (model.layers, model.norm, model.residual, model.residual_scale; model.kind "gru"); format 3
+# the file task (task.path, task.loss, task.sha256; task.name "file") and the learning-rate schedules
+# (train.schedule, train.decay_every, train.decay, train.warmup_steps, train.min_lr). UNHASHED fields are
+# never hashed: a data file's path is not (its content hash task.sha256 is), so moving the data keeps the ids.
+RUN_ID_FORMAT = 3
+UNHASHED = ("task.path",)
 NORMS = ("none", "layer", "batch")  # model.norm ("none": gradlab.nn.MLP's norm=None)
 
 
@@ -73,14 +77,35 @@ FIELDS: dict[str, Field] = {
     "task.name": Field(str, "teacher_student", "the task", tasks.NAMES),
     "task.T": Field(INT, 50, _min_T_help(), minimum=1, maximum=10**6),
     "task.variant": Field(str, "le2015", "adding problem variant", tasks.Adding.VARIANTS),
-    "task.input_size": Field(INT, 16, "input dimension (teacher_student, gaussian_blobs)", minimum=1, maximum=10**6),
-    "task.classes": Field(INT, 4, "classes (gaussian_blobs)", minimum=2, maximum=10**6),
+    "task.input_size": Field(INT, 16, "input dimension (teacher_student, gaussian_blobs; file: x's last axis, "
+                             "a value other than the default must match it)", minimum=1, maximum=10**6),
+    "task.classes": Field(INT, 4, "classes (gaussian_blobs; file with loss cross_entropy: a value other than the "
+                          "default is the class count, else the largest label + 1)", minimum=2, maximum=10**6),
+    "task.path": Field(str, "", "the data file of task.name = file: .npz (arrays x and y), NAME_x.npy (y in NAME_y.npy "
+                       "beside it) or .csv (vectors; the last column y, a header line optional); relative to the config "
+                       "file's folder (from --set: the current folder); shown in the runs table as data_path, not in "
+                       "the run id (the content hash task.sha256 is)", since=3),
+    "task.loss": Field(str, "mse", "the file task's loss (cross_entropy: y integer labels (N,); mse, sum_squares: "
+                       "y (N,) or (N, O); bce: y in [0, 1])", losses.NAMES, since=3),
+    "task.sha256": Field(str, "", "the file task's SHA-256 of its bytes (an .npy pair: of the two files' digests); "
+                         "set from task.path, not written by hand; in the run id (runs table: data_sha256)", since=3),
     # train
     "train.steps": Field(INT, 200, "optimizer steps", minimum=0, maximum=10**8, ensemble=True),
     "train.batch": Field(INT, 32, "examples per step", minimum=1, maximum=10**7),
     "train.optimizer": Field(str, "sgd", "optimizer", optim.NAMES),
     "train.lr": Field(NUM, 0.01, "learning rate", positive=True, ensemble=True),
     "train.momentum": Field(NUM, 0.9, "momentum (optimizer = momentum)", minimum=0, below=1, ensemble=True),
+    "train.schedule": Field(str, "constant", "learning-rate schedule of step t: constant lr; step lr decay^floor(t / "
+                            "decay_every); cosine min_lr + (lr - min_lr) (1 + cos(pi t / steps)) / 2; warmup lr min(1, "
+                            "(t + 1) / warmup_steps)", schedule.NAMES, since=3, ensemble=True),
+    "train.decay_every": Field(INT, 100, "steps between two decays of the lr (schedule = step)", minimum=1,
+                               maximum=10**8, since=3, ensemble=True),
+    "train.decay": Field(NUM, 0.1, "the factor the lr is multiplied by every decay_every steps (schedule = step)",
+                         positive=True, maximum=1, since=3, ensemble=True),
+    "train.warmup_steps": Field(INT, 100, "steps of the linear warmup to train.lr (schedule = warmup)", minimum=1,
+                                maximum=10**8, since=3, ensemble=True),
+    "train.min_lr": Field(NUM, 0.0, "the lr cosine decays towards, at most train.lr (schedule = cosine)", minimum=0,
+                          since=3, ensemble=True),
     "train.clip_mode": Field(str, "none", "gradient clipping", clip.MODES, ensemble=True),
     "train.clip": Field(NUM, 1.0, "clipping threshold c (norm or value)", positive=True, ensemble=True),
     "train.log_every": Field(INT, 10, "log probes every k steps (step 0 and the last step always)", minimum=1, maximum=10**8, ensemble=True),
@@ -99,7 +124,7 @@ SEQUENCE_TASKS = tuple(name for name, cls in tasks.TASKS.items() if cls.kind == 
 # The fields that may differ between the members of one ensemble (gradlab.sweep.groups): those that
 # change neither an array's shape nor the code a member runs inside the ensemble's one computation: a
 # member's own draws (seed, init kind and scales: each member's model is built as it would be alone), a
-# leaky ReLU's slope (one per member), its optimizer's per-member lr and momentum, its own clipping
+# leaky ReLU's slope (one per member), its optimizer's per-member lr (and lr schedule) and momentum, its own clipping
 # (clipped member by member), how long it trains and what it logs. Everything else (kind, sizes,
 # activation, norm, residual, optimizer, batch, dtype, the task) is the same for every member.
 ENSEMBLE_FIELDS = tuple(key for key, f in FIELDS.items() if f.ensemble)
@@ -119,10 +144,18 @@ IRRELEVANT = {
     "model.activation": {a: ("model.slope",) for a in activations.NAMES if a != "leaky_relu"},
     "train.clip_mode": {"none": ("train.clip",)},
     "train.optimizer": {"sgd": ("train.momentum",), "adam": ("train.momentum",)},
+    "task.name": {name: ("task.path", "task.loss", "task.sha256") for name in tasks.NAMES if name != "file"},
+    "train.schedule": {
+        "constant": ("train.decay_every", "train.decay", "train.warmup_steps", "train.min_lr"),
+        "step": ("train.warmup_steps", "train.min_lr"),
+        "cosine": ("train.decay_every", "train.decay", "train.warmup_steps"),
+        "warmup": ("train.decay_every", "train.decay", "train.min_lr"),
+    },
 }
 
 # Column names in the runs table (DESIGN.md's): the short name, except for these.
-COLUMNS = {"model.kind": "model", "model.slope": "leaky_slope", "task.name": "task"}
+COLUMNS = {"model.kind": "model", "model.slope": "leaky_slope", "task.name": "task", "task.path": "data_path",
+           "task.loss": "task_loss", "task.sha256": "data_sha256"}  # task_loss: the steps table has a loss column
 SHORT.update({col: key for key, col in COLUMNS.items()})  # the column names work as short names too
 
 
@@ -141,8 +174,9 @@ def defaults() -> dict[str, Any]:
 
 def hashed(config: dict[str, Any]) -> dict[str, Any]:
     """The part of a resolved config its run id hashes: every field, except those added after the first
-    release (Field.since > 1) while they are at their default (see RUN_ID_FORMAT)."""
-    return {k: v for k, v in config.items() if not (k in FIELDS and FIELDS[k].since > 1 and v == FIELDS[k].default)}
+    release (Field.since > 1) while they are at their default, and UNHASHED (see RUN_ID_FORMAT)."""
+    return {k: v for k, v in config.items()
+            if k not in UNHASHED and not (k in FIELDS and FIELDS[k].since > 1 and v == FIELDS[k].default)}  # fmt: skip
 
 
 def number(x: float) -> str:

@@ -1,4 +1,5 @@
-"""Train one resolved config: build the task and the model, run the optimizer with clipping, log
+"""Train one resolved config: build the task and the model, run the optimizer with clipping (at the lr of
+train.schedule for each step: gradlab.nn.schedule; the steps table's lr column is that rate), log
 through the probes, evaluate on the held-out set, diagnose, and return the tidy tables.
 
 Probes (gradlab.probes.Recorder) log the steps table at every step and the layers and timesteps
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -33,7 +35,7 @@ import pandas as pd
 
 from gradlab import probes, tasks
 from gradlab.diagnose import diagnose
-from gradlab.nn import GRU, LSTM, MLP, RNN, clip, losses, optim
+from gradlab.nn import GRU, LSTM, MLP, RNN, clip, losses, optim, schedule
 from gradlab.schema import FIELDS, column
 
 Config = dict[str, Any]
@@ -44,14 +46,20 @@ TASK_FIELDS = tuple(key for key in FIELDS if key.startswith("task."))
 
 def build_task(config: Config) -> tasks.Task:
     """The config's task. Tasks are deterministic and never changed by training (a teacher's weights come
-    from its fixed seed), so the few last built are kept per process: a sweep builds each one once."""
-    return _task(tuple(config[key] for key in TASK_FIELDS))
+    from its fixed seed), so the few last built are kept per process: a sweep builds each one once. A file
+    task holds out train.probe_size of its rows, so its build depends on that too."""
+    holdout = config["train.probe_size"] if config["task.name"] == "file" else None
+    return _task(tuple(config[key] for key in TASK_FIELDS), holdout)
 
 
 @functools.lru_cache(maxsize=8)
-def _task(values: tuple) -> tasks.Task:
+def _task(values: tuple, holdout: int | None = None) -> tasks.Task:
     config = dict(zip(TASK_FIELDS, values))
     name, options = config["task.name"], {}
+    if name == "file":
+        classes = config["task.classes"] if config["task.loss"] == "cross_entropy" else None
+        return tasks.get(name, path=config["task.path"], loss=config["task.loss"], holdout=holdout, classes=classes,
+                         sha256=config["task.sha256"] or None)  # fmt: skip
     if name in ("adding", "temporal_order", "copy_memory"):
         options["T"] = config["task.T"]
     if name == "adding":
@@ -88,6 +96,15 @@ def build_model(config: Config, task: tasks.Task) -> MLP | RNN | LSTM | GRU:
     return LSTM(task.input_size, width, task.output_size, forget_bias=config["model.forget_bias"], **recurrent)
 
 
+def learning_rate(config: Config) -> Callable[[int], float]:
+    """The run's learning rate of each step t (gradlab.nn.schedule: train.schedule and its parameters)."""
+    return schedule.get(
+        config["train.schedule"], config["train.lr"], steps=max(1, config["train.steps"]),  # steps 0: never called
+        decay_every=config["train.decay_every"],
+        decay=config["train.decay"], warmup_steps=config["train.warmup_steps"], min_lr=config["train.min_lr"],
+    )  # fmt: skip
+
+
 def evaluate(model: MLP | RNN | LSTM | GRU, x: np.ndarray) -> np.ndarray:
     """The model's output on held-out x: an MLP in eval mode (batch norm's running statistics, unchanged)."""
     return model.forward(x, train=False)[0] if isinstance(model, MLP) else model.forward(x)[0]
@@ -115,7 +132,7 @@ def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.
     loss_fn = losses.get(task.loss)
     optimizer = optim.get(config["train.optimizer"], model.params, config["train.lr"], config["train.momentum"])
     batches = np.random.default_rng([config["train.seed"], 1])
-    steps, batch, lr = config["train.steps"], config["train.batch"], config["train.lr"]
+    steps, batch, rate = config["train.steps"], config["train.batch"], learning_rate(config)
     mode, threshold = config["train.clip_mode"], config["train.clip"]
     x_probe, y_probe = task.held_out(config["train.probe_size"])
     weight_hh = model.params["weight_hh"].copy() if "weight_hh" in model.params else None
@@ -125,6 +142,7 @@ def run(config: Config, run_id: str = "") -> tuple[dict[str, Any], dict[str, pd.
     )  # fmt: skip
     status, diverged_step = "ok", -1
     for step in range(steps):
+        optimizer.lr = lr = rate(step)
         logged = recorder.should_log(step)
         x, y = task.sample(batches, batch)
         out, cache = model.forward(x, trace=logged)

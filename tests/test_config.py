@@ -3,6 +3,7 @@
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from gradlab import schema, tasks
@@ -377,17 +378,21 @@ def test_an_impossible_run_deep_in_a_900000_run_grid_fails_without_expanding_it(
         config.from_dict(data)
 
 
-def test_validation_without_expansion_sees_everything_the_combination_check_reads():
+def test_validation_without_expansion_sees_everything_the_combination_check_reads(tmp_path):
     class Recording(dict):
         def __getitem__(self, key):
             read.add(key)
             return super().__getitem__(key)
 
     read = set()
+    np.savez(tmp_path / "d.npz", x=np.zeros((8, 3)), y=np.arange(8) % 2)  # the file task's checks read its fields
+    file_task = {"task.path": str(tmp_path / "d.npz"), "task.loss": "cross_entropy", "train.probe_size": 2,
+                 "train.schedule": "cosine"}  # fmt: skip
     for kind, task, variant, norm in [("mlp", "teacher_student", "le2015", "batch"), ("rnn", "adding", "hochreiter1997", "none"),
-                                      ("lstm", "temporal_order", "le2015", "none"), ("gru", "adding", "le2015", "none")]:  # fmt: skip
+                                      ("lstm", "temporal_order", "le2015", "none"), ("gru", "adding", "le2015", "none"),
+                                      ("mlp", "file", "le2015", "none")]:  # fmt: skip
         fields = {"model.kind": kind, "task.name": task, "task.variant": variant, "model.norm": norm}
-        config.check_combination(Recording(config.from_dict({}).base, **fields))
+        config.check_combination(Recording(config.from_dict({}).base, **fields, **(file_task if task == "file" else {})))
     assert read == set(config.CHECKED), "Experiment.validate() iterates only over CHECKED; keep it equal to what check_combination reads"
 
 
@@ -484,8 +489,8 @@ def test_a_cures_field_off_its_default_changes_the_id_and_at_its_default_is_not_
     seq = config.from_dict({"model": {"kind": "gru"}, "task": {"name": "adding", "T": 8}}).grid()[0]
     ids |= {config.run_id(seq), config.run_id(config.resolve({**seq, "model.layers": 2}))}
     assert len(ids) == 7
-    assert set(schema.hashed(base)) == set(base) - {"model.layers", "model.norm", "model.residual", "model.residual_scale"}
-    assert [k for k, f in FIELDS.items() if f.since > 1] == ["model.layers", "model.norm", "model.residual", "model.residual_scale"]
+    assert set(schema.hashed(base)) == set(base) - {k for k, f in FIELDS.items() if f.since > 1}
+    assert [k for k, f in FIELDS.items() if f.since == 2] == ["model.layers", "model.norm", "model.residual", "model.residual_scale"]
 
 
 def test_the_cures_fields_round_trip_through_toml(tmp_path):

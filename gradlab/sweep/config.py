@@ -50,13 +50,16 @@ from typing import Any
 
 from gradlab import tasks
 from gradlab.schema import FIELDS, IRRELEVANT, NUM, SECTIONS, SEQUENCE_TASKS, SHORT, bounds, defaults, hashed, number
+from gradlab.sweep import datafile
 
 TOP_LEVEL = ("name", "description", *SECTIONS, "sweep", "case", "part", "reproduce")  # [reproduce]: see gradlab.reproduce
 PART_KEYS = ("name", *SECTIONS, "sweep", "case")
 RUN_KEYS = (*SECTIONS, "sweep", "case", "part")  # a config file with none of these has nothing to run
 MAX_RUNS = 100_000  # the largest grid (Experiment.count()) `gradlab run` starts without --max-runs
-CHECKED = ("model.kind", "task.name", "task.T", "task.variant", "model.norm", "train.batch")  # what check_combination reads
-NOT_WRITTEN = ("experiment.part",)  # set from the [[part]] names, never written in a config or --set
+CHECKED = ("model.kind", "task.name", "task.T", "task.variant", "model.norm", "train.batch",  # what check_combination reads
+           "task.path", "task.loss", "task.input_size", "task.classes", "train.probe_size", "train.schedule", "train.lr",
+           "train.min_lr")  # fmt: skip
+NOT_WRITTEN = {"experiment.part": "the [[part]] names", "task.sha256": "task.path's file"}  # never written in a config or --set
 NAME_MAX = 100  # characters of an experiment name, which names its results folder
 NAME_FORBIDDEN = '/\\<>:"|?*'  # path separators and the characters Windows refuses in file names
 
@@ -143,7 +146,7 @@ def canonical_key(key: str, where: str) -> str:
     """'depth' or 'model.depth' -> 'model.depth', or a ConfigError with a did-you-mean."""
     dotted = key if key in FIELDS else SHORT.get(key)
     if dotted in NOT_WRITTEN:
-        raise ConfigError(f"{where}{key}: {dotted} is set from the [[part]] names, not written by hand")
+        raise ConfigError(f"{where}{key}: {dotted} is set from {NOT_WRITTEN[dotted]}, not written by hand")
     if dotted:
         return dotted
     close = difflib.get_close_matches(key, list(FIELDS) + list(SHORT), n=1, cutoff=0.6)
@@ -198,7 +201,15 @@ def check_combination(config: dict[str, Any]) -> None:
     """The model must be able to run the task, T must reach the task's minimum (Task.min_T), and an MLP's
     batch norm needs batches of 2 or more (PyTorch refuses 1: the batch variance is 0); reads only CHECKED."""
     kind, task = config["model.kind"], config["task.name"]
-    if (kind == "mlp") == (task in SEQUENCE_TASKS):
+    if config["train.schedule"] == "cosine" and config["train.min_lr"] > config["train.lr"]:
+        raise ConfigError(f"train.min_lr = {config['train.min_lr']!r}: must be <= train.lr = {config['train.lr']!r} "
+                          "(schedule = 'cosine' decays from train.lr towards train.min_lr)")  # fmt: skip
+    if task == "file":
+        try:
+            datafile.check(config)  # x's shape for the model, the loss's targets, the sizes, the held-out rows
+        except tasks.DataError as err:
+            raise ConfigError(str(err)) from None
+    elif (kind == "mlp") == (task in SEQUENCE_TASKS):
         need = "an rnn, lstm or gru" if task in SEQUENCE_TASKS else "an mlp"
         raise ConfigError(f"model.kind = {kind!r} cannot run task.name = {task!r}: that task needs {need}")
     if kind == "mlp" and config["model.norm"] == "batch" and config["train.batch"] < 2:
@@ -226,6 +237,8 @@ def resolve(config: dict[str, Any]) -> dict[str, Any]:
         out["task.input_size"] = FIELDS["task.input_size"].default
     if task != "gaussian_blobs":
         out["task.classes"] = FIELDS["task.classes"].default
+    if task == "file":
+        out.update(datafile.resolved(config))  # its sizes and SHA-256, from the file
     return out
 
 
@@ -233,7 +246,8 @@ def run_id(config: dict[str, Any]) -> str:
     """A stable 12-hex-digit hash of a resolved config: of gradlab.schema.hashed(config), which leaves out
     the fields added after the first release (model.layers, model.norm, model.residual,
     model.residual_scale) while at their defaults, so that a run written before they existed keeps its
-    id and its results (schema.RUN_ID_FORMAT); any other value of them changes the id."""
+    id and its results (schema.RUN_ID_FORMAT); any other value of them changes the id. A file task's
+    path is not hashed, its content hash task.sha256 is (schema.UNHASHED)."""
     text = json.dumps(hashed(config), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
@@ -293,7 +307,7 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
             f"{path}: nothing to run: no [model], [task], [train], [sweep], [[case]] or [[part]]; "
             "to run the defaults, write an empty [train] table"
         )
-    return from_dict(data, path.stem, overrides)
+    return from_dict(data, path.stem, overrides, folder=path.parent)
 
 
 def read(path: Path) -> dict[str, Any]:
@@ -357,16 +371,21 @@ def _first_duplicate_line(lines: list[str]) -> int:
     return max(1, len(lines))
 
 
-def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides: list[str] = ()) -> Experiment:
+def from_dict(data: dict[str, Any], default_name: str = "experiment", overrides: list[str] = (),
+              folder: Path | None = None) -> Experiment:  # fmt: skip
     """Validate a parsed config (see the module docstring) into an Experiment; the grid is not expanded.
-    An empty dict is the defaults (load() refuses an empty file)."""
+    An empty dict is the defaults (load() refuses an empty file). folder: where the config's relative
+    task.path values start (the config file's folder; default the current one; --set's: the current one)."""
     _check_top_level(data, default_name)
     base = {**defaults(), **_sections(data, "")}
     axes, cases = _axes(data, ""), _cases(data, "")
     parts = _parts(data)
     if parts and (axes or cases):
         raise ConfigError("sweep / case: a config with [[part]] sweeps inside its parts ([part.sweep], [[part.case]])")
-    _apply_overrides(overrides, base, parts or [Part("", {}, axes, cases)])  # the Part shares axes and cases
+    grids = parts or [Part("", {}, axes, cases)]  # the Part shares axes and cases
+    datafile.absolute_paths(folder or Path.cwd(), base, grids)  # the config's own relative task.path values
+    _apply_overrides(overrides, base, grids)
+    datafile.absolute_paths(Path.cwd(), base, grids)  # those --set wrote
     name = check_name(data.get("name", default_name))
     description = data.get("description", "")
     if not isinstance(description, str):
@@ -546,7 +565,7 @@ def _grid_toml(prefix: str, values: dict[str, Any], axes: dict[str, list[Any]], 
     """TOML lines of one grid: its [section] values, [sweep] axes and [[case]]s, under `prefix`."""
     lines = []
     for section in SECTIONS:
-        own = {k: v for k, v in values.items() if k.startswith(section + ".")}
+        own = {k: v for k, v in values.items() if k.startswith(section + ".") and k not in NOT_WRITTEN}
         if own:
             lines.append(f"{blank}[{prefix}{section}]")
             lines += [f"{k.split('.', 1)[1]} = {_toml_value(v)}" for k, v in own.items()]

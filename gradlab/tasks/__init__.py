@@ -1,4 +1,5 @@
-"""Synthetic tasks: sequences for RNNs/LSTMs, vectors for MLPs. `get(name, **options)` builds one."""
+"""Synthetic tasks (sequences for RNNs/LSTMs, vectors for MLPs) and the file task (the user's own data).
+`get(name, **options)` builds one."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from gradlab.nn import _checks
 from gradlab.tasks.adding import Adding
 from gradlab.tasks.base import EVAL_SIZE, Task
 from gradlab.tasks.copy_memory import CopyMemory
+from gradlab.tasks.file import DataError, FileTask
 from gradlab.tasks.temporal_order import TemporalOrder
 from gradlab.tasks.vectors import AbsValue, GaussianBlobs, TeacherStudent, TwoSpirals
 
@@ -17,14 +19,15 @@ TASKS = {
     "gaussian_blobs": GaussianBlobs,
     "two_spirals": TwoSpirals,
     "abs_value": AbsValue,
+    "file": FileTask,
 }
 NAMES = tuple(TASKS)
 
 
 def get(name: str, **options) -> Task:
-    """The task called `name` (one of NAMES) with its options (e.g. T, variant, input_size, seed)."""
+    """The task called `name` (one of NAMES) with its options (e.g. T, variant, input_size, seed; file: path, loss)."""
     return TASKS[_checks.choice("task", name, NAMES)](**options)
 
 
-__all__ = ["EVAL_SIZE", "NAMES", "TASKS", "AbsValue", "Adding", "CopyMemory", "GaussianBlobs", "Task",
-           "TeacherStudent", "TemporalOrder", "TwoSpirals", "get"]  # fmt: skip
+__all__ = ["EVAL_SIZE", "NAMES", "TASKS", "AbsValue", "Adding", "CopyMemory", "DataError", "FileTask", "GaussianBlobs",
+           "Task", "TeacherStudent", "TemporalOrder", "TwoSpirals", "get"]  # fmt: skip
