@@ -94,8 +94,10 @@ def test_seed_axis_triples_mlp_depth_and_dry_run_shows_the_grown_grid(capsys):
     assert code == 0, err
     lines = out.splitlines()
     assert lines[0] == "mlp_depth: 60 runs (first 10 shown)", lines[0]
-    assert lines[1].split() == ["depth", "activation", "seed"], lines[1]
-    assert [line.split()[-1] for line in lines[2:5]] == ["0", "1", "2"], "the seed axis is not the last (fastest) axis"
+    header = lines[1].split()  # the preview's table (its layout is the terminal's): a column per swept field
+    assert [h for h in header if h in ("depth", "activation", "seed")] == ["depth", "activation", "seed"], lines[1]
+    rows = [line.split() for line in lines[2:] if line.split() and line.split()[0].isdigit()][:3]
+    assert [row[header.index("seed")] for row in rows] == ["0", "1", "2"], "the seed axis is not the last (fastest) axis"
 
 
 def test_a_set_axis_is_counted_without_expanding_the_grid(capsys, monkeypatch, tmp_path):
