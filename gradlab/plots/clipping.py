@@ -76,6 +76,7 @@ DRAWS = ("clip_mode", "clip")
 ROLES = {"clip_mode": "colour (no clipping in black)", "clip": "colour (viridis, by threshold)"}
 
 
+@style.styled
 def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
     t, runs, notes = _select(tables)
     return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=0, by=by, notes=notes,

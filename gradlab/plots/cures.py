@@ -51,6 +51,7 @@ UPPER = dict(linestyle="-.", linewidth=1.1)  # a stacked net's top cell layer, i
 DEFAULTS = {"norm": "none", "residual": False, "layers": 1}  # tables written before the cures
 
 
+@style.styled
 def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
     t = select_runs(tables, PART)
     runs = t["runs"].assign(**{k: t["runs"].get(k, v) for k, v in DEFAULTS.items()})

@@ -119,6 +119,7 @@ def _select(tables):
     return {**t, "runs": runs}, runs[ok], notes
 
 
+@style.styled
 def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
     t, runs, notes = _select(tables)
     return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=0, by=by, notes=notes,
@@ -141,8 +142,6 @@ def _median_lines(ax, wide: pd.DataFrame, born: pd.DataFrame, color, label: str,
 
 
 def _draw(ctx: split.Context):
-    import matplotlib.pyplot as plt
-
     runs = ctx.runs
     layers = ctx.tables["layers"].merge(runs[["run_id", "activation", "leaky_slope", "depth", "width"]], on="run_id")
     hidden = layers[(layers["layer"] < layers["depth"]) & layers["dead_frac"].notna()]
@@ -150,7 +149,7 @@ def _draw(ctx: split.Context):
     colors = _colors(groups)
     widths = sorted(int(w) for w in runs["width"].unique())
     several = ctx.plan.seeds > 1
-    fig = plt.figure(figsize=(3.4 * 3, 2.6 * len(widths) + 0.5))
+    fig = style.blank(3.4 * 3, 2.6 * len(widths) + 0.5)
     grid = fig.add_gridspec(len(widths), 3)
     rows = [(fig.add_subplot(grid[i, 0]), fig.add_subplot(grid[i, 1])) for i in range(len(widths))]
     ax_lu = fig.add_subplot(grid[:, 2])

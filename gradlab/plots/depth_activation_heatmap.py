@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.colors import Normalize
 
 from gradlab.plots import _gradients as g
@@ -107,6 +108,7 @@ def _select(tables):
     return t, runs[runs["run_id"].isin(at0)], notes
 
 
+@style.styled
 def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
     t, runs, notes = _select(tables)
     return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=MAX_FACETS, by=by,
@@ -134,7 +136,7 @@ def _draw(ctx: split.Context):
     finite = np.concatenate([p[2][np.isfinite(p[2])] for p in panels])
     vmax = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
     norm = Normalize(-vmax, vmax)
-    cmap = style.plt.get_cmap(CMAP).with_extremes(bad="0.8")
+    cmap = colormaps[CMAP].with_extremes(bad="0.8")
     several = ctx.plan.seeds > 1
     height = max(2.0, (0.5 if several else 0.4) * len(depths) + 1.1)
     width = max(2.6, 0.75 * len(keys) + 1.0)

@@ -8,6 +8,7 @@ ERROR and names the exception). One figure's failure never stops the others.
 from __future__ import annotations
 
 import importlib
+import sys
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -41,9 +42,7 @@ def render(name: str, tables: dict[str, pd.DataFrame], by: str | None = None):
     never raising. `by` goes to a figure's draw() when it takes one (the field to facet or group by)."""
     import inspect
 
-    import matplotlib.pyplot as plt
-
-    before = set(plt.get_fignums())
+    before = _pyplot_figures()
     try:
         mod = load_figure(name)
         if mod is None:
@@ -57,9 +56,16 @@ def render(name: str, tables: dict[str, pd.DataFrame], by: str | None = None):
         reason = str(why) or "the tables do not hold what it needs"
     except Exception as err:  # noqa: BLE001 - one figure's bug must not take the others down
         reason = f"{ERROR}{type(err).__name__}: {err}".splitlines()[0]
-    for num in set(plt.get_fignums()) - before:  # what the failed figure left open
-        plt.close(num)
+    for num in _pyplot_figures() - before:  # what the failed figure left open (a figure drawn with pyplot)
+        style.close(num)
     return None, reason
+
+
+def _pyplot_figures() -> set[int]:
+    """The numbers of the figures pyplot holds open; none when pyplot was never imported (gradlab's own
+    figures are pyplot-free, see gradlab.plots.style, so gradlab never imports it)."""
+    pyplot = sys.modules.get("matplotlib.pyplot")
+    return set(pyplot.get_fignums()) if pyplot is not None else set()
 
 
 def _as_drawn(result, fallback: str) -> list[style.Drawn]:
@@ -177,10 +183,8 @@ def draw_all(
                 paths += style.save(d.fig, folder / stem, formats)
                 record_files(folder, paths)
         except Exception as err:  # noqa: BLE001 - e.g. a figure that cannot be rendered to a file
-            import matplotlib.pyplot as plt
-
             for d in drawn:
-                plt.close(d.fig)
+                style.close(d.fig)
             result.skipped[name] = f"{ERROR}saving failed: {type(err).__name__}: {err}".splitlines()[0]
             continue
         result.written[name] = paths

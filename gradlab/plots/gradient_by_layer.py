@@ -62,6 +62,7 @@ def _select(tables):
     return t, runs, notes
 
 
+@style.styled
 def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
     t, runs, notes = _select(tables)
     return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=MAX_FACETS, by=by,

@@ -151,6 +151,7 @@ def _select(tables):
     return tables, runs, notes
 
 
+@style.styled
 def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
     if by is not None and by not in tables["runs"].columns:
         fields = ", ".join(split.fields(tables["runs"]))

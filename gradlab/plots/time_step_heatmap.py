@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 import pandas as pd
+from matplotlib import colormaps
 from matplotlib.colors import SymLogNorm
 from matplotlib.patches import Patch
 
@@ -154,6 +155,7 @@ def _select(tables):
     return t, runs[ok], notes
 
 
+@style.styled
 def draw(tables: dict[str, pd.DataFrame], by: str | None = None):
     t, runs, notes = _select(tables)
     return split.draw_files(t, runs, DRAWS, _draw, guide=CAPTION, roles=ROLES, max_facets=0, by=by, notes=notes,
@@ -171,7 +173,7 @@ def _draw(ctx: split.Context):
     data = [(run, title, *matrix(ts[ts["run_id"] == run["run_id"]])) for run, title in chosen]
     finite = np.concatenate([d[4][np.isfinite(d[4])] for d in data])
     norm = colour_norm(finite)
-    cmap = style.plt.get_cmap(CMAP).with_extremes(bad=BAD, under=ZERO, over=style.plt.get_cmap(CMAP)(1.0))
+    cmap = colormaps[CMAP].with_extremes(bad=BAD, under=ZERO, over=colormaps[CMAP](1.0))
 
     fig, axes = style.figure(1, len(data), width=2.7, height=2.8, sharey=False, layout="constrained")
     any_bad = any_zero = False
