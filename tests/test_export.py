@@ -159,3 +159,13 @@ def test_a_folder_that_is_not_results_is_refused(results, tmp_path, capsys, what
     expected = "layers.parquet: unreadable" if what == "damaged" else "no runs.parquet; is this a gradlab results folder"
     assert expected in line, line
     assert snapshot(tmp_path) == before
+
+
+def test_fresh_removes_the_exported_files_and_keeps_the_users(results):
+    """`gradlab run --fresh` makes the export stale, so it removes the files export wrote, and only them."""
+    export(results, "csv", ["runs", "steps"])
+    (results / "export" / "notes.txt").write_text("mine")
+    runner.run(config.from_dict(SMALL, "small"), results, fresh=True, progress=False)
+    left = sorted(p.name for p in (results / "export").iterdir())
+    assert left == [FILES_LEDGER, "notes.txt"], f"after --fresh, export/ holds {left}"
+    assert json.loads((results / "export" / FILES_LEDGER).read_text()) == []

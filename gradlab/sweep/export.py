@@ -23,10 +23,10 @@ from typing import NamedTuple
 import pandas as pd
 
 from gradlab.schema import FIELDS, column
-from gradlab.sweep.store import FILES_LEDGER, MARKER, OWN_DIRS, TABLES, load, locked, owned_files, record_files
+from gradlab.sweep.store import EXPORT_DIR, FILES_LEDGER, MARKER, OWN_DIRS, TABLES, load, locked, owned_files, record_files
 
 FORMATS = ("csv", "parquet")
-DEFAULT_DIR = "export"  # inside the results folder
+DEFAULT_DIR = EXPORT_DIR  # inside the results folder
 CONFIG_PREFIX = "config_"  # a config column the table already has (steps' lr) is merged under this prefix
 
 

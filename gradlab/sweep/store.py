@@ -10,6 +10,7 @@ nothing gradlab did not write is touched.
     quarantine/<run_id>/            run folders that failed their check, moved aside (never deleted)
     <table>.parquet                 the consolidated tables (runs, steps, layers, timesteps)
     figures/.gradlab-files          the figure files gradlab wrote there (the only ones it removes)
+    export/.gradlab-files           the same for `gradlab export`'s files
 
 A run is written into runs/.tmp-<run_id>-<pid>/ and renamed to runs/<run_id>/ only when complete;
 rename is atomic, so a run folder exists whole or not at all, whatever kills the process. Opening a
@@ -39,6 +40,7 @@ MARKER, LOCK, CONTENTS, QUARANTINE = ".gradlab-store", ".gradlab-lock", "content
 FILES_LEDGER = ".gradlab-files"  # in a folder gradlab writes figures to: the names of the files it wrote
 OWN_FILES = ("config.toml", "manifest.json", "summary.csv", "report.html", "claims.csv", *(f"{t}.parquet" for t in TABLES))
 OWN_DIRS = ("runs", "figures", QUARANTINE)
+EXPORT_DIR = "export"  # where `gradlab export` writes by default; its ledger lists its files, as figures/ does
 RUN_FILES = ("run.json", CONTENTS, *(f"{t}.parquet" for t in RUN_TABLES))
 
 
@@ -195,7 +197,8 @@ class Store:
             for folder in self.runs_dir.iterdir():
                 if folder.is_dir():
                     self._remove_run_folder(folder)
-        remove_files(self.root / "figures", owned_files(self.root / "figures"))
+        for folder in ("figures", EXPORT_DIR):
+            remove_files(self.root / folder, owned_files(self.root / folder))
 
 
 def check_writable(root: str | Path) -> None:
@@ -413,7 +416,7 @@ def _is_unmarked_store(root: Path) -> bool:
     """A store written before the marker existed: a manifest.json or config.toml, and nothing visible
     that gradlab does not write."""
     names = {p.name for p in _visible_entries(root)}
-    return bool(names & {"manifest.json", "config.toml"}) and names <= {*OWN_FILES, *OWN_DIRS}
+    return bool(names & {"manifest.json", "config.toml"}) and names <= {*OWN_FILES, *OWN_DIRS, EXPORT_DIR}
 
 
 def _visible_entries(root: Path) -> list[Path]:
