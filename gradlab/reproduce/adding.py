@@ -175,6 +175,7 @@ def _count(claim: str, source: str, need: int, hits: pd.Series, detail: str) -> 
 # ---------------------------------------------------------------- figures
 
 
+@style.styled
 def loss_figure(curves: pd.DataFrame, mse: pd.DataFrame, title: str) -> Figure:
     """Training MSE (windowed) against step, a line per run in its model's colour, the test MSE at the end
     as a marker with +-1 standard error; the baseline 1/6 dashed, 1/12 and the claims' thresholds dotted."""
@@ -207,6 +208,7 @@ def loss_figure(curves: pd.DataFrame, mse: pd.DataFrame, title: str) -> Figure:
     return fig
 
 
+@style.styled
 def dh_figure(timesteps: pd.DataFrame, runs: pd.DataFrame, title: str) -> Figure:
     """dh_norm against t (log y), a panel per logged step, a line per run in its model's colour; the first
     half of the sequence (where the first marker is) shaded."""

@@ -125,6 +125,7 @@ def _examples(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> list[tuple[
             ("white noise", white)]  # fmt: skip
 
 
+@style.styled
 def gradients_figure(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> Figure:
     fig, axes = style.figure(1, 5, width=2.2, height=2.0)
     x = sh.grid(p["points"])
@@ -140,6 +141,7 @@ def gradients_figure(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> Figu
     return fig
 
 
+@style.styled
 def autocorrelation_figure(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> Figure:
     fig, axes = style.figure(1, 1, width=4.2, height=3.0)
     ax = axes[0, 0]
@@ -154,6 +156,7 @@ def autocorrelation_figure(p: dict[str, Any], g: dict[tuple[str, int], Array]) -
     return fig
 
 
+@style.styled
 def depth_figure(p: dict[str, Any], g: dict[tuple[str, int], Array]) -> Figure:
     fig, axes = style.figure(1, 2, width=3.6, height=3.0)
     for ax, kind in zip(axes[0], ("pair", "neighbour")):

@@ -289,6 +289,7 @@ def claims(stats: dict[str, Stats], p: dict[str, Any]) -> list[Claim]:
 # ---------------------------------------------------------------- figures
 
 
+@style.styled
 def delta_figure(stats: dict[str, Stats], p: dict[str, Any]) -> Figure:
     """Left: pooled Var[delta_l] against layer (log y) per init, n Var[W]^(hidden - l) from the top layer
     dashed. Right: the forward pre-activation variance mean z_l^2, which sets tanh'(z) (log y)."""
@@ -323,6 +324,7 @@ def quarter_circle(sigma: Array, scale: float) -> Array:
     return np.sqrt(np.clip(4 * scale**2 - sigma**2, 0.0, None)) / (math.pi * scale**2)
 
 
+@style.styled
 def singular_figure(stats: dict[str, Stats], p: dict[str, Any]) -> Figure:
     """Histogram of the Jacobians' singular values per init, the quarter-circle law of W alone dashed,
     the means marked."""
@@ -348,6 +350,7 @@ def singular_figure(stats: dict[str, Stats], p: dict[str, Any]) -> Figure:
     return fig
 
 
+@style.styled
 def weight_grad_figure(stats: dict[str, Stats], p: dict[str, Any]) -> Figure:
     """Pooled weight-gradient variance per layer over its smallest layer's, per init: the claim is that
     every point is <= 1.25 (shaded); eq. 14's equal variances dashed at 1."""

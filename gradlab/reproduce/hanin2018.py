@@ -127,6 +127,7 @@ def find(found: list[Measured], hidden: list[int]) -> Measured:
 # ---------------------------------------------------------------- figure
 
 
+@style.styled
 def ratio_figure(p: dict[str, Any], found: list[Measured]) -> Figure:
     """Measured E[J^4]/E[J^2]^2 against beta (+- 2 se), the formula per architecture (crosses) and 3 exp(5 beta)."""
     fig, axes = style.figure(1, 1, width=6.0, height=3.6)

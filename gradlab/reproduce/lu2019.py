@@ -263,6 +263,7 @@ def _runs_shape(outcomes: pd.DataFrame) -> tuple[int, int, int]:
 # ---------------------------------------------------------------- figures
 
 
+@style.styled
 def point_figure(p: dict[str, Any], dead: dict[str, dict[int, float]]) -> Figure:
     """P(dead at a point) against width (log y): ReLU measured with 3-SE bars, Lu's formula dashed."""
     fig, axes = style.figure(1, 1, width=4.2, height=3.2)
@@ -301,6 +302,7 @@ def _spread_log(values: list[float], gap: float) -> list[float]:
     return [10.0**v for v in out]
 
 
+@style.styled
 def collapse_figure(p: dict[str, Any], curves: dict[int, Array], outcomes: pd.DataFrame | None) -> Figure:
     """Collapsed fraction on the probe set against depth (log y), one line per width labelled at its
     right end, Lu's at-a-point probability dashed per width; the training runs' step-0 fraction as a
@@ -340,6 +342,7 @@ def collapse_figure(p: dict[str, Any], curves: dict[int, Array], outcomes: pd.Da
     return fig
 
 
+@style.styled
 def training_figure(outcomes: pd.DataFrame) -> Figure:
     """Left: collapsed fraction against the Adam step (+- 3 SE band), the paper's 0.9 dashed. Right:
     final held-out loss per run, sorted (log y), collapsed and not, the best constant's loss dashed."""

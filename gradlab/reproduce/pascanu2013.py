@@ -283,6 +283,7 @@ def _init_panel(ax, T: int, init: dict[float, tuple[Array, Array]], hidden: int)
     ax.set_title("tanh RNN, W_hh ~ N(0, sigma_w^2 / H)")
 
 
+@style.styled
 def init_figure(p: dict[str, Any], linear: dict, bound: dict, init: dict) -> Figure:
     """Three panels of ||dL/dh_t|| / ||dL/dh_(T-1)|| against t at initialisation (log y): the linear
     RNN with rho^(T-1-t) dashed; the largest example of the bounded RNNs under Pascanu's bound; the
@@ -326,6 +327,7 @@ def _training_curves(ax, runs: pd.DataFrame, steps: pd.DataFrame, column: str, t
         ax.set_ylim(low / 3, min(high * 3, top))
 
 
+@style.styled
 def training_figure(tables: dict[str, pd.DataFrame]) -> Figure:
     """Gradient norm before clipping (all runs; the clipped runs alone) and the loss against the SGD
     step, log y, a line per run; an x at the top marks the step where a run diverged."""

@@ -208,6 +208,7 @@ def isometry_claim(case: Case, m: Measured, depth: int, bound: float, contrast: 
 # ---------------------------------------------------------------- figures
 
 
+@style.styled
 def variance_figure(p: dict[str, Any], found: list[tuple[Case, Measured]]) -> Figure:
     """sigma^2_(JJ^T) against L per case: the networks' mean +- 2 se, theory's line dashed."""
     fig, axes = style.figure(1, 2, width=4.2, height=3.4)
@@ -234,6 +235,7 @@ def variance_figure(p: dict[str, Any], found: list[tuple[Case, Measured]]) -> Fi
     return fig
 
 
+@style.styled
 def spectra_figure(p: dict[str, Any], found: list[tuple[Case, Measured]]) -> Figure:
     """Histograms of the singular values of J at the deepest L, all networks pooled, a panel per case."""
     fig, axes = style.figure(1, len(found), width=2.0, height=2.4)

@@ -153,6 +153,7 @@ def mode_claims(p: dict[str, Any], t: Array, u: Array, s: Array) -> list[Claim]:
 # ---------------------------------------------------------------- figures
 
 
+@style.styled
 def depth_figure(p: dict[str, Any], steps: dict[tuple[str, int], Array]) -> Figure:
     fig, axes = style.figure(1, 1, width=4.2, height=3.0)
     ax = axes[0, 0]
@@ -174,6 +175,7 @@ def depth_figure(p: dict[str, Any], steps: dict[tuple[str, int], Array]) -> Figu
     return fig
 
 
+@style.styled
 def mode_figure(p: dict[str, Any], t: Array, u: Array, s: Array) -> Figure:
     fig, axes = style.figure(1, 1, width=4.2, height=3.0)
     ax = axes[0, 0]

@@ -140,6 +140,7 @@ def _chi1_panel(ax, cases: list[Case], log_chi: Array, se: Array, sigma_w2_range
     ax.legend(loc="upper left", frameon=False, fontsize=7)
 
 
+@style.styled
 def chi1_figure(p: dict[str, Any], cases: list[Case], log_chi: Array, se: Array) -> Figure:
     """A panel per activation: measured chi_1 = exp(fitted slope) against sigma_w^2, theory dashed."""
     fig, axes = style.figure(1, 3, width=3.4, height=3.0)
@@ -154,6 +155,7 @@ def chi1_figure(p: dict[str, Any], cases: list[Case], log_chi: Array, se: Array)
     return fig
 
 
+@style.styled
 def critical_line_figure(p: dict[str, Any], cases: list[Case], log_chi: Array, se: Array) -> Figure:
     """tanh's critical line sigma_b^2 against sigma_w^2 (dashed) and the measured points by phase."""
     fig, axes = style.figure(1, 1, width=6.2, height=3.4)
@@ -184,6 +186,7 @@ def critical_line_figure(p: dict[str, Any], cases: list[Case], log_chi: Array, s
     return fig
 
 
+@style.styled
 def delta_figure(p: dict[str, Any], cases: list[Case], sq: Array) -> Figure:
     """A panel per activation: pooled E||delta_l||^2 / E||delta_(depth-3)||^2 against l (log y), a line
     per sigma_w^2, with chi_1^(depth-3-l) dashed."""

@@ -164,6 +164,7 @@ def flat_claim(m: Measured, tolerance: float) -> Claim:
 # ---------------------------------------------------------------- figure
 
 
+@style.styled
 def gradient_figure(p: dict[str, Any], groups: dict[str, list[Measured]]) -> Figure:
     """||dL/dW_l||^2 / ||dL/dW_(depth-1-edge)||^2 by layer (log y), pooled over nets, theory's rate dashed."""
     fig, axes = style.figure(1, 2, width=4.2, height=3.4)
