@@ -15,7 +15,7 @@ def draw(task, n=N, seed=0):
     return task.sample(np.random.default_rng(seed), n)
 
 
-@pytest.mark.parametrize("name", tasks.NAMES)
+@pytest.mark.parametrize("name", tasks.SYNTHETIC)  # the file task: tests/test_file_task.py
 def test_shapes_and_held_out_set_is_fixed(name):
     task = tasks.get(name)
     x, y = draw(task, 64)
@@ -30,7 +30,7 @@ def test_shapes_and_held_out_set_is_fixed(name):
     assert not np.array_equal(task.held_out(100, seed=1)[0], a[0]), f"{name}: held-out seed ignored"
 
 
-@pytest.mark.parametrize("name", tasks.NAMES)
+@pytest.mark.parametrize("name", tasks.SYNTHETIC)  # the file task: tests/test_file_task.py
 def test_baseline_is_the_loss_of_the_best_constant_prediction(name):
     task = tasks.get(name)
     x, y = draw(task)

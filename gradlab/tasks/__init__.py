@@ -22,6 +22,7 @@ TASKS = {
     "file": FileTask,
 }
 NAMES = tuple(TASKS)
+SYNTHETIC = tuple(name for name in NAMES if name != "file")  # the tasks that draw their own examples
 
 
 def get(name: str, **options) -> Task:
@@ -29,5 +30,5 @@ def get(name: str, **options) -> Task:
     return TASKS[_checks.choice("task", name, NAMES)](**options)
 
 
-__all__ = ["EVAL_SIZE", "NAMES", "TASKS", "AbsValue", "Adding", "CopyMemory", "DataError", "FileTask", "GaussianBlobs",
+__all__ = ["EVAL_SIZE", "NAMES", "SYNTHETIC", "TASKS", "AbsValue", "Adding", "CopyMemory", "DataError", "FileTask", "GaussianBlobs",
            "Task", "TeacherStudent", "TemporalOrder", "TwoSpirals", "get"]  # fmt: skip
