@@ -254,7 +254,7 @@ class Watcher:
     # ---- hooks -----------------------------------------------------------------------------------
 
     def _before_forward(self, module: nn.Module, args: tuple) -> None:
-        if self._probing:
+        if self._probing or not torch.is_grad_enabled():  # the watcher's probe, or the user's evaluation
             return
         x = args[0] if args and isinstance(args[0], torch.Tensor) else None
         if self._info["batch"] is None and x is not None:

@@ -1,0 +1,568 @@
+"""gradlab.torch.watch on small torch training loops (skipped without torch), every table column against
+values the tests compute from torch on their own: norms from .grad, dL/d(output) by retain_grad, the probe's
+activations from forward hooks, the LSTM's dL/dh_t and dL/dc_t from a cell loop written out here with
+retain_grad on every h_t and c_t; the same weights in gradlab's engine give the same per-layer rows; scaled
+(AMP) gradients are reported unscaled; with accumulation the step is measured at the optimizer step; a
+saved folder is read by gradlab.load, `gradlab show` and `gradlab report`; bad inputs are one-line errors.
+
+Models are float64 (TOL relative, 1e-10); a float32 run is checked at 1e-5.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")
+nn = torch.nn
+
+import gradlab  # noqa: E402
+from gradlab.torch import watch  # noqa: E402
+
+TOL = 1e-10
+N, D, H, STEPS, EVERY = 16, 4, 8, 5, 2
+LOGGED = (0, 2, 4)  # should_log with every=2, steps=5
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def close(ours, ref, name, tol=TOL):
+    """Relative difference below tol (NaN equals NaN); the message names the value and both numbers."""
+    a, e = float(ours), float(ref)
+    if math.isnan(a) and math.isnan(e):
+        return
+    assert abs(a - e) <= tol * max(abs(a), abs(e), 1e-300), f"{name}: watcher {a!r}, torch {e!r}"
+
+
+def gnorm(tensors) -> float:
+    """||.|| over tensors together, float64."""
+    return math.sqrt(sum(float(t.detach().double().pow(2).sum()) for t in tensors))
+
+
+def example_mean(g: torch.Tensor) -> float:
+    """Batch mean of per-example norms (batch axis 0)."""
+    return float(g.detach().double().reshape(g.shape[0], -1).norm(dim=1).mean())
+
+
+def mlp(seed=0, dtype=torch.float64, act=nn.ReLU) -> nn.Sequential:
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(D, H), act(), nn.Linear(H, H), act(), nn.Linear(H, 1)).to(dtype)
+    with torch.no_grad():
+        model[0].bias[:2] = -50.0  # two units of layer 0 dead on every input: dead_frac 2/8
+    return model
+
+
+def batches(steps, n=N, seed=1, dtype=torch.float64, shape=(D,)):
+    g = torch.Generator().manual_seed(seed)
+    return [(torch.randn(n, *shape, generator=g, dtype=dtype), torch.randn(n, 1, generator=g, dtype=dtype)) for _ in range(steps)]
+
+
+def probe_reference(model: nn.Sequential, probe: torch.Tensor) -> list[dict]:
+    """Per Linear: mean, std, dead mask and saturated fraction of the following activation's output (the
+    Linear's own for the last), on the probe batch, by forward hooks."""
+    outs = {}
+    hooks = [m.register_forward_hook(lambda m, a, o, k=k: outs.__setitem__(k, o.detach().double())) for k, m in enumerate(model)]
+    with torch.no_grad():
+        model(probe)
+    for h in hooks:
+        h.remove()
+    rows = []
+    for k, m in enumerate(model):
+        if not isinstance(m, nn.Linear):
+            continue
+        follows = k + 1 < len(model) and not isinstance(model[k + 1], nn.Linear)
+        a = outs[k + 1] if follows else outs[k]
+        act = type(model[k + 1]) if follows else None
+        if act is nn.ReLU:
+            sat = float((a <= 0).double().mean())
+        elif act is nn.Tanh:
+            sat = float((1 - a**2 < 0.01).double().mean())
+        else:
+            sat = 0.0
+        rows.append({"act_mean": float(a.mean()), "act_std": float(a.std(unbiased=False)), "dead": (a == 0).all(dim=0).numpy(),
+                     "saturated_frac": sat})  # fmt: skip
+    return rows
+
+
+def train_mlp(model, data, probe, clip=0.5, accumulate=1, scale=None, every=EVERY, watcher_scaler=None):
+    """Train with the watcher and record the reference values from torch itself at every step."""
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    linears = [m for m in model if isinstance(m, nn.Linear)]
+    refs = []
+    with watch(model, every=every, probe=probe, optimizer=opt, scaler=watcher_scaler, steps=len(data) // accumulate) as w:
+        for s in range(len(data) // accumulate):
+            ref = {"probe": probe_reference(model, probe), "before": [l.weight.detach().clone() for l in linears]}
+            outs = []
+            def keep(m, a, o):
+                if o.requires_grad:  # not the watcher's probe forward
+                    o.retain_grad()
+                    outs.append((m, o))
+
+            hooks = [l.register_forward_hook(keep) for l in linears]
+            opt.zero_grad()
+            losses = []
+            for x, y in data[s * accumulate : (s + 1) * accumulate]:
+                loss = ((model(x) - y) ** 2).mean() / accumulate
+                (loss * scale if scale else loss).backward()
+                losses.append(float(loss.detach()))
+            for h in hooks:
+                h.remove()
+            if scale:
+                for p in model.parameters():
+                    p.grad /= scale
+            ref["grad_norm"] = gnorm(p.grad for p in model.parameters())
+            ref["w"] = [gnorm([l.weight.grad]) for l in linears]
+            ref["b"] = [gnorm([l.bias.grad]) for l in linears]
+            ref["delta"] = [float(torch.cat([o.grad.double().norm(dim=1) for m, o in outs if m is l]).mean()) / (scale or 1) for l in linears]
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            ref["clipped"] = gnorm(p.grad for p in model.parameters())
+            opt.step()
+            ref["update"] = [gnorm([l.weight - b]) / gnorm([l.weight]) for l, b in zip(linears, ref["before"])]
+            ref["loss"] = losses[-1]
+            w.step(losses[-1])
+            refs.append(ref)
+    return w, refs
+
+
+# ---------------------------------------------------------------- the MLP
+
+
+@pytest.fixture(scope="module")
+def mlp_run():
+    model = mlp()
+    data = batches(STEPS)
+    probe = torch.randn(64, D, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    return train_mlp(model, data, probe)
+
+
+def test_mlp_steps_table_matches_torch(mlp_run):
+    w, refs = mlp_run
+    steps = w.tables()["steps"]
+    assert steps["step"].tolist() == list(range(STEPS))
+    for s, ref in enumerate(refs):
+        row = steps.iloc[s]
+        close(row["loss"], ref["loss"], f"step {s} loss")
+        close(row["grad_norm"], ref["grad_norm"], f"step {s} grad_norm (before clipping)")
+        close(row["grad_norm_clipped"], ref["clipped"], f"step {s} grad_norm_clipped")
+        assert bool(row["clipped"]) == (ref["clipped"] < ref["grad_norm"]), f"step {s} clipped"
+        close(row["lr"], 0.1, f"step {s} lr")
+    assert steps["collapsed"].isna().tolist() == [s not in LOGGED for s in range(STEPS)], "collapsed is NA off the logged steps"
+    assert not steps["collapsed"].dropna().any(), "the MLP is not constant on the probe batch"
+
+
+def test_mlp_layers_table_matches_torch(mlp_run):
+    w, refs = mlp_run
+    layers = w.tables()["layers"]
+    assert sorted(set(layers["step"])) == list(LOGGED)
+    initial = [p["dead"] for p in refs[0]["probe"]]
+    for s in LOGGED:
+        ref, rows = refs[s], layers[layers["step"] == s].set_index("layer")
+        assert rows.index.tolist() == [0, 1, 2], f"step {s}: layers {rows.index.tolist()}"
+        for l in range(3):
+            r, p = rows.loc[l], ref["probe"][l]
+            close(r["weight_grad_norm"], ref["w"][l], f"step {s} layer {l} weight_grad_norm")
+            close(r["bias_grad_norm"], ref["b"][l], f"step {s} layer {l} bias_grad_norm")
+            close(r["delta_norm"], ref["delta"][l], f"step {s} layer {l} delta_norm")
+            close(r["update_ratio"], ref["update"][l], f"step {s} layer {l} update_ratio")
+            close(r["act_mean"], p["act_mean"], f"step {s} layer {l} act_mean")
+            close(r["act_std"], p["act_std"], f"step {s} layer {l} act_std")
+            close(r["saturated_frac"], p["saturated_frac"], f"step {s} layer {l} saturated_frac")
+            close(r["dead_frac"], p["dead"].mean(), f"step {s} layer {l} dead_frac")
+            close(r["born_dead_frac"], (p["dead"] & initial[l]).mean(), f"step {s} layer {l} born_dead_frac")
+            close(r["died_frac"], (p["dead"] & ~initial[l]).mean(), f"step {s} layer {l} died_frac")
+    assert layers.loc[layers["layer"] == 0, "dead_frac"].min() >= 2 / H, "the two units with bias -50 are dead"
+
+
+def test_mlp_same_rows_as_gradlabs_engine():
+    """The same weights and batch in gradlab's MLP (load_torch): the same per-layer rows (probe = the batch)."""
+    from gradlab.nn import MLP
+    from gradlab.nn.losses import mse
+    from gradlab.probes import dead_masks, layer_stats
+
+    model = mlp(seed=3)
+    x, y = batches(1, seed=4)[0]
+    ours = MLP([D, H, H, 1], "relu", dtype="float64", rng=np.random.default_rng(0))
+    ours.load_torch(model.state_dict())
+    out, cache = ours.forward(x.numpy(), trace=True)
+    _, dout = mse(out, y.numpy())
+    grads = ours.backward(dout, cache, input_grad=False)
+    expected = layer_stats(ours, grads)
+    masks, _ = dead_masks(ours, x.numpy())
+
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    with watch(model, every=1, probe=x, optimizer=opt) as w:
+        opt.zero_grad()
+        model(x).backward(torch.from_numpy(dout))  # the engine's dL/dy
+        opt.step()
+        w.step()
+    rows = w.tables()["layers"]
+    for col in ("weight_grad_norm", "bias_grad_norm", "delta_norm", "da_norm", "act_mean", "act_std", "saturated_frac"):
+        for l in range(3):
+            close(rows[col].iloc[l], expected[col][l], f"layer {l} {col} against gradlab's engine")
+    for l in range(3):
+        close(rows["dead_frac"].iloc[l], masks[l].mean(), f"layer {l} dead_frac against gradlab's dead_masks")
+
+
+def test_float32_model_within_float32_precision():
+    model = mlp(dtype=torch.float32)
+    data = batches(STEPS, dtype=torch.float32)
+    probe = data[0][0]
+    w, refs = train_mlp(model, data, probe)
+    steps, layers = w.tables()["steps"], w.tables()["layers"]
+    for s, ref in enumerate(refs):
+        close(steps["grad_norm"].iloc[s], ref["grad_norm"], f"float32 step {s} grad_norm", 1e-5)
+    for l in range(3):
+        close(layers["delta_norm"].iloc[l], refs[0]["delta"][l], f"float32 layer {l} delta_norm", 1e-5)
+    assert w.record()["dtype"] == "float32"
+
+
+# ---------------------------------------------------------------- scaled gradients and accumulation
+
+
+class HandScaler:
+    """The part of torch.amp.GradScaler the watcher reads: a fixed scale S, applied and removed by hand."""
+
+    def __init__(self, scale: float) -> None:
+        self.scale = scale
+
+    def is_enabled(self) -> bool:
+        return True
+
+    def get_scale(self) -> float:
+        return self.scale
+
+
+def test_scaled_gradients_are_reported_unscaled():
+    S = 2.0**12
+    data = batches(STEPS)
+    probe = data[0][0]
+    plain, _ = train_mlp(mlp(), data, probe)
+    scaled, refs = train_mlp(mlp(), data, probe, scale=S, watcher_scaler=HandScaler(S))
+    a, b = plain.tables(), scaled.tables()
+    for col in ("grad_norm", "grad_norm_clipped"):
+        for s in range(STEPS):
+            close(b["steps"][col].iloc[s], refs[s]["grad_norm" if col == "grad_norm" else "clipped"], f"scaled step {s} {col}")
+            close(b["steps"][col].iloc[s], a["steps"][col].iloc[s], f"scaled vs unscaled step {s} {col}", 1e-9)
+    for col in ("weight_grad_norm", "bias_grad_norm", "delta_norm", "da_norm"):
+        for i in range(len(a["layers"])):
+            close(b["layers"][col].iloc[i], a["layers"][col].iloc[i], f"scaled vs unscaled layers row {i} {col}", 1e-9)
+
+
+def test_torch_grad_scaler_on_cpu():
+    """torch.amp.GradScaler itself (enabled on the CPU, float32): scaled backward, unscale_, clip, step."""
+    model = mlp(dtype=torch.float32)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=1)
+    seen = []
+    with watch(model, every=1, optimizer=opt, scaler=scaler) as w:
+        for x, y in batches(3, dtype=torch.float32):
+            opt.zero_grad()
+            S = scaler.get_scale()
+            scaler.scale(((model(x) - y) ** 2).mean()).backward()
+            before = gnorm(p.grad for p in model.parameters()) / S
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+            seen.append((before, gnorm(p.grad for p in model.parameters())))
+            scaler.step(opt)
+            scaler.update()
+            w.step()
+    steps = w.tables()["steps"]
+    for s, (before, after) in enumerate(seen):
+        close(steps["grad_norm"].iloc[s], before, f"GradScaler step {s} grad_norm", 1e-5)
+        close(steps["grad_norm_clipped"].iloc[s], after, f"GradScaler step {s} grad_norm_clipped", 1e-5)
+
+
+def test_accumulation_is_measured_at_the_optimizer_step():
+    k = 3
+    data = batches(STEPS * k, n=6)
+    probe = data[0][0]
+    w, refs = train_mlp(mlp(), data, probe, accumulate=k)
+    steps, layers = w.tables()["steps"], w.tables()["layers"]
+    assert len(steps) == STEPS, f"{len(steps)} steps rows for {STEPS} optimizer steps of {k} micro-batches"
+    for s, ref in enumerate(refs):
+        close(steps["grad_norm"].iloc[s], ref["grad_norm"], f"accumulated step {s} grad_norm")
+    for s in LOGGED:
+        rows = layers[layers["step"] == s]
+        for l in range(3):
+            close(rows["weight_grad_norm"].iloc[l], refs[s]["w"][l], f"accumulated step {s} layer {l} weight_grad_norm")
+            close(rows["delta_norm"].iloc[l], refs[s]["delta"][l], f"accumulated step {s} layer {l} delta_norm (all {k * 6} examples)")
+
+
+# ---------------------------------------------------------------- the LSTM
+
+
+class Net(nn.Module):
+    def __init__(self, layers=2):
+        super().__init__()
+        self.lstm = nn.LSTM(3, 5, num_layers=layers, batch_first=True)
+        self.readout = nn.Linear(5, 1)
+
+    def forward(self, x):
+        h, _ = self.lstm(x)
+        return self.readout(h[:, -1])
+
+
+def cell_loop(lstm: nn.LSTM, x: torch.Tensor):
+    """The LSTM written out step by step on detached copies of its weights, retain_grad on every h_t and
+    c_t: per layer lists hs, cs (each (N, H) per t), gates (i, f, g, o) per t, and the top sequence."""
+    inp, out = x, []
+    for j in range(lstm.num_layers):
+        W = {n: getattr(lstm, f"{n}_l{j}").detach().clone().requires_grad_(torch.is_grad_enabled()) for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        h = torch.zeros(x.shape[0], lstm.hidden_size, dtype=x.dtype)
+        c = torch.zeros_like(h)
+        hs, cs, gates = [], [], []
+        for t in range(x.shape[1]):
+            z = inp[:, t] @ W["weight_ih"].T + h @ W["weight_hh"].T + W["bias_ih"] + W["bias_hh"]
+            i, f, g, o = z.chunk(4, dim=1)
+            i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+            c = f * c + i * g
+            h = o * torch.tanh(c)
+            if h.requires_grad:
+                h.retain_grad()
+                c.retain_grad()
+            hs.append(h)
+            cs.append(c)
+            gates.append((i, f, g, o))
+        inp = torch.stack(hs, dim=1)
+        out.append((hs, cs, gates))
+    return inp, out
+
+
+def test_lstm_tables_match_a_cell_loop():
+    torch.manual_seed(0)
+    model = Net().double()
+    data = batches(3, n=6, shape=(7, 3))
+    probe = torch.randn(20, 7, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+    refs = []
+    with watch(model, every=2, probe=probe, optimizer=opt, steps=3) as w:
+        for x, y in data:
+            # the reference: the cell loop on the batch (dL/dh_t, dL/dc_t) and on the probe (states, gates)
+            xr = x.clone()
+            top, layers = cell_loop(model.lstm, xr)
+            readout = top[:, -1] @ model.readout.weight.detach().T + model.readout.bias.detach()
+            ((readout - y) ** 2).mean().backward()
+            with torch.no_grad():
+                _, on_probe = cell_loop(model.lstm, probe)
+            refs.append({"dh": [[example_mean(h.grad) for h in hs] for hs, _, _ in layers],
+                         "dc": [[example_mean(c.grad) for c in cs] for _, cs, _ in layers],
+                         "da": [float(torch.stack([h.grad for h in hs], 1).double().reshape(6, -1).norm(dim=1).mean()) for hs, _, _ in layers],
+                         "probe": on_probe})  # fmt: skip
+            opt.zero_grad()
+            out = model(x)
+            out.retain_grad()
+            ((out - y) ** 2).mean().backward()
+            refs[-1]["w"] = [gnorm([getattr(model.lstm, f"weight_ih_l{j}").grad, getattr(model.lstm, f"weight_hh_l{j}").grad]) for j in range(2)]
+            refs[-1]["b"] = [gnorm([getattr(model.lstm, f"bias_ih_l{j}").grad]) for j in range(2)]
+            refs[-1]["readout_delta"] = example_mean(out.grad)
+            opt.step()
+            w.step()
+    t = w.tables()
+    ts, layers = t["timesteps"], t["layers"]
+    assert sorted(set(ts["step"])) == [0, 2] and sorted(set(layers["step"])) == [0, 2]
+    for s in (0, 2):
+        ref = refs[s]
+        for j in range(2):
+            got = ts[(ts["step"] == s) & (ts["layer"] == j)].sort_values("t")
+            assert got["t"].tolist() == list(range(7)), f"step {s} cell layer {j}: t {got['t'].tolist()}"
+            for k in range(7):
+                close(got["dh_norm"].iloc[k], ref["dh"][j][k], f"step {s} layer {j} t {k} dh_norm")
+                close(got["dc_norm"].iloc[k], ref["dc"][j][k], f"step {s} layer {j} t {k} dc_norm")
+            row = layers[(layers["step"] == s) & (layers["layer"] == j)].iloc[0]
+            close(row["weight_grad_norm"], ref["w"][j], f"step {s} cell layer {j} weight_grad_norm")
+            close(row["bias_grad_norm"], ref["b"][j], f"step {s} cell layer {j} bias_grad_norm (merged bias)")
+            close(row["da_norm"], ref["da"][j], f"step {s} cell layer {j} da_norm")
+            hs, _, gates = ref["probe"][j]
+            h = torch.stack(hs, 1).double()
+            close(row["act_mean"], float(h.mean()), f"step {s} cell layer {j} act_mean")
+            close(row["act_std"], float(h.std(unbiased=False)), f"step {s} cell layer {j} act_std")
+            close(row["dead_frac"], float((h == 0).all(dim=1).all(dim=0).double().mean()), f"step {s} cell layer {j} dead_frac")
+            sat = sum(int(((g * (1 - g) if n != 2 else 1 - g**2) < (0.0025 if n != 2 else 0.01)).sum())
+                      for step_gates in gates for n, g in enumerate(step_gates))  # fmt: skip
+            close(row["saturated_frac"], sat / (20 * 7 * 4 * 5), f"step {s} cell layer {j} saturated_frac")
+        readout = layers[(layers["step"] == s) & (layers["layer"] == 2)].iloc[0]
+        close(readout["delta_norm"], ref["readout_delta"], f"step {s} readout delta_norm")
+    record = w.record()
+    assert (record["model"], record["layers"], record["width"], record["T"]) == ("lstm", 2, 5, 7), record
+
+
+# ---------------------------------------------------------------- the results folder and the CLI
+
+
+def test_saved_folder_is_read_by_load_show_and_report(mlp_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from gradlab.cli import app
+
+    w, _ = mlp_run
+    out = w.save(tmp_path / "mine")
+    tables = gradlab.load(out)
+    for name, frame in w.tables().items():
+        got = tables[name].reset_index(drop=True)
+        if not len(frame):  # the store keeps no columns of a table without rows
+            assert not len(got), f"{name}: {len(got)} rows read back, none written"
+            continue
+        pd.testing.assert_frame_equal(got, frame.reset_index(drop=True), check_dtype=False, obj=f"{name} table read back")
+    runs = tables["runs"]
+    assert runs["run_id"].tolist() == ["torch"] and runs["model"].iloc[0] == "mlp" and runs["depth"].iloc[0] == 2
+    assert runs["diagnosis"].iloc[0] in ("healthy", "vanishing", "exploding", "dying", "stalled"), runs["diagnosis"].iloc[0]
+    runner = CliRunner()
+    shown = runner.invoke(app, ["show", str(out)])
+    assert shown.exit_code == 0 and "1 ok" in shown.output, shown.output
+    reported = runner.invoke(app, ["report", str(out)])
+    assert reported.exit_code == 0, reported.output
+    html = (out / "report.html").read_text()
+    assert runs["diagnosis_text"].iloc[0][:40] in html, "the run's diagnosis sentence is in the report"
+    assert (out / "figures" / "gradient_by_layer.png").is_file(), reported.output
+
+
+IMAGES_LOADED = """<script>addEventListener("load", () => { const im = [...document.images];
+  const p = document.createElement("pre"); p.id = "check";
+  p.textContent = `images=${im.length} loaded=${im.filter(i => i.complete && i.naturalWidth > 0).length}`;
+  document.body.appendChild(p); });</script>"""
+
+
+def test_report_of_a_watched_run_renders_in_chromium(mlp_run, tmp_path):
+    """The report of a watched run in headless Chromium (found as tests/test_report.py finds it): every
+    embedded figure loads."""
+    import importlib.util
+    import re
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from gradlab.cli import app
+
+    spec = importlib.util.spec_from_file_location("_gradlab_test_report", Path(__file__).with_name("test_report.py"))
+    test_report = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_report)
+    binary = test_report.chromium()
+    if binary is None:
+        pytest.skip("no Chromium installed")
+    w, _ = mlp_run
+    out = w.save(tmp_path / "mine")
+    assert CliRunner().invoke(app, ["report", str(out)]).exit_code == 0
+    checked = tmp_path / "checked.html"
+    checked.write_text((out / "report.html").read_text().replace("</body>", IMAGES_LOADED + "</body>"))
+    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom"]  # fmt: skip
+    run = subprocess.run([binary, *flags, checked.as_uri()], capture_output=True, text=True, timeout=120)
+    found = re.search(r'id="check">images=(\d+) loaded=(\d+)<', run.stdout)
+    assert found, f"the check did not run: {run.stderr[-1000:]}"
+    images, loaded = int(found.group(1)), int(found.group(2))
+    assert images > 0 and loaded == images, f"the browser saw {images} images, {loaded} loaded"
+
+
+def test_save_refuses_a_folder_that_is_not_gradlabs(mlp_run, tmp_path):
+    from gradlab.sweep.store import StoreError
+
+    w, _ = mlp_run
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(StoreError, match="not a gradlab results folder"):
+        w.save(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"], "nothing may be written there"
+
+
+def test_csv_profile_is_the_layers_table(mlp_run, tmp_path):
+    w, _ = mlp_run
+    path = w.to_csv(tmp_path / "profile.csv")
+    table = pd.read_csv(path, index_col="step")
+    layers = w.tables()["layers"]
+    assert list(table.columns) == ["0 0", "1 2", "2 4"], list(table.columns)  # layer index and module name
+    for s in LOGGED:
+        for l, col in enumerate(table.columns):
+            close(table.loc[s, col], layers[(layers["step"] == s) & (layers["layer"] == l)]["delta_norm"].iloc[0], f"csv step {s} {col}")
+    with pytest.raises(ValueError, match="column must be a layers-table column"):
+        w.to_csv(tmp_path / "x.csv", column="nope")
+
+
+def test_tensorboard_needs_tensorboard(mlp_run, tmp_path):
+    import importlib.util
+
+    w, _ = mlp_run
+    if importlib.util.find_spec("tensorboard") is None:
+        with pytest.raises(RuntimeError, match="needs the tensorboard package"):
+            w.to_tensorboard(tmp_path / "tb")
+        assert not (tmp_path / "tb").exists()
+    else:
+        w.to_tensorboard(tmp_path / "tb")
+        assert any((tmp_path / "tb").iterdir())
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def test_bad_inputs_are_one_line_errors():
+    model = mlp()
+    with pytest.raises(ValueError, match="has no parameters"):
+        watch(nn.ReLU())
+    with pytest.raises(ValueError, match=r"probe of shape \(3, 5\) does not fit the model"):
+        watch(model, probe=torch.randn(3, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match="every must be a positive integer"):
+        watch(model, every=0)
+    with pytest.raises(ValueError, match="name must be a folder name"):
+        watch(model, name="a/b")
+    with pytest.raises(ValueError, match="has no module named 'fc9'"):
+        watch(model, modules=["fc9"])
+    w = watch(model)
+    with pytest.raises(RuntimeError, match="no backward pass ran"):
+        w.step()
+    w.close()
+    with pytest.raises(RuntimeError, match="the watcher is closed"):
+        w.step()
+    assert not model._forward_hooks and not model._forward_pre_hooks, "close() left hooks on the model"
+    for message in ("has no parameters", "does not fit", "closed"):
+        assert "\n" not in message
+
+
+def test_probe_of_another_shape_than_the_batch(tmp_path):
+    model = mlp()
+    w = watch(model)
+    model(torch.randn(4, D, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"probe: examples of shape \(5,\), the training batch's are \(4,\)"):
+        w._set_probe(torch.randn(2, 5, dtype=torch.float64))
+    w.close()
+
+
+def test_unsupported_module_is_named_and_skipped():
+    class Conv(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv1d(1, 2, 3)
+            self.fc = nn.Linear(2 * (D - 2), 1)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x[:, None])).flatten(1))
+
+    model = Conv().double()
+    with pytest.warns(UserWarning, match=r"not watched \(unsupported\): conv \(Conv1d\)"):
+        w = watch(model)
+    assert w.row_names() == ["fc"]
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(5, D, dtype=torch.float64)
+    with w:
+        opt.zero_grad()
+        model(x).sum().backward()
+        total = gnorm(p.grad for p in model.parameters())
+        opt.step()
+        w.step()
+    close(w.tables()["steps"]["grad_norm"].iloc[0], total, "grad_norm counts the unwatched conv's gradients")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        named = watch(Conv().double(), modules=["conv"])
+    assert named.row_names() == ["conv", "fc"]
+    named.close()
+
+
+def test_core_never_imports_torch():
+    code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False", "importing gradlab's core imported torch"
