@@ -77,8 +77,15 @@ def engine_model(module: nn.Module) -> RNN | LSTM | GRU:
         model = RNN(module.input_size, module.hidden_size, 1, module.nonlinearity, **options)
     else:
         model = MODELS[kind](module.input_size, module.hidden_size, 1, **options)
-    model.load_torch({name: _float64(p, name) for name, p in module.state_dict().items()})
+    model.load_torch({name: _float64(getattr(module, name), name) for name in _weight_names(module)})
     return model
+
+
+def _weight_names(module: nn.Module) -> list[str]:
+    """weight_ih_l{j}, weight_hh_l{j} (and bias_ih_l{j}, bias_hh_l{j}) of every layer: read by getattr, which
+    also gives a parametrized weight's value (torch.nn.utils.parametrize), where state_dict holds its parts."""
+    kinds = ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if module.bias else ())
+    return [f"{k}_l{j}" for j in range(module.num_layers) for k in kinds]
 
 
 def _float64(value, name: str) -> Array:

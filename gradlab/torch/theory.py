@@ -97,7 +97,9 @@ def mean_field(model: nn.Module, measured: Sequence[float] | None = None) -> dic
     if measured is not None:
         values = np.asarray(measured, dtype=np.float64)
         if values.ndim != 1 or len(values) < k:
-            raise ValueError(f"measured must hold one delta norm per layer (at least the {k} hidden layers), got shape {values.shape}")
+            raise ValueError(
+                f"measured must hold one delta norm per layer (at least the {k} hidden layers), got shape {values.shape}"
+            )
         factor, _ = fit_factor(values[:k], np.arange(k))
         out["measured_factor"] = None if math.isnan(factor) else factor
     return out
@@ -145,7 +147,8 @@ def sentence(predictions: dict) -> str:
     mf = predictions.get("mean_field")
     if mf is not None:
         text = (f"mean field predicts delta_norm x{mf['predicted_factor']:.3g} per layer toward the input (chi_1 = "
-                f"{mf['chi1']:.3g} for {mf['activation']} at sigma_w^2 = {mf['sigma_w2']:.3g}, sigma_b^2 = {mf['sigma_b2']:.3g})")  # fmt: skip
+                f"{mf['chi1']:.3g} for {mf['activation']} at sigma_w^2 = {mf['sigma_w2']:.3g}, "
+                f"sigma_b^2 = {mf['sigma_b2']:.3g})")  # fmt: skip
         if mf["measured_factor"] is not None:
             text += f", measured x{mf['measured_factor']:.3g}"
         parts.append(text)
