@@ -1,12 +1,17 @@
 """The HTML report of a results folder: one self-contained file (figures embedded as base64 PNG,
 inline CSS, no script, nothing fetched from the network) that reads well on screen and printed.
 
-Sections: what ran (runs by status and diagnosis, per part, and what each part's runs share and what
-varies), the figures with their captions (how to read each, then what the data say: the runs drawn, what
-they share, what varies and how it is drawn apart, the measured numbers beside the theory's, and what was
-left out and why; the figures skipped, with why), the diagnosis sentences grouped by label, the config and
-its grid, and provenance (manifest.json). Every text about the results is written from the tables; the only
-hand-written texts are the experiment's and its parts' descriptions from its own config.
+Sections, each linked from a navigation bar that stays in view: what ran (runs by status and diagnosis,
+per part, and what each part's runs share and what varies), the figures with their captions (how to read
+each, then what the data say: the runs drawn, what they share, what varies and how it is drawn apart, the
+measured numbers beside the theory's, and what was left out and why; the figures skipped, with why), the
+diagnosis (per label, most alarming first, a foldable section with its count; in it, per part, one row
+per run: the fields that tell the part's runs apart, then the sentence), the config and its grid, and
+provenance (manifest.json, once). Figures are shown as wide as the page allows up to ZOOM times their
+printed size, and a click shows one at full size (a CSS :target overlay; Back or "close" returns). Every
+text about the results is written from the tables; the only hand-written texts are the experiment's and
+its parts' descriptions from its own config. Any runs-table column but run_id may be missing (a torch
+watcher's folder has no grid): its section then says so or leaves it out.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import math
 import os
 import struct
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,41 +45,81 @@ RULES = {  # what each label means, for the diagnosis section's opening (only th
     "stalled": "the held-out loss ends no better than a fixed fraction of the best constant prediction's",
     "healthy": "none of the above",
 }
+FOLDED = ("healthy",)  # labels whose runs start folded away, however few
+FOLD_OVER = 20  # any other label with more runs than this starts folded too (its summary keeps the counts)
 CAPTION_MARKS = ("Drawn: ", "Left out: ")  # a caption's parts (gradlab.plots.split.draw_files) that start a line
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-SCREEN_DPI = 96  # CSS pixels per inch: an embedded figure is shown at its printed size
+SCREEN_DPI = 96  # CSS pixels per inch
+INCH = 0.0254  # metres: a PNG's pHYs chunk gives its resolution in pixels per metre
+ZOOM = 1.25  # a figure is shown at most this many times its printed size (9 pt text at ~15 CSS px)
 
 CSS = """
-body { font: 15px/1.45 Georgia, "Times New Roman", serif; color: #111; background: #fff;
-       max-width: 60em; margin: 1.5em auto; padding: 0 1em; }
-h1 { font-size: 1.6em; margin-bottom: 0.2em; }
-h2 { font-size: 1.25em; border-bottom: 1px solid #999; margin-top: 1.8em; }
+html { scroll-padding-top: 3.4em; }
+body { font: 15px/1.45 Georgia, "Times New Roman", serif; color: #111; background: #fff; margin: 0; }
+main { padding: 0 2em 3em; }
+nav.bar { position: sticky; top: 0; z-index: 10; background: #fff; border-bottom: 1px solid #bbb;
+          box-shadow: 0 1px 4px rgba(0,0,0,0.08); padding: 0.45em 2em; display: flex; gap: 1.3em;
+          align-items: baseline; white-space: nowrap; overflow-x: auto;
+          font: 14px/1.35 system-ui, Helvetica, Arial, sans-serif; }
+nav.bar a { color: #124a7a; text-decoration: none; }
+nav.bar a:hover { text-decoration: underline; }
+nav.bar .title { font-weight: bold; margin-right: 0.6em; }
+nav.bar .labels { font-size: 0.92em; }
+nav.bar .labels a { margin-right: 0.7em; }
+p, ul, figcaption, pre.config { max-width: 64em; }
+h1 { font-size: 1.6em; margin: 0.7em 0 0.2em; }
+h2 { font-size: 1.3em; border-bottom: 1px solid #999; margin-top: 2em; }
 h3 { font-size: 1.05em; margin-bottom: 0.3em; }
+h4 { font-size: 0.98em; margin: 1em 0 0.2em; }
+h4 .muted { font-weight: normal; font-size: 0.92em; }
 p.lead { color: #333; margin-top: 0; }
-nav { font-size: 0.9em; }
-nav a { margin-right: 1em; }
-table { border-collapse: collapse; margin: 0.6em 0; font-size: 0.88em; }
+p.contents { font-size: 0.92em; }
+p.contents a { margin-right: 0.9em; white-space: nowrap; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 0.88em; }
 th, td { border: 1px solid #bbb; padding: 0.2em 0.5em; text-align: left; vertical-align: top; }
 th { background: #eee; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: bold; }
-figure { margin: 1.2em 0; page-break-inside: avoid; break-inside: avoid; }
-figure img { max-width: 100%; height: auto; display: block; border: 1px solid #ddd; }
+td.sentence { min-width: 24em; max-width: 60em; }
+td.na { color: #999; }
+figure { margin: 1.4em 0 2.4em; page-break-inside: avoid; break-inside: avoid; }
+figure img { display: block; max-width: 100%; height: auto; border: 1px solid #ddd; }
+.zoom a.open { display: block; width: fit-content; max-width: 100%; cursor: zoom-in; }
+.zoom a.close { display: none; }
+.zoom:target { position: fixed; inset: 0; z-index: 20; margin: 0; padding: 2.6em 1em 1em; overflow: auto;
+               background: #fff; }
+.zoom:target a.open { max-width: none; cursor: default; outline: none; }
+.zoom:target img { width: auto !important; max-width: none; border: 0; }
+.zoom:target a.close { display: block; position: fixed; top: 0.5em; right: 1.5em; z-index: 21;
+                       font: 14px system-ui, Helvetica, Arial, sans-serif; background: #fff; color: #124a7a;
+                       border: 1px solid #888; border-radius: 3px; padding: 0.2em 0.7em; text-decoration: none; }
 figcaption { font-size: 0.92em; margin-top: 0.4em; }
 figcaption b { font-family: monospace; }
+figcaption .notes { color: #7a3d00; }
 pre { background: #f6f6f6; border: 1px solid #ddd; padding: 0.6em; font-size: 0.8em; overflow-x: auto;
       white-space: pre-wrap; }
 code, td.mono { font-family: monospace; font-size: 0.95em; }
-.label-diverged, .label-exploding { color: #a33; }
-.label-dying { color: #7a3d6b; }
-.label-vanishing { color: #1f5f8f; }
-.label-healthy { color: #2d6b2d; }
-.label-stalled { color: #8a6d00; }
-figcaption .notes { color: #7a3d00; }
+details.diag { margin: 0.9em 0; border-left: 4px solid #bbb; padding: 0.1em 0 0.1em 0.9em; }
+details.diag > summary { cursor: pointer; }
+details > summary h3 { display: inline; margin: 0; }
+details.diag > summary .by-part { color: #555; font-size: 0.9em; margin-left: 0.7em; }
+details.diag > summary .rule { color: #444; font-size: 0.9em; margin-left: 0.5em; }
+details.manifest > summary, details.config > summary { cursor: pointer; }
+.label-diverged, .label-exploding, nav.bar a.label-diverged, nav.bar a.label-exploding { color: #a33; }
+.label-dying, nav.bar a.label-dying { color: #7a3d6b; }
+.label-vanishing, nav.bar a.label-vanishing { color: #1f5f8f; }
+.label-healthy, nav.bar a.label-healthy { color: #2d6b2d; }
+.label-stalled, nav.bar a.label-stalled { color: #8a6d00; }
+details[data-label=diverged], details[data-label=exploding] { border-left-color: #a33; }
+details[data-label=dying] { border-left-color: #7a3d6b; }
+details[data-label=vanishing] { border-left-color: #1f5f8f; }
+details[data-label=healthy] { border-left-color: #2d6b2d; }
+details[data-label=stalled] { border-left-color: #8a6d00; }
 .muted { color: #666; }
 @media print {
-  body { max-width: none; margin: 0; font-size: 11pt; }
-  nav { display: none; }
+  body { font-size: 11pt; }
+  main { padding: 0; }
+  nav.bar, .zoom a.close { display: none; }
   h2 { page-break-after: avoid; break-after: avoid; }
   pre { white-space: pre-wrap; }
 }
@@ -151,28 +197,24 @@ def build(
     name = manifest.get("experiment") or root.name
     experiment = _experiment(root / "config.toml")
     description = experiment.description if experiment is not None else ""
+    figures = _figures(tables, written, skipped, captions or {}, notes or {}, stems or {})
 
     body = [
         f"<h1>gradlab report: {_e(name)}</h1>",
         f'<p class="lead">{_e(description)}</p>' if description else "",
         f'<p class="lead">{_headline(runs, manifest, written)}</p>',
-        (
-            '<nav><a href="#runs">Runs</a><a href="#figures">Figures</a><a href="#diagnosis">Diagnosis</a>'
-            '<a href="#config">Config and grid</a><a href="#provenance">Provenance</a></nav>'
-        ),
         '<h2 id="runs">Runs by status and diagnosis</h2>',
         _runs_table(runs),
         _parts(runs, experiment),
         _failed(runs),
         '<h2 id="figures">Figures</h2>',
-        _figures(tables, written, skipped, captions or {}, notes or {}, stems or {}),
+        figures,
         '<h2 id="diagnosis">Diagnosis</h2>',
         _rules(runs),
         _diagnoses(runs),
         '<h2 id="config">Config and grid</h2>',
         _grid(runs, experiment),
-        "<h3>config.toml (the experiment as run)</h3>",
-        f"<pre>{_e(config_text)}</pre>" if config_text else '<p class="muted">no config.toml in this folder</p>',
+        _config_text(config_text),
         '<h2 id="provenance">Provenance</h2>',
         _provenance(manifest),
     ]
@@ -180,12 +222,30 @@ def build(
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>gradlab report: {_e(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
+        + _nav(name, runs, figures)
+        + "\n<main>\n"
         + "\n".join(part for part in body if part)
-        + "\n</body>\n</html>\n"
+        + "\n</main>\n</body>\n</html>\n"
     )
 
 
 # ---- sections ---------------------------------------------------------------------------------
+
+
+def _nav(name: str, runs: pd.DataFrame, figures: str) -> str:
+    """The bar that stays at the top of the window: every section, the figure count, each label's count."""
+    n_figures = figures.count("<figure ")
+    links = [("runs", f"Runs ({len(runs)})"), ("figures", f"Figures ({n_figures})"), ("diagnosis", "Diagnosis"),
+             ("config", "Config and grid"), ("provenance", "Provenance")]  # fmt: skip
+    labels = "".join(
+        f'<a class="label-{_e(d)}" href="#{_diag_id(d)}">{_e(d or "no diagnosis")} {n}</a>' for d, n in _labels(runs)
+    )
+    return (
+        f'<nav class="bar"><span class="title">gradlab report: {_e(name)}</span>'
+        + "".join(f'<a href="#{key}">{_e(text)}</a>' for key, text in links)
+        + (f'<span class="labels">{labels}</span>' if labels else "")
+        + "</nav>"
+    )
 
 
 def _headline(runs: pd.DataFrame, manifest: dict, written: dict) -> str:
@@ -206,37 +266,34 @@ def _runs_table(runs: pd.DataFrame) -> str:
     """One row per part (and a total): runs, then counts by status, then counts by diagnosis."""
     if not len(runs):
         return '<p class="muted">No runs.</p>'
-    statuses = [s for s, _ in _ordered_counts(runs["status"], STATUSES)]
-    labels = [d for d, _ in _ordered_counts(runs["diagnosis"], LABELS)] if "diagnosis" in runs else []
-    groups = [(p, g) for p, g in runs.groupby("part", sort=False)] if _has_parts(runs) else []
-    head = (
-        "<tr><th>part</th><th class=num>runs</th>"
-        + "".join(f"<th class=num>{_e(s)}</th>" for s in statuses)
-        + "".join(f'<th class="num label-{_e(d)}">{_e(d or "no diagnosis")}</th>' for d in labels)
-        + "</tr>"
-    )
-    head = (
-        f'<tr><th></th><th></th><th colspan="{len(statuses)}">by status</th>'
-        + (f'<th colspan="{len(labels)}">by diagnosis</th>' if labels else "")
-        + "</tr>"
-        + head
-    )
+    statuses = [s for s, _ in _ordered_counts(runs["status"], STATUSES)] if "status" in runs else []
+    labels = [d for d, _ in _labels(runs)]
+    groups = [(str(p), g) for p, g in runs.groupby("part", sort=False)] if _has_parts(runs) else []
+    top = [("", ""), ("", "")]
+    top += [("by status", f'colspan="{len(statuses)}"')] if statuses else []
+    top += [("by diagnosis", f'colspan="{len(labels)}"')] if labels else []
+    head = [("part", ""), ("runs", "class=num")]
+    head += [(_e(s), "class=num") for s in statuses]
+    head += [(_e(d or "no diagnosis"), f'class="num label-{_e(d)}"') for d in labels]
 
-    def row(name: str, frame: pd.DataFrame, cls: str = "") -> str:
-        cells = [f"<td>{_e(name)}</td>", f"<td class=num>{len(frame)}</td>"]
-        cells += [f"<td class=num>{int((frame['status'] == s).sum())}</td>" for s in statuses]
-        cells += [f"<td class=num>{int((frame['diagnosis'] == d).sum())}</td>" for d in labels]
-        return f"<tr{f' class={cls}' if cls else ''}>" + "".join(cells) + "</tr>"
+    def row(frame: pd.DataFrame) -> list:
+        cells = [(str(len(frame)), "class=num")]
+        cells += [(str(int((frame["status"] == s).sum())), "class=num") for s in statuses]
+        cells += [(str(int((_diagnosis(frame) == d).sum())), "class=num") for d in labels]
+        return cells
 
-    rows = [row(str(p), g) for p, g in groups] + [row("all", runs, "total")]
-    return f"<table>{head}{''.join(rows)}</table>"
+    rows = [[_e(p), *row(g)] for p, g in groups] + [["all", *row(runs)]]
+    return _table([top, head] if len(top) > 2 else [head], rows, ["" for _ in groups] + ["class=total"])
 
 
 def _failed(runs: pd.DataFrame) -> str:
-    failed = runs[runs["status"] == "failed"] if len(runs) else runs
+    if "status" not in runs or not len(runs):
+        return ""
+    failed = runs[runs["status"] == "failed"]
     if not len(failed):
         return ""
-    items = "".join(f"<li><code>{_e(r.run_id)}</code>: {_e(r.error)}</li>" for r in failed.itertuples())
+    items = "".join(f"<li><code>{_e(r.get('run_id'))}</code>: {_e(_text(r.get('error')))}</li>"
+                    for r in failed.to_dict("records"))  # fmt: skip
     return f"<h3>Failed runs</h3><ul>{items}</ul>"
 
 
@@ -247,8 +304,7 @@ def _parts(runs: pd.DataFrame, experiment) -> str:
         return ""
     described = {p.name: getattr(p, "description", "") for p in (experiment.parts if experiment else [])}
     groups = [(str(p), g) for p, g in runs.groupby("part", sort=False)] if _has_parts(runs) else [("all", runs)]
-    head = "<tr><th>part</th><th>shared by its runs</th><th>varies</th></tr>"
-    rows = []
+    rows, ids = [], []
     for name, frame in groups:
         varies = []
         for f in split.varying(frame):
@@ -257,22 +313,24 @@ def _parts(runs: pd.DataFrame, experiment) -> str:
             n = len([v for v in split.values_of(frame, f) if v is not split.NA])
             varies.append(f"{f}: {split.values_text(frame, f)}" + (f" ({n})" if n > 8 else ""))
         text = described.get(name, "")
-        rows.append(
-            f"<tr><td>{_e(name)}</td><td>{_e(split.shared(frame, skip=(split.PART,)))}"
-            + (f'<br><span class="muted">{_e(text)}</span>' if text else "")
-            + f"</td><td class=mono>{'<br>'.join(_e(v) for v in varies) or 'nothing'}</td></tr>"
-        )
-    return f"<h3>What the runs share and what varies</h3><table>{head}{''.join(rows)}</table>"
+        shared = _e(split.shared(frame, skip=(split.PART,)))
+        shared += f'<br><span class="muted">{_e(text)}</span>' if text else ""
+        rows.append([_e(name), shared, ("<br>".join(_e(v) for v in varies) or "nothing", "class=mono")])
+        ids.append(f'id="{_part_id(name)}"')
+    head = [("part", ""), ("shared by its runs", ""), ("varies", "")]
+    return "<h3>What the runs share and what varies</h3>" + _table([head], rows, ids)
 
 
 def _rules(runs: pd.DataFrame) -> str:
-    """The diagnosis section's opening: the labels present, most alarming first, and what each means."""
-    present = [d for d, _ in _ordered_counts(runs["diagnosis"], LABELS)] if "diagnosis" in runs and len(runs) else []
-    named = [f"{_e(d)} ({RULES[d]})" if d in RULES else _e(d) for d in present if d]
-    if not named:
+    """The diagnosis section's opening: how a label is given, how the runs are told apart, what is folded."""
+    if not _labels(runs):
         return ""
-    return ("<p>Each run gets one label, the first rule that applies, most alarming first; here: "
-            + ", ".join(named) + ". The sentence gives the numbers.</p>")  # fmt: skip
+    folded = ", ".join(FOLDED)
+    return ("<p>Each run gets one label, the first rule that applies, most alarming first; each heading says what"
+            " its label means, and each run's sentence gives the numbers. Within a label the runs of a part are told"
+            " apart by the fields that vary among that part's runs (n/a: the field does not apply to the run)."
+            f" {folded.capitalize()} runs and any label of more than {FOLD_OVER} runs start folded: click a heading"
+            " to open or close it.</p>")  # fmt: skip
 
 
 def _figures(
@@ -283,6 +341,8 @@ def _figures(
     notes: dict[str, list[str]],
     stems: dict[str, list[str]],
 ) -> str:
+    """Each figure's file embedded (shown up to ZOOM times its printed size, full size on a click) with its
+    caption, after a line of links to them; then the figures not drawn, with why."""
     out = []
     for name in (n for n in NAMES if n in written):
         files = stems.get(name) or list(dict.fromkeys(Path(p).stem for p in written[name]))
@@ -292,52 +352,96 @@ def _figures(
             if png is None:
                 skipped = {**skipped, stem: "drawn, but no PNG could be read for the report"}
                 continue
-            width, _ = png_size(png)
-            style = f' style="width:{round(width * SCREEN_DPI / 200)}px"' if width else ""
-            data = base64.b64encode(png).decode("ascii")
             cap = captions.get(stem) or drawing.caption(name)
             left = "" if stem in captions or not notes.get(name) else (
                 '<br><span class="notes">Left out: ' + _e("; ".join(notes[name])) + ".</span>")
-            text = _e(cap)
-            for mark in CAPTION_MARKS:  # what the data say, each on its own line after the reading guide
-                text = text.replace(f" {mark}", f"<br>{mark}", 1)
-            out.append(
-                f'<figure id="fig-{_e(stem)}"><img src="data:image/png;base64,{data}" alt="figure {_e(stem)}"{style}>'
-                f"<figcaption><b>{_e(stem)}</b>{': ' + text if cap else ''}{left}</figcaption></figure>"
-            )
-    if not out:
-        out.append('<p class="muted">No figure could be drawn from these results.</p>')
+            out.append((stem, _figure(stem, png, cap, left)))
+    parts = []
+    if out:
+        links = " ".join(f'<a href="#{_fig_id(s)}">{_e(s)}</a>' for s, _ in out)
+        hint = 'Click a figure to see it at full size; Back or "close" returns.'
+        parts.append(f'<p class="contents">{links}<br><span class="muted">{hint}</span></p>')
+        parts += [text for _, text in out]
+    else:
+        parts.append('<p class="muted">No figure could be drawn from these results.</p>')
     not_drawn = [n for n in [*NAMES, *(k for k in skipped if k not in NAMES)] if n in skipped]
     if not_drawn:
         items = "".join(f"<li><b><code>{_e(n)}</code></b>: {_e(skipped[n])}</li>" for n in not_drawn)
-        out.append(f"<h3>Figures not drawn</h3><ul>{items}</ul>")
-    return "\n".join(out)
+        parts.append(f"<h3>Figures not drawn</h3><ul>{items}</ul>")
+    return "\n".join(parts)
+
+
+def _figure(stem: str, png: bytes, cap: str, left: str) -> str:
+    """One <figure>: the PNG as wide as the page allows up to ZOOM x its printed size (CSS width = ZOOM x
+    width px x SCREEN_DPI / its dpi; with no dpi in the file, as wide as the page allows, never wider than
+    its pixels); a click targets its .zoom box, which CSS turns into a full-size overlay."""
+    width, _ = png_size(png)
+    dpi = png_dpi(png)
+    style = f' style="width:{round(width * ZOOM * SCREEN_DPI / dpi)}px"' if width and dpi else ""
+    data = base64.b64encode(png).decode("ascii")
+    text = _e(cap)
+    for mark in CAPTION_MARKS:  # what the data say, each on its own line after the reading guide
+        text = text.replace(f" {mark}", f"<br>{mark}", 1)
+    return (
+        f'<figure id="{_fig_id(stem)}"><div class="zoom" id="{_zoom_id(stem)}">'
+        f'<a class="open" href="#{_zoom_id(stem)}" title="full size">'
+        f'<img src="data:image/png;base64,{data}" alt="figure {_e(stem)}"{style}></a>'
+        f'<a class="close" href="#{_fig_id(stem)}">close &times;</a></div>'
+        f"<figcaption><b>{_e(stem)}</b>{': ' + text if cap else ''}{left}</figcaption></figure>"
+    )
 
 
 def _diagnoses(runs: pd.DataFrame) -> str:
-    """Per label (most alarming first): a table of the runs, what varies about them, and the sentence."""
-    if "diagnosis" not in runs or not len(runs):
+    """Per label (most alarming first) a foldable section, headed by its count, its meaning and its runs
+    per part; in it, per part, one row per run: its id, the fields that vary among the part's runs, the
+    sentence."""
+    if not _labels(runs):
         return '<p class="muted">No diagnosis in these results.</p>'
     varying = _varying_columns(runs)
-    parts = _has_parts(runs)
+    values = split.applicable(runs, sorted({c for cols in varying.values() for c in cols}))
+    part_of = runs["part"].fillna("").astype(str) if _has_parts(runs) else pd.Series("", index=runs.index)
     out = []
-    for label, n in _ordered_counts(runs["diagnosis"], LABELS):
-        rows = runs[runs["diagnosis"] == label]
-        title = label or "no diagnosis (failed runs)"
-        head = "<tr>" + ("<th>part</th>" if parts else "") + "<th>run</th><th>config</th><th>sentence</th></tr>"
-        body = []
-        for r in rows.to_dict("records"):
-            skip = _irrelevant(r)
-            fields = ", ".join(f"{c}={_fmt(r[c])}" for c in varying.get(r.get("part", ""), []) if c not in skip)
-            body.append(
-                "<tr>"
-                + (f"<td>{_e(r['part'])}</td>" if parts else "")
-                + f"<td class=mono>{_e(r['run_id'])}</td><td class=mono>{_e(fields)}</td>"
-                + f"<td>{_e(r.get('diagnosis_text') or r.get('error') or '')}</td></tr>"
-            )
-        out.append(f'<h3 class="label-{_e(label)}">{_e(title)}: {n} run{"s" if n != 1 else ""}</h3>'
-                   f"<table>{head}{''.join(body)}</table>")  # fmt: skip
+    for label, n in _labels(runs):
+        rows = runs[_diagnosis(runs) == label]
+        groups = [(p, rows[part_of[rows.index] == p]) for p in pd.unique(part_of)]
+        groups = [(p, g) for p, g in groups if len(g)]
+        by_part = " &middot; ".join(f"{_e(p)} {len(g)}" for p, g in groups if p)
+        opened = label not in FOLDED and n <= FOLD_OVER
+        title = f"{_e(label or 'no diagnosis (failed runs)')}: {n} run{'s' if n != 1 else ''}"
+        out.append(
+            f'<details class="diag" data-label="{_e(label)}" id="{_diag_id(label)}"{" open" if opened else ""}>'
+            f'<summary><h3 class="label-{_e(label)}">{title}</h3>'
+            + (f'<span class="rule">({RULES[label]})</span>' if label in RULES else "")
+            + (f'<span class="by-part">by part: {by_part}</span>' if by_part else "")
+            + "</summary>"
+            + "".join(_diagnosis_table(p, g, varying.get(p, []), values) for p, g in groups)
+            + "</details>"
+        )
     return "\n".join(out)
+
+
+def _diagnosis_table(part: str, rows: pd.DataFrame, fields: list[str], values: pd.DataFrame) -> str:
+    """One part's runs of one label, sorted by their fields' values (NA last), under a heading with what
+    they share: run id, the fields (values: split.applicable's, NA where a field does not apply), the
+    sentence (or the error of a failed run)."""
+    ids = rows["run_id"].astype(str) if "run_id" in rows else pd.Series(rows.index.astype(str), index=rows.index)
+    order = sorted(rows.index, key=lambda i: ([split.sort_key(values.at[i, f]) for f in fields], ids[i]))
+    head = [("run", ""), *((_e(f), "") for f in fields), ("sentence", "")]
+    body = []
+    for i in order:
+        cells = [(_e(ids[i]), "class=mono")]
+        for f in fields:
+            value = values.at[i, f]
+            cells.append((_e(split.fmt(value)), 'class="mono na"' if value is split.NA else "class=mono"))
+        sentence = _text(rows.at[i, "diagnosis_text"]) if "diagnosis_text" in rows else ""
+        error = _text(rows.at[i, "error"]) if "error" in rows else ""
+        body.append([*cells, (_e(sentence or error), "class=sentence")])
+    if not part:
+        return _table([head], body)
+    shared = _e(split.shared(rows, skip=(split.PART, *fields)))
+    n = len(rows)
+    return (f'<h4>part <a href="#{_part_id(part)}">{_e(part)}</a>: {n} run{"s" if n != 1 else ""}'
+            f' <span class="muted">(shared: {shared})</span></h4>' + _table([head], body))  # fmt: skip
 
 
 def _grid(runs: pd.DataFrame, experiment) -> str:
@@ -349,9 +453,10 @@ def _grid(runs: pd.DataFrame, experiment) -> str:
     except Exception:  # noqa: BLE001 - the report shows what it can
         size = len(runs)
     parts = experiment.parts or []
-    lines = [f"<p>The grid has <b>{size}</b> run{'s' if size != 1 else ''}"
-             + (f" in {len(parts)} parts, each a grid of its own on the common base." if parts else ".") + "</p>"]  # fmt: skip
-    head = "<tr><th>part</th><th class=num>runs</th><th>changes to the base</th><th>sweep axes (their product)</th><th class=num>extra cases</th></tr>"
+    in_parts = f" in {len(parts)} parts, each a grid of its own on the common base." if parts else "."
+    lines = [f"<p>The grid has <b>{size}</b> run{'s' if size != 1 else ''}{in_parts}</p>"]
+    head = [("part", ""), ("runs", "class=num"), ("changes to the base", ""), ("sweep axes (their product)", ""),
+            ("extra cases", "class=num")]  # fmt: skip
     rows = []
     for part in parts or [None]:
         name = part.name if part else "(all)"
@@ -359,47 +464,81 @@ def _grid(runs: pd.DataFrame, experiment) -> str:
         axes = part.axes if part else experiment.axes
         cases = part.cases if part else experiment.cases
         n = int((runs["part"] == name).sum()) if part and "part" in runs else len(runs)
-        rows.append(
-            f"<tr><td>{_e(name)}</td><td class=num>{n}</td>"
-            f"<td class=mono>{_e(', '.join(f'{k}={_fmt(v)}' for k, v in overrides.items()))}</td>"
-            f"<td class=mono>{'<br>'.join(_e(f'{k}: ' + ', '.join(_fmt(v) for v in vs)) for k, vs in axes.items())}</td>"
-            f"<td class=num>{len(cases)}</td></tr>"
-        )
-    return "\n".join(lines) + f"<table>{head}{''.join(rows)}</table>"
+        rows.append([
+            _e(name), (str(n), "class=num"),
+            (_e(", ".join(f"{k}={_fmt(v)}" for k, v in overrides.items())), "class=mono"),
+            ("<br>".join(_e(f"{k}: " + ", ".join(_fmt(v) for v in vs)) for k, vs in axes.items()), "class=mono"),
+            (str(len(cases)), "class=num"),
+        ])  # fmt: skip
+    return "\n".join(lines) + _table([head], rows)
+
+
+def _config_text(text: str) -> str:
+    """config.toml as run, folded under a heading with its line count."""
+    if not text:
+        return '<p class="muted">No config.toml in this folder.</p>'
+    lines = len(text.splitlines())
+    return (f'<details class="config" id="config-toml"><summary><h3>config.toml, the experiment as run ({lines} lines)'
+            f'</h3></summary><pre class="config">{_e(text)}</pre></details>')  # fmt: skip
 
 
 def _provenance(manifest: dict) -> str:
+    """manifest.json once, as a table: one row per key, a small dict on one line, anything larger folded
+    (opened, its JSON); then when the report was written."""
     if not manifest:
         return '<p class="muted">No manifest.json in this folder.</p>'
-    platform = manifest.get("platform", {})
-    rows = [
-        ("experiment", manifest.get("experiment")),
-        ("gradlab version", manifest.get("gradlab_version")),
-        ("git commit", manifest.get("git_commit")),
-        ("executor", manifest.get("executor")),
-        ("started", manifest.get("started")),
-        ("finished", manifest.get("finished")),
-        ("wall time", f"{manifest['wall_s']} s" if "wall_s" in manifest else None),
-        ("runs", ", ".join(f"{k} {v}" for k, v in manifest.get("runs", {}).items())),
-        ("python", platform.get("python")),
-        (
-            "platform",
-            f"{platform.get('system', '')} {platform.get('machine', '')}, {platform.get('cpus', '?')} CPUs"
-            if platform
-            else None,
-        ),
-        ("packages", ", ".join(f"{k} {v}" for k, v in manifest.get("packages", {}).items())),
-        ("report written", datetime.now(UTC).isoformat(timespec="seconds")),
-    ]
-    table = (
-        "<table>"
-        + "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows if v not in (None, ""))
-        + "</table>"
-    )
-    return table + "<h3>manifest.json</h3>" + f"<pre>{_e(json.dumps(manifest, indent=1))}</pre>"
+    rows = [[_e(key), _manifest_value(value)] for key, value in manifest.items()]
+    rows.append(["report written", _e(datetime.now(UTC).isoformat(timespec="seconds"))])
+    return '<p class="muted">manifest.json, key by key.</p>' + _table([], rows, header_column=True)
+
+
+def _manifest_value(value: Any) -> str:
+    """A manifest value as HTML: a scalar as text, a dict of scalars as 'key value, ...', anything else
+    folded under a one-line summary."""
+    def scalar(v: Any) -> bool:
+        return v is None or isinstance(v, (str, int, float, bool))
+
+    if scalar(value):
+        return _e(_fmt(value) if isinstance(value, (bool, float)) or value is None else value)
+    if isinstance(value, dict) and all(scalar(v) for v in value.values()):
+        return _e(", ".join(f"{k} {_fmt(v)}" for k, v in value.items()))
+    if isinstance(value, dict):
+        brief = ", ".join(f"{k} {_fmt(v)}" if scalar(v) else f"{k} ({_items(v)})" for k, v in value.items())
+    else:
+        brief = _items(value)
+    return (f'<details class="manifest"><summary>{_e(brief)}</summary>'
+            f"<pre>{_e(json.dumps(value, indent=1, default=str))}</pre></details>")  # fmt: skip
+
+
+def _items(value: Any) -> str:
+    return f"{len(value)} items" if isinstance(value, (list, tuple, dict)) else type(value).__name__
 
 
 # ---- helpers ----------------------------------------------------------------------------------
+
+Cell = str | tuple[str, str]  # a cell's HTML, or (its HTML, its attributes such as 'class=num')
+
+
+def _table(head: Sequence[Sequence[Cell]], rows: Sequence[Sequence[Cell]], row_attrs: Sequence[str] = (),
+           header_column: bool = False) -> str:  # fmt: skip
+    """A <table>: header rows of <th>, then rows of <td> (header_column: each row's first cell a <th>),
+    row i with row_attrs[i]. Cells are HTML already escaped."""
+
+    def cells(row: Sequence[Cell], tag: str) -> str:
+        out = []
+        for j, cell in enumerate(row):
+            text, attrs = cell if isinstance(cell, tuple) else (cell, "")
+            t = "th" if header_column and j == 0 else tag
+            out.append(f"<{t}{' ' + attrs if attrs else ''}>{text}</{t}>")
+        return "".join(out)
+
+    attrs = [*row_attrs, *[""] * (len(rows) - len(row_attrs))]
+    return (
+        "<table>"
+        + "".join(f"<tr>{cells(r, 'th')}</tr>" for r in head)
+        + "".join(f"<tr{' ' + a if a else ''}>{cells(r, 'td')}</tr>" for r, a in zip(rows, attrs))
+        + "</table>"
+    )
 
 
 def png_size(data: bytes) -> tuple[int, int]:
@@ -407,6 +546,23 @@ def png_size(data: bytes) -> tuple[int, int]:
     if len(data) < 24 or not data.startswith(PNG_SIGNATURE) or data[12:16] != b"IHDR":
         return 0, 0
     return struct.unpack(">II", data[16:24])
+
+
+def png_dpi(data: bytes) -> float | None:
+    """The resolution (dots per inch) in a PNG's pHYs chunk (pixels per metre x 0.0254), or None when the
+    file has none before its image data, states no unit, or is not a PNG."""
+    if not data.startswith(PNG_SIGNATURE):
+        return None
+    at = len(PNG_SIGNATURE)
+    while at + 8 <= len(data):
+        (length,), kind = struct.unpack(">I", data[at : at + 4]), data[at + 4 : at + 8]
+        if kind == b"pHYs" and length == 9 and at + 17 <= len(data):
+            x_per_metre, _, unit = struct.unpack(">IIB", data[at + 8 : at + 17])
+            return x_per_metre * INCH if unit == 1 and x_per_metre else None
+        if kind in (b"IDAT", b"IEND"):
+            return None
+        at += 12 + length  # length, type, data, CRC
+    return None
 
 
 def _png_bytes(name: str, stem: str, paths: list[Path], tables: dict[str, pd.DataFrame]) -> bytes | None:
@@ -447,14 +603,40 @@ def _varying_columns(runs: pd.DataFrame) -> dict[str, list[str]]:
     return out
 
 
-def _irrelevant(row: dict[str, Any]) -> set[str]:
-    """The columns that do not apply to this run (e.g. the threshold without clipping, a ReLU's slope)."""
-    from gradlab.schema import IRRELEVANT, column
+def _diagnosis(runs: pd.DataFrame) -> pd.Series:
+    """The diagnosis column as text ("" where a run has none, e.g. a failed one)."""
+    return runs["diagnosis"].fillna("").astype(str)
 
-    out = set()
-    for key, by_value in IRRELEVANT.items():
-        out.update(column(k) for k in by_value.get(row.get(column(key)), ()))
-    return out
+
+def _labels(runs: pd.DataFrame) -> list[tuple[str, int]]:
+    """(label, count) of the labels present, most alarming first ([] without a diagnosis column)."""
+    return _ordered_counts(runs["diagnosis"], LABELS) if "diagnosis" in runs and len(runs) else []
+
+
+def _diag_id(label: str) -> str:
+    return f"diag-{label or 'none'}"
+
+
+def _fig_id(stem: str) -> str:
+    return f"fig-{_safe_id(stem)}"
+
+
+def _zoom_id(stem: str) -> str:
+    return f"zoom-{_safe_id(stem)}"
+
+
+def _part_id(part: str) -> str:
+    return f"part-{_safe_id(part)}"
+
+
+def _safe_id(text: str) -> str:
+    """text as an id and a URL fragment: letters, digits and -_.= kept, anything else '-'."""
+    return "".join(c if c.isascii() and (c.isalnum() or c in "-_.=") else "-" for c in str(text))
+
+
+def _text(value: Any) -> str:
+    """A text cell's value: "" for None and NaN."""
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else str(value)
 
 
 def _ordered_counts(series: pd.Series, order: tuple[str, ...]) -> list[tuple[str, int]]:

@@ -2,8 +2,13 @@
 
 One small results folder is made once (a tiny two-part config run through `gradlab run`, which also
 draws the figures and writes the report); the report is then checked as HTML (one embedded, valid PNG
-per figure drawn, nothing fetched from the network, the diagnosis sentences and status counts) and,
-when a Chromium is installed, in a real browser (screenshot not blank, every image loaded).
+per figure drawn, each opening at full size; nothing fetched from the network; every link reaching its
+element and the bar linking every section; the diagnosis sentences and status counts; the manifest once;
+runs tables without optional columns) and the committed tour's diagnosis is checked (grouped by label and
+part, folded by size, each run's differing fields). When a Chromium is installed (required when
+GRADLAB_REQUIRE_CHROMIUM=1) the report is checked in a real browser over the DevTools protocol: every
+image loaded, the page not blank, each link of the bar bringing its section into view below it, a folded
+section opening and a figure opening at full size.
 """
 
 from __future__ import annotations
@@ -237,6 +242,246 @@ def test_report_on_results_without_figures_says_why(results, tmp_path):
         assert f"<b><code>{name}</code></b>: reason for {name}" in text
 
 
+class Node:
+    """An element of a parsed page: tag, attributes, children (Nodes and text)."""
+
+    def __init__(self, tag: str, attrs: dict[str, str | None]) -> None:
+        self.tag, self.attrs, self.children = tag, attrs, []
+
+    def all(self, tag: str | None = None, **attrs: str) -> list[Node]:
+        """Every descendant with this tag (any when None) and these attribute values (class_ for class)."""
+        want = {k.rstrip("_"): v for k, v in attrs.items()}
+        out = []
+        for child in self.children:
+            if isinstance(child, Node):
+                if (tag is None or child.tag == tag) and all(child.attrs.get(k) == v for k, v in want.items()):
+                    out.append(child)
+                out += child.all(tag, **attrs)
+        return out
+
+    def text(self) -> str:
+        return "".join(c if isinstance(c, str) else c.text() for c in self.children)
+
+
+class Tree(HTMLParser):
+    """The page as a tree of Nodes (void elements have no children; an end tag closes up to its element)."""
+
+    VOID = {"img", "br", "meta", "hr", "input", "link"}
+
+    def __init__(self, text: str) -> None:
+        super().__init__(convert_charrefs=True)
+        self.root = Node("#document", {})
+        self.stack = [self.root]
+        self.feed(text)
+        self.close()
+
+    def handle_starttag(self, tag, attrs):
+        node = Node(tag, dict(attrs))
+        self.stack[-1].children.append(node)
+        if tag not in self.VOID:
+            self.stack.append(node)
+
+    def handle_endtag(self, tag):
+        for i in range(len(self.stack) - 1, 0, -1):
+            if self.stack[i].tag == tag:
+                del self.stack[i:]
+                return
+
+    def handle_data(self, data):
+        self.stack[-1].children.append(data)
+
+
+def page_of(text: str) -> Node:
+    return Tree(text).root
+
+
+def figures_on_disk(out: Path) -> dict[str, list[Path]]:
+    """draw_all's `written` for the PNG files already in out/figures (figure -> its files, by stem)."""
+    written: dict[str, list[Path]] = {}
+    for path in sorted((out / "figures").glob("*.png")):
+        written.setdefault(split.figure_of(path.stem), []).append(path)
+    return written
+
+
+def test_every_link_reaches_an_element_and_the_bar_links_every_section(results):
+    out, _ = results
+    text = (out / "report.html").read_text()
+    page = page_of(text)
+    ids = [n.attrs["id"] for n in page.all() if n.attrs.get("id")]
+    assert len(ids) == len(set(ids)), f"ids used twice: {sorted(i for i in set(ids) if ids.count(i) > 1)}"
+    targets = [a.attrs["href"] for a in page.all("a") if a.attrs.get("href", "").startswith("#")]
+    dangling = sorted({t for t in targets if t[1:] not in ids})
+    assert not dangling, f"links to no element: {dangling}"
+    (bar,) = page.all("nav", class_="bar")
+    linked = {a.attrs["href"][1:] for a in bar.all("a")}
+    sections = {h.attrs["id"] for h in page.all("h2")}
+    assert sections == {"runs", "figures", "diagnosis", "config", "provenance"}, sections
+    assert sections <= linked, f"sections the bar does not link: {sorted(sections - linked)}"
+    runs = load_results(out)["runs"]
+    labels = {f"diag-{d}" for d in runs["diagnosis"]}
+    assert labels <= linked, f"labels the bar does not link: {sorted(labels - linked)}"
+    assert re.search(r"nav\.bar \{[^}]*position: sticky; top: 0", text), "the bar does not stay in view"
+
+
+def test_each_figure_opens_at_full_size_from_its_own_image(results):
+    out, _ = results
+    page = page_of((out / "report.html").read_text())
+    figures = page.all("figure")
+    assert len(figures) == len(written_figures(out)) > 0
+    for fig in figures:
+        (img,) = fig.all("img")
+        stem = img.attrs["alt"].removeprefix("figure ")
+        assert fig.attrs["id"] == f"fig-{stem}"
+        (box,) = fig.all("div", class_="zoom")
+        (opener,) = box.all("a", class_="open")
+        (closer,) = box.all("a", class_="close")
+        assert opener.attrs["href"] == f"#{box.attrs['id']}", f"{stem}: the image does not open its own box"
+        assert closer.attrs["href"] == f"#{fig.attrs['id']}", f"{stem}: close does not return to the figure"
+        assert opener.all("img") == [img], f"{stem}: the opening link does not hold the image"
+        data = base64.b64decode(img.attrs["src"].split(",", 1)[1])
+        width, _ = report.png_size(data)
+        css = round(width * report.ZOOM * report.SCREEN_DPI / report.png_dpi(data))
+        assert img.attrs["style"] == f"width:{css}px", f"{stem}: style {img.attrs['style']!r}, expected {css}px"
+
+
+def test_png_dpi_reads_the_resolution_matplotlib_saved(tmp_path):
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 1))
+    ax.plot([0, 1])
+    for dpi in (72, 150, 200):
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=dpi)
+        data = buffer.getvalue()
+        # pHYs holds whole pixels per metre: the dpi comes back within 0.0254 / 2 of what was asked
+        assert abs(report.png_dpi(data) - dpi) <= 0.0127 + 1e-9, f"dpi {dpi}: read {report.png_dpi(data)}"
+    plt.close(fig)
+    at = data.index(b"pHYs") - 4  # the chunk: length (4), type (4), data (9), CRC (4)
+    bare = data[:at] + data[at + 21 :]
+    assert report.png_dpi(bare) is None and report.png_size(bare) == report.png_size(data)
+    figure = report._figure("bare", bare, "", "")
+    assert "style=" not in figure, "a PNG without a resolution was given a width"
+    assert report.png_dpi(b"not a png") is None
+
+
+def test_the_manifest_is_shown_once(results):
+    out, _ = results
+    text = (out / "report.html").read_text()
+    facts = json.loads((out / "manifest.json").read_text())
+    provenance = page_of(text[text.index('id="provenance"') :])
+    rows = {tr.all("th")[0].text(): tr for tr in provenance.all("tr")}
+    assert list(rows)[: len(facts)] == list(facts), f"manifest keys {list(facts)}, rows {list(rows)}"
+    assert len(rows) == len(facts) + 1, f"{len(rows)} rows for {len(facts)} keys and the report's time"
+    for key in ("git_commit", "started"):  # ("finished" is in the headline too)
+        assert text.count(facts[key]) == 1, f"{key} {facts[key]} appears {text.count(facts[key])} times"
+    packages = rows["packages"].all("td")[0].text()
+    assert packages == ", ".join(f"{k} {v}" for k, v in facts["packages"].items()), packages
+    folded = [k for k, v in facts.items() if isinstance(v, (dict, list)) and not all(
+        isinstance(x, (str, int, float, bool)) or x is None for x in (v.values() if isinstance(v, dict) else v))]
+    for key in folded:  # a nested value is folded with its JSON, once
+        (pre,) = rows[key].all("pre")
+        assert json.loads(pre.text()) == facts[key], f"{key}: the folded JSON is not the manifest's"
+
+
+def tour_tables() -> dict[str, pd.DataFrame]:
+    tour = ROOT / "results" / "tour"
+    if not (tour / "runs.parquet").is_file():
+        pytest.skip("results/tour is not in this checkout")
+    return {"runs": load_results(tour)["runs"]}
+
+
+def varying_fields(frame: pd.DataFrame) -> list[str]:
+    """The config columns (and folder) with more than one applicable value among the frame's runs."""
+    from gradlab.schema import CONFIG_COLUMNS
+
+    table = split.applicable(frame)
+    return [c for c in frame.columns if (c in CONFIG_COLUMNS and c != "part") or c == split.FOLDER
+            if c in table and len(set(table[c]) - {split.NA}) > 1]  # fmt: skip
+
+
+def test_the_tour_s_diagnosis_is_grouped_by_label_and_part_with_the_fields_that_differ():
+    root = ROOT / "results" / "tour"
+    tables = tour_tables()
+    runs = tables["runs"]
+    page = page_of(report.build(root, tables, {}, {}))
+    sections = page.all("details", class_="diag")
+    counts = runs["diagnosis"].value_counts()
+    assert [d.attrs["data-label"] for d in sections] == [x for x in report.LABELS if x in counts], "label order"
+    values = split.applicable(runs)
+    states = set()
+    for details in sections:
+        label = details.attrs["data-label"]
+        n = int(counts[label])
+        (title,) = details.all("h3")
+        assert title.text() == f"{label}: {n} run{'s' if n != 1 else ''}"
+        opened = "open" in details.attrs
+        assert opened == (label not in report.FOLDED and n <= report.FOLD_OVER), f"{label} ({n} runs) open={opened}"
+        states.add(opened)
+        mine = runs[runs["diagnosis"] == label]
+        seen = []
+        for heading, table in zip(details.all("h4"), details.all("table"), strict=True):
+            part = heading.all("a")[0].text()
+            rows = mine[mine["part"] == part]
+            assert heading.text().startswith(f"part {part}: {len(rows)} run"), heading.text()
+            fields = varying_fields(runs[runs["part"] == part])
+            header, *body = [[c.text() for c in tr.all()] for tr in table.all("tr")]
+            assert header == ["run", *fields, "sentence"], f"{label}/{part}: columns {header}, fields {fields}"
+            by_id = rows.set_index("run_id")
+            keys = []
+            for cells in body:
+                run_id, shown, sentence = cells[0], cells[1:-1], cells[-1]
+                i = runs.index[runs["run_id"] == run_id][0]
+                expected = [split.fmt(values.at[i, f]) for f in fields]
+                assert shown == expected, f"{run_id}: fields {shown}, the runs table says {expected}"
+                assert sentence == by_id.at[run_id, "diagnosis_text"], f"{run_id}: another sentence"
+                keys.append([split.sort_key(values.at[i, f]) for f in fields])
+                seen.append(run_id)
+            assert keys == sorted(keys), f"{label}/{part}: rows not sorted by {fields}"
+        assert sorted(seen) == sorted(mine["run_id"]), f"{label}: the runs shown are not the label's runs"
+    assert states == {True, False}, "the tour should have both open and folded labels"
+
+
+OPTIONAL = {
+    "status": ["status"],
+    "diagnosis": ["diagnosis", "diagnosis_text"],
+    "part": ["part"],
+    "config": "config",  # every config column
+    "all but run_id": "all",
+}
+
+
+@pytest.mark.parametrize("dropped", list(OPTIONAL))
+def test_report_reads_runs_tables_without_optional_columns(results, tmp_path, dropped):
+    """A torch watcher's runs table has no grid: the report still renders, says what it lacks, and every
+    link still reaches its element."""
+    from gradlab.schema import CONFIG_COLUMNS
+
+    out, _ = results
+    tables = load_results(out)
+    runs = tables["runs"]
+    columns = OPTIONAL[dropped]
+    if columns == "config":
+        columns = [c for c in runs.columns if c in CONFIG_COLUMNS]
+    elif columns == "all":
+        columns = [c for c in runs.columns if c != "run_id"]
+    folder = tmp_path / "bare"
+    folder.mkdir()
+    shutil.copy(out / "manifest.json", folder / "manifest.json")
+    thin = {**tables, "runs": runs.drop(columns=columns)}
+    path = report.write(folder, thin, ({}, {}))
+    text = path.read_text()
+    page = page_of(text)
+    ids = {n.attrs["id"] for n in page.all() if n.attrs.get("id")}
+    assert {a.attrs["href"][1:] for a in page.all("a") if a.attrs.get("href", "").startswith("#")} <= ids
+    assert f"{len(runs)} runs" in text
+    if "diagnosis" in columns:
+        assert "No diagnosis in these results." in text and not page.all("details", class_="diag")
+    else:
+        assert len(page.all("details", class_="diag")) == runs["diagnosis"].nunique()
+    if "part" in columns:
+        assert not page.all("h4"), "parts shown for runs without a part"
+
+
 # ---- the report in a browser ------------------------------------------------------------------
 
 
@@ -247,52 +492,199 @@ def chromium() -> str | None:
     return None
 
 
-def headless(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess:
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={profile}"]  # fmt: skip
-    return subprocess.run([binary, *flags, *args], check=False, capture_output=True, text=True, timeout=120)
+class Browser:
+    """Headless Chromium driven over the DevTools protocol on --remote-debugging-pipe (it reads JSON
+    messages, each ended by a NUL byte, on its fd 3 and writes them on its fd 4): one page of the given
+    size, where open() loads a URL, js() evaluates an expression (awaiting a promise) and screenshot()
+    returns the viewport's PNG. No Python dependency beyond the standard library."""
+
+    def __init__(self, binary: str, profile: Path, width: int = 1400, height: int = 2000, timeout: float = 120):
+        to_browser, self._out = os.pipe()
+        self._in, from_browser = os.pipe()
+
+        def child() -> None:  # the pipe ends as fds 3 and 4 (via copies above 4, so neither overwrites the other)
+            a, b = os.dup(to_browser), os.dup(from_browser)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--hide-scrollbars", f"--user-data-dir={profile}", f"--window-size={width},{height}",
+                 "--remote-debugging-pipe", "about:blank"]  # fmt: skip
+        self.proc = subprocess.Popen([binary, *flags], preexec_fn=child, pass_fds=(3, 4),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        os.close(to_browser)
+        os.close(from_browser)
+        self.timeout, self._buffer, self._id, self._events = timeout, b"", 0, []
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        self.session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Page.enable", session=True)
+        self.call("Emulation.setDeviceMetricsOverride", session=True, width=width, height=height,
+                  deviceScaleFactor=1, mobile=False)  # fmt: skip
+
+    def _message(self) -> dict:
+        import select
+        import time
+
+        end = time.monotonic() + self.timeout
+        while b"\0" not in self._buffer:
+            ready, _, _ = select.select([self._in], [], [], max(0.0, end - time.monotonic()))
+            chunk = os.read(self._in, 1 << 20) if ready else b""
+            if not chunk:
+                raise RuntimeError("the browser closed the pipe or did not answer in time")
+            self._buffer += chunk
+        message, self._buffer = self._buffer.split(b"\0", 1)
+        return json.loads(message)
+
+    def call(self, method: str, session: bool = False, **params) -> dict:
+        self._id += 1
+        message = {"id": self._id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = self.session
+        os.write(self._out, json.dumps(message).encode() + b"\0")
+        while True:
+            reply = self._message()
+            if reply.get("id") == self._id:
+                assert "error" not in reply, f"{method}: {reply['error']}"
+                return reply.get("result", {})
+            self._events.append(reply)
+
+    def open(self, url: str) -> None:
+        self._events.clear()
+        self.call("Page.navigate", session=True, url=url)
+        while not any(e.get("method") == "Page.loadEventFired" for e in self._events):
+            self._events.append(self._message())
+
+    def js(self, expression: str):
+        result = self.call("Runtime.evaluate", session=True, expression=expression, awaitPromise=True,
+                           returnByValue=True)  # fmt: skip
+        assert "exceptionDetails" not in result, result["exceptionDetails"]
+        return result["result"].get("value")
+
+    def screenshot(self) -> bytes:
+        return base64.b64decode(self.call("Page.captureScreenshot", session=True, format="png")["data"])
+
+    def close(self) -> None:
+        try:
+            self.call("Browser.close")
+            self.proc.wait(timeout=30)
+        except Exception:  # noqa: BLE001 - a browser that does not close is ended
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        finally:
+            os.close(self._in)
+            os.close(self._out)
 
 
-# Appended to a copy of the report: after load, write how many images there are and how many loaded.
-CHECK = """<script>window.addEventListener("load", function () {
-  var im = document.images, ok = 0;
-  for (var i = 0; i < im.length; i++) { if (im[i].complete && im[i].naturalWidth > 0) ok++; }
-  var p = document.createElement("pre"); p.id = "gradlab-check";
-  p.textContent = "images=" + im.length + " loaded=" + ok; document.body.appendChild(p);
-});</script>"""
+# In the page: click an element, wait for two frames, then report where things are.
+SETTLE = "new Promise(r => requestAnimationFrame(() => requestAnimationFrame(r)))"
+WHERE = """(id => {
+  const el = document.getElementById(id), bar = document.querySelector('nav.bar').getBoundingClientRect();
+  const box = el.getBoundingClientRect();
+  return {hash: location.hash, top: box.top, height: box.height, bar_top: bar.top, bar_bottom: bar.bottom,
+          window: innerHeight, scrolled: scrollY, page: document.documentElement.scrollHeight};
+})"""
 
 
-@pytest.mark.skipif(chromium() is None and not os.environ.get("GRADLAB_REQUIRE_CHROMIUM"),
-                    reason="no Chromium installed (the HTML checks above still run); CI installs it")
-def test_report_renders_in_headless_chromium(results, tmp_path):
-    out, _ = results
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
     binary = chromium()
+    if binary is None:
+        if os.environ.get("GRADLAB_REQUIRE_CHROMIUM"):
+            pytest.fail("GRADLAB_REQUIRE_CHROMIUM is set but no Chromium is installed")
+        pytest.skip("no Chromium installed (the HTML checks above still run); CI installs it")
+    b = Browser(binary, tmp_path_factory.mktemp("chromium-profile"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def folded_report(results, tmp_path_factory):
+    """The tiny report with FOLD_OVER 1 (every label of two or more runs folded), its figures embedded."""
+    out, _ = results
+    old = report.FOLD_OVER
+    report.FOLD_OVER = 1
+    try:
+        text = report.build(out, load_results(out), figures_on_disk(out), {})
+    finally:
+        report.FOLD_OVER = old
+    path = tmp_path_factory.mktemp("folded") / "report.html"
+    path.write_text(text)
+    return path
+
+
+def test_report_renders_in_headless_chromium(results, browser):
+    out, _ = results
     n_images = len(parse((out / "report.html").read_text()).images)
     assert n_images > 0
-
-    shot = tmp_path / "shot.png"
-    run = headless(
-        binary,
-        tmp_path / "profile1",
-        f"--screenshot={shot}",
-        "--window-size=1200,3000",
-        (out / "report.html").resolve().as_uri(),
-    )
-    assert shot.is_file(), f"no screenshot: {run.stderr[-2000:]}"
-    pixels = matplotlib.image.imread(shot)[..., :3]
-    assert pixels.shape[:2] == (3000, 1200)
+    browser.open((out / "report.html").resolve().as_uri())
+    images = browser.js("[...document.images].map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])")
+    assert len(images) == n_images, f"the browser saw {len(images)} images of {n_images}"
+    broken = [alt for alt, complete, w, h in images if not (complete and w > 0 and h > 0)]
+    assert not broken, f"images that did not load: {broken}"
+    pixels = matplotlib.image.imread(io.BytesIO(browser.screenshot()), format="png")[..., :3]
+    assert pixels.shape[:2] == (2000, 1400), pixels.shape
     not_white = (pixels < 0.95).any(axis=2).mean()
     assert not_white > 0.02, f"the screenshot is blank ({not_white:.1%} of pixels not white)"
     assert pixels.std() > 0.05, "the screenshot is one flat colour"
+    assert len(browser.js("document.body.innerText")) > 2000, "the page shows almost no text"
 
-    checked = tmp_path / "checked.html"
-    checked.write_text((out / "report.html").read_text().replace("</body>", CHECK + "</body>"))
-    run = headless(binary, tmp_path / "profile2", "--virtual-time-budget=10000", "--dump-dom", checked.as_uri())
-    found = re.search(r'id="gradlab-check">images=(\d+) loaded=(\d+)<', run.stdout)
-    assert found, f"the check did not run: {run.stdout[-500:]} {run.stderr[-1000:]}"
-    images, loaded = int(found.group(1)), int(found.group(2))
-    assert (images, loaded) == (n_images, n_images), f"the browser saw {images} images, {loaded} loaded, of {n_images}"
+
+def test_every_link_of_the_bar_brings_its_section_into_view(results, browser):
+    out, _ = results
+    browser.open((out / "report.html").resolve().as_uri())
+    links = browser.js("[...document.querySelectorAll('nav.bar a')].map(a => a.getAttribute('href'))")
+    assert {"#runs", "#figures", "#diagnosis", "#config", "#provenance"} <= set(links), links
+    for href in links:
+        browser.js(f"document.querySelector('nav.bar a[href=\"{href}\"]').click()")
+        browser.js(SETTLE)
+        at = browser.js(f"{WHERE}({json.dumps(href[1:])})")
+        assert at["hash"] == href, f"{href}: the page is at {at['hash']!r}"
+        assert at["bar_top"] == 0, f"{href}: the bar scrolled away (its top at {at['bar_top']})"
+        # the section starts just below the bar, or (near the end of the page) is at least on screen
+        assert at["bar_bottom"] - 1 <= at["top"] < at["window"] - 40, f"{href}: section at {at}"
+        if at["scrolled"] + at["window"] < at["page"] - 1:  # the page could scroll further: it went exactly there
+            gap = at["top"] - at["bar_bottom"]
+            assert gap < 40, f"{href}: the section is {gap} px below the bar"
+
+
+def test_a_folded_section_opens_and_a_figure_opens_at_full_size(folded_report, browser):
+    browser.open(folded_report.as_uri())
+    folded = browser.js("[...document.querySelectorAll('details.diag:not([open])')].map(d => d.id)")
+    assert folded, "FOLD_OVER 1 folded no label of the tiny report"
+    for section in (folded[0], "config-toml"):
+        state = f"""(() => {{ const d = document.getElementById('{section}'), c = d.querySelector('summary ~ *');
+          return [d.open, c.checkVisibility(), d.getBoundingClientRect().height,
+                  d.querySelector('summary').getBoundingClientRect().height]; }})()"""
+        is_open, shown, height, summary = browser.js(state)
+        assert not is_open and not shown, f"{section}: not folded (open {is_open}, content shown {shown})"
+        assert height < summary + 10, f"{section}: folded, {height} px high, its summary {summary} px"
+        browser.js(f"document.querySelector('#{section} > summary').click()")
+        browser.js(SETTLE)
+        is_open, shown, opened, _ = browser.js(state)
+        assert is_open and shown, f"{section}: did not open (open {is_open}, content shown {shown})"
+        assert opened > height + 10, f"{section}: opened, but {opened} px high (folded {height} px)"
+    boxes = browser.js("[...document.querySelectorAll('.zoom')].map(z => z.id)")
+    assert boxes
+    box = boxes[0]
+    state = f"""(() => {{ const z = document.getElementById('{box}'), i = z.querySelector('img'),
+      c = z.querySelector('a.close'), r = i.getBoundingClientRect();
+      return {{position: getComputedStyle(z).position, width: r.width, natural: i.naturalWidth,
+               close: getComputedStyle(c).display, hash: location.hash,
+               zoom_top: z.getBoundingClientRect().top}}; }})()"""
+    before = browser.js(state)
+    assert before["position"] == "static" and before["close"] == "none", before
+    assert before["width"] < before["natural"], f"{box}: shown at full size before the click ({before})"
+    browser.js(f"document.getElementById('{box}').querySelector('a.open').click()")
+    browser.js(SETTLE)
+    zoomed = browser.js(state)
+    assert zoomed["position"] == "fixed" and zoomed["zoom_top"] == 0, f"{box}: no overlay after the click ({zoomed})"
+    assert abs(zoomed["width"] - zoomed["natural"]) < 1, f"{box}: {zoomed['width']} px wide, PNG {zoomed['natural']}"
+    assert zoomed["close"] != "none", "no close link on the overlay"
+    browser.js(f"document.getElementById('{box}').querySelector('a.close').click()")
+    browser.js(SETTLE)
+    closed = browser.js(state)
+    assert closed["position"] == "static" and closed["hash"] == "#" + box.replace("zoom-", "fig-", 1), closed
 
 
 # ---- gradlab plot and draw_all ----------------------------------------------------------------
