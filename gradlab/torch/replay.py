@@ -23,6 +23,7 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import torch
 from torch import nn
 
 from gradlab.nn import GRU, LSTM, RNN, _checks
@@ -31,6 +32,7 @@ from gradlab.probes.timesteps import _mean_norm
 from gradlab.torch.modules import RECURRENT
 
 Array = np.ndarray
+Tensor = torch.Tensor | Array  # what the replay accepts: a tensor (any float dtype, any device) or an array
 MODELS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 
 
@@ -138,7 +140,7 @@ def _inputs(module: nn.Module, inputs) -> tuple[Array, bool]:
     return (x if module.batch_first else x.swapaxes(0, 1)), False
 
 
-def _initial_states(kind: str, hx) -> tuple:
+def _initial_states(kind: str, hx: Tensor | tuple[Tensor, Tensor] | None) -> tuple:
     """(h0, c0) from a module's hx: the LSTM's pair (h0, c0), the RNN's and GRU's h0 (c0 None); None: zeros."""
     pair = isinstance(hx, (tuple, list))
     if kind == "lstm" and hx is not None and not (pair and len(hx) == 2):
@@ -164,7 +166,9 @@ class EngineRun(NamedTuple):
     T: int
 
 
-def engine_forward(module: nn.Module, inputs, hx, trace: bool = False) -> EngineRun:
+def engine_forward(
+    module: nn.Module, inputs: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None, trace: bool = False
+) -> EngineRun:  # fmt: skip
     """Run `module`'s batch (inputs and hx as module(inputs, hx) takes them; see `recurrent`) forward through
     gradlab's engine in float64 from the same initial state."""
     kind, L, H = kind_of(module), module.num_layers, module.hidden_size
@@ -189,12 +193,18 @@ def _one_layer(a: Array | None, L: int) -> Array | None:
     return a if a is None or L > 1 else a[0]
 
 
-def recurrent(module: nn.Module, inputs, hx, grad_output, grad_hn=None, grad_cn=None) -> Replay:
+def recurrent(
+    module: nn.Module, inputs: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None, grad_output: Tensor | None,
+    grad_hn: Tensor | None = None, grad_cn: Tensor | None = None,
+) -> Replay:  # fmt: skip
     """Replay one batch of `module` (nn.RNN / nn.LSTM / nn.GRU) and return the exact dL/dh_t (dL/dc_t) of
-    every cell layer and step. inputs: the module's input, (N, T, D) with batch_first, else (T, N, D), or
-    (T, D) unbatched; hx: its initial state (h0, or (h0, c0) for the LSTM, each (num_layers, N, H); None:
-    zeros); grad_output: dL/d(output), in output's layout (None: the output is unused); grad_hn, grad_cn:
-    dL/dh_n, dL/dc_n (num_layers, N, H), None when h_n / c_n are unused. Tensors or arrays, any float dtype."""
+    every cell layer and step, dL/dh_t = g_t + (dh_(t+1)/dh_t)^T dL/dh_(t+1) (g_t: from outside the layer's
+    recurrence), from the module's weights as they are now: call it before the optimizer step.
+
+    inputs: the module's input, (N, T, D) with batch_first, else (T, N, D), or (T, D) unbatched; hx: its
+    initial state (h0, or (h0, c0) for the LSTM, each (num_layers, N, H); None: zeros); grad_output:
+    dL/d(output), in output's layout (None: the output is unused); grad_hn, grad_cn: dL/dh_n, dL/dc_n
+    (num_layers, N, H), None when h_n / c_n are unused. Tensors or arrays, any float dtype."""
     if grad_cn is not None and kind_of(module) != "lstm":
         raise ValueError(f"grad_cn is the gradient of the LSTM's c_n; an nn.{type(module).__name__} has no cell state")
     run = engine_forward(module, inputs, hx, trace=True)
