@@ -47,7 +47,8 @@ def _min_T_help() -> str:
         for cls in tasks.TASKS.values() if cls.kind == "sequence"
         for v in getattr(cls, "VARIANTS", (None,)) if cls.min_T(v) > 1
     ]  # fmt: skip
-    return "sequence length (sequence tasks); at least " + ", ".join(rules)
+    return ("sequence length (sequence tasks; file: x's axis 1, a value other than the default must match it); at least "
+            + ", ".join(rules))
 
 
 FIELDS: dict[str, Field] = {

@@ -53,7 +53,8 @@ def get(
         return partial(step_decay, lr=lr, decay_every=_checks.positive_int("decay_every", decay_every),
                        decay=_checks.positive("decay", decay))  # fmt: skip
     if name == "cosine":
-        return partial(cosine, lr=lr, steps=_checks.positive_int("steps", steps), min_lr=_checks.non_negative("min_lr", min_lr))
+        return partial(cosine, lr=lr, steps=_checks.positive_int("steps", steps),
+                       min_lr=_checks.non_negative("min_lr", min_lr))  # fmt: skip
     if name == "warmup":
         return partial(warmup, lr=lr, warmup_steps=_checks.positive_int("warmup_steps", warmup_steps))
     return partial(constant, lr=lr)

@@ -20,7 +20,7 @@ KEY = "task.path"
 
 
 def _given(config: Config) -> dict[str, int]:
-    """task.T (sequence models), task.input_size and task.classes (cross_entropy) where they differ from their defaults."""
+    """task.T (sequence models), task.input_size and task.classes (cross_entropy), where they are off their defaults."""
     keys = ["input_size"] + (["T"] if config["model.kind"] != "mlp" else []) + (
         ["classes"] if config["task.loss"] in data_file.CLASSIFICATION else [])  # fmt: skip
     return {k: config[f"task.{k}"] for k in keys if config[f"task.{k}"] != FIELDS[f"task.{k}"].default}
@@ -29,7 +29,8 @@ def _given(config: Config) -> dict[str, int]:
 def check(config: Config) -> data_file.Sizes:
     """The sizes the config's data file gives its run, or a one-line DataError naming the file and the problem."""
     if not config[KEY]:
-        raise data_file.DataError("task.path = '': task.name = 'file' needs the data file, e.g. task.path = \"data.npz\"")
+        raise data_file.DataError("task.path = '': task.name = 'file' needs the data file, "
+                                  'e.g. task.path = "data.npz"')  # fmt: skip
     data = data_file.read(config[KEY])
     kind = "vector" if config["model.kind"] == "mlp" else "sequence"
     return data_file.check(data, config["task.loss"], kind, config["train.probe_size"], _given(config))
@@ -51,7 +52,8 @@ def absolute_paths(folder: Path, base: Config, parts: list) -> None:
     """Every relative task.path in the base and in the parts' overrides, axes and cases (gradlab.sweep.config.Part),
     made absolute against `folder`, in place; absolute ones are left as they are."""
     def absolute(value: Any) -> Any:
-        return str((folder / value).resolve()) if isinstance(value, str) and value and not Path(value).is_absolute() else value
+        relative = isinstance(value, str) and value and not Path(value).is_absolute()
+        return str((folder / value).resolve()) if relative else value
 
     for table in (base, *(p.overrides for p in parts), *(c for p in parts for c in p.cases)):
         if KEY in table:

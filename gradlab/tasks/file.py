@@ -45,7 +45,7 @@ class DataError(ValueError):
     """A problem with a data file, in one line naming the file (task.path = '...') and the problem."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: read() returns one object per unchanged file
 class Data:
     """The arrays of a data file as read (x (N, D) or (N, T, D), y (N,) or (N, O)) and its content hash."""
 
@@ -71,7 +71,8 @@ def read(path: str | Path) -> Data:
         raise DataError(f"{where}: unsupported format; the file must end in {', '.join(FORMATS)}")
     for f in files:
         if not f.is_file():
-            raise DataError(f"{where}: no such file {str(f)!r}" if f == path else f"{where}: its y file {str(f)!r} is missing")
+            problem = f"no such file {str(f)!r}" if f == path else f"its y file {str(f)!r} is missing"
+            raise DataError(f"{where}: {problem}")
     stats = tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     return _read(str(path), stats)
 
@@ -86,7 +87,8 @@ def _read(path: str, stats: tuple) -> Data:
     elif path.endswith("_x.npy"):
         raw_x, raw_y = Path(path).read_bytes(), partner(path).read_bytes()
         x, y = _npy(where, "x", raw_x), _npy(where, "y", raw_y)
-        digest = hashlib.sha256((hashlib.sha256(raw_x).hexdigest() + hashlib.sha256(raw_y).hexdigest()).encode()).hexdigest()
+        pair = hashlib.sha256(raw_x).hexdigest() + hashlib.sha256(raw_y).hexdigest()
+        digest = hashlib.sha256(pair.encode()).hexdigest()
     else:
         raw = Path(path).read_bytes()
         x, y = _csv(where, raw)
@@ -96,7 +98,8 @@ def _read(path: str, stats: tuple) -> Data:
             raise DataError(f"{where}: {name} must hold numbers, got dtype {a.dtype}")
         if a.dtype.kind == "f" and not np.isfinite(a).all():
             bad = np.argwhere(~np.isfinite(a))[0]
-            raise DataError(f"{where}: {name} holds NaN or inf (first at index {tuple(int(i) for i in bad)}); every value must be finite")
+            at = tuple(int(i) for i in bad)
+            raise DataError(f"{where}: {name} holds NaN or inf (first at index {at}); every value must be finite")
     for a in (x, y):
         a.setflags(write=False)  # cached: shared by every task built from the file
     return Data(path, x, y, digest)
@@ -120,7 +123,8 @@ def _npy(where: str, name: str, raw: bytes) -> Array:
     try:
         return np.load(io.BytesIO(raw), allow_pickle=False)
     except (OSError, ValueError, EOFError) as err:
-        raise DataError(f"{where}: its {name} file is not a readable .npy array ({type(err).__name__}: {err})") from None
+        problem = f"its {name} file is not a readable .npy array ({type(err).__name__}: {err})"
+        raise DataError(f"{where}: {problem}") from None
 
 
 def _csv(where: str, raw: bytes) -> tuple[Array, Array]:
@@ -171,15 +175,22 @@ class Sizes:
 def check(data: Data, loss: str, kind: str, probe_size: int, given: dict[str, int] | None = None) -> Sizes:
     """The sizes the file gives a run of `kind` ("vector": an MLP, "sequence": an RNN, LSTM or GRU) with
     `loss`, holding out probe_size rows; or a one-line DataError. `given`: task.T, task.input_size and
-    task.classes as written (keys T, input_size, classes); each must agree with the file."""
-    where, x, y, given = f"task.path = {data.path!r}", data.x, data.y, given or {}
+    task.classes as written (keys T, input_size, classes); each must agree with the file. Kept per data and
+    arguments: a sweep checks every run, and the label checks pass over all of y."""
+    return _check(data, loss, kind, probe_size, tuple(sorted((given or {}).items())))
+
+
+@functools.lru_cache(maxsize=64)
+def _check(data: Data, loss: str, kind: str, probe_size: int, given_items: tuple) -> Sizes:
+    where, x, y, given = f"task.path = {data.path!r}", data.x, data.y, dict(given_items)
     losses.get(loss)
     need = 2 if kind == "vector" else 3
     if x.ndim != need or 0 in x.shape:
         model = "an mlp needs x of shape (N, D)" if kind == "vector" else "an rnn, lstm or gru needs x of shape (N, T, D)"
         raise DataError(f"{where}: x has shape {tuple(x.shape)}; {model}")
-    if len(y) != len(x):
-        raise DataError(f"{where}: x has {len(x)} rows but y has {len(y)}; they must be equal")
+    if y.ndim == 0 or len(y) != len(x):
+        rows = "none (it is one number)" if y.ndim == 0 else len(y)
+        raise DataError(f"{where}: x has {len(x)} rows but y has {rows}; they must be equal")
     if probe_size >= len(x):
         raise DataError(f"{where}: train.probe_size = {probe_size} held-out rows leave none of the file's {len(x)} "
                         f"for training; set train.probe_size below {len(x)}")  # fmt: skip
@@ -210,11 +221,13 @@ def _classes(where: str, y: Array, loss: str, given: int | None) -> int | None:
         raise DataError(f"{where}: y has shape {tuple(y.shape)}; {loss} needs integer class labels of shape (N,)")
     whole = y == np.round(y) if y.dtype.kind == "f" else np.ones(len(y), bool)
     if not whole.all():
-        raise DataError(f"{where}: y[{int(np.argmin(whole))}] = {y[np.argmin(whole)]!r} is not an integer; {loss} needs class labels 0, 1, ...")
+        i = int(np.argmin(whole))
+        raise DataError(f"{where}: y[{i}] = {float(y[i])!r} is not an integer; {loss} needs class labels 0, 1, ...")
     low, high = int(y.min()), int(y.max())
     classes = high + 1 if given is None else given
     if low < 0 or high >= classes:
-        raise DataError(f"{where}: y holds labels {low}..{high}; with task.classes = {classes} they must be in 0..{classes - 1}")
+        allowed = f"with task.classes = {classes} they must be in 0..{classes - 1}"
+        raise DataError(f"{where}: y holds labels {low}..{high}; {allowed}")
     if classes < 2:
         raise DataError(f"{where}: y holds only label 0; {loss} needs at least 2 classes (set task.classes)")
     return classes
