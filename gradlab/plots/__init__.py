@@ -37,6 +37,14 @@ NAMES = (
 )
 
 
+def figures(name: str, tables: dict[str, pd.DataFrame], by: str | None = None) -> list:
+    """Figure `name` as matplotlib Figures, one per file, that display inline in Jupyter (see
+    gradlab.plots.draw.figures); e.g. gradlab.plots.figures("gradient_by_layer", gradlab.load(path))[0]."""
+    from gradlab.plots.draw import figures as draw_figures
+
+    return draw_figures(name, tables, by=by)
+
+
 def module(name: str):
     """The module of figure `name` (one of NAMES)."""
     if name not in NAMES:

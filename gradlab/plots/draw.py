@@ -7,15 +7,17 @@ ERROR and names the exception). One figure's failure never stops the others.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import sys
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from gradlab.plots import NAMES, style
 from gradlab.plots.split import figure_of, file_name, unique_ids
@@ -48,8 +50,7 @@ def render(name: str, tables: dict[str, pd.DataFrame], by: str | None = None):
         if mod is None:
             return None, f"not available: no module gradlab/plots/{name}.py"
         kwargs = {"by": by} if by is not None and "by" in inspect.signature(mod.draw).parameters else {}
-        with warnings.catch_warnings(), np.errstate(all="ignore"):
-            warnings.simplefilter("ignore")  # a figure's warnings are not the user's business
+        with quiet():
             drawn = _as_drawn(mod.draw(tables, **kwargs), caption(name))
         return drawn, None
     except style.SkipFigure as why:
@@ -59,6 +60,15 @@ def render(name: str, tables: dict[str, pd.DataFrame], by: str | None = None):
     for num in _pyplot_figures() - before:  # what the failed figure left open (a figure drawn with pyplot)
         style.close(num)
     return None, reason
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """No warnings and no NumPy floating-point warnings inside: a figure's warnings are not the user's
+    business (a log of 0 is a hidden point, an overflowed norm a line that stops)."""
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")
+        yield
 
 
 def _pyplot_figures() -> set[int]:
@@ -162,10 +172,7 @@ def draw_all(
     (its old stems, or all of them when it is skipped) are removed (only files gradlab wrote there, as
     figures/.gradlab-files lists them), so figures/ shows only what these tables support."""
     names, formats = check_names(only), check_formats(formats)
-    if by is not None and by not in tables["runs"].columns:
-        from gradlab.plots.split import fields
-
-        raise ValueError(f"--by {by!r}: not a field of the runs table; one of {', '.join(fields(tables['runs']))}")
+    check_by(tables, by)
     tables = unique_ids(tables)
     folder = Path(out_dir) / "figures"
     result = Drawing()
@@ -194,6 +201,30 @@ def draw_all(
         if notes:
             result.notes[name] = notes
     return result
+
+
+def check_by(tables: dict[str, pd.DataFrame], by: str | None) -> None:
+    """ValueError (one line, the runs table's fields listed) when `by` is not a field of the runs table."""
+    if by is not None and by not in tables["runs"].columns:
+        from gradlab.plots.split import fields
+
+        raise ValueError(f"--by {by!r}: not a field of the runs table; one of {', '.join(fields(tables['runs']))}")
+
+
+def figures(name: str, tables: dict[str, pd.DataFrame], by: str | None = None) -> list[Figure]:
+    """Figure `name` (one of NAMES) drawn from the tables (gradlab.load's, or combine()'s), one matplotlib
+    Figure per file `gradlab plot` would write (a field the figure does not draw splits it into files),
+    each displaying inline in Jupyter; the global matplotlib state (backend, rcParams, pyplot's figures) is
+    left alone. `by`: a field to facet or group by. Raises style.SkipFigure (why) when the tables do not
+    hold what the figure needs, ValueError for an unknown name or field."""
+    mod = load_figure(name)  # ValueError for a name not in NAMES
+    check_by(tables, by)
+    if mod is None:
+        raise style.SkipFigure(f"not available: no module gradlab/plots/{name}.py")
+    kwargs = {"by": by} if by is not None else {}
+    with quiet():
+        drawn = _as_drawn(mod.draw(unique_ids(tables), **kwargs), caption(name))
+    return [d.fig for d in drawn]
 
 
 def _remove_stale(folder: Path, name: str, keep: Iterable[str]) -> None:
