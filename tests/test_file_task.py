@@ -9,6 +9,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from test_cli import gradlab, one_line_error, snapshot
@@ -110,10 +111,12 @@ def test_the_held_out_rows_are_fixed_and_the_batches_are_drawn_from_the_other_ro
     assert set(rows) == set(range(N)) - set(held.tolist()), "2000 draws must reach every one of the 40 training rows"
 
 
-def test_file_runs_share_an_ensemble_and_each_member_equals_its_run_alone(tmp_path):
-    x, y = vectors()
+@pytest.mark.parametrize("kind", ["mlp", "lstm"])
+def test_file_runs_share_an_ensemble_and_each_member_equals_its_run_alone(tmp_path, kind):
+    x, y = vectors() if kind == "mlp" else (np.random.default_rng(2).normal(size=(N, T, D)), vectors()[1])
     np.savez(tmp_path / "d.npz", x=x, y=y)
-    base = {"model": {"width": 5, "depth": 2}, "task": {"name": "file", "path": str(tmp_path / "d.npz"), "loss": "cross_entropy"},
+    base = {"model": {"kind": kind, "width": 5, "depth": 2},
+            "task": {"name": "file", "path": str(tmp_path / "d.npz"), "loss": "cross_entropy"},
             "train": {"steps": 10, "batch": 8, "log_every": 3, "probe_size": 20}}  # fmt: skip
     configs = config.from_dict({**base, "sweep": {"seed": [0, 1]}, "case": [{"probe_size": 30, "seed": 2}]}).grid()
     assert [len(g) for g in groups.group(configs)] == [3], "runs of one file differing in seed and probe_size: one ensemble"
@@ -241,6 +244,20 @@ def test_each_bad_input_is_one_line_naming_the_file_exit_2_and_nothing_written(t
     line = one_line_error(*gradlab(capsys, "run", "bad.toml", "--out", "out", "--quiet")[::2])
     assert re.search(expected, line), f"{what}: {line!r} does not match {expected!r}"
     assert snapshot(tmp_path) == before and not (tmp_path / "out").exists(), f"{what}: something was written"
+
+
+def test_gradlab_run_writes_the_path_and_hash_to_the_runs_table_and_a_rerun_skips_every_run(tmp_path, monkeypatch, capsys):
+    x, y = vectors()
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    (tmp_path / "good.toml").write_text(_config_text("") + '[sweep]\nseed = [0, 1]\n')
+    monkeypatch.chdir(tmp_path)
+    code, out, err = gradlab(capsys, "run", "good.toml", "--out", "out", "--quiet", "--no-report")
+    assert code in (0, None) and "2 runs (0 already finished)" in out, (code, out, err)
+    runs = pd.read_parquet(tmp_path / "out" / "runs.parquet")
+    assert set(runs["data_path"]) == {str(tmp_path / "d.npz")} and set(runs["data_sha256"]) == {tasks.file.read("d.npz").sha256}
+    assert set(runs["task_loss"]) == {"cross_entropy"} and list(runs["status"]) == ["ok", "ok"]
+    code, out, _ = gradlab(capsys, "run", "good.toml", "--out", "out", "--quiet", "--no-report")
+    assert code in (0, None) and "2 runs (2 already finished)" in out, out
 
 
 def test_the_example_config_runs_its_committed_data():
