@@ -250,22 +250,24 @@ class FileTask(Task):
         sizes = check(data, loss, kind, holdout, {} if classes is None else {"classes": classes})
         self.path, self.sha256, self.loss, self.kind, self.holdout = data.path, data.sha256, loss, kind, holdout
         self.input_size, self.output_size, self.T = sizes.input_size, sizes.output_size, sizes.T
-        self.x = data.x.astype(np.float64)
+        self.x = np.asarray(data.x, dtype=np.float64)  # the read-only array read() keeps, unless it must convert
         if sizes.classes is not None:
-            self.y = data.y.astype(np.int64)
+            self.y = np.asarray(data.y, dtype=np.int64)
         else:
-            self.y = data.y.astype(np.float64).reshape(len(data.y), -1)  # (N,) targets are (N, 1)
+            self.y = np.asarray(data.y, dtype=np.float64).reshape(len(data.y), -1)  # (N,) targets are (N, 1)
         perm = np.random.default_rng([HOLDOUT_SEED, 0]).permutation(len(self.x))
         self.held_rows, self.train_rows = perm[:holdout], perm[holdout:]
         self.baseline_loss = baseline(loss, self.y[self.held_rows], self.output_size)
 
     def sample(self, rng: np.random.Generator, n: int) -> tuple[Array, Array]:
-        """n rows drawn uniformly with replacement from the training rows (all but the held-out ones)."""
+        """x (n, D) or (n, T, D) and y (n,) labels or (n, O) targets: n rows drawn uniformly with replacement
+        from the training rows (all but the held-out ones), rows = train_rows[rng.integers(0, len(train_rows), n)]."""
         rows = self.train_rows[rng.integers(0, len(self.train_rows), size=n)]
         return self.x[rows], self.y[rows]
 
     def held_out(self, n: int = EVAL_SIZE, seed: int = 0) -> tuple[Array, Array]:
-        """The held-out rows (n must be the holdout the task was built with; seed is not used)."""
+        """x and y of the held-out rows, held_rows = perm[:holdout] (n must be the holdout the task was built
+        with; seed is not used: the rows are the same for every run)."""
         if n != self.holdout:
             raise ValueError(f"held_out: n must be the file task's holdout {self.holdout}, got {n}")
         return self.x[self.held_rows], self.y[self.held_rows]
