@@ -186,7 +186,7 @@ def _npz(**arrays):
 
 X, Y = vectors()
 BAD = [  # (id, write the data into folder d, [task] and [model] lines, expected part of the one line)
-    ("missing file", lambda d: None, 'path = "nope.npz"', r"task.path = '.*nope\.npz': no such file"),
+    ("missing file", lambda d: None, 'path = "nope.npz"', r"task.path = '.*nope\.npz': no such file$"),
     ("no path", lambda d: None, "", r"task.path = '': task.name = 'file' needs the data file"),
     ("unsupported format", lambda d: (d / "d.txt").write_text("1,2\n"), 'path = "d.txt"', r"unsupported format; .*\.npz, _x\.npy, \.csv"),
     ("unreadable npz", lambda d: (d / "d.npz").write_bytes(b"not a zip"), "", r"d\.npz': not a readable \.npz file"),

@@ -71,7 +71,7 @@ def read(path: str | Path) -> Data:
         raise DataError(f"{where}: unsupported format; the file must end in {', '.join(FORMATS)}")
     for f in files:
         if not f.is_file():
-            problem = f"no such file {str(f)!r}" if f == path else f"its y file {str(f)!r} is missing"
+            problem = "no such file" if f == path else f"its y file {str(f)!r} is missing"
             raise DataError(f"{where}: {problem}")
     stats = tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in files)
     return _read(str(path), stats)
