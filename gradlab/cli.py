@@ -2,18 +2,68 @@
 
 from __future__ import annotations
 
+import inspect
+import re
+import sys
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import typer
+from typer.core import TyperGroup
 
 import gradlab
+from gradlab.sweep import terminal
 from gradlab.sweep.config import MAX_RUNS
+from gradlab.sweep.progress import Phases
+
+
+class _Group(TyperGroup):
+    """The `gradlab` group: in every command's --help (and the root's), a boolean flag shows no value
+    (`--fresh`, not `--fresh <bool>`, which reads as if it took one) and the docstring's paragraphs are
+    reflowed to the terminal (its line breaks are the source's, not the reader's)."""
+
+    def get_params(self, ctx):  # noqa: ANN001, ANN201 - click's signature
+        return _bare_flags(super().get_params(ctx))
+
+    def get_command(self, ctx, name):  # noqa: ANN001, ANN201
+        command = super().get_command(ctx, name)
+        if command is not None:
+            _bare_flags(command.get_params(ctx))
+            command.help = _reflow(command.help)
+            command.short_help = command.short_help or _first_sentence(command.help)
+        return command
+
+
+def _bare_flags(params: list) -> list:
+    """params, each flag's metavar set to "" (typer shows a parameter's metavar in place of its type)."""
+    for param in params:
+        if getattr(param, "is_flag", False) and param.metavar is None:
+            param.metavar = ""
+    return params
+
+
+def _first_sentence(text: str | None) -> str | None:
+    """The help's first sentence (up to a full stop before a capital letter or the end), for the command list."""
+    if not text:
+        return text
+    first = text.split("\n\n")[0]
+    end = re.search(r"\.(?=\s+[A-Z(]|$)", first)
+    return first[: end.end()] if end else first
+
+
+def _reflow(text: str | None) -> str | None:
+    """A docstring's paragraphs (split at blank lines) each joined into one line, for the help to wrap."""
+    if not text:
+        return text
+    return "\n\n".join(" ".join(p.split()) for p in inspect.cleandoc(text).split("\n\n"))
+
 
 app = typer.Typer(
     name="gradlab",
-    help="A lab for seeing, measuring and explaining vanishing, exploding and dying gradients.",
+    cls=_Group,
+    help="A lab for seeing, measuring and explaining vanishing, exploding and dying gradients.\n\n"
+    "Example: gradlab run (the tour, experiments/tour.toml)",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -52,17 +102,20 @@ def run(
     fresh: bool = typer.Option(False, "--fresh", help="Remove the files gradlab wrote in --out (only there, only its own) and start over."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the grid size and the first runs; run nothing."),
     max_runs: int = typer.Option(MAX_RUNS, "--max-runs", min=1, help="Refuse grids of more runs than this."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", help="Draw no progress (it is drawn only on a terminal)."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip drawing the figures and writing summary.csv and report.html."),
     no_ensemble: bool = typer.Option(False, "--no-ensemble", help="Train every run alone (not runs of one shape as one ensemble)."),
 ) -> None:
-    """Run an experiment's grid into a results folder, then draw its figures (figures/) and write
-    summary.csv (the runs table) and report.html. Rerunning resumes: finished runs are kept and
-    skipped, failed ones are run again. Without CONFIG, runs the tour (experiments/tour.toml) on a
-    process pool of one worker per core. SIGTERM or Ctrl-C stops the sweep cleanly (exit 143 / 130),
-    keeping what finished. Exit 1 if a run failed, 2 on a bad config, option or folder.
+    """Run an experiment's grid into a results folder. Then draw its figures (figures/) and write
+    summary.csv (the runs table) and report.html.
 
-    Example: gradlab run experiments/mlp_depth.toml --set train.steps=50 --executor process
+    Rerunning resumes: finished runs are kept and skipped, failed ones are run again. Without CONFIG,
+    runs the tour (experiments/tour.toml) on a process pool of one worker per core. On a terminal,
+    progress is drawn on stderr: the runs (done/total, failures, ETA), then consolidating, drawing the
+    figures, writing the report. SIGTERM or Ctrl-C stops the sweep cleanly (exit 143 / 130), keeping
+    what finished. Exit 1 if a run failed, 2 on a bad config, option or folder.
+
+    Example: gradlab run experiments/mlp_depth.toml --set train.steps=50
     """
     from gradlab.sweep import ConfigError, load, runner, summary
     from gradlab.sweep.executors import EXECUTORS, ExecutorError
@@ -85,28 +138,30 @@ def run(
     too_many = (f"{experiment.name}: the grid has {count:,} runs, more than --max-runs {max_runs:,}; "
                 f"pass --max-runs {count} to run them all")  # fmt: skip
     if dry_run:
-        typer.echo(f"{experiment.name}: " + summary.grid_preview(experiment) + f"\nwould write {out}/ (nothing run)")
+        width = terminal.width()
+        _echo(summary.grid_preview(experiment, width=width, title=experiment.name) + f"\nwould write {out}/ (nothing run)")
         if count > max_runs:
-            typer.echo(f"refused as it stands: {too_many}")
+            _echo(terminal.wrap(f"refused as it stands: {too_many}", width))
         return
     if count > max_runs:
         _bad(too_many)
-    try:
-        result = runner.run(experiment, out, executor, workers, address, fresh, progress=not quiet,
-                            warn=lambda line: typer.echo(line, err=True), ensemble=not no_ensemble)  # fmt: skip
-    except KeyboardInterrupt as err:
-        _interrupted(err, out)
-    except (StoreError, ExecutorError) as err:
-        _bad(str(err))
-    typer.echo(
-        f"{experiment.name}: {result.total} runs ({result.skipped} already finished) in {result.wall_s:.1f} s -> {out}/\n"
-        + summary.counts(_load_runs(out))
-    )
-    if not no_report:
-        with _writing(out):
-            _figures_and_report(out)
+    with Phases(enabled=not quiet) as bar:
+        try:
+            result = runner.run(experiment, out, executor, workers, address, fresh, progress=bar,
+                                warn=lambda line: _echo(line, err=True), ensemble=not no_ensemble)  # fmt: skip
+        except KeyboardInterrupt as err:
+            _interrupted(err, out)
+        except (StoreError, ExecutorError) as err:
+            _bad(str(err))
+        _echo(
+            f"{experiment.name}: {result.total} runs ({result.skipped} already finished) in {result.wall_s:.1f} s -> {out}/\n"
+            + summary.counts(_load_runs(out), terminal.width())
+        )
+        if not no_report:
+            with _writing(out):
+                _figures_and_report(out, bar=bar)
     if result.failed:
-        typer.echo("failed: " + ", ".join(rid for rid, _ in result.failed) + f" (see `gradlab show {out}`)", err=True)
+        _echo("failed: " + ", ".join(rid for rid, _ in result.failed) + f" (see `gradlab show {out}`)", err=True)
         raise typer.Exit(1)
 
 
@@ -118,7 +173,7 @@ def _interrupted(err: KeyboardInterrupt, out: Path) -> None:
 
     signum = getattr(err, "signum", signal.SIGINT)
     kept = len(Store(out).finished())
-    typer.echo(f"\nstopped by {signal.Signals(signum).name}: {kept} finished runs are kept in {out}/; "
+    _echo(f"\nstopped by {signal.Signals(signum).name}: {kept} finished runs are kept in {out}/; "
                "run the same command again to resume", err=True)  # fmt: skip
     raise typer.Exit(128 + signum)
 
@@ -143,7 +198,8 @@ def plot(
     by: str = typer.Option(None, "--by", help="A field to split the figures by first (rows of panels, else files), "
                            "e.g. init or folder."),
 ) -> None:
-    """Draw the figures the results allow into RESULTS_DIR/figures/ and say which were skipped and why.
+    """Draw the figures the results allow into RESULTS_DIR/figures/. Say which were skipped and why.
+
     Several folders are drawn together, each run keeping its folder's name as a field (`folder`), into
     --out. Exit 1 if a figure raised an error, 2 on a bad option or folder.
 
@@ -189,16 +245,17 @@ def plot(
 
 @app.command()
 def report(path: Path = typer.Argument(..., help="A results folder written by gradlab run.")) -> None:
-    """Write RESULTS_DIR/report.html: one self-contained file (figures embedded, nothing fetched from
-    the network) with the config and grid, runs by status and diagnosis, each figure with what to look
-    at, the diagnosis sentences and provenance. Redraws the figures (figures/) and writes summary.csv
-    (the runs table) first.
+    """Write RESULTS_DIR/report.html, one self-contained file. Redraws the figures (figures/) and writes
+    summary.csv (the runs table) first.
+
+    The report holds the config and grid, runs by status and diagnosis, each figure with what to look at,
+    the diagnosis sentences and provenance; figures are embedded, nothing is fetched from the network.
 
     Example: gradlab report results/tour
     """
     tables = _load_tables(path)
-    with _writing(path):
-        _figures_and_report(path, tables)
+    with _writing(path), Phases() as bar:
+        _figures_and_report(path, tables, bar)
 
 
 @app.command()
@@ -227,26 +284,30 @@ def export(
                + ", ".join(f"{w.path.name} ({w.rows:,} rows, {w.columns} columns)" for w in written))  # fmt: skip
 
 
-def _figures_and_report(out: Path, tables=None) -> None:
+def _figures_and_report(out: Path, tables=None, bar: Phases | None = None) -> None:
     """Draw the figures, write summary.csv and the report, print what was drawn and skipped and the
-    report's path."""
+    report's path; the phases "drawing figures" and "writing the report" on `bar` (a terminal's progress)."""
     from gradlab import report as reporting
     from gradlab.plots import draw
 
+    bar = bar or Phases(enabled=False)
     tables = tables if tables is not None else _load_tables(out)
+    bar.phase("drawing figures")
     written, skipped = draw.draw_all(tables, out)
-    typer.echo(_drawn_lines(out, written, skipped))
+    _echo(_drawn_lines(out, written, skipped))
+    bar.phase("writing the report")
     reporting.write_summary(out, tables)
-    typer.echo(f"report: {reporting.write(out, tables, (written, skipped))}")
+    _echo(f"report: {reporting.write(out, tables, (written, skipped))}")
 
 
 def _drawn_lines(out: Path, written: dict, skipped: dict) -> str:
     from gradlab.plots import NAMES
 
+    width = terminal.width()
     lines = [f"figures: {len(written)} of {len(written) + len(skipped)} drawn in {out / 'figures'}/"
              + (f" ({', '.join(written)})" if written else "")]  # fmt: skip
     lines += [f"  skipped {name}: {skipped[name]}" for name in NAMES if name in skipped]
-    return "\n".join(lines)
+    return "\n".join(terminal.wrap(line, width, "    ") for line in lines)
 
 
 def _load_tables(path: Path):
@@ -287,9 +348,15 @@ def _load_runs(out: Path):
     return load_results(out)["runs"]
 
 
+def _echo(text: str, err: bool = False) -> None:
+    """A line on stdout (stderr), through print: while progress is drawn, rich's stand-ins for sys.stdout
+    and sys.stderr put it above the display (click's echo writes past them)."""
+    print(text, file=sys.stderr if err else sys.stdout, flush=True)
+
+
 def _bad(message: str) -> None:
     """A usage error: one line on stderr, exit code 2."""
-    typer.echo(f"error: {message}", err=True)
+    _echo(f"error: {message}", err=True)
     raise typer.Exit(2)
 
 
@@ -297,16 +364,17 @@ def _bad(message: str) -> None:
 def gradcheck(
     seed: int = typer.Option(0, help="Seed of the random problems."),
 ) -> None:
-    """Check every backward (MLP plain, normalized and residual; RNN, LSTM and GRU with 1-3 layers, full
-    and truncated BPTT, loss on the last or every step; ensembles; every activation and loss) against
-    central differences in float64; exit 1 if any relative error exceeds 1e-7.
+    """Check every backward against central differences in float64. Exit 1 if any relative error exceeds 1e-7.
+
+    The checks: MLP plain, normalized and residual; RNN, LSTM and GRU with 1-3 layers, full and truncated
+    BPTT, loss on the last or every step; ensembles; every activation and loss.
 
     Example: gradlab gradcheck --seed 3
     """
     from gradlab.nn.gradcheck import TOLERANCE, run_suite
 
     rows = list(run_suite(seed))
-    typer.echo(_gradcheck_table(rows))
+    typer.echo(_gradcheck_table(rows, terminal.width()))
     bad = [r for r in rows if max(r.max_rel_error, r.direction_rel_error) > TOLERANCE]
     if bad:
         typer.echo(f"FAIL: {len(bad)} of {len(rows)} checks exceed {TOLERANCE:g}", err=True)
@@ -314,20 +382,17 @@ def gradcheck(
     typer.echo(f"ok: {len(rows)} checks, worst relative error {max(max(r.max_rel_error, r.direction_rel_error) for r in rows):.1e} <= {TOLERANCE:g}")
 
 
-def _gradcheck_table(rows: list) -> str:
+def _gradcheck_table(rows: list, width: int = terminal.MIN_WIDTH) -> str:
     """One line per model and activation, one column per loss: the worst relative error over the
-    parameters and the random direction."""
+    parameters and the random direction (a table at most `width` columns wide)."""
     from gradlab.nn.losses import NAMES as LOSSES
 
     cells: dict[tuple[str, str], dict[str, float]] = {}
     for r in rows:
         cells.setdefault((r.model, r.activation), {})[r.loss] = max(r.max_rel_error, r.direction_rel_error)
-    width = max(len("model"), *(len(model) for model, _ in cells)) + 2
-    head = f"{'model':<{width}}{'activation':<12}" + "".join(f"{name:>15}" for name in LOSSES)
-    lines = [head, "-" * len(head)]
-    for (model, act), by_loss in cells.items():
-        lines.append(f"{model:<{width}}{act:<12}" + "".join(f"{by_loss[name]:>15.1e}" for name in LOSSES))
-    return "\n".join(lines)
+    cols = [terminal.Col("model", wrap=True), terminal.Col("activation")] + [terminal.Col(n, number=True) for n in LOSSES]
+    lines = [[model, act, *(f"{by_loss[n]:.1e}" if n in by_loss else "-" for n in LOSSES)] for (model, act), by_loss in cells.items()]
+    return terminal.table(cols, lines, width, key=2)
 
 
 @app.command()
@@ -337,30 +402,42 @@ def bench(
     dtype: str = typer.Option("both", help="float32, float64 or both."),
     probes: bool = typer.Option(True, "--probes/--no-probes", help="Also time the probes on W1-W3 (float64)."),
     runner: bool = typer.Option(False, "--runner", help="Time the sweep runner instead (speedup, overhead, consolidation)."),
+    torch_: bool = typer.Option(False, "--torch", help="Time gradlab.torch.watch's overhead on a torch MLP and LSTM instead."),
 ) -> None:
-    """Time one training step (forward, loss, backward, clip, SGD) on four workloads in float32 and
-    float64, against NumPy's matrix-product peak and, when installed, PyTorch; check the targets;
-    then the probes' cost. --runner times the sweep runner instead.
+    """Time one training step of the engine on its workloads and check the targets. Then the probes' cost.
+
+    A step is forward, loss, backward, clip and SGD, in float32 and float64, against NumPy's matrix-product
+    peak and, when installed, PyTorch. --runner times the sweep runner instead.
 
     Example: gradlab bench --quick
     """
+    if torch_:
+        from gradlab.bench import torch_watch
+
+        try:
+            torch_watch.run(quick=quick, echo=typer.echo)
+        except ValueError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        return
     if runner:
         from gradlab.bench import runner as runner_bench
 
-        runner_bench.run(echo=typer.echo)
+        runner_bench.run(echo=typer.echo, width=terminal.width())
         return
     from gradlab.bench import engine
     from gradlab.bench import probes as probes_bench
 
     dtypes = ("float32", "float64") if dtype == "both" else (dtype,)
     try:
-        engine.run(quick=quick, only=[n for n in only.split(",") if n.strip()] or None, dtypes=dtypes, echo=typer.echo)
+        engine.run(quick=quick, only=[n for n in only.split(",") if n.strip()] or None, dtypes=dtypes, echo=typer.echo,
+                   width=terminal.width())  # fmt: skip
     except ValueError as e:
         typer.echo(f"error: {e}", err=True)
         raise typer.Exit(2) from None
     if probes:
         typer.echo("")
-        probes_bench.run(quick=quick, echo=typer.echo)
+        probes_bench.run(quick=quick, echo=typer.echo, width=terminal.width())
 
 
 @app.command()
@@ -371,12 +448,13 @@ def reproduce(
     out: Path = typer.Option(None, help="Results folder; default results/NAME (results/NAME_quick with --quick)."),
     executor: str = typer.Option("process", help="How to run the training runs: serial, process or dask."),
     workers: int = typer.Option(None, min=1, help="Processes for the training runs; default: the core count."),
-    quiet: bool = typer.Option(False, "--quiet", help="No progress bar."),
+    quiet: bool = typer.Option(False, "--quiet", help="Draw no progress (it is drawn only on a terminal)."),
 ) -> None:
-    """Re-derive a published result with gradlab's engine and check each of its claims against the
-    paper's or the theory's number. Writes RESULTS_DIR/claims.csv (claim, source, expected, tolerance,
-    measured, pass), figures/ and manifest.json, prints the claims table and the time taken (limit
-    5 minutes on 2 cores). Exit 1 if a claim fails, 2 on a bad name or option.
+    """Re-derive a published result and check each of its claims against the paper's or the theory's number.
+
+    Writes RESULTS_DIR/claims.csv (claim, source, expected, tolerance, measured, pass), figures/ and
+    manifest.json, prints the claims table and the time taken (limit 5 minutes on 2 cores). Exit 1 if a
+    claim fails, 2 on a bad name or option.
 
     Example: gradlab reproduce glorot2010
     """
@@ -386,9 +464,10 @@ def reproduce(
     from gradlab.sweep.executors import EXECUTORS, ExecutorError
     from gradlab.sweep.store import StoreError
 
+    width = terminal.width()
     if list_:
-        for n in repro.NAMES:
-            typer.echo(f"{n:<16} {repro.module(n).TITLE}")
+        rows = [(n, repro.module(n).TITLE) for n in repro.NAMES]
+        _echo(terminal.table([terminal.Col("name"), terminal.Col("reproduces", wrap=True)], rows, width))
         return
     if name is None:
         _bad(f"give a reproduction NAME or --list; NAME is one of {', '.join(repro.NAMES)}")
@@ -397,20 +476,20 @@ def reproduce(
     if executor not in EXECUTORS:
         _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
     try:
-        outcome = driver.reproduce(name, quick, out, executor, workers, echo=typer.echo, progress=not quiet)
+        with Phases(enabled=not quiet) as bar:
+            outcome = driver.reproduce(name, quick, out, executor, workers, echo=_echo, progress=bar)
     except (ConfigError, StoreError, ExecutorError) as err:
         _bad(str(err))
     except KeyboardInterrupt as err:
         _interrupted(err, out or driver.default_out(name, quick))
-    typer.echo(f"\n{repro.module(name).TITLE}\n" + claims.table(outcome.claims))
+    _echo("\n" + terminal.wrap(repro.module(name).TITLE, width) + "\n" + claims.table(outcome.claims, width))
     passed = sum(c.passed for c in outcome.claims)
     limit = "" if quick else f" ({'OVER' if outcome.wall_s > repro.TIME_LIMIT_S else 'within'} the limit, {repro.TIME_LIMIT_S / 60:.0f} min on 2 cores)"
-    typer.echo(
-        f"\n{passed} of {len(outcome.claims)} claims reproduced in {_minutes(outcome.wall_s)}{limit} -> {outcome.out}/ "
-        f"(claims.csv, {len({p.stem for p in outcome.figures})} figures, manifest.json)"
-    )
+    _echo("\n" + terminal.wrap(
+        f"{passed} of {len(outcome.claims)} claims reproduced in {_minutes(outcome.wall_s)}{limit} -> {outcome.out}/ "
+        f"(claims.csv, {len({p.stem for p in outcome.figures})} figures, manifest.json)", width))  # fmt: skip
     if outcome.failed_runs:
-        typer.echo(f"failed runs: {', '.join(outcome.failed_runs)} (see `gradlab show {outcome.out}`)", err=True)
+        _echo(f"failed runs: {', '.join(outcome.failed_runs)} (see `gradlab show {outcome.out}`)", err=True)
     if not outcome.passed:
         raise typer.Exit(1)
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from gradlab import _process
+from gradlab.sweep.terminal import MIN_WIDTH, Col, table, wrap
 from gradlab.nn import GRU, LSTM, MLP, RNN
 from gradlab.nn.clip import clip_norm
 from gradlab.nn.losses import mse
@@ -487,8 +488,9 @@ def run(
     only: Iterable[str] | None = None,
     dtypes: Iterable[str] = ("float32", "float64"),
     echo: Callable[[str], None] = print,
+    width: int = MIN_WIDTH,
 ) -> list[Result]:
-    """Measure and print the table; returns the results."""
+    """Measure and print the table (its lines at most `width` columns); returns the results."""
     names = [n.strip().upper() for n in (only or WORKLOADS)]
     for n in names:
         if n not in WORKLOADS:
@@ -503,12 +505,12 @@ def run(
 
         torch.set_num_threads(blas_threads())
     for line in machine():
-        echo(line)
-    echo(f"command: gradlab bench{' --quick' if quick else ''}; one step = forward, mse loss, backward "
-         f"(input_grad=False), clip_norm({MAX_NORM}), SGD(lr={LR}); ms: median of repeats; variants interleaved in random"
-         " order; ratios and trace cost: median over repeats of the ratio within the repeat")  # fmt: skip
+        echo(wrap(line, width, "  "))
+    echo(wrap(f"command: gradlab bench{' --quick' if quick else ''}; one step = forward, mse loss, backward "
+              f"(input_grad=False), clip_norm({MAX_NORM}), SGD(lr={LR}); ms: median of repeats; variants interleaved in "
+              "random order; ratios and trace cost: median over repeats of the ratio within the repeat", width, "  "))  # fmt: skip
     for n in names:
-        echo(f"  {n}: {WORKLOADS[n].describe()}")
+        echo(wrap(WORKLOADS[n].describe(), width, "      ", f"  {n}: "))
     peaks = {d: matmul_peak(d, repeats=3 if quick else 5) for d in dtypes}
     results = []
     for n in names:
@@ -521,39 +523,44 @@ def run(
             results.append(r)
     for r in results:
         r.peak_frac = r.gflops / peaks[r.dtype]
-    echo(f"matmul peak (NumPy, {PEAK_SIZE}x{PEAK_SIZE}, best sample of the run): "
-         + ", ".join(f"{d} {p:.1f} GFLOP/s" for d, p in peaks.items()))  # fmt: skip
+    echo(wrap(f"matmul peak (NumPy, {PEAK_SIZE}x{PEAK_SIZE}, best sample of the run): "
+              + ", ".join(f"{d} {p:.1f} GFLOP/s" for d, p in peaks.items()), width, "  "))  # fmt: skip
     echo("")
-    head = (f"{'work':<5}{'dtype':<8}{'ms/step':>9}{'GFLOP/s':>9}{'%peak':>7}{'trace':>8}"
-            f"{'torch ms':>10}{'ours/t':>8}{'cell ms':>9}{'ours/c':>8}{'others':>8}")  # fmt: skip
-    echo(head)
-    echo("-" * len(head))
-    for r in results:
-        tm = lambda v: f"{r.torch_ms[v]:>10.2f}{r.ratio(v):>7.2f}x" if v in r.torch_ms else f"{'-':>10}{'-':>8}"  # noqa: E731
-        cell = f"{r.torch_ms['cell']:>9.2f}{r.ratio('cell'):>7.2f}x" if "cell" in r.torch_ms else f"{'-':>9}{'-':>8}"
-        echo(f"{r.workload:<5}{r.dtype:<8}{r.ms:>9.2f}{r.gflops:>9.1f}{100 * r.peak_frac:>6.0f}%{r.trace_pct:>+7.1f}%"
-             f"{tm('fused')}{cell}{r.others:>8.2f}")  # fmt: skip
+    echo(results_table(results, width))
     for r in results:
         if "separate" in r.torch_ms:
-            echo(f"{r.workload} {r.dtype}: one ensemble step {r.ms:.2f} ms, {WORKLOADS[r.workload].ensemble} separate steps "
-                 f"{r.torch_ms['separate']:.2f} ms: {1 / r.ratio('separate'):.1f}x faster")  # fmt: skip
-    echo("(torch ms: nn.Sequential (with BatchNorm1d for W7) / fused nn.RNN, nn.LSTM, nn.GRU; cell ms: RNNCell / LSTMCell /"
-         " GRUCell loop with h_t.retain_grad(); trace: step with forward(trace=True) vs without; others: cores other"
-         " processes kept busy during the row's measurement, of which the engine's thread rule gives up as many;")  # fmt: skip
+            echo(wrap(f"{r.workload} {r.dtype}: one ensemble step {r.ms:.2f} ms, {WORKLOADS[r.workload].ensemble} separate "
+                      f"steps {r.torch_ms['separate']:.2f} ms: {1 / r.ratio('separate'):.1f}x faster", width, "  "))  # fmt: skip
     w4 = ", ".join(f"{r.dtype} {100 * r.matmul_frac:.1f}%" for r in results if r.workload == "W4") or "-"
-    echo(f" %peak: of the best matmul sample; W4 also against a {PEAK_SIZE}x{PEAK_SIZE} matmul timed between its repeats: {w4})")
+    echo(wrap("(torch ms: nn.Sequential (with BatchNorm1d for W7) / fused nn.RNN, nn.LSTM, nn.GRU; cell ms: RNNCell / "
+              "LSTMCell / GRUCell loop with h_t.retain_grad(); trace: step with forward(trace=True) vs without; others: "
+              "cores other processes kept busy during the row's measurement, of which the engine's thread rule gives up "
+              f"as many; %peak: of the best matmul sample; W4 also against a {PEAK_SIZE}x{PEAK_SIZE} matmul timed between "
+              f"its repeats: {w4})", width, " "))  # fmt: skip
     memory_ratio = None
     if "W3" in names:
         peak, cache = lstm_memory(MEMORY_T, dtypes[-1])
         memory_ratio = peak / cache
-        echo(f"memory: one W3 step at T={MEMORY_T} ({dtypes[-1]}): peak {peak / 2**20:.1f} MiB traced, cache arrays "
-             f"{cache / 2**20:.1f} MiB, ratio {memory_ratio:.2f}x")  # fmt: skip
+        echo(wrap(f"memory: one W3 step at T={MEMORY_T} ({dtypes[-1]}): peak {peak / 2**20:.1f} MiB traced, cache arrays "
+                  f"{cache / 2**20:.1f} MiB, ratio {memory_ratio:.2f}x", width, "  "))  # fmt: skip
     echo("")
     echo("targets:")
-    rows = targets(results, memory_ratio)
-    width = max((len(label) for label, _, _ in rows), default=0) + 2
-    for label, value, ok in rows:
-        echo(f"  {label:<{width}}{value:<34}{'met' if ok else 'NOT met'}")
+    rows = [(label, value, "met" if ok else "NOT met") for label, value, ok in targets(results, memory_ratio)]
+    echo(table([Col("target", wrap=True), Col("measured", wrap=True), Col("")], rows, width))
     if not with_torch:
         echo("  (PyTorch targets not measured: torch is not importable)")
     return results
+
+
+def results_table(results: list[Result], width: int = MIN_WIDTH) -> str:
+    """The per-workload table, at most `width` columns wide (gradlab.sweep.terminal; the PyTorch columns
+    go under the others, after the workload and dtype again, when they do not fit beside them)."""
+    cols = [Col("work"), Col("dtype")] + [Col(h, number=True) for h in
+            ("ms/step", "GFLOP/s", "%peak", "trace", "torch ms", "ours/t", "cell ms", "ours/c", "others")]  # fmt: skip
+    rows = []
+    for r in results:
+        torch = [f"{r.torch_ms[v]:.2f}" if v in r.torch_ms else "-" for v in ("fused", "cell")]
+        ratio = [f"{r.ratio(v):.2f}x" if v in r.torch_ms else "-" for v in ("fused", "cell")]
+        rows.append([r.workload, r.dtype, f"{r.ms:.2f}", f"{r.gflops:.1f}", f"{100 * r.peak_frac:.0f}%", f"{r.trace_pct:+.1f}%",
+                     torch[0], ratio[0], torch[1], ratio[1], f"{r.others:.2f}"])  # fmt: skip
+    return table(cols, rows, width, key=2, gap=1)

@@ -13,6 +13,7 @@ from gradlab import _process, probes
 from gradlab.bench.engine import LR, MAX_NORM, WORKLOADS, OurStep, interleaved, paired_ratio
 from gradlab.nn.clip import clip_norm
 from gradlab.nn.losses import mse
+from gradlab.sweep.terminal import MIN_WIDTH, Col, table, wrap
 
 PROBE_SET = 512
 
@@ -38,14 +39,12 @@ class ProbedStep(OurStep):
         return loss
 
 
-def run(quick: bool = False, dtypes: Iterable[str] = ("float64",), echo: Callable[[str], None] = print) -> list[tuple]:
+def run(quick: bool = False, dtypes: Iterable[str] = ("float64",), echo: Callable[[str], None] = print,
+        width: int = MIN_WIDTH) -> list[tuple]:  # fmt: skip
     """Print, per workload and dtype: the step with trace, with probes, the overhead; the probe-set
-    forward and the Jacobian norms per logged step."""
+    forward and the Jacobian norms per logged step (a table at most `width` columns wide)."""
     rows = []
     echo("probes (logging every step; gradlab.probes.Recorder without the probe set):")
-    head = f"{'work':<5}{'dtype':<8}{'step ms':>9}{'probed ms':>11}{'probes':>8}{'probe set ms':>14}{'jacobian ms':>13}{'others':>8}"
-    echo(head)
-    echo("-" * len(head))
     for name in ("W1", "W2", "W3"):
         w = WORKLOADS[name]
         for dtype in dtypes:
@@ -65,11 +64,20 @@ def run(quick: bool = False, dtypes: Iterable[str] = ("float64",), echo: Callabl
                 jac = np.median(interleaved({"j": lambda: probes.timestep_stats(plain.model, grads, jacobian=True)}, repeats=1, warmup=0)["j"])
             row = (name, dtype, 1e3 * np.median(times["plain"]), 1e3 * np.median(times["probed"]), 100 * overhead, 1e3 * probe_set, 1e3 * jac, others)
             rows.append(row)
-            echo(f"{row[0]:<5}{row[1]:<8}{row[2]:>9.2f}{row[3]:>11.2f}{row[4]:>+7.1f}%{row[5]:>14.1f}{row[6]:>13.0f}{row[7]:>8.2f}")
+    echo(probes_table(rows, width))
     echo("targets: probes <= 15% over the traced step when logging every step:")
     for r in rows:
         echo(f"  {r[0]} {r[1]}: {r[4]:+.1f}%  {'met' if r[4] <= 15 else 'NOT met'}")
-    echo(f"(probe set: one forward on {PROBE_SET} examples for dead units and collapse, once per logged step; "
-         "jacobian: spectral norms of dh_t/dh_(t-1) for every example and t, per logged step, when train.jacobian = true;"
-         " others: cores other processes kept busy while the row was measured)")  # fmt: skip
+    echo(wrap(f"(probe set: one forward on {PROBE_SET} examples for dead units and collapse, once per logged step; "
+              "jacobian: spectral norms of dh_t/dh_(t-1) for every example and t, per logged step, when train.jacobian = "
+              "true; others: cores other processes kept busy while the row was measured)", width, " "))  # fmt: skip
     return rows
+
+
+def probes_table(rows: list[tuple], width: int = MIN_WIDTH) -> str:
+    """run's rows (workload, dtype, step ms, probed ms, overhead %, probe set ms, jacobian ms, others) as a
+    table at most `width` columns wide (gradlab.sweep.terminal)."""
+    cols = [Col("work"), Col("dtype")] + [Col(h, number=True) for h in
+            ("step ms", "probed ms", "probes", "probe set ms", "jacobian ms", "others")]  # fmt: skip
+    cells = [[r[0], r[1], f"{r[2]:.2f}", f"{r[3]:.2f}", f"{r[4]:+.1f}%", f"{r[5]:.1f}", f"{r[6]:.0f}", f"{r[7]:.2f}"] for r in rows]
+    return table(cols, cells, width, key=2)

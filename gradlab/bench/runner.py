@@ -23,6 +23,7 @@ import pandas as pd
 from gradlab import ensemble, train
 from gradlab.sweep import config, runner
 from gradlab.sweep.store import Store
+from gradlab.sweep.terminal import MIN_WIDTH, wrap
 
 GRID16 = {  # 16 runs of about a second each: long enough that starting the worker processes is small beside them
     "model": {"width": 128, "depth": 8},
@@ -168,10 +169,17 @@ def consolidation(runs: int = 1000, steps: int = 100, layers: int = 20, echo: Ca
     return seconds, peak
 
 
-def run(echo: Callable[[str], None] = print) -> None:
+def run(echo: Callable[[str], None] = print, width: int = MIN_WIDTH) -> None:
+    """Every runner measurement, each printed as one paragraph wrapped at `width` columns."""
+    echo = _wrapped(echo, width)
     consolidation(echo=echo)  # first, so that the process's peak memory is the consolidation's
     overhead_per_run(echo=echo)
     ensembles_against_today(dying_part(), 5, "the tour's dying part", echo=echo)
     ensembles_against_today(config.from_dict(GRID_2x32, "grid2x32"), 10, "2 shapes x 32 seeds of small MLPs", echo=echo)
     memory(echo=echo)
     speedup(echo=echo)
+
+
+def _wrapped(echo: Callable[[str], None], width: int) -> Callable[[str], None]:
+    """echo, each line wrapped at `width` columns, continuation lines indented."""
+    return lambda line: echo(wrap(line, width, "  "))

@@ -9,10 +9,12 @@ the paper; `value` keeps the measured number for programs (NaN where the measure
 from __future__ import annotations
 
 import math
-import textwrap
 from dataclasses import asdict, dataclass
 
 import pandas as pd
+
+from gradlab.sweep import terminal
+from gradlab.sweep.terminal import MIN_WIDTH, Col
 
 COLUMNS = ("claim", "source", "expected", "tolerance", "measured", "pass", "value")
 
@@ -65,17 +67,14 @@ def frame(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def table(claims: list[Claim], width: int = 72) -> str:
-    """The claims as a fixed-width text table: claim (wrapped at `width`), expected, tolerance, measured,
-    PASS/FAIL; the numbers sit on the claim's first line."""
-    col = min(width, max((len(c.claim) for c in claims), default=5))
-    head = f"{'claim':<{col}} {'expected':>18} {'tolerance':>10} {'measured':>18}  result"
-    lines = [head, "-" * len(head)]
-    for c in claims:
-        text = textwrap.wrap(c.claim, col) or [""]
-        lines.append(f"{text[0]:<{col}} {c.expected:>18} {c.tolerance:>10} {c.measured:>18}  {'PASS' if c.passed else 'FAIL'}")
-        lines += [f"  {more}" for more in text[1:]]
-    return "\n".join(lines)
+def table(claims: list[Claim], width: int = MIN_WIDTH) -> str:
+    """The claims as a plain-text table at most `width` columns wide (gradlab.sweep.terminal): claim,
+    expected, tolerance, measured, PASS/FAIL, each cell wrapped between words (a number is never cut),
+    the numbers on the claim's first line."""
+    cols = [Col("claim", wrap=True), Col("expected", wrap=True), Col("tolerance", wrap=True), Col("measured", wrap=True),
+            Col("result")]  # fmt: skip
+    rows = [(c.claim, c.expected, c.tolerance, c.measured, "PASS" if c.passed else "FAIL") for c in claims]
+    return terminal.table(cols, rows, width)
 
 
 def markdown(results: dict[str, pd.DataFrame]) -> str:

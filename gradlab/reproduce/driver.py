@@ -14,6 +14,7 @@ from typing import Any
 import gradlab
 from gradlab.reproduce import NAMES, TIME_LIMIT_S, claims as claims_mod, module
 from gradlab.sweep.config import SECTIONS, ConfigError, Experiment, from_dict, read
+from gradlab.sweep.progress import Phases
 
 RUN_KEYS = (*SECTIONS, "sweep", "case", "part")  # a config with any of these has training runs
 
@@ -78,25 +79,30 @@ def reproduce(
     executor: str = "process",
     workers: int | None = None,
     echo: Callable[[str], None] = print,
-    progress: bool = True,
+    progress: bool | Phases = True,
 ) -> Outcome:
-    """Run reproduction `name` into `out` (default results/NAME or results/NAME_quick) and check it."""
+    """Run reproduction `name` into `out` (default results/NAME or results/NAME_quick) and check it.
+    progress: the phases (runs, consolidating, measuring, drawing figures) on stderr when it is a terminal
+    (True), none (False), or drawn into a caller's Phases (gradlab.sweep.progress)."""
     from gradlab.plots.style import save
     from gradlab.sweep import load_results, runner
+    from gradlab.sweep.progress import make
     from gradlab.sweep.store import Store, record_files
 
     start, started_at = time.perf_counter(), datetime.now(timezone.utc).isoformat(timespec="seconds")
     spec = load(name, quick)
     out = Path(out or default_out(name, quick))
-    with Store(out).open() as store:  # checked, locked and marked before anything is written
+    with Store(out).open() as store, make(progress) as bar:  # checked, locked and marked before anything is written
         tables, failed, run_summary = None, [], None
         if spec.experiment is not None:
             echo(f"{name}: {len(spec.experiment.grid())} training runs ({executor}) ...")
-            run_summary = runner.run(spec.experiment, out, executor, workers, progress=progress)
+            run_summary = runner.run(spec.experiment, out, executor, workers, progress=bar)
             failed = [rid for rid, _ in run_summary.failed]
             tables = load_results(out)
         echo(f"{name}: measuring ...")
+        bar.phase("measuring")
         found, figures = module(name).check(spec.params, tables)
+        bar.phase("drawing figures")
         written = []
         for stem, fig in figures.items():
             written += save(fig, out / "figures" / stem)

@@ -22,6 +22,7 @@ import gradlab
 from gradlab.schema import ENSEMBLE_FIELDS
 from gradlab.sweep import executors, groups
 from gradlab.sweep.config import Experiment, run_id, to_toml
+from gradlab.sweep.progress import Phases, make as make_phases
 from gradlab.sweep.store import Store, check_writable
 
 
@@ -92,7 +93,7 @@ def run(
     workers: int | None = None,
     address: str | None = None,
     fresh: bool = False,
-    progress: bool = True,
+    progress: bool | Phases = True,
     warn: Callable[[str], None] | None = None,
     ensemble: bool = True,
 ) -> Summary:
@@ -102,14 +103,17 @@ def run(
 
     Nothing is written before the folder is known to be gradlab's (StoreError otherwise) and the
     executor has started (ExecutorError: e.g. an unreachable Dask scheduler). A SIGTERM or SIGINT
-    raises Interrupted / KeyboardInterrupt after the workers are stopped; finished runs are kept."""
+    raises Interrupted / KeyboardInterrupt after the workers are stopped; finished runs are kept.
+    progress: True draws the phases "runs" and "consolidating" on stderr when it is a terminal; a Phases
+    (gradlab.sweep.progress) draws them into the caller's display, which goes on after them."""
     warn = warn or _stderr
     start, started_at = time.perf_counter(), _now()
     grid = experiment.grid()
     ids = [run_id(c) for c in grid]
     check_writable(out)
     workers = workers or os.cpu_count() or 1
-    with executors.stop_on_signals(), executors.make(executor, workers, address) as pool, Store(out).open(fresh) as store:
+    with (executors.stop_on_signals(), executors.make(executor, workers, address) as pool, Store(out).open(fresh) as store,
+          make_phases(progress) as bar):
         store.write_text("config.toml", to_toml(experiment))
         done = store.finished()
         todo = [c for c, rid in zip(grid, ids) if done.get(rid) in (None, "failed")]
@@ -118,11 +122,11 @@ def run(
         summary.ensemble = ensemble
         items = groups.plan(todo, ensemble, summary.workers)
         summary.ensembles = [[run_id(c) for c in item] for item in items if len(item) > 1]
-        bar = Progress(len(todo), enabled=progress)
+        bar.phase("runs", total=len(todo))
         lost = _write_outcomes(pool.map(execute_group, items), store, summary, bar)
         if lost:  # an ensemble whose worker died (e.g. out of memory): its members once more, alone
             _write_outcomes(pool.map(execute_group, [[c] for item in lost for c in item]), store, summary, bar)
-        bar.close()
+        bar.phase("consolidating")
         tables = store.consolidate([rid for rid in dict.fromkeys(ids) if (store.runs_dir / rid).is_dir()])
         summary.quarantined = store.quarantined
         if store.quarantined:
@@ -133,7 +137,7 @@ def run(
     return summary
 
 
-def _write_outcomes(stream, store: Store, summary: Summary, bar: "Progress") -> list[list[dict[str, Any]]]:
+def _write_outcomes(stream, store: Store, summary: Summary, bar: Phases) -> list[list[dict[str, Any]]]:
     """Write each finished run of the executor's stream; a run alone whose worker died is written failed.
     Returns the ensembles whose worker died, to be run again member by member."""
     lost = []
@@ -147,7 +151,7 @@ def _write_outcomes(stream, store: Store, summary: Summary, bar: "Progress") -> 
                 store.write_run(record["run_id"], record, tables)
                 if record["status"] == "failed":
                     summary.failed.append((record["run_id"], record["error"]))
-                bar.update(failed=len(summary.failed))
+                bar.advance(failed=len(summary.failed))
     return lost
 
 
@@ -220,35 +224,3 @@ def _git_commit() -> str:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-class Progress:
-    """A one-line progress bar on stderr (runs done/total, failures, ETA); silent when disabled or
-    when stderr is not a terminal."""
-
-    def __init__(self, total: int, enabled: bool = True) -> None:
-        self.total, self.done, self.start = total, 0, time.perf_counter()
-        self.enabled = enabled and total > 0 and sys.stderr.isatty()
-
-    def update(self, failed: int = 0) -> None:
-        self.done += 1
-        if not self.enabled:
-            return
-        elapsed = time.perf_counter() - self.start
-        eta = elapsed / self.done * (self.total - self.done)
-        width = 30
-        filled = int(width * self.done / self.total)
-        sys.stderr.write(
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} runs"
-            f"{f', {failed} failed' if failed else ''}, ETA {_clock(eta)}  "
-        )
-        sys.stderr.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            sys.stderr.write("\n")
-
-
-def _clock(seconds: float) -> str:
-    m, s = divmod(int(round(seconds)), 60)
-    return f"{m // 60}:{m % 60:02d}:{s:02d}" if m >= 60 else f"{m}:{s:02d}"

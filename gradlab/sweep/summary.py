@@ -2,40 +2,48 @@
 
 from __future__ import annotations
 
-import shutil
-import textwrap
-
 import numpy as np
 import pandas as pd
 
 from gradlab.sweep.config import Experiment
 from gradlab.schema import FIELDS, column
+from gradlab.sweep.terminal import MIN_WIDTH, Col, table, wrap, width as terminal_width
 
 
 EXACT_COUNT_BELOW = 10_000  # grids up to this size are expanded to count merged runs exactly (~0.2 s)
 
 
-def grid_preview(experiment: Experiment, limit: int = 10) -> str:
-    """The grid size and its first runs, showing the fields that vary; never expands a large grid."""
+def grid_preview(experiment: Experiment, limit: int = 10, width: int = MIN_WIDTH, title: str = "") -> str:
+    """"TITLE: " and the grid size, then its first runs as a table of the fields that vary, one row per run
+    numbered from 1, at most `width` columns wide (in blocks of columns, each repeating the run's number, when
+    they do not fit side by side); never expands a large grid."""
     upper = experiment.count()
     first = experiment.preview(limit)
+    title = f"{title}: " if title else ""
     if not first:
-        return "0 runs"
+        return title + "0 runs"
     total = len(experiment.grid()) if upper <= EXACT_COUNT_BELOW else None
     swept = {key for part in experiment.parts or [experiment] for key in [*part.axes, *(k for c in part.cases for k in c)]}
     varying = [k for k in FIELDS if k in swept or len({repr(c[k]) for c in first}) > 1]
-    frame = pd.DataFrame([{column(k): c[k] for k in varying} for c in first])
     head = f"{total} runs" if total is not None else f"{upper:,} runs at most (runs that differ only in fields that do not apply count once)"
-    head += f" (first {limit} shown)" if (total or upper) > limit else ""
-    return head + ("\n" + frame.to_string(index=False) if varying else "")
+    head = wrap(title + head + (f" (first {limit} shown)" if (total or upper) > limit else ""), width)
+    if not varying:
+        return head
+    cols = [Col("run", number=True)] + [Col(column(k), number=_is_number(first[0][k])) for k in varying]
+    rows = [[n, *(str(c[k]) for k in varying)] for n, c in enumerate(first, 1)]  # str: a float's every digit
+    return head + "\n" + table(cols, rows, width, key=1)
 
 
-def counts(runs: pd.DataFrame) -> str:
-    """Runs by status (and by diagnosis when diagnosed)."""
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def counts(runs: pd.DataFrame, width: int = MIN_WIDTH) -> str:
+    """Runs by status (and by diagnosis when diagnosed), wrapped at `width` columns."""
     lines = ["status:    " + ", ".join(f"{n} {s}" for s, n in runs["status"].value_counts().items())]
     if "diagnosis" in runs and runs["diagnosis"].astype(bool).any():
         lines.append("diagnosis: " + ", ".join(f"{n} {d}" for d, n in runs["diagnosis"].value_counts().items() if d))
-    return "\n".join(lines)
+    return "\n".join(wrap(line, width, " " * 11) for line in lines)
 
 
 # How bad a run of each label is (larger is worse), from the runs table's diagnosis numbers.
@@ -50,17 +58,17 @@ SEVERITY = {
 
 def show(tables: dict[str, pd.DataFrame], worst: int = 5, width: int | None = None) -> str:
     """Runs by status and diagnosis, what the sweep varied, failures, and per pathology the worst runs
-    (by SEVERITY) with the config fields in which they differ, wrapped to `width` (the terminal's, at
-    least 60 and at most 120 columns; 80 when not on a terminal)."""
-    width = width or max(60, min(120, shutil.get_terminal_size((80, 24)).columns))
+    (by SEVERITY) with the config fields in which they differ, wrapped to `width` (default: the terminal's,
+    80 columns at least; 80 when stdout is not a terminal)."""
+    width = width or terminal_width()
     runs = tables["runs"]
     swept = varying(runs)
-    parts = [counts(runs)]
+    parts = [counts(runs, width)]
     if swept:
-        parts[0] += "\n" + _wrap("swept:     " + ", ".join(swept), width, "           ")
+        parts[0] += "\n" + wrap("swept:     " + ", ".join(swept), width, "           ")
     failed = runs[runs["status"] == "failed"]
     if len(failed):
-        parts.append("failed runs:\n" + "\n".join(_wrap(f"  {r.run_id}: {r.error}", width, "    ") for r in failed.itertuples()))
+        parts.append("failed runs:\n" + "\n".join(wrap(f"  {r.run_id}: {r.error}", width, "    ") for r in failed.itertuples()))
     if "diagnosis" in runs:
         fields = _fields_of(runs)
         for label in [lab for lab in runs["diagnosis"].dropna().unique() if lab and lab != "healthy"]:
@@ -92,8 +100,8 @@ def _worst(label: str, group: pd.DataFrame, worst: int, fields: dict[str, list[s
     lines = [head]
     for r in group.head(worst).itertuples():
         config = " ".join(f"{f}={_value(getattr(r, f))}" for f in fields[getattr(r, "part", "") if len(fields) > 1 else ""])
-        lines.append(_wrap(f"  {r.run_id}  {config}", width, "    "))
-        lines.append(_wrap(f"    {r.diagnosis_text}", width, "    "))
+        lines.append(wrap(f"  {r.run_id}  {config}", width, "    "))
+        lines.append(wrap(f"    {r.diagnosis_text}", width, "    "))
     return "\n".join(lines)
 
 
@@ -104,8 +112,3 @@ def _columns(label: str) -> tuple[str, ...]:
 
 def _value(value) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _wrap(text: str, width: int, indent: str) -> str:
-    """text wrapped at width, continuation lines indented; words (a number, a run id) are never cut."""
-    return textwrap.fill(text, width=width, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False)
