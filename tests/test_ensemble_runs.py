@@ -10,7 +10,7 @@ import pytest
 from test_runner import VOLATILE, assert_same_tables  # the runner's own column-by-column comparison
 
 from gradlab import ensemble, train
-from gradlab.schema import ENSEMBLE_FIELDS
+from gradlab.schema import ENSEMBLE_FIELDS, defaults
 from gradlab.sweep import config, groups, runner
 from gradlab.sweep.store import load
 
@@ -237,3 +237,11 @@ def test_an_ensemble_whose_worker_dies_is_run_again_member_by_member(tmp_path, m
     runs = tables["runs"]
     assert len(runs) == 6 and sorted(runs.loc[runs["status"] == "failed", "seed"]) == [1, 1], runs[["seed", "status"]]
     assert (runs.loc[runs["seed"] != 1, "status"] == "ok").all()
+
+
+def test_a_file_tasks_cost_reads_its_input_size():
+    """The cost model sizes a file task's first layer from the file (task.input_size as resolved)."""
+    narrow = {**defaults(), "task.name": "file", "task.input_size": 2}
+    wide = {**narrow, "task.input_size": 2000}
+    assert groups.layer_sizes(wide)[0] == (2000, narrow["model.width"]), groups.layer_sizes(wide)
+    assert groups.cost([wide]) > groups.cost([narrow])

@@ -49,11 +49,14 @@ def group(configs: Iterable[Config], enabled: bool = True) -> list[list[Config]]
     return [*groups.values(), *alone]
 
 
+SIZED_INPUTS = ("teacher_student", "gaussian_blobs", "file")  # tasks whose input size is task.input_size (file: the file's)
+
+
 def layer_sizes(config: Config) -> list[tuple[int, int]]:
     """(fan_in, fan_out) of each weight matrix of the config's model (the input size as the task has it:
     an estimate for tasks whose size the config does not hold)."""
     width, kind = config["model.width"], config["model.kind"]
-    inputs = config["task.input_size"] if config["task.name"] in ("teacher_student", "gaussian_blobs") else 2
+    inputs = config["task.input_size"] if config["task.name"] in SIZED_INPUTS else 2
     if kind == "mlp":
         sizes = [inputs] + [width] * config["model.depth"] + [1]
         return list(zip(sizes[:-1], sizes[1:]))
