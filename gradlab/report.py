@@ -45,8 +45,8 @@ RULES = {  # what each label means, for the diagnosis section's opening (only th
     "stalled": "the held-out loss ends no better than a fixed fraction of the best constant prediction's",
     "healthy": "none of the above",
 }
-FOLDED = ("healthy",)  # labels whose runs start folded away, however few
-FOLD_OVER = 20  # any other label with more runs than this starts folded too (its summary keeps the counts)
+FOLDED = ("healthy",)  # labels whose runs start folded away, however few, when another label is present
+FOLD_OVER = 20  # any label with more runs than this starts folded too (its summary keeps the counts)
 CAPTION_MARKS = ("Drawn: ", "Left out: ")  # a caption's parts (gradlab.plots.split.draw_files) that start a line
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SCREEN_DPI = 96  # CSS pixels per inch
@@ -80,6 +80,7 @@ th, td { border: 1px solid #bbb; padding: 0.2em 0.5em; text-align: left; vertica
 th { background: #eee; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.total td { font-weight: bold; }
+tr.fail td { background: #fbeaea; }
 td.sentence { min-width: 24em; max-width: 60em; }
 td.na { color: #999; }
 figure { margin: 1.4em 0 2.4em; page-break-inside: avoid; break-inside: avoid; }
@@ -197,7 +198,8 @@ def build(
     name = manifest.get("experiment") or root.name
     experiment = _experiment(root / "config.toml")
     description = experiment.description if experiment is not None else ""
-    figures = _figures(tables, written, skipped, captions or {}, notes or {}, stems or {})
+    figures = _figures(tables, written, skipped, captions or {}, notes or {}, stems or {}) + _own_figures(root)
+    claims = _claims(root / "claims.csv")
 
     body = [
         f"<h1>gradlab report: {_e(name)}</h1>",
@@ -207,6 +209,7 @@ def build(
         _runs_table(runs),
         _parts(runs, experiment),
         _failed(runs),
+        claims,
         '<h2 id="figures">Figures</h2>',
         figures,
         '<h2 id="diagnosis">Diagnosis</h2>',
@@ -222,7 +225,7 @@ def build(
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         f"<title>gradlab report: {_e(name)}</title>\n<style>{CSS}</style>\n</head>\n<body>\n"
-        + _nav(name, runs, figures)
+        + _nav(name, runs, figures, bool(claims))
         + "\n<main>\n"
         + "\n".join(part for part in body if part)
         + "\n</main>\n</body>\n</html>\n"
@@ -232,11 +235,13 @@ def build(
 # ---- sections ---------------------------------------------------------------------------------
 
 
-def _nav(name: str, runs: pd.DataFrame, figures: str) -> str:
-    """The bar that stays at the top of the window: every section, the figure count, each label's count."""
+def _nav(name: str, runs: pd.DataFrame, figures: str, claims: bool = False) -> str:
+    """The bar that stays at the top of the window: every section (the claims when there are some), the
+    figure count, each label's count."""
     n_figures = figures.count("<figure ")
-    links = [("runs", f"Runs ({len(runs)})"), ("figures", f"Figures ({n_figures})"), ("diagnosis", "Diagnosis"),
-             ("config", "Config and grid"), ("provenance", "Provenance")]  # fmt: skip
+    links = [("runs", f"Runs ({len(runs)})"), *([("claims", "Claims")] if claims else []),
+             ("figures", f"Figures ({n_figures})"), ("diagnosis", "Diagnosis"), ("config", "Config and grid"),
+             ("provenance", "Provenance")]  # fmt: skip
     labels = "".join(
         f'<a class="label-{_e(d)}" href="#{_diag_id(d)}">{_e(d or "no diagnosis")} {n}</a>' for d, n in _labels(runs)
     )
@@ -252,7 +257,7 @@ def _headline(runs: pd.DataFrame, manifest: dict, written: dict) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in _ordered_counts(runs.get("status", pd.Series(dtype=str)), STATUSES))
     files = sum(len({Path(p).stem for p in paths}) for paths in written.values())
     figures = f"{len(written)} of {len(NAMES)} figures" + (f" in {files} files" if files > len(written) else "")
-    bits = [f"{len(runs)} runs ({counts or 'none'})", figures]
+    bits = [f"{len(runs)} run{'s' if len(runs) != 1 else ''} ({counts or 'none'})", figures]
     if "wall_s" in manifest:
         resumed = int(manifest.get("runs", {}).get("skipped_as_finished", 0) or 0)
         note = f" ({resumed} runs were already finished)" if resumed else ""
@@ -297,6 +302,23 @@ def _failed(runs: pd.DataFrame) -> str:
     return f"<h3>Failed runs</h3><ul>{items}</ul>"
 
 
+def _claims(path: Path) -> str:
+    """A reproduction's claims.csv as a section: how many pass, then one row per claim (its columns as the
+    file has them, but `value`, the measured number unrounded), a failing claim's row marked."""
+    try:
+        claims = pd.read_csv(path, keep_default_na=False)
+    except (OSError, ValueError):
+        return ""
+    shown = [c for c in claims.columns if c != "value"]
+    passed = claims["pass"].astype(str).str.lower().eq("true") if "pass" in claims else None
+    rows = [[(_e(_text(v)), "class=num" if c in ("expected", "measured") else "") for c, v in zip(shown, row)]
+            for row in claims[shown].itertuples(index=False)]  # fmt: skip
+    marks = ["" if passed is None or passed.iloc[i] else "class=fail" for i in range(len(claims))]
+    count = f"{int(passed.sum())} of {len(claims)} claims pass" if passed is not None else f"{len(claims)} claims"
+    return (f'<h2 id="claims">Claims</h2><p>{count} (claims.csv, written by gradlab reproduce; each claim\'s source'
+            " is where the paper makes it).</p>" + _table([[(_e(c), "") for c in shown]], rows, marks))  # fmt: skip
+
+
 def _parts(runs: pd.DataFrame, experiment) -> str:
     """Per part (or for all runs): its description from the config when it has one, what its runs share
     and what varies among them, both written from the runs table."""
@@ -329,7 +351,8 @@ def _rules(runs: pd.DataFrame) -> str:
     return ("<p>Each run gets one label, the first rule that applies, most alarming first; each heading says what"
             " its label means, and each run's sentence gives the numbers. Within a label the runs of a part are told"
             " apart by the fields that vary among that part's runs (n/a: the field does not apply to the run)."
-            f" {folded.capitalize()} runs and any label of more than {FOLD_OVER} runs start folded: click a heading"
+            f" {folded.capitalize()} runs (when there are others) and any label of more than {FOLD_OVER} runs start"
+            " folded: click a heading"
             " to open or close it.</p>")  # fmt: skip
 
 
@@ -391,6 +414,21 @@ def _figure(stem: str, png: bytes, cap: str, left: str) -> str:
     )
 
 
+def _own_figures(root: Path) -> str:
+    """The PNGs in root/figures that are none of gradlab plot's figures (a reproduction's own, each with its
+    caption drawn in), embedded like the others."""
+    paths = sorted(p for p in (root / "figures").glob("*.png") if split.figure_of(p.stem) not in NAMES)
+    shown = []
+    for path in paths:
+        data = path.read_bytes()
+        if data.startswith(PNG_SIGNATURE):
+            shown.append(_figure(path.stem, data, "", ""))
+    if not shown:
+        return ""
+    intro = "The other PNG files in figures/, as the reproduction drew them (each caption is in its figure)."
+    return f'\n<h3 id="own-figures">Figures of the reproduction</h3><p class="muted">{intro}</p>\n' + "\n".join(shown)
+
+
 def _diagnoses(runs: pd.DataFrame) -> str:
     """Per label (most alarming first) a foldable section, headed by its count, its meaning and its runs
     per part; in it, per part, one row per run: its id, the fields that vary among the part's runs, the
@@ -406,7 +444,7 @@ def _diagnoses(runs: pd.DataFrame) -> str:
         groups = [(p, rows[part_of[rows.index] == p]) for p in pd.unique(part_of)]
         groups = [(p, g) for p, g in groups if len(g)]
         by_part = " &middot; ".join(f"{_e(p)} {len(g)}" for p, g in groups if p)
-        opened = label not in FOLDED and n <= FOLD_OVER
+        opened = n <= FOLD_OVER and (label not in FOLDED or len(_labels(runs)) == 1)
         title = f"{_e(label or 'no diagnosis (failed runs)')}: {n} run{'s' if n != 1 else ''}"
         out.append(
             f'<details class="diag" data-label="{_e(label)}" id="{_diag_id(label)}"{" open" if opened else ""}>'
