@@ -107,6 +107,7 @@ class Watcher:
         self._info: dict[str, Any] = {"batch": None, "input": None}
         self._theory_text = ""
         self._refused: set[str] = set()
+        self._buffers: list[list[torch.Tensor]] | None = None
         self.probe = None if probe is None else self._set_probe(probe)
         self._reset_step()
         self._handles = [model.register_forward_pre_hook(self._before_forward), model.register_forward_hook(self._after_forward)]
@@ -263,7 +264,7 @@ class Watcher:
                 self.probe = self._set_probe(x[:DEFAULT_PROBE_SIZE].detach().clone())
         if self._logged and not self._prepared:
             self._prepared = True
-            self._snapshot = [[w.detach().clone() for w in r.weights] for r in self.rows]
+            self._snapshot = self._copy_weights()
             self._probe_out = self._run_probe()
             self._install_step_hooks()
 
@@ -286,7 +287,9 @@ class Watcher:
         scale = self._scale()
         self._grad_norm = _global_norm(self.params) / scale
         if self._logged:
-            self._row_grads = [(_norm(r.weights) / scale, _norm(r.biases) / scale) for r in self.rows]
+            norms = _group_norms([[p.grad for p in ps] for r in self.rows for ps in (r.weights, r.biases)]) / scale
+            self._row_grads = list(zip(norms[0::2], norms[1::2]))
+            self._step_scale = scale
             self._replay(scale)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
@@ -318,7 +321,7 @@ class Watcher:
         t.register_hook(partial(self._on_grad, i, what, 0))
 
     def _on_grad(self, i: int, what: str, batch_axis: int, grad: torch.Tensor) -> None:
-        self._grads[what].setdefault(i, []).append(_example_norms(grad, batch_axis) / self._scale())
+        self._grads[what].setdefault(i, []).append(_example_norms(grad, batch_axis))  # scaled: see _layer_stats
 
     def _capture_recurrent(self, i: int, args: tuple, out) -> None:
         """Keep the module's input, initial state and the gradients at its outputs for the replay."""
@@ -415,7 +418,7 @@ class Watcher:
         k = index.get(i)
         a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
         act = mods.gradlab_activation(calls[k][0] if k is not None else None)
-        arr = a.detach().double().cpu().numpy()
+        arr = a.detach().cpu().numpy()
         mean, std = _act_moments(arr)
         with np.errstate(all="ignore"):
             dead = ~np.any(arr.reshape(-1, arr.shape[-1]) != 0, axis=0)
@@ -428,20 +431,21 @@ class Watcher:
         L = len(self.rows)
         out = {c: np.full(L, np.nan) for c in LAYER_COLUMNS}
         out["layer"] = np.arange(L, dtype=np.int64)
+        ratios = _update_ratios([r.weights for r in self.rows], self._snapshot) if self._snapshot else np.full(L, np.nan)
         for i, r in enumerate(self.rows):
             if self._row_grads is not None:
                 w, b = self._row_grads[i]
                 out["weight_grad_norm"][i] = w if r.weights else math.nan
                 out["bias_grad_norm"][i] = b if r.biases else math.nan
             if i in self._grads["delta"]:
-                out["delta_norm"][i] = float(np.concatenate(self._grads["delta"][i]).mean())
+                out["delta_norm"][i] = float(np.concatenate(self._grads["delta"][i]).mean()) / self._step_scale
             if i in self._grads["da"]:
-                out["da_norm"][i] = float(np.concatenate(self._grads["da"][i]).mean())
+                out["da_norm"][i] = float(np.concatenate(self._grads["da"][i]).mean()) / self._step_scale
             elif r.cell is None and self._follow_modules[i] is None:
                 out["da_norm"][i] = out["delta_norm"][i]
             if i in self._da_cells:
                 out["da_norm"][i] = self._da_cells[i]
-            out["update_ratio"][i] = _update_ratio(r.weights, self._snapshot[i]) if self._snapshot else math.nan
+            out["update_ratio"][i] = ratios[i] if r.weights else math.nan
             self._probe_row(out, i, self._probe_out["acts"][i] if self._probe_out else None)
         return out
 
@@ -463,6 +467,7 @@ class Watcher:
         self._backwards, self._queued, self._probing, self._prepared = 0, False, False, False
         self._grad_norm, self._clipped_norm, self._lr = math.nan, math.nan, math.nan
         self._row_grads: list[tuple[float, float]] | None = None
+        self._step_scale = 1.0  # the scaler's scale at the step's backward
         self._grads: dict[str, dict[int, list[np.ndarray]]] = {"delta": {}, "da": {}}
         self._da_cells: dict[int, float] = {}
         self._timestep_rows: dict[int, pd.DataFrame] = {}
@@ -471,6 +476,16 @@ class Watcher:
         self._probe_out: dict[str, Any] = {}
         if not hasattr(self, "_step_handles"):
             self._step_handles: list = []
+
+    def _copy_weights(self) -> list[list[torch.Tensor]]:
+        """The rows' weights copied into buffers kept from one logged step to the next (a fresh copy of every
+        weight at every logged step cost more than the rest of the step's measurements)."""
+        if self._buffers is None or any(len(b) != len(r.weights) for b, r in zip(self._buffers, self.rows)):
+            self._buffers = [[torch.empty_like(w) for w in r.weights] for r in self.rows]
+        for b, r in zip(self._buffers, self.rows):
+            for dst, w in zip(b, r.weights):
+                dst.copy_(w.detach())
+        return self._buffers
 
     def _scale(self) -> float:
         if self.scaler is None or not getattr(self.scaler, "is_enabled", lambda: True)():
@@ -563,10 +578,17 @@ def _global_norm(params: list[nn.Parameter]) -> float:
     return float(torch.linalg.vector_norm(torch.stack([n.double() for n in norms])))
 
 
-def _norm(params: list[nn.Parameter]) -> float:
-    """||.grad|| over the parameters together, in float64 (a parameter without .grad counts 0)."""
-    sq = sum(float(torch.linalg.vector_norm(p.grad, dtype=torch.float64)) ** 2 for p in params if p.grad is not None)
-    return math.sqrt(sq)
+def _group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
+    """(G,) float64: the L2 norm of each group of tensors together (None counts 0; an empty group 0), from one
+    torch._foreach_norm call (each tensor's norm in its own dtype, their squares summed in float64)."""
+    flat = [t for g in groups for t in g if t is not None]
+    norms = torch.stack(torch._foreach_norm(flat)).double().cpu().numpy() if flat else np.zeros(0)
+    sq, k = np.zeros(len(groups)), 0
+    for j, g in enumerate(groups):
+        n = sum(t is not None for t in g)
+        sq[j] = float(np.dot(norms[k : k + n], norms[k : k + n]))
+        k += n
+    return np.sqrt(sq)
 
 
 def _example_norms(grad: torch.Tensor, batch_axis: int = 0) -> np.ndarray:
@@ -574,16 +596,16 @@ def _example_norms(grad: torch.Tensor, batch_axis: int = 0) -> np.ndarray:
     g = grad.detach()
     if batch_axis:
         g = g.movedim(batch_axis, 0)
-    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1, dtype=torch.float64).cpu().numpy()
+    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1).double().cpu().numpy()
 
 
-def _update_ratio(weights: list[nn.Parameter], before: list[torch.Tensor]) -> float:
-    """||W_after - W_before|| / ||W_after|| over the weights together (gradlab.probes.layers' ratio)."""
-    if not weights:
-        return math.nan
-    diff = math.sqrt(sum(float(torch.linalg.vector_norm(w.detach() - b, dtype=torch.float64)) ** 2 for w, b in zip(weights, before)))
-    size = math.sqrt(sum(float(torch.linalg.vector_norm(w.detach(), dtype=torch.float64)) ** 2 for w in weights))
-    return _ratio(diff, size)
+def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Tensor]]) -> np.ndarray:
+    """Per row ||W_after - W_before|| / ||W_after|| over its weights together (gradlab.probes.layers' ratio)."""
+    after = [[w.detach() for w in ws] for ws in weights]
+    for a, b in zip(after, before):
+        if a:
+            torch._foreach_sub_(b, a)  # the snapshot becomes W_before - W_after (its last use)
+    return np.array([_ratio(d, n) for d, n in zip(_group_norms(before), _group_norms(after))])
 
 
 def _width(rows: list[Row]) -> int | None:
