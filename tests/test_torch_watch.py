@@ -566,3 +566,27 @@ def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False", "importing gradlab's core imported torch"
+
+
+def test_step0_theory_sentence_joins_the_diagnosis():
+    """gradlab.torch.theory at step 0, on the weights before the first update and the measured delta norms."""
+    import copy
+
+    from gradlab.torch import theory
+
+    torch.manual_seed(2)
+    model = nn.Sequential(*[m for _ in range(5) for m in (nn.Linear(16, 16), nn.ReLU())], nn.Linear(16, 1)).double()
+    initial = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with watch(model, every=5, optimizer=opt) as w:
+        for x, y in batches(6, shape=(16,)):
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+            w.step()
+    layers = w.tables()["layers"]
+    measured = layers[layers["step"] == 0].sort_values("layer")["delta_norm"].tolist()
+    expected = theory.sentence(theory.step0(initial, measured))
+    assert expected.startswith("Mean field predicts"), expected
+    text = w.record()["diagnosis_text"]
+    assert text.endswith(" " + expected), f"diagnosis_text {text!r} does not end with theory's {expected!r}"

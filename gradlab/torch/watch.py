@@ -68,7 +68,7 @@ from gradlab.probes.frames import COLUMNS, empty_frames
 from gradlab.probes.layers import _act_moments, _ratio, _saturated_frac
 from gradlab.sweep.store import Store
 from gradlab.torch import modules as mods
-from gradlab.torch import replay_bridge
+from gradlab.torch import replay_bridge, theory
 from gradlab.torch.modules import Row
 from gradlab.train import DIAGNOSIS_COLUMNS, run_record
 
@@ -291,6 +291,18 @@ class Watcher:
             self._row_grads = list(zip(norms[0::2], norms[1::2]))
             self._step_scale = scale
             self._replay(scale)
+            if self.step_index == 0:
+                self._theory(scale)
+
+    def _theory(self, scale: float) -> None:
+        """At step 0 (the end of its backward, the weights not yet updated): gradlab.torch.theory's closed forms
+        for the model beside the measured per-layer delta norms, as one sentence for the diagnosis text."""
+        measured = [float(np.concatenate(self._grads["delta"][i]).mean()) / scale if i in self._grads["delta"] else math.nan
+                    for i in range(len(self.rows))]  # fmt: skip
+        try:
+            self._theory_text = theory.sentence(theory.step0(self.model, measured))
+        except ValueError:
+            self._theory_text = theory.sentence(theory.step0(self.model))
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         self._clipped_norm = _global_norm(self.params)
