@@ -1,7 +1,13 @@
 # ---
 # jupyter:
 #   jupytext:
-#     formats: py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
 # ---
 
 # %% [markdown]
@@ -12,7 +18,8 @@
 # plain pandas and matplotlib.pyplot. gradlab changes no global matplotlib state: its figures carry their own
 # style, and the plots you make afterwards look as they would without gradlab.
 #
-# Open it in Jupyter with jupytext (`jupytext --to ipynb examples/notebook.py`), or run it as a script:
+# Open it as a notebook with jupytext (`jupytext --to ipynb examples/notebook.py`, or JupyterLab with the
+# jupytext extension), run its `# %%` cells in VS Code or Spyder, or run it as a script:
 # `python examples/notebook.py` (headless: `MPLBACKEND=Agg python examples/notebook.py`). The results go to
 # $GRADLAB_EXAMPLE_OUT, or a new temporary folder; running it again there resumes (nothing is retrained).
 
@@ -22,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 
 import gradlab
 import gradlab.plots
@@ -78,6 +86,9 @@ heatmap
 layers = tables["layers"].merge(tables["runs"][["run_id", "depth", "activation"]], on="run_id")
 last = layers[layers["step"] == layers.groupby("run_id")["step"].transform("max")]
 deepest = last[(last["depth"] == max(DEPTHS)) & (last["layer"] < last["depth"])]
+by_layer_and_activation = deepest.pivot(index="layer", columns="activation", values="delta_norm")
+decades = np.log10(by_layer_and_activation.iloc[0] / by_layer_and_activation.iloc[-1])
+print("log10 delta_norm, first over last hidden layer:", ", ".join(f"{a} {d:+.1f}" for a, d in decades.items()))
 
 fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
 for activation, rows in deepest.groupby("activation"):
@@ -88,6 +99,13 @@ ax.set_xlabel("hidden layer (0 nearest the input)")
 ax.set_ylabel("delta_norm = mean ||dL/dz||")
 ax.set_title(f"depth {max(DEPTHS)}, last logged step")
 ax.legend()
+plt.show()
+
+# %% [markdown]
+# ## Saving
+#
+# gradlab's figures save at 200 dpi with a tight bounding box (its style travels with the figure); ours with
+# the rcParams in force.
 
 # %%
 FIGURES.mkdir(parents=True, exist_ok=True)
@@ -95,4 +113,3 @@ by_layer.savefig(FIGURES / "gradient_by_layer.png")
 heatmap.savefig(FIGURES / "depth_activation_heatmap.png")
 fig.savefig(FIGURES / "delta_norm_by_layer.png")
 print(f"figures in {FIGURES}")
-plt.show()

@@ -1,14 +1,14 @@
 """gradlab in a Jupyter notebook: importing it changes no global matplotlib state (backend, rcParams, pyplot),
 its figures carry their own style (STYLE, per figure) and display inline (_repr_png_), a user's own pyplot
 figure looks as it would without gradlab, headless use needs no GUI, and examples/notebook.py runs as a
-script and as a notebook's cells (runpy), its tables and figures holding the sweep it names."""
+script and as a notebook's cells (each run as IPython runs a cell), its tables and figures holding the sweep it names."""
 
 from __future__ import annotations
 
+import ast
 import io
 import json
 import os
-import runpy
 import shutil
 import subprocess
 import sys
@@ -20,6 +20,7 @@ import matplotlib
 import matplotlib.image
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
@@ -231,17 +232,69 @@ def script_run(tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     return work, done
 
 
+def percent_cells(path: Path) -> list[tuple[str, str]]:
+    """(kind, source) of each cell of a percent-format script ("# %%" starts a code cell, "# %% [markdown]"
+    a markdown one); the header before the first cell is not a cell."""
+    cells: list[tuple[str, list[str]]] = []
+    for line in path.read_text().splitlines():
+        if line.startswith("# %%"):
+            cells.append(("markdown" if "[markdown]" in line else "code", []))
+        elif cells:
+            cells[-1][1].append(line)
+    return [(kind, "\n".join(lines)) for kind, lines in cells]
+
+
+def run_cell(source: str, namespace: dict):
+    """Execute a code cell as IPython does: its statements, then the value of its last statement when that
+    is an expression (what Jupyter displays below the cell; None otherwise)."""
+    tree = ast.parse(source)
+    last = tree.body.pop() if tree.body and isinstance(tree.body[-1], ast.Expr) else None
+    exec(compile(tree, "<cell>", "exec"), namespace)
+    return eval(compile(ast.Expression(last.value), "<cell>", "eval"), namespace) if last is not None else None
+
+
 @pytest.fixture(scope="module")
 def cells(script_run) -> dict:
-    """The example's globals after running its cells again in this process (as a notebook would), in the
-    folder the script wrote: the sweep resumes, nothing is retrained."""
+    """The example's cells run one after another in this process as a notebook's, in the folder the script
+    wrote (the sweep resumes, nothing is retrained): its namespace, plus "displayed", the values the cells
+    end with."""
     work, _ = script_run
+    namespace: dict = {"__name__": "__main__"}
+    displayed = []
     with pytest.MonkeyPatch.context() as mp, warnings.catch_warnings():
         mp.setenv("GRADLAB_EXAMPLE_OUT", str(work))
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")  # plt.show() on Agg
-        found = runpy.run_path(str(EXAMPLE))
-    yield found
-    plt.close(found["fig"])
+        warnings.filterwarnings("ignore", message=".*non-interactive.*")  # plt.show() on a non-GUI backend
+        for kind, source in percent_cells(EXAMPLE):
+            if kind == "code":
+                displayed.append(run_cell(source, namespace))
+    namespace["displayed"] = displayed
+    yield namespace
+    plt.close(namespace["fig"])
+
+
+def test_the_example_is_a_notebook_of_markdown_and_code_cells():
+    cells = percent_cells(EXAMPLE)
+    kinds = [kind for kind, _ in cells]
+    assert kinds.count("markdown") >= 3 and kinds.count("code") >= 5, f"cells {kinds}"
+    for i, (kind, source) in enumerate(cells):
+        if kind == "markdown":
+            bad = [line for line in source.splitlines() if line and not line.startswith("#")]
+            assert not bad, f"markdown cell {i} has lines that are not comments: {bad}"
+        else:
+            assert source.strip(), f"code cell {i} is empty"
+
+
+def test_the_example_s_cells_display_its_runs_and_two_figures_inline(cells):
+    shown = [value for value in cells["displayed"] if value is not None]
+    kinds = [type(value).__name__ for value in shown]
+    assert len(shown) == 3 and isinstance(shown[0], pd.DataFrame), f"the cells display {kinds}"
+    assert list(shown[0].columns[:3]) == ["run_id", "depth", "activation"] and len(shown[0]) == len(cells["tables"]["runs"])
+    for value in shown[1:]:
+        assert isinstance(value, Figure), f"a cell displays a {type(value).__name__}, not a Figure"
+        png = value._repr_png_()
+        assert png.startswith(PNG), "a figure the cells display has no PNG for Jupyter"
+        not_blank(png, "a displayed figure")
+    assert shown[1] is cells["by_layer"] and shown[2] is cells["heatmap"]
 
 
 def test_the_example_runs_as_a_script_and_saves_its_figures(script_run):
@@ -294,6 +347,9 @@ def test_the_example_s_own_plot_is_delta_norm_by_layer_in_plain_pyplot(cells):
         rows = rows[rows["layer"] < deepest].sort_values("layer")
         np.testing.assert_array_equal(line.get_xdata(), rows["layer"].to_numpy(), err_msg=f"{activation}: layers")
         np.testing.assert_array_equal(line.get_ydata(), rows["delta_norm"].to_numpy(), err_msg=f"{activation}: delta_norm")
+        first_over_last = np.log10(rows["delta_norm"].iloc[0] / rows["delta_norm"].iloc[-1])
+        assert cells["decades"][activation] == pytest.approx(first_over_last, rel=1e-12), (
+            f"{activation}: the example prints {cells['decades'][activation]} decades, the layers table gives {first_over_last}")
         assert line.get_color() == style.color_of(activation)
     assert ax.get_yscale() == "log"
     # made with pyplot after gradlab's figures: the user's rcParams, not gradlab's STYLE
