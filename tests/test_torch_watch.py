@@ -588,5 +588,10 @@ def test_step0_theory_sentence_joins_the_diagnosis():
     measured = layers[layers["step"] == 0].sort_values("layer")["delta_norm"].tolist()
     expected = theory.sentence(theory.step0(initial, measured))
     assert expected.startswith("Mean field predicts"), expected
-    text = w.record()["diagnosis_text"]
+    record = w.record()
+    text = record["diagnosis_text"]
     assert text.endswith(" " + expected), f"diagnosis_text {text!r} does not end with theory's {expected!r}"
+    mf = theory.mean_field(initial)
+    assert record["init"] == "mean_field", record["init"]
+    close(record["sigma_w2"], mf["sigma_w2"], "runs table sigma_w2 (measured at step 0)")
+    close(record["sigma_b2"], mf["sigma_b2"], "runs table sigma_b2 (measured at step 0)")

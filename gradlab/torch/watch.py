@@ -108,6 +108,7 @@ class Watcher:
         self._theory_text = ""
         self._refused: set[str] = set()
         self._buffers: list[list[torch.Tensor]] | None = None
+        self._predictions: dict[str, Any] = {}
         self.probe = None if probe is None else self._set_probe(probe)
         self._reset_step()
         self._handles = [model.register_forward_pre_hook(self._before_forward), model.register_forward_hook(self._after_forward)]
@@ -186,7 +187,9 @@ class Watcher:
         defaults (schema.FIELDS). A model with no recurrent rows is model.kind "mlp" (a feed-forward stack,
         depth = rows - 1 hidden layers), else the first recurrent row's kind; width = the most common output
         size of the hidden rows; activation = the hidden rows' following activation; clipping is inferred
-        from the steps (clip_mode "norm" with clip = the largest clipped norm when any step was clipped)."""
+        from the steps (clip_mode "norm" with clip = the largest clipped norm when any step was clipped); for a
+        plain MLP stack, init "mean_field" with sigma_w2, sigma_b2 measured from its weights at step 0
+        (gradlab.torch.theory), else init stays "standard", which is torch's default nn.Linear init."""
         config = schema.defaults()
         steps = steps if steps is not None else steps_frame(self._steps, self.name)
         recurrent = [r for r in self.rows if r.kind in mods.RECURRENT.values()]
@@ -216,6 +219,9 @@ class Watcher:
             config["train.optimizer"] = type(self.optimizer).__name__.lower()
             config["train.lr"] = float(self.optimizer.param_groups[0]["lr"])
             config["train.momentum"] = float(self.optimizer.param_groups[0].get("momentum", 0.0) or 0.0)
+        mf = self._predictions.get("mean_field")
+        if mf is not None:  # the weight variances measured at step 0 (torch's default Linear init is "standard")
+            config.update({"model.init": "mean_field", "model.sigma_w2": mf["sigma_w2"], "model.sigma_b2": mf["sigma_b2"]})
         clipped = steps[steps["clipped"]]
         if len(clipped):
             config["train.clip_mode"], config["train.clip"] = "norm", float(clipped["grad_norm_clipped"].max())
@@ -300,9 +306,10 @@ class Watcher:
         measured = [float(np.concatenate(self._grads["delta"][i]).mean()) / scale if i in self._grads["delta"] else math.nan
                     for i in range(len(self.rows))]  # fmt: skip
         try:
-            self._theory_text = theory.sentence(theory.step0(self.model, measured))
+            self._predictions = theory.step0(self.model, measured)
         except ValueError:
-            self._theory_text = theory.sentence(theory.step0(self.model))
+            self._predictions = theory.step0(self.model)
+        self._theory_text = theory.sentence(self._predictions)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         self._clipped_norm = _global_norm(self.params)
