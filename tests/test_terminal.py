@@ -18,6 +18,7 @@ from gradlab.bench import probes as probes_bench
 from gradlab.reproduce import claims
 from gradlab.sweep import load, progress, runner, summary, terminal
 from gradlab.sweep.config import from_dict
+from test_reproduce import fake  # noqa: F401 - the made-up reproduction fixture
 
 ROOT = Path(__file__).resolve().parents[1]
 WIDE = 160
@@ -311,3 +312,15 @@ def test_gradlab_run_piped_draws_nothing_on_stderr(tmp_path, capsys):
     cfg.write_text('name = "small"\n[model]\nwidth = 6\ndepth = 2\n[train]\nsteps = 4\nlog_every = 2\nprobe_size = 16\n')
     code, stdout, err = gradlab(capsys, "run", cfg, "--out", tmp_path / "out", "--no-report")
     assert code == 0 and err == "", f"exit {code}, stderr {err!r}"
+
+
+def test_a_reproduction_draws_its_runs_then_measuring_and_figures(fake):
+    from gradlab.reproduce import driver
+
+    console, out = fake_terminal()
+    with progress.Phases(console=console) as bar:
+        outcome = driver.reproduce("fake", out=fake / "out", executor="serial", echo=lambda s: None, progress=bar)
+    text = out.getvalue()
+    assert outcome.passed and "2/2" in text, text  # the fake reproduction's two training runs
+    order = [text.find(p) for p in ("runs", "consolidating", "measuring", "drawing figures")]
+    assert -1 not in order and order == sorted(order), f"phases missing or out of order {order}:\n{text}"
