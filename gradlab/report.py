@@ -83,6 +83,7 @@ tr.total td { font-weight: bold; }
 tr.fail td { background: #fbeaea; }
 td.sentence { min-width: 24em; max-width: 60em; }
 td.na { color: #999; }
+.nowrap { white-space: nowrap; }
 figure { margin: 1.4em 0 2.4em; page-break-inside: avoid; break-inside: avoid; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid #ddd; }
 .zoom a.open { display: block; width: fit-content; max-width: 100%; cursor: zoom-in; }
@@ -257,14 +258,15 @@ def _headline(runs: pd.DataFrame, manifest: dict, written: dict) -> str:
     counts = ", ".join(f"{n} {s}" for s, n in _ordered_counts(runs.get("status", pd.Series(dtype=str)), STATUSES))
     files = sum(len({Path(p).stem for p in paths}) for paths in written.values())
     figures = f"{len(written)} of {len(NAMES)} figures" + (f" in {files} files" if files > len(written) else "")
-    bits = [f"{len(runs)} run{'s' if len(runs) != 1 else ''} ({counts or 'none'})", figures]
+    bits = [_e(f"{len(runs)} run{'s' if len(runs) != 1 else ''} ({counts or 'none'})"), _e(figures)]
     if "wall_s" in manifest:
         resumed = int(manifest.get("runs", {}).get("skipped_as_finished", 0) or 0)
         note = f" ({resumed} runs were already finished)" if resumed else ""
-        bits.append(f"the last gradlab run took {float(manifest['wall_s']):.1f} s{note}")
-    if manifest.get("finished"):
-        bits.append(f"finished {manifest['finished']}")
-    return _e("; ".join(bits) + ".")
+        bits.append(_e(f"the last gradlab run took {float(manifest['wall_s']):.1f} s{note}"))
+    if manifest.get("finished"):  # the timestamp is never broken at its hyphens
+        bits.append(f'finished <span class="nowrap">{_e(manifest["finished"])}</span>')
+    return "; ".join(bits) + "."
+
 
 
 def _runs_table(runs: pd.DataFrame) -> str:
