@@ -437,7 +437,7 @@ class Watcher:
         k = index.get(i)
         a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
         act = mods.gradlab_activation(calls[k][0] if k is not None else None)
-        arr = a.detach().cpu().numpy()
+        arr = a.detach().cpu().numpy().astype(np.float64)  # the float64 fast path of _act_moments
         mean, std = _act_moments(arr)
         with np.errstate(all="ignore"):
             dead = ~np.any(arr.reshape(-1, arr.shape[-1]) != 0, axis=0)
