@@ -10,6 +10,7 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 from typer.core import TyperGroup
 
 import gradlab
@@ -28,10 +29,12 @@ class _Group(TyperGroup):
 
     def get_command(self, ctx, name):  # noqa: ANN001, ANN201
         command = super().get_command(ctx, name)
-        if command is not None:
+        if command is not None and not getattr(command, "_tidied", False):
             _bare_flags(command.get_params(ctx))
-            command.help = _reflow(command.help)
+            command.help = _reflow(command.help)  # plain text: a [word] in it is not rich markup
             command.short_help = command.short_help or _first_sentence(command.help)
+            command.help, command.short_help = (escape(t) if t else t for t in (command.help, command.short_help))
+            command._tidied = True
         return command
 
 

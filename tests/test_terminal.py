@@ -324,3 +324,20 @@ def test_a_reproduction_draws_its_runs_then_measuring_and_figures(fake):
     assert outcome.passed and "2/2" in text, text  # the fake reproduction's two training runs
     order = [text.find(p) for p in ("runs", "consolidating", "measuring", "drawing figures")]
     assert -1 not in order and order == sorted(order), f"phases missing or out of order {order}:\n{text}"
+
+
+def test_square_brackets_in_a_docstring_are_text_not_markup(capsys, monkeypatch):
+    @cli.app.command("brackets-demo")
+    def _demo() -> None:
+        """Read the [reproduce] table and the [bold]x[/bold] words as written.
+
+        Example: gradlab brackets-demo
+        """
+
+    try:
+        text = help_text(capsys, monkeypatch, "brackets-demo")
+        listing = help_text(capsys, monkeypatch)
+    finally:
+        cli.app.registered_commands.pop()
+    assert "the [reproduce] table and the [bold]x[/bold] words" in text, text
+    assert "[reproduce]" in listing, listing
