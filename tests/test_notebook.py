@@ -383,3 +383,16 @@ def test_gradlab_report_needs_no_display_and_no_pyplot(script_run, tmp_path):
     pngs = sorted(p.name for p in (folder / "figures").glob("*.png"))
     assert "gradient_by_layer.png" in pngs and "depth_activation_heatmap.png" in pngs, f"figures written: {pngs}"
     assert (folder / "report.html").stat().st_size > 10_000
+
+
+# ---- IPython (when installed; gradlab does not depend on it) --------------------------------------------------
+
+
+def test_ipython_displays_gradlab_s_figures_as_png(cells):
+    """IPython's display formatter, as a Jupyter kernel calls it on a cell's value: gradlab's figures give
+    image/png (through _repr_png_, or the inline backend's printer for Figure when it is active)."""
+    formatters = pytest.importorskip("IPython.core.formatters")
+    data, _ = formatters.DisplayFormatter().format(cells["by_layer"])
+    assert "image/png" in data, f"IPython formats gradlab's figure as {sorted(data)} only"
+    assert data["image/png"].startswith(PNG)
+    not_blank(data["image/png"], "IPython's image/png")
