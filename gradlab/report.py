@@ -122,6 +122,7 @@ details[data-label=stalled] { border-left-color: #8a6d00; }
   body { font-size: 11pt; }
   main { padding: 0; }
   nav.bar, .zoom a.close { display: none; }
+  details::details-content { content-visibility: visible; }  /* folded sections are printed open */
   h2 { page-break-after: avoid; break-after: avoid; }
   pre { white-space: pre-wrap; }
 }

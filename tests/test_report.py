@@ -687,6 +687,13 @@ def test_a_folded_section_opens_and_a_figure_opens_at_full_size(folded_report, b
     browser.open(folded_report.as_uri())
     folded = browser.js("[...document.querySelectorAll('details.diag:not([open])')].map(d => d.id)")
     assert folded, "FOLD_OVER 1 folded no label of the tiny report"
+    shown = ("[...document.querySelectorAll('details:not([open])')]"
+             ".map(d => d.querySelector('summary ~ *').checkVisibility())")
+    browser.call("Emulation.setEmulatedMedia", session=True, media="print")
+    printed = browser.js(shown)
+    browser.call("Emulation.setEmulatedMedia", session=True, media="")
+    assert printed and all(printed), f"printed, folded sections stay folded: {printed}"
+    assert not any(browser.js(shown)), "on screen, a folded section shows its content"
     for section in (folded[0], "config-toml"):
         state = f"""(() => {{ const d = document.getElementById('{section}'), c = d.querySelector('summary ~ *');
           return [d.open, c.checkVisibility(), d.getBoundingClientRect().height,
