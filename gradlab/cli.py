@@ -485,7 +485,7 @@ def reproduce(
         _bad(str(err))
     except KeyboardInterrupt as err:
         _interrupted(err, out or driver.default_out(name, quick))
-    _echo("\n" + terminal.wrap(repro.module(name).TITLE, width) + "\n" + claims.table(outcome.claims, width))
+    _echo("\n" + terminal.wrap(repro.module(name).TITLE, width) + "\n" + claims.table(outcome.claims, width, terminal.colour()))
     passed = sum(c.passed for c in outcome.claims)
     limit = "" if quick else f" ({'OVER' if outcome.wall_s > repro.TIME_LIMIT_S else 'within'} the limit, {repro.TIME_LIMIT_S / 60:.0f} min on 2 cores)"
     _echo("\n" + terminal.wrap(

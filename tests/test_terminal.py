@@ -341,3 +341,17 @@ def test_square_brackets_in_a_docstring_are_text_not_markup(capsys, monkeypatch)
         cli.app.registered_commands.pop()
     assert "the [reproduce] table and the [bold]x[/bold] words" in text, text
     assert "[reproduce]" in listing, listing
+
+
+def test_a_coloured_table_has_the_plain_tables_layout():
+    found = committed_claims()["glorot2010"]
+    plain, coloured = claims.table(found, 80), claims.table(found, 80, colour=True)
+    assert "\x1b[" in coloured and "\x1b[" not in plain
+    stripped = "\n".join(line.rstrip() for line in re.sub(r"\x1b\[[0-9;]*m", "", coloured).splitlines())
+    assert stripped == plain, "colour changed the layout"
+
+
+@pytest.mark.parametrize("tty, no_color, want", [(True, "", True), (True, "1", False), (False, "", False)])
+def test_colour_only_on_a_terminal_without_no_color(monkeypatch, tty, no_color, want):
+    monkeypatch.setenv("NO_COLOR", no_color)
+    assert terminal.colour(FakeTTY() if tty else io.StringIO()) is want

@@ -67,14 +67,14 @@ def frame(claims: list[Claim]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(COLUMNS))
 
 
-def table(claims: list[Claim], width: int = MIN_WIDTH) -> str:
-    """The claims as a plain-text table at most `width` columns wide (gradlab.sweep.terminal): claim,
-    expected, tolerance, measured, PASS/FAIL, each cell wrapped between words (a number is never cut),
-    the numbers on the claim's first line."""
+def table(claims: list[Claim], width: int = MIN_WIDTH, colour: bool = False) -> str:
+    """The claims as a text table at most `width` columns wide (gradlab.sweep.terminal): claim, expected,
+    tolerance, measured, PASS/FAIL, each cell wrapped between words (a number is never cut), the numbers on
+    the claim's first line; colour: PASS green and FAIL red (a terminal's escape codes)."""
     cols = [Col("claim", wrap=True), Col("expected", wrap=True), Col("tolerance", wrap=True), Col("measured", wrap=True),
-            Col("result")]  # fmt: skip
+            Col("result", styles=(("PASS", "green"), ("FAIL", "bold red")))]  # fmt: skip
     rows = [(c.claim, c.expected, c.tolerance, c.measured, "PASS" if c.passed else "FAIL") for c in claims]
-    return terminal.table(cols, rows, width)
+    return terminal.table(cols, rows, width, colour=colour)
 
 
 def markdown(results: dict[str, pd.DataFrame]) -> str:

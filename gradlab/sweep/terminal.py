@@ -1,7 +1,8 @@
 """How gradlab's text fits a terminal: the width to draw at, tables that fit it, prose wrapped to it.
 
 Output to a pipe or a file is drawn MIN_WIDTH (80) columns wide, in plain text, so that it is the same
-everywhere; on a terminal it is drawn at the terminal's width, MIN_WIDTH at least. A table never cuts a
+everywhere; on a terminal it is drawn at the terminal's width, MIN_WIDTH at least, and tables may colour
+their headers and verdicts (PASS green, FAIL red) unless NO_COLOR is set. A table never cuts a
 word (a number, a run id): its text columns wrap between words, its headers wrap at spaces, underscores and
 slashes, and when its columns do not fit side by side they are drawn in blocks, each repeating the key columns.
 Tables are drawn by rich (rich.table.Table on a rich.console.Console writing to a string).
@@ -10,6 +11,7 @@ Tables are drawn by rich (rich.table.Table on a rich.console.Console writing to 
 from __future__ import annotations
 
 import io
+import os
 import re
 import shutil
 import sys
@@ -38,6 +40,11 @@ def is_terminal(stream: TextIO | None = None) -> bool:
         return False
 
 
+def colour(stream: TextIO | None = None) -> bool:
+    """Whether to colour tables: `stream` (default stdout) is a terminal and NO_COLOR is not set."""
+    return is_terminal(stream) and not os.environ.get("NO_COLOR")
+
+
 def width(stream: TextIO | None = None) -> int:
     """Columns to draw at: max(MIN_WIDTH, the terminal's columns, COLUMNS first) on a terminal, MIN_WIDTH when
     `stream` (default stdout) is piped."""
@@ -55,27 +62,31 @@ def wrap(text: str, width: int = MIN_WIDTH, indent: str = "", first: str = "") -
 
 @dataclass(frozen=True)
 class Col:
-    """A table column: its header, whether its cells are numbers (right-aligned) and whether they are text
-    that may wrap between words (the others keep each cell on one line)."""
+    """A table column: its header, whether its cells are numbers (right-aligned), whether they are text
+    that may wrap between words (the others keep each cell on one line), and the rich style of given cell
+    texts when the table is coloured (e.g. (("PASS", "green"), ("FAIL", "bold red")))."""
 
     header: str
     number: bool = False
     wrap: bool = False
+    styles: tuple[tuple[str, str], ...] = ()
 
 
-def table(cols: Sequence[Col], rows: Sequence[Sequence[object]], width: int = MIN_WIDTH, key: int = 0, gap: int = 2) -> str:
+def table(cols: Sequence[Col], rows: Sequence[Sequence[object]], width: int = MIN_WIDTH, key: int = 0, gap: int = 2,
+          colour: bool = False) -> str:  # fmt: skip
     """rows (one str()-able cell per column) as a plain-text table at most `width` columns wide (unless one
     column alone is wider), `gap` spaces between columns, a rule of dashes under the headers. When the columns'
     narrowest widths (a wrapping column's longest word, another's longest cell) do not fit side by side, the
     columns are drawn in blocks, one under the other, each starting with the first `key` columns. Headers
-    break only when the columns would not fit side by side with them whole."""
+    break only when the columns would not fit side by side with them whole. colour: bold headers and the
+    columns' styles, as terminal escape codes (the layout is the same as without)."""
     cells = [[str(v) for v in row] for row in rows]
     least = [_least(c, [row[i] for row in cells]) for i, c in enumerate(cols)]
     whole = [n if c.wrap else max(n, len(c.header)) for n, c in zip(least, cols)]  # headers unbroken
     if sum(whole) + gap * (len(cols) - 1) <= width:
         least = whole
     blocks = _blocks(least, width, key, gap)
-    return "\n\n".join(_render(cols, cells, least, block, width, gap) for block in blocks)
+    return "\n\n".join(_render(cols, cells, least, block, width, gap, colour) for block in blocks)
 
 
 def _least(col: Col, cells: list[str]) -> int:
@@ -118,20 +129,24 @@ def _blocks(least: list[int], width: int, key: int, gap: int) -> list[list[int]]
     return [*blocks, keys + current] if current or not blocks else blocks
 
 
-def _render(cols: Sequence[Col], cells: list[list[str]], least: list[int], block: list[int], width: int, gap: int) -> str:
+def _render(cols: Sequence[Col], cells: list[list[str]], least: list[int], block: list[int], width: int, gap: int,
+            colour: bool) -> str:  # fmt: skip
     """One block of columns, drawn by rich at `width`, trailing spaces removed."""
     grid = Table(box=RULE, show_edge=False, pad_edge=False, padding=(0, gap - 1, 0, 0), header_style="", expand=False)
     for i in block:
         col = cols[i]
-        grid.add_column(Text(col.header if col.wrap else _header(col.header, least[i])), justify="right" if col.number else "left",
-                        no_wrap=not col.wrap, min_width=least[i], overflow="fold")  # fmt: skip
+        header = Text(col.header if col.wrap else _header(col.header, least[i]), style="bold" if colour else "")
+        grid.add_column(header, justify="right" if col.number else "left", no_wrap=not col.wrap, min_width=least[i], overflow="fold")
     for row in cells:
-        grid.add_row(*(Text(row[i]) for i in block))
-    return render(grid, width)
+        grid.add_row(*(Text(row[i], style=dict(cols[i].styles).get(row[i], "") if colour else "") for i in block))
+    return render(grid, width, colour)
 
 
-def render(renderable: object, width: int = MIN_WIDTH) -> str:
-    """A rich renderable as plain text `width` columns wide (no colour, no control codes), trailing spaces removed."""
+def render(renderable: object, width: int = MIN_WIDTH, colour: bool = False) -> str:
+    """A rich renderable as text `width` columns wide, trailing spaces removed: plain (no control codes), or
+    with colour's escape codes."""
     out = io.StringIO()
-    Console(file=out, width=width, color_system=None, force_terminal=False, highlight=False, emoji=False, soft_wrap=False).print(renderable)
+    console = Console(file=out, width=width, color_system="standard" if colour else None, force_terminal=colour,
+                      highlight=False, emoji=False, soft_wrap=False)  # fmt: skip
+    console.print(renderable)
     return "\n".join(line.rstrip() for line in out.getvalue().rstrip("\n").splitlines())
