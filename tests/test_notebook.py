@@ -1,7 +1,8 @@
 """gradlab in a Jupyter notebook: importing it changes no global matplotlib state (backend, rcParams, pyplot),
 its figures carry their own style (STYLE, per figure) and display inline (_repr_png_), a user's own pyplot
 figure looks as it would without gradlab, headless use needs no GUI, and examples/notebook.py runs as a
-script and as a notebook's cells (each run as IPython runs a cell), its tables and figures holding the sweep it names."""
+script and as a notebook's cells (each run as IPython runs a cell), its tables and figures holding the
+sweep it names."""
 
 from __future__ import annotations
 
@@ -83,14 +84,17 @@ def matplotlib_only() -> dict:
 def test_importing_gradlab_changes_no_global_matplotlib_state(name, matplotlib_only):
     state = probe(name)
     changed = differences(matplotlib_only, state)
-    assert not changed, f"importing {name} changed the global matplotlib state (key: (matplotlib alone, with {name})): {changed}"
-    assert state["get_backend()"] == "svg", f"get_backend() after importing {name}: {state['get_backend()']!r}, MPLBACKEND was 'svg'"
+    assert not changed, f"importing {name} changed the global matplotlib state (matplotlib alone, with it): {changed}"
+    backend = state["get_backend()"]
+    assert backend == "svg", f"get_backend() after importing {name}: {backend!r}, MPLBACKEND was 'svg'"
 
 
-def test_importing_every_figure_module_changes_no_global_matplotlib_state(matplotlib_only):
-    names = [f"gradlab.plots.{n}" for n in NAMES]
+def test_importing_every_figure_and_reproduction_module_changes_no_global_matplotlib_state(matplotlib_only):
+    from gradlab.reproduce import NAMES as REPRODUCTIONS
+
+    names = [f"gradlab.plots.{n}" for n in NAMES] + [f"gradlab.reproduce.{n}" for n in REPRODUCTIONS]
     changed = differences(matplotlib_only, probe(*names))
-    assert not changed, f"importing the figure modules changed the global matplotlib state: {changed}"
+    assert not changed, f"importing the figure and reproduction modules changed the global matplotlib state: {changed}"
 
 
 # ---- gradlab's figures ----------------------------------------------------------------------------------
@@ -155,8 +159,10 @@ def test_every_figure_displays_inline_in_gradlab_s_style(tour_drawn):
         ticks = [t for t in ax.xaxis.get_majorticklabels() if t.get_text()]
         assert ticks, f"{name}: no x tick labels were rendered"
         size = ticks[0].get_fontsize()
-        assert size == style.STYLE["xtick.labelsize"], f"{name}: tick labels rendered at {size} pt, STYLE has {style.STYLE['xtick.labelsize']}"
-    assert not differences(before, rc_state()), f"rendering changed the global rcParams: {differences(before, rc_state())}"
+        want = style.STYLE["xtick.labelsize"]
+        assert size == want, f"{name}: tick labels rendered at {size} pt, STYLE has {want}"
+    changed = differences(before, rc_state())
+    assert not changed, f"rendering changed the global rcParams: {changed}"
 
 
 def look(fig: Figure) -> dict:
@@ -166,7 +172,8 @@ def look(fig: Figure) -> dict:
     fig.canvas.draw()
     tick = next(t for t in ax.xaxis.get_majorticklabels() if t.get_text())
     return {"dpi": fig.dpi, "top spine": ax.spines["top"].get_visible(), "title": ax.title.get_fontsize(),
-            "label": ax.xaxis.label.get_fontsize(), "tick": tick.get_fontsize(), "line": ax.get_lines()[0].get_linewidth()}  # fmt: skip
+            "label": ax.xaxis.label.get_fontsize(), "tick": tick.get_fontsize(),
+            "line": ax.get_lines()[0].get_linewidth()}  # fmt: skip
 
 
 def pyplot_figure() -> dict:
@@ -216,7 +223,8 @@ def test_figures_returns_one_figure_per_file_and_names_what_is_wrong(tour_drawn)
     with pytest.raises(ValueError, match="'colour': not a field of the runs table; one of .*activation"):
         gradlab.plots.figures("loss_curves", tables, by="colour")
     with pytest.raises(style.SkipFigure, match="RNN"):
-        gradlab.plots.figures("gradient_through_time", {**tables, "runs": tables["runs"][tables["runs"]["model"] == "mlp"]})
+        mlps = tables["runs"][tables["runs"]["model"] == "mlp"]
+        gradlab.plots.figures("gradient_through_time", {**tables, "runs": mlps})
 
 
 # ---- the example ------------------------------------------------------------------------------------------
@@ -288,7 +296,8 @@ def test_the_example_s_cells_display_its_runs_and_two_figures_inline(cells):
     shown = [value for value in cells["displayed"] if value is not None]
     kinds = [type(value).__name__ for value in shown]
     assert len(shown) == 3 and isinstance(shown[0], pd.DataFrame), f"the cells display {kinds}"
-    assert list(shown[0].columns[:3]) == ["run_id", "depth", "activation"] and len(shown[0]) == len(cells["tables"]["runs"])
+    assert list(shown[0].columns[:3]) == ["run_id", "depth", "activation"], list(shown[0].columns)
+    assert len(shown[0]) == len(cells["tables"]["runs"]), f"the runs cell shows {len(shown[0])} rows"
     for value in shown[1:]:
         assert isinstance(value, Figure), f"a cell displays a {type(value).__name__}, not a Figure"
         png = value._repr_png_()
@@ -314,7 +323,8 @@ def test_the_example_sweeps_the_grid_it_names(cells):
         f"runs {sorted(zip(runs['depth'], runs['activation']))}, the example's grid {sorted(grid)}")
     assert (runs["status"] == "ok").all(), f"statuses {runs['status'].value_counts().to_dict()}"
     summary = cells["summary"]
-    assert summary.skipped == summary.total == len(grid), f"the second run retrained: {summary.skipped} of {summary.total} skipped"
+    assert summary.skipped == summary.total == len(grid), (
+        f"the second run retrained: {summary.skipped} of {summary.total} skipped")
 
 
 def test_the_example_draws_two_gradlab_figures_of_its_runs(cells):
@@ -346,10 +356,12 @@ def test_the_example_s_own_plot_is_delta_norm_by_layer_in_plain_pyplot(cells):
         rows = layers[(layers["run_id"] == rid) & (layers["step"] == layers.loc[layers["run_id"] == rid, "step"].max())]
         rows = rows[rows["layer"] < deepest].sort_values("layer")
         np.testing.assert_array_equal(line.get_xdata(), rows["layer"].to_numpy(), err_msg=f"{activation}: layers")
-        np.testing.assert_array_equal(line.get_ydata(), rows["delta_norm"].to_numpy(), err_msg=f"{activation}: delta_norm")
+        np.testing.assert_array_equal(line.get_ydata(), rows["delta_norm"].to_numpy(),
+                                      err_msg=f"{activation}: delta_norm")  # fmt: skip
         first_over_last = np.log10(rows["delta_norm"].iloc[0] / rows["delta_norm"].iloc[-1])
         assert cells["decades"][activation] == pytest.approx(first_over_last, rel=1e-12), (
-            f"{activation}: the example prints {cells['decades'][activation]} decades, the layers table gives {first_over_last}")
+            f"{activation}: the example prints {cells['decades'][activation]} decades, "
+            f"the layers table gives {first_over_last}")
         assert line.get_color() == style.color_of(activation)
     assert ax.get_yscale() == "log"
     # made with pyplot after gradlab's figures: the user's rcParams, not gradlab's STYLE
@@ -376,8 +388,8 @@ def test_gradlab_report_needs_no_display_and_no_pyplot(script_run, tmp_path):
     folder = tmp_path / "results"
     shutil.copytree(work / "results", folder)
     # a GUI backend with no display to show it on: figures must be written without ever loading it
-    done = subprocess.run([sys.executable, "-c", CLI, "report", str(folder)], capture_output=True, text=True, cwd=tmp_path,
-                          env=headless_env(MPLBACKEND="tkagg"), timeout=600)  # fmt: skip
+    done = subprocess.run([sys.executable, "-c", CLI, "report", str(folder)], capture_output=True, text=True,
+                          cwd=tmp_path, env=headless_env(MPLBACKEND="tkagg"), timeout=600)  # fmt: skip
     assert done.returncode == 0, f"gradlab report failed (exit {done.returncode}):\n{done.stderr[-3000:]}"
     assert "pyplot imported: False" in done.stderr, f"gradlab report imported pyplot: {done.stderr[-500:]}"
     pngs = sorted(p.name for p in (folder / "figures").glob("*.png"))
