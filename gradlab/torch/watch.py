@@ -594,7 +594,7 @@ def _global_norm(params: list[nn.Parameter]) -> float:
     if not grads:
         return math.nan
     norms = torch._foreach_norm(grads)
-    return float(torch.linalg.vector_norm(torch.stack([n.double() for n in norms])))
+    return float(torch.linalg.vector_norm(torch.stack(norms).double()))
 
 
 def _group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
