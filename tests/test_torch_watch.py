@@ -595,3 +595,40 @@ def test_step0_theory_sentence_joins_the_diagnosis():
     assert record["init"] == "mean_field", record["init"]
     close(record["sigma_w2"], mf["sigma_w2"], "runs table sigma_w2 (measured at step 0)")
     close(record["sigma_b2"], mf["sigma_b2"], "runs table sigma_b2 (measured at step 0)")
+
+
+def test_a_step_the_scaler_skipped_is_no_divergence():
+    """A GradScaler that finds an inf skips optimizer.step(): the row keeps grad_norm inf (what the backward left)
+    and grad_norm_clipped NaN (no step was taken), and neither the status nor the diagnosis calls it diverged."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=1, optimizer=opt, scaler=HandScaler(4.0)) as w:
+        for s, (x, y) in enumerate(batches(3)):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            (4.0 * loss).backward() if s else (loss * math.inf).backward()
+            if s:
+                for p in model.parameters():
+                    p.grad /= 4.0
+                opt.step()  # step 0: skipped, as the scaler would
+            w.step(loss)
+    steps = w.tables()["steps"]
+    assert math.isnan(steps["grad_norm"].iloc[0]) or math.isinf(steps["grad_norm"].iloc[0]), steps["grad_norm"].iloc[0]
+    assert math.isnan(steps["grad_norm_clipped"].iloc[0]), steps["grad_norm_clipped"].iloc[0]
+    assert np.isfinite(steps["grad_norm"].iloc[1:]).all()
+    record = w.record()
+    assert record["status"] == "ok" and record["diagnosis"] != "diverged", (record["status"], record["diagnosis_text"])
+
+
+def test_loss_not_given_is_no_divergence():
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=1, optimizer=opt) as w:
+        for x, y in batches(2):
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+            w.step()
+    assert w.tables()["steps"]["loss"].isna().all()
+    record = w.record()
+    assert record["status"] == "ok" and record["diagnosis"] != "diverged", (record["status"], record["diagnosis_text"])

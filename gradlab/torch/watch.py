@@ -109,6 +109,8 @@ class Watcher:
         self._refused: set[str] = set()
         self._buffers: list[list[torch.Tensor]] | None = None
         self._predictions: dict[str, Any] = {}
+        self._skipped: set[int] = set()  # steps whose optimizer.step() the GradScaler skipped
+        self._no_loss: set[int] = set()  # steps whose loss was not given to step()
         self.probe = None if probe is None else self._set_probe(probe)
         self._reset_step()
         self._handles = [model.register_forward_pre_hook(self._before_forward), model.register_forward_hook(self._after_forward)]
@@ -138,7 +140,11 @@ class Watcher:
             raise RuntimeError(f"watcher.step(): no backward pass ran since step {self.step_index - 1}; "
                                "call it once per optimizer step, after loss.backward() and optimizer.step()")  # fmt: skip
         value = math.nan if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        if loss is None:
+            self._no_loss.add(self.step_index)
         clipped = self._clipped_norm if self.optimizer is not None else _global_norm(self.params)
+        if self.scaler is not None and self.optimizer is not None and math.isnan(self._clipped_norm):
+            self._skipped.add(self.step_index)  # the scaler found inf/NaN and skipped optimizer.step()
         lr = self._lr if self.optimizer is not None else math.nan
         collapsed = self._probe_out.get("collapsed") if self._logged else None
         self._steps.append(step_record(self.step_index, value, self._grad_norm, clipped, lr, collapsed=collapsed))
@@ -173,8 +179,11 @@ class Watcher:
             "layers": config["model.layers"], "norm": config["model.norm"], "residual": False,
             "loss_on": "", "final_loss": math.nan, "baseline_loss": math.nan,
         }  # fmt: skip
-        verdict = diagnose(tables["steps"], _measured(tables["layers"]), tables["timesteps"], facts)
-        diverged = [int(r[0]) for r in self._steps if not (math.isfinite(r[1] if not math.isnan(r[1]) else 0.0) and math.isfinite(r[2]))]
+        steps = self._judged(tables["steps"])
+        layers, ts = (t[~t["step"].isin(self._skipped)] for t in (tables["layers"], tables["timesteps"]))
+        verdict = diagnose(steps, _measured(layers), ts, facts)
+        bad = ~(np.isfinite(steps["loss"].to_numpy(np.float64)) & np.isfinite(steps["grad_norm"].to_numpy(np.float64)))
+        diverged = steps["step"][bad].tolist()
         text = verdict.sentence + (f" {self._theory_text}" if self._theory_text else "")
         return run_record(
             config, self.name, status="diverged" if diverged else "ok", diverged_step=diverged[0] if diverged else -1,
@@ -299,6 +308,13 @@ class Watcher:
             self._replay(scale)
             if self.step_index == 0:
                 self._theory(scale)
+
+    def _judged(self, steps: pd.DataFrame) -> pd.DataFrame:
+        """The steps the diagnosis and the status judge: without the steps a GradScaler skipped (an inf in the
+        scaled gradients is how AMP finds its scale, not a divergence), a loss not given counting as finite."""
+        steps = steps[~steps["step"].isin(self._skipped)].copy()
+        steps.loc[steps["step"].isin(self._no_loss), "loss"] = 0.0
+        return steps
 
     def _theory(self, scale: float) -> None:
         """At step 0 (the end of its backward, the weights not yet updated): gradlab.torch.theory's closed forms
