@@ -555,6 +555,7 @@ def test_unsupported_module_is_named_and_skipped():
         opt.step()
         w.step()
     close(w.tables()["steps"]["grad_norm"].iloc[0], total, "grad_norm counts the unwatched conv's gradients")
+    close(w.tables()["steps"]["grad_norm_clipped"].iloc[0], total, "grad_norm_clipped from .grad in step() without optimizer=")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         named = watch(Conv().double(), modules=["conv"])

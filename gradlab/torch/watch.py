@@ -42,7 +42,15 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
                         first forward of the logged step, W_after read in watcher.step()
     timesteps (logged steps, each nn.RNN / LSTM / GRU): dL/dh_t (dL/dc_t) per cell layer, replayed through
                         gradlab's engine from the module's input, initial state and output gradients
-                        (gradlab.torch.replay), when that module is present.
+                        (gradlab.torch.replay); `layer` is the cell layer's row in the layers table (its cell
+                        layer when the recurrent module comes first, as in gradlab's own models).
+    runs                the config fields known of the model (Watcher.config), the diagnosis of the steps,
+                        layers and timesteps tables (gradlab.diagnose; a step a GradScaler skipped and rows
+                        NaN because not measured are left out of it) and, at step 0, gradlab.torch.theory's
+                        predictions beside the measured delta norms, appended to diagnosis_text.
+
+Why a callback at the end of the backward and not a hook per parameter (register_post_accumulate_grad_hook):
+one Python call per backward instead of one per parameter, and it runs when every .grad is final.
 """
 
 from __future__ import annotations
