@@ -633,3 +633,63 @@ def test_loss_not_given_is_no_divergence():
     assert w.tables()["steps"]["loss"].isna().all()
     record = w.record()
     assert record["status"] == "ok" and record["diagnosis"] != "diverged", (record["status"], record["diagnosis_text"])
+
+
+class Cell(nn.Module):
+    def __init__(self, kind):
+        super().__init__()
+        self.rnn = {"rnn": nn.RNN, "gru": nn.GRU}[kind](3, 5, batch_first=True)
+        self.readout = nn.Linear(5, 1)
+
+    def forward(self, x):
+        h, _ = self.rnn(x)
+        return self.readout(h[:, -1])
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_rnn_and_gru_against_their_cells(kind):
+    """nn.RNN / nn.GRU: the gradient norms from .grad (the GRU's bias_ih and bias_hh both, the RNN's merged bias
+    once), dh_norm per step against nn.RNNCell / nn.GRUCell loaded with the same weights and unrolled with
+    retain_grad on every h_t, and act_mean on the probe from the same cell loop."""
+    torch.manual_seed(5)
+    model = Cell(kind).double()
+    data = batches(2, n=6, shape=(7, 3))
+    probe = torch.randn(10, 7, 3, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    opt = torch.optim.SGD(model.parameters(), lr=0.5)
+
+    def unroll(x):
+        cell = {"rnn": nn.RNNCell, "gru": nn.GRUCell}[kind](3, 5).double()
+        cell.load_state_dict({k.removesuffix("_l0"): v.detach().clone() for k, v in model.rnn.state_dict().items()})
+        h, hs = torch.zeros(x.shape[0], 5, dtype=x.dtype), []
+        for t in range(x.shape[1]):
+            h = cell(x[:, t], h)
+            if h.requires_grad:
+                h.retain_grad()
+            hs.append(h)
+        return hs
+
+    refs = []
+    with watch(model, every=1, probe=probe, optimizer=opt) as w:
+        for x, y in data:
+            hs = unroll(x)
+            ((hs[-1] @ model.readout.weight.detach().T + model.readout.bias.detach() - y) ** 2).mean().backward()
+            with torch.no_grad():
+                probe_h = torch.stack(unroll(probe), 1)
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            names = ("bias_ih_l0", "bias_hh_l0") if kind == "gru" else ("bias_ih_l0",)
+            refs.append({"dh": [example_mean(h.grad) for h in hs], "act_mean": float(probe_h.mean()),
+                         "w": gnorm([model.rnn.weight_ih_l0.grad, model.rnn.weight_hh_l0.grad]),
+                         "b": gnorm([getattr(model.rnn, n).grad for n in names])})  # fmt: skip
+            opt.step()
+            w.step()
+    t = w.tables()
+    for s, ref in enumerate(refs):
+        ts = t["timesteps"][(t["timesteps"]["step"] == s)].sort_values("t")
+        for k in range(7):
+            close(ts["dh_norm"].iloc[k], ref["dh"][k], f"{kind} step {s} t {k} dh_norm")
+        row = t["layers"][(t["layers"]["step"] == s) & (t["layers"]["layer"] == 0)].iloc[0]
+        close(row["weight_grad_norm"], ref["w"], f"{kind} step {s} weight_grad_norm")
+        close(row["bias_grad_norm"], ref["b"], f"{kind} step {s} bias_grad_norm")
+        close(row["act_mean"], ref["act_mean"], f"{kind} step {s} act_mean on the probe")
+    assert w.record()["model"] == kind
