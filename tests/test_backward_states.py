@@ -14,6 +14,7 @@ from the readout's output.
 import numpy as np
 import pytest
 from conftest import assert_rel, build, draw_x, states
+from test_paths import assert_same_gradients
 
 from gradlab.nn import gradcheck
 
@@ -38,20 +39,8 @@ def one(model, s):
 
 
 def compare(g, ref, label, skip=("readout.weight", "readout.bias")):
-    for name in ref.params:
-        if name not in skip:
-            assert_rel(g.params[name], ref.params[name], TOL, f"{label} d/d{name}")
-    for what in ("dx", "dh0", "dc0"):
-        a, b = getattr(g, what), getattr(ref, what)
-        assert (a is None) == (b is None), f"{label}: {what} is None on one side only"
-        if b is not None:
-            assert_rel(a, b, TOL, f"{label} {what}")
-    for j, (la, lb) in enumerate(zip(g.trace.layers, ref.trace.layers, strict=True)):
-        for what in ("h", "dh", "dz", "c", "dc"):
-            a, b = getattr(la, what), getattr(lb, what)
-            assert (a is None) == (b is None), f"{label} layer {j}: trace.{what} is None on one side only"
-            if b is not None:
-                assert_rel(a, b, TOL, f"{label} layer {j} trace.{what}")
+    """The cells' gradients and the trace's states (the readout's are 0 from backward_states)."""
+    assert_same_gradients(g, ref, label, skip, trace_fields=("h", "dh", "dz", "c", "dc"))
 
 
 @pytest.mark.parametrize("reference", [False, True])

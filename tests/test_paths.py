@@ -31,23 +31,34 @@ def compare(fast, ref, label, trace=True):
     (y_f, g_f), (y_r, g_r) = fast, ref
     assert_rel(y_f, y_r, TOL, f"{label} output")
     assert sorted(g_f.params) == sorted(g_r.params), f"{label}: gradient names differ"
-    for name in g_r.params:
-        assert_rel(g_f.params[name], g_r.params[name], TOL, f"{label} d/d{name}")
-    for what in ("dx", "dh0", "dc0"):
-        a, b = getattr(g_f, what), getattr(g_r, what)
-        assert (a is None) == (b is None), f"{label}: {what} is None on one path only"
-        if b is not None:
-            assert_rel(a, b, TOL, f"{label} {what}")
     if not trace:  # `fast` ran without trace (`ref` may hold one)
         assert g_f.trace is None, f"{label}: a trace without trace=True"
+    assert_same_gradients(g_f, g_r, label, trace_fields=TRACE_FIELDS if trace else ())
+
+
+TRACE_FIELDS = ("h", "dh", "dz", "c", "dc", "gates")
+
+
+def assert_same_gradients(g, ref, label, skip=(), trace_fields=TRACE_FIELDS, tol=TOL):
+    """Two Gradients, array by array: every parameter's (but those in skip), dx, dh0, dc0 and the trace's
+    trace_fields of every layer (none: the trace is not compared)."""
+    for name in ref.params:
+        if name not in skip:
+            assert_rel(g.params[name], ref.params[name], tol, f"{label} d/d{name}")
+    for what in ("dx", "dh0", "dc0"):
+        a, b = getattr(g, what), getattr(ref, what)
+        assert (a is None) == (b is None), f"{label}: {what} is None on one side only"
+        if b is not None:
+            assert_rel(a, b, tol, f"{label} {what}")
+    if not trace_fields:
         return
-    assert len(g_f.trace.layers) == len(g_r.trace.layers), f"{label}: trace layer counts differ"
-    for j, (lf, lr) in enumerate(zip(g_f.trace.layers, g_r.trace.layers)):
-        for what in ("h", "dh", "dz", "c", "dc", "gates"):
-            a, b = getattr(lf, what), getattr(lr, what)
-            assert (a is None) == (b is None), f"{label} layer {j}: trace.{what} is None on one path only"
+    assert len(g.trace.layers) == len(ref.trace.layers), f"{label}: trace layer counts differ"
+    for j, (la, lb) in enumerate(zip(g.trace.layers, ref.trace.layers)):
+        for what in trace_fields:
+            a, b = getattr(la, what), getattr(lb, what)
+            assert (a is None) == (b is None), f"{label} layer {j}: trace.{what} is None on one side only"
             if b is not None:
-                assert_rel(a, b, TOL, f"{label} layer {j} trace.{what}")
+                assert_rel(a, b, tol, f"{label} layer {j} trace.{what}")
 
 
 BLOCKED = {"lstm": fast_lstm, "gru": fast_gru}  # the fast paths that form gate derivatives a block at a time
