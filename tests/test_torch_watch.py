@@ -693,3 +693,27 @@ def test_rnn_and_gru_against_their_cells(kind):
         close(row["bias_grad_norm"], ref["b"], f"{kind} step {s} bias_grad_norm")
         close(row["act_mean"], ref["act_mean"], f"{kind} step {s} act_mean on the probe")
     assert w.record()["model"] == kind
+
+
+def test_with_optimizer_no_step_call_is_needed():
+    """optimizer=: its post-step hook records each step; the tables equal those of a loop that calls
+    watcher.step(loss), but for the loss, which only step(loss) can give."""
+    data = batches(STEPS)
+    tables = []
+    for call in (True, False):
+        model = mlp()
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with watch(model, every=EVERY, probe=data[0][0], optimizer=opt, steps=STEPS) as w:
+            for x, y in data:
+                opt.zero_grad()
+                loss = ((model(x) - y) ** 2).mean()
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+                opt.step()
+                if call:
+                    w.step(loss)
+        tables.append(w.tables())
+    with_call, without = tables
+    assert with_call["steps"]["loss"].notna().all() and without["steps"]["loss"].isna().all()
+    pd.testing.assert_frame_equal(with_call["steps"].drop(columns="loss"), without["steps"].drop(columns="loss"), obj="steps")
+    pd.testing.assert_frame_equal(with_call["layers"], without["layers"], obj="layers")

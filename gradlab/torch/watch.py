@@ -1,5 +1,7 @@
 """gradlab's instruments on a user's own PyTorch training loop: `watch(model)` and one `watcher.step(loss)`
-after each optimizer step fill the same steps / layers / timesteps tables a gradlab run writes.
+after each optimizer step fill the same steps / layers / timesteps tables a gradlab run writes. With
+optimizer= the optimizer's post-step hook records each step itself, so the `with` line is all a loop needs;
+watcher.step(loss) then adds the loss (and records a step a GradScaler skipped, which no hook sees).
 
     with gradlab.torch.watch(model, every=10, optimizer=opt) as watcher:
         for x, y in batches:
@@ -122,8 +124,10 @@ class Watcher:
         self.probe = None if probe is None else self._set_probe(probe)
         self._reset_step()
         self._handles = [model.register_forward_pre_hook(self._before_forward), model.register_forward_hook(self._after_forward)]
+        self._recorded = False  # the optimizer's post-step hook recorded the step; step(loss) adds its loss
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
+            self._handles.append(optimizer.register_step_post_hook(self._after_optimizer_step))
 
     # ---- the user's calls ------------------------------------------------------------------------
 
@@ -142,12 +146,24 @@ class Watcher:
 
     def step(self, loss: torch.Tensor | float | None = None) -> None:
         """Record the optimizer step just taken (call it after optimizer.step() / scaler.step()): its loss,
-        both gradient norms, lr and, on a logged step, the layers' rows."""
+        both gradient norms, lr and, on a logged step, the layers' rows. With optimizer= the optimizer's
+        post-step hook has recorded the step already and step(loss) only adds its loss (the watcher then needs
+        no call at all); a step the GradScaler skipped (no optimizer.step()) is recorded here."""
         self._check_open("step()")
+        if self._recorded:
+            self._recorded = False
+            if loss is not None:
+                self._no_loss.discard(self.step_index - 1)
+                row = self._steps[-1]
+                self._steps[-1] = (row[0], _loss_value(loss), *row[2:])
+            return
+        self._record(loss)
+
+    def _record(self, loss) -> None:
         if not self._backwards:
             raise RuntimeError(f"watcher.step(): no backward pass ran since step {self.step_index - 1}; "
                                "call it once per optimizer step, after loss.backward() and optimizer.step()")  # fmt: skip
-        value = math.nan if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
+        value = _loss_value(loss)
         if loss is None:
             self._no_loss.add(self.step_index)
         clipped = self._clipped_norm if self.optimizer is not None else _global_norm(self.params)
@@ -323,6 +339,11 @@ class Watcher:
         steps = steps[~steps["step"].isin(self._skipped)].copy()
         steps.loc[steps["step"].isin(self._no_loss), "loss"] = 0.0
         return steps
+
+    def _after_optimizer_step(self, optimizer, args, kwargs) -> None:
+        if self._backwards:
+            self._record(None)
+            self._recorded = True
 
     def _theory(self, scale: float) -> None:
         """At step 0 (the end of its backward, the weights not yet updated): gradlab.torch.theory's closed forms
@@ -655,6 +676,10 @@ def _width(rows: list[Row]) -> int | None:
     sizes = [getattr(r.module, "out_features", None) or getattr(r.module, "hidden_size", None) for r in rows]
     sizes = [s for s in sizes if s]
     return max(set(sizes), key=sizes.count) if sizes else None
+
+
+def _loss_value(loss) -> float:
+    return math.nan if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
 
 
 def _measured(layers: pd.DataFrame) -> pd.DataFrame:
