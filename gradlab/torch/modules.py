@@ -49,7 +49,6 @@ class Row:
     weights: list[nn.Parameter] = field(default_factory=list)
     biases: list[nn.Parameter] = field(default_factory=list)
     cell: int | None = None  # the cell layer of a recurrent module
-    top: bool = True  # the module's output is this row's output (False for a stacked module's lower layers)
 
 
 def is_activation(module: nn.Module) -> bool:
@@ -138,7 +137,7 @@ def _cell_rows(qual: str, module: nn.Module) -> list[Row]:
     for j in range(k):
         p = lambda n: _present(getattr(module, f"{n}_l{j}", None))  # noqa: E731
         biases = p("bias_ih") + p("bias_hh") if kind == "gru" else p("bias_ih")[:1]
-        rows.append(Row(f"{qual}.l{j}" if k > 1 else qual, module, kind, p("weight_ih") + p("weight_hh"), biases, j, j == k - 1))
+        rows.append(Row(f"{qual}.l{j}" if k > 1 else qual, module, kind, p("weight_ih") + p("weight_hh"), biases, j))
     return rows
 
 
