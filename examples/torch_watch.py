@@ -6,6 +6,7 @@ watched every 10 steps, saved as a gradlab results folder and reported.
 """
 
 import sys
+import textwrap
 
 import torch
 from torch import nn
@@ -28,4 +29,5 @@ with gradlab.torch.watch(model, every=10, optimizer=opt, name="relu_mlp", steps=
         watcher.step(loss)
 watcher.save(out)
 watcher.to_csv(f"{out}/delta_norm_by_layer.csv")
-print(gradlab.load(out)["runs"][["run_id", "model", "depth", "diagnosis", "diagnosis_text"]].to_string(index=False))
+run = gradlab.load(out)["runs"].iloc[0]
+print(textwrap.fill(f"{run.run_id}: {run.diagnosis}: {run.diagnosis_text}", 80))
