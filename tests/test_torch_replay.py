@@ -314,3 +314,28 @@ def test_bad_inputs_are_refused_naming_them():
     gru = fused("gru", 1, True)
     with pytest.raises(ValueError, match=r"^grad_cn is the gradient of the LSTM's c_n; an nn.GRU has no cell state$"):
         replay.recurrent(gru, x, None, None, None, torch.zeros(1, N, H))
+
+
+@pytest.mark.parametrize("kind", list(KINDS))
+def test_float32_arithmetic_on_request(kind):
+    """dtype="float32" (the watcher's replay of a float32 module): the arithmetic is float32 (every layer's
+    dL/dh_t moves from the float64 replay's by more than float64's rounding and less than float32's:
+    1e-12 < relative error < 1e-4), the returned arrays are float64 all the same, and gradients of 1e-25,
+    whose squares float32 would flush to 0, keep their norms in the timesteps rows."""
+    module = fused(kind, 2, True, seed=8, dtype=torch.float32)
+    x, hx = draw(module)
+    g = torch.randn(N, T, H, generator=torch.Generator().manual_seed(4)) * 1e-25
+    wide, narrow = (replay.recurrent(module, x, hx, g, dtype=d) for d in ("float64", "float32"))
+    for j, (a, b) in enumerate(zip(narrow.dh, wide.dh)):
+        assert a.dtype == np.float64, f"{kind} layer {j}: dh dtype {a.dtype}, expected float64"
+        err = rel_error(a, b)
+        assert 1e-12 < err < 1e-4, f"{kind} layer {j}: float32 replay vs float64 replay relative error {err:.3g}, expected in (1e-12, 1e-4)"
+    rows = replay.timestep_rows(narrow)
+    assert (rows["dh_norm"] > 1e-27).all(), f"{kind}: dh_norm of 1e-25-sized gradients underflowed: min {rows['dh_norm'].min()!r}"
+
+
+def test_dtype_other_than_float32_or_float64_is_refused():
+    module = fused("gru", 1, True)
+    x, _ = draw(module)
+    with pytest.raises(ValueError, match=r"^dtype must be one of float64, float32 \(the replay's arithmetic\), got 'float16'$"):
+        replay.recurrent(module, x, None, torch.zeros(N, T, H, dtype=torch.float64), dtype="float16")

@@ -717,3 +717,39 @@ def test_with_optimizer_no_step_call_is_needed():
     assert with_call["steps"]["loss"].notna().all() and without["steps"]["loss"].isna().all()
     pd.testing.assert_frame_equal(with_call["steps"].drop(columns="loss"), without["steps"].drop(columns="loss"), obj="steps")
     pd.testing.assert_frame_equal(with_call["layers"], without["layers"], obj="layers")
+
+
+# ---------------------------------------------------------------- the cost cuts (issue 16): same numbers, less work
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("layout", ["batch_first", "time_first", "unbatched"])
+def test_probe_states_from_torch_equal_the_engines(kind, layout):
+    """replay_bridge.layer_states (torch's kernel layer by layer, the top layer from the module's output) and
+    _all_gates (gradlab's cell step on all steps at once) give every cell layer's h_1..h_T and gates as
+    gradlab's engine run through the recurrence does (float64, 1e-12), from a given initial state."""
+    from gradlab.torch import replay, replay_bridge
+
+    torch.manual_seed(11)
+    L, T_, N_ = 2, 6, 4
+    module = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](3, 5, num_layers=L, batch_first=layout == "batch_first").double()
+    shape = {"batch_first": (N_, T_, 3), "time_first": (T_, N_, 3), "unbatched": (T_, 3)}[layout]
+    x = torch.randn(*shape, dtype=torch.float64)
+    h_shape = (L, 5) if layout == "unbatched" else (L, N_, 5)
+    hx = (torch.randn(h_shape, dtype=torch.float64), torch.randn(h_shape, dtype=torch.float64)) if kind == "lstm" else torch.randn(h_shape, dtype=torch.float64)
+    with torch.no_grad():
+        output, _ = module(x, hx)
+    twins: dict = {}
+    for top in (output, None):  # the top layer from the module's output, then from a twin as well
+        states = replay_bridge.layer_states(module, x, hx, top, twins)
+        run = replay.engine_forward(module, x, hx)
+        model = replay.engine_model(module)
+        for j, (inp, h0, hs) in enumerate(states):
+            ref = run.cache.layers[j]
+            err = float(np.abs(hs.numpy() - ref.hs[1:].swapaxes(0, 1)).max())
+            assert err <= 1e-12, f"{kind} {layout} layer {j} (top from output: {top is not None}): |h - engine h| = {err:.3g}"
+            if kind != "rnn":
+                gates = replay_bridge._all_gates(model, kind, j, inp.numpy(), h0.numpy(), hs.numpy())
+                err = float(np.abs(gates - ref.gates.swapaxes(0, 1)).max())
+                assert err <= 1e-12, f"{kind} {layout} layer {j}: |gates - engine gates| = {err:.3g}"
+    assert len(twins) == L, f"twins kept: {len(twins)}, expected one per cell layer ({L})"

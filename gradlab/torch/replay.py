@@ -3,7 +3,8 @@
 A fused module runs its whole recurrence in one kernel, so autograd shows only the gradients that reach it
 from outside: of its output sequence (what the layers above send down), of h_n and of c_n. The total
 dL/dh_t of each cell layer, through the recurrence, is never formed as a tensor. The replay runs the
-module's batch through gradlab's engine (gradlab.nn: the same equations, PyTorch's gate order) in float64,
+module's batch through gradlab's engine (gradlab.nn: the same equations, PyTorch's gate order) in float64
+(or dtype="float32": the watcher's choice for a float32 module, whose gradients torch gives in float32 anyway),
 with the module's current weights and the same initial state, and backpropagates the captured gradients
 from the cells' states (Recurrent.backward_states):
 
@@ -11,7 +12,8 @@ from the cells' states (Recurrent.backward_states):
 
 (the output's gradient or the layer above's for g_t, plus grad_hn at t = T; likewise dL/dc_t for the
 LSTM, with grad_cn at T). Supported: batch_first True or False, unbatched (T, D) inputs (replayed as N = 1),
-num_layers >= 1, the RNN's tanh and relu, bias=False, hx None (zeros), any float dtype. Refused with one
+num_layers >= 1, the RNN's tanh and relu, bias=False, hx None (zeros), any float dtype of the module (the
+replay's own arithmetic is float64 unless dtype="float32" is asked for). Refused with one
 line: bidirectional, proj_size > 0, dropout > 0 between layers in training mode (the replay cannot draw
 torch's masks), PackedSequence inputs.
 """
@@ -34,12 +36,14 @@ from gradlab.torch.modules import RECURRENT
 Array = np.ndarray
 Tensor = torch.Tensor | Array  # what the replay accepts: a tensor (any float dtype, any device) or an array
 MODELS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+DTYPES = ("float64", "float32")  # the replay's arithmetic
 
 
 @dataclass
 class Replay:
-    """One replayed batch, float64, batch-major, per cell layer j (0 reads the input), each (N, T, H):
-    h[j] the states h_1..h_T, dh[j] = dL/dh_t (the total, through the recurrence); for the LSTM c[j] the cell
+    """One replayed batch, float64 (also when the replay's arithmetic was float32: a norm of gradients below
+    1e-19 would underflow in float32's squares), batch-major, per cell layer j (0 reads the input), each
+    (N, T, H): h[j] the states h_1..h_T, dh[j] = dL/dh_t (the total, through the recurrence); for the LSTM c[j] the cell
     states and dc[j] = dL/dc_t (None otherwise). dh0, dc0 (layers, N, H): dL/d(initial state). weight_grads:
     dL/d(parameter) by the module's own parameter names (a merged RNN/LSTM bias's gradient under both
     bias_ih and bias_hh), to compare with the module's .grad."""
@@ -71,15 +75,17 @@ def kind_of(module: nn.Module) -> str:
     return kind
 
 
-def engine_model(module: nn.Module) -> RNN | LSTM | GRU:
-    """gradlab's float64 model with the module's current weights (load_torch); its readout is unused."""
+def engine_model(module: nn.Module, dtype: str = "float64") -> RNN | LSTM | GRU:
+    """gradlab's model in `dtype` (float64 or float32) with the module's current weights (load_torch); its
+    readout is unused."""
     kind = kind_of(module)
-    options = dict(layers=module.num_layers, output="all", dtype="float64", rng=np.random.default_rng(0))
+    check_dtype(dtype)
+    options = dict(layers=module.num_layers, output="all", dtype=dtype, rng=np.random.default_rng(0))
     if kind == "rnn":
         model = RNN(module.input_size, module.hidden_size, 1, module.nonlinearity, **options)
     else:
         model = MODELS[kind](module.input_size, module.hidden_size, 1, **options)
-    model.load_torch({name: _float64(getattr(module, name), name) for name in _weight_names(module)})
+    model.load_torch({name: _array(getattr(module, name), name, dtype) for name in _weight_names(module)})
     return model
 
 
@@ -90,12 +96,24 @@ def _weight_names(module: nn.Module) -> list[str]:
     return [f"{k}_l{j}" for j in range(module.num_layers) for k in kinds]
 
 
+def check_dtype(dtype: str) -> str:
+    """The replay's dtype, float64 or float32; else one ValueError line naming both."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (the replay's arithmetic), got {dtype!r}")
+    return dtype
+
+
 def _float64(value, name: str) -> Array:
     """A tensor (detached, on the CPU) or an array as a float64 array."""
+    return _array(value, name, "float64")
+
+
+def _array(value, name: str, dtype: str) -> Array:
+    """A tensor (detached, on the CPU) or an array as an array of `dtype` (float64 or float32)."""
     if hasattr(value, "detach"):
-        value = value.detach().cpu().double().numpy()
+        value = value.detach().cpu().to(getattr(torch, dtype)).numpy()
     try:
-        return np.asarray(value, dtype=np.float64)
+        return np.asarray(value, dtype=dtype)
     except (TypeError, ValueError):
         raise ValueError(f"{name} must be a tensor or an array of numbers, got {type(value).__name__}") from None
 
@@ -127,11 +145,11 @@ def _per_layer(a: Array | None, name: str, L: int, N: int, H: int, unbatched: bo
     return a
 
 
-def _inputs(module: nn.Module, inputs) -> tuple[Array, bool]:
-    """(x batch-major (N, T, D) float64, unbatched)."""
+def _inputs(module: nn.Module, inputs, dtype: str = "float64") -> tuple[Array, bool]:
+    """(x batch-major (N, T, D) in `dtype`, unbatched)."""
     if isinstance(inputs, nn.utils.rnn.PackedSequence):
         raise ValueError("inputs is a PackedSequence, which the replay does not support: pass the padded tensor")
-    x = _float64(inputs, "inputs")
+    x = _array(inputs, "inputs", dtype)
     if x.ndim not in (2, 3):
         raise ValueError(f"inputs must have 3 axes (or 2, unbatched), got shape {x.shape}")
     _checks.array_shape("inputs", x, (*x.shape[:-1], module.input_size), f"(..., input_size={module.input_size})")
@@ -155,8 +173,9 @@ def _initial_states(kind: str, hx: Tensor | tuple[Tensor, Tensor] | None) -> tup
 
 
 class EngineRun(NamedTuple):
-    """A module's batch run forward through gradlab's engine: model (float64, the module's weights), cache
-    (RecurrentCache: every layer's hs, cs, gates, time-major), kind, unbatched, and the batch's N, T."""
+    """A module's batch run forward through gradlab's engine: model (in the replay's dtype, the module's
+    weights), cache (RecurrentCache: every layer's hs, cs, gates, time-major), kind, unbatched, and the
+    batch's N, T."""
 
     model: RNN | LSTM | GRU
     cache: RecurrentCache
@@ -167,15 +186,16 @@ class EngineRun(NamedTuple):
 
 
 def engine_forward(
-    module: nn.Module, inputs: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None, trace: bool = False
+    module: nn.Module, inputs: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None, trace: bool = False,
+    dtype: str = "float64",
 ) -> EngineRun:  # fmt: skip
     """Run `module`'s batch (inputs and hx as module(inputs, hx) takes them; see `recurrent`) forward through
-    gradlab's engine in float64 from the same initial state."""
+    gradlab's engine in `dtype` (float64 or float32) from the same initial state."""
     kind, L, H = kind_of(module), module.num_layers, module.hidden_size
-    model = engine_model(module)
-    x, unbatched = _inputs(module, inputs)
+    model = engine_model(module, dtype)
+    x, unbatched = _inputs(module, inputs, dtype)
     N, T = x.shape[:2]
-    h0, c0 = (_one_layer(_state(a, name, module, N, unbatched), L)
+    h0, c0 = (_one_layer(_state(a, name, module, N, unbatched, dtype), L)
               for a, name in zip(_initial_states(kind, hx), ("hx", "hx's c0")))  # fmt: skip
     if kind == "lstm":
         _, cache = model.forward(x, h0, c0, trace=trace)
@@ -184,8 +204,8 @@ def engine_forward(
     return EngineRun(model, cache, kind, unbatched, N, T)
 
 
-def _state(a, name: str, module: nn.Module, N: int, unbatched: bool) -> Array | None:
-    return _per_layer(None if a is None else _float64(a, name), name, module.num_layers, N, module.hidden_size, unbatched)
+def _state(a, name: str, module: nn.Module, N: int, unbatched: bool, dtype: str = "float64") -> Array | None:
+    return _per_layer(None if a is None else _array(a, name, dtype), name, module.num_layers, N, module.hidden_size, unbatched)
 
 
 def _one_layer(a: Array | None, L: int) -> Array | None:
@@ -195,7 +215,7 @@ def _one_layer(a: Array | None, L: int) -> Array | None:
 
 def recurrent(
     module: nn.Module, inputs: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None, grad_output: Tensor | None,
-    grad_hn: Tensor | None = None, grad_cn: Tensor | None = None,
+    grad_hn: Tensor | None = None, grad_cn: Tensor | None = None, dtype: str = "float64",
 ) -> Replay:  # fmt: skip
     """Replay one batch of `module` (nn.RNN / nn.LSTM / nn.GRU) and return the exact dL/dh_t (dL/dc_t) of
     every cell layer and step, dL/dh_t = g_t + (dh_(t+1)/dh_t)^T dL/dh_(t+1) (g_t: from outside the layer's
@@ -204,14 +224,17 @@ def recurrent(
     inputs: the module's input, (N, T, D) with batch_first, else (T, N, D), or (T, D) unbatched; hx: its
     initial state (h0, or (h0, c0) for the LSTM, each (num_layers, N, H); None: zeros); grad_output:
     dL/d(output), in output's layout (None: the output is unused); grad_hn, grad_cn: dL/dh_n, dL/dc_n
-    (num_layers, N, H), None when h_n / c_n are unused. Tensors or arrays, any float dtype."""
+    (num_layers, N, H), None when h_n / c_n are unused. Tensors or arrays, any float dtype. dtype: the
+    replay's arithmetic, float64 (default) or float32 (for a float32 module: torch's own gradients are
+    float32, so float64 arithmetic would add digits its inputs do not have, and a gradient below float32's
+    range, 1e-38, is 0 as in torch's own backward); the returned arrays are float64 either way."""
     if grad_cn is not None and kind_of(module) != "lstm":
         raise ValueError(f"grad_cn is the gradient of the LSTM's c_n; an nn.{type(module).__name__} has no cell state")
-    run = engine_forward(module, inputs, hx, trace=True)
+    run = engine_forward(module, inputs, hx, trace=True, dtype=check_dtype(dtype))
     N, T, L, H = run.N, run.T, module.num_layers, module.hidden_size
-    dh = None if grad_output is None else _float64(grad_output, "grad_output")
+    dh = None if grad_output is None else _array(grad_output, "grad_output", dtype)
     dh = _batch_major(dh, "grad_output", (N, T, H), module.batch_first, run.unbatched)
-    dh_n, dc_n = (_one_layer(_state(g, name, module, N, run.unbatched), L)
+    dh_n, dc_n = (_one_layer(_state(g, name, module, N, run.unbatched, dtype), L)
                   for g, name in ((grad_hn, "grad_hn"), (grad_cn, "grad_cn")))  # fmt: skip
     grads = run.model.backward_states(dh, run.cache, dh_n=dh_n, dc_n=dc_n, input_grad=False)
     return _replay(run.kind, run.model, grads, module)
@@ -220,18 +243,19 @@ def recurrent(
 def _replay(kind: str, model: RNN | LSTM | GRU, grads, module: nn.Module) -> Replay:
     layers = grads.trace.layers
     lstm = kind == "lstm"
-    stack = lambda a: a if a.ndim == 3 else a[None]  # noqa: E731  one layer's (N, H) -> (1, N, H)
+    wide = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731  float64 whatever the arithmetic
+    stack = lambda a: wide(a if a.ndim == 3 else a[None])  # noqa: E731  one layer's (N, H) -> (1, N, H)
     rnn_state, _ = model.torch_state(grads.params, grad=True)
     names = {name for name, _ in module.named_parameters()}
     return Replay(
         kind,
-        [np.ascontiguousarray(c.h) for c in layers],
-        [np.ascontiguousarray(c.dh) for c in layers],
-        [np.ascontiguousarray(c.c) for c in layers] if lstm else None,
-        [np.ascontiguousarray(c.dc) for c in layers] if lstm else None,
+        [wide(c.h) for c in layers],
+        [wide(c.dh) for c in layers],
+        [wide(c.c) for c in layers] if lstm else None,
+        [wide(c.dc) for c in layers] if lstm else None,
         stack(grads.dh0),
         stack(grads.dc0) if lstm else None,
-        {name: g for name, g in rnn_state.items() if name in names},
+        {name: wide(g) for name, g in rnn_state.items() if name in names},
     )
 
 

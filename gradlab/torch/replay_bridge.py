@@ -4,7 +4,8 @@ when the backward has finished, replayed through gradlab's engine (gradlab.torch
 table (dh_norm, dc_norm per cell layer and step) and every cell layer's da_norm (the batch mean of the
 per-example ||dL/dh_t|| over all steps, gradlab's da_norm of a cell layer). With gradient accumulation the
 micro-batches of one step are pooled (their batch means weighted by their sizes: the mean over every example
-of the step). A module the replay refuses (dropout between layers in training mode, a PackedSequence) is
+of the step). The replay runs in float32 for a float32 module, else in float64 (replay_dtype). A module the
+replay refuses (dropout between layers in training mode, a PackedSequence) is
 named in one warning and left out of the timesteps table."""
 
 from __future__ import annotations
@@ -16,6 +17,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from gradlab import _process
+from gradlab.nn.cells import gru as gru_cell
+from gradlab.nn.cells import lstm as lstm_cell
+from gradlab.nn.sequence import project
 from gradlab.probes.layers import GATE_ACTIVATIONS, _act_moments, _gates_saturated, _saturated_frac
 from gradlab.torch import replay as rp
 
@@ -52,9 +57,10 @@ def replay(watcher: Any, scale: float) -> None:
 
 
 def _one(module, e: dict, scale: float) -> rp.Replay:
-    g = e["grads"]
-    div = lambda t: None if t is None else t.double() / scale  # noqa: E731
-    return rp.recurrent(module, e["x"], e["hx"], div(g.get("output")), grad_hn=div(g.get("h_n")), grad_cn=div(g.get("c_n")))
+    g, dtype = e["grads"], replay_dtype(module)
+    div = lambda t: None if t is None else t.to(getattr(torch, dtype)) / scale  # noqa: E731
+    return rp.recurrent(module, e["x"], e["hx"], div(g.get("output")), grad_hn=div(g.get("h_n")), grad_cn=div(g.get("c_n")),
+                        dtype=dtype)  # fmt: skip
 
 
 def _store(watcher: Any, i: int, replays: list[rp.Replay]) -> None:
@@ -96,32 +102,97 @@ def frame(watcher: Any) -> pd.DataFrame | None:
     return pd.concat(parts, ignore_index=True) if parts else None
 
 
-def probe_cells(module: torch.nn.Module, x: torch.Tensor, hx: Any) -> list[dict[str, Any]]:
-    """Every cell layer's act_mean, act_std, dead mask (H,) and saturated_frac on the probe batch, from
-    gradlab's engine run forward with the module's weights (a fused module hides its lower layers' states
-    and every gate): h_t over all steps, dead = exactly 0 for every probe example and step, saturated over
-    the gate units (LSTM i, f, o against sigmoid's 1/4 and g against tanh's 1; GRU r, z and n), or over h_t
-    for an RNN (gradlab.probes.layers' definitions)."""
-    kind = rp.kind_of(module)
-    model = rp.engine_model(module)
-    xs, unbatched = rp._inputs(module, x)
-    h0, c0 = rp._initial_states(kind, _detach(hx))
-    L, N, H = module.num_layers, xs.shape[0], module.hidden_size
-    state = lambda a: None if a is None else rp._per_layer(rp._float64(a, "hx"), "hx", L, N, H, unbatched)  # noqa: E731
-    one = lambda a: a if a is None or L > 1 else a[0]  # noqa: E731
-    h0, c0 = state(h0), state(c0)
-    _, cache = model.forward(xs, one(h0), one(c0)) if kind == "lstm" else model.forward(xs, one(h0))
+def replay_dtype(module: torch.nn.Module) -> str:
+    """The dtype of a module's replay and probe states: float32 for a float32 module (torch gives its gradients
+    in float32, so float64 arithmetic would add digits the inputs do not have; about twice as fast), float64
+    for every other (float64 keeps the 1e-10 agreement with torch; float16 / bfloat16 are widened)."""
+    return "float32" if next(module.parameters()).dtype == torch.float32 else "float64"
+
+
+def probe_cells(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch.Tensor | None = None,
+                twins: dict | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Every cell layer's act_mean, act_std, dead mask (H,) and saturated_frac on the probe batch: h_t over all
+    steps (from torch's own kernel, layer by layer: layer_states), dead = exactly 0 for every probe example and
+    step, saturated over the gate units (LSTM i, f, o against sigmoid's 1/4 and g against tanh's 1; GRU r, z
+    and n), or over h_t for an RNN (gradlab.probes.layers' definitions). The gates, which a fused module
+    hides, are gradlab's cell step (gradlab.nn.cells) taken for all steps at once from the known states:
+    a step's gates depend on x_t and h_(t-1) only. output: the module's output on x (the top layer's states);
+    twins: a dict that keeps the one-layer modules of layer_states from one call to the next."""
+    kind, dtype = rp.kind_of(module), replay_dtype(module)
+    model = rp.engine_model(module, dtype)
     out = []
-    for layer in cache.layers:
-        h = np.ascontiguousarray(layer.hs[1:].swapaxes(0, 1))  # (N, T, H)
-        mean, std = _act_moments(h)
-        with np.errstate(all="ignore"):
-            dead = ~np.any(h.reshape(-1, H) != 0, axis=0)
+    with np.errstate(all="ignore"), _process.single_threaded():
+        for j, (inp, h0, hs) in enumerate(layer_states(module, x, hx, output, twins)):
+            h = hs.detach().cpu().to(getattr(torch, dtype)).numpy()  # (N, T, H)
+            mean, std = _act_moments(h.astype(np.float64))  # the float64 fast path of _act_moments
+            dead = ~np.any(h.reshape(-1, h.shape[-1]) != 0, axis=0)
             if kind == "rnn":
                 sat = _saturated_frac(model.act, h)
             else:
-                gates = layer.gates.swapaxes(0, 1)  # (N, T, G H)
-                acts = GATE_ACTIVATIONS[type(model)]
-                sat = _gates_saturated(gates, np.empty(h.shape, h.dtype), acts) / gates.size
-        out.append({"act_mean": mean, "act_std": std, "dead": dead, "saturated_frac": float(sat)})
+                gates = _all_gates(model, kind, j, rp._array(inp, "inputs", dtype), rp._array(h0, "hx", dtype), h)
+                sat = _gates_saturated(gates, np.empty(h.shape, h.dtype), GATE_ACTIVATIONS[type(model)]) / gates.size
+            out.append({"act_mean": mean, "act_std": std, "dead": dead, "saturated_frac": float(sat)})
     return out
+
+
+def _all_gates(model: Any, kind: str, j: int, inp: np.ndarray, h0: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """Layer j's gate values (N, T, G H) from its input (N, T, D), initial state h0 (N, H) and states h_1..h_T
+    (N, T, H): gradlab's step forward with the N T (x_t, h_(t-1)) pairs as one batch (the LSTM's c_(t-1), which
+    its gates do not read, as zeros)."""
+    N, T, H = h.shape
+    h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1).reshape(N * T, H)
+    xw = project(inp.reshape(1, N * T, -1), model.p("weight_ih", j), model.p(model.biases[0], j))[0]  # W_ih x_t + b
+    if kind == "lstm":
+        *_, step = lstm_cell.lstm_step_forward(xw, h_prev, np.zeros_like(h_prev), model.p("weight_hh", j))
+    else:
+        _, step = gru_cell.gru_step_forward(xw, h_prev, model.p("weight_hh", j), model.p("bias_hh", j))
+    return step.gates.reshape(N, T, -1)
+
+
+def layer_states(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch.Tensor | None = None,
+                 twins: dict | None = None) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:  # fmt: skip
+    """Per cell layer j of an nn.RNN / LSTM / GRU on x (its layout; hx as the module takes it): (its input
+    (N, T, D_j), its initial h (N, H), its states h_1..h_T (N, T, H)), batch-major, without grad: torch's
+    fused kernel run one layer at a time (a one-layer module of the same kind with layer j's weights copied
+    in; kept in `twins`), the top layer's states `output` (the module's own output on x) when given."""
+    if not isinstance(x, torch.Tensor):
+        raise ValueError("inputs is a PackedSequence, which the replay does not support: pass the padded tensor")
+    kind, L, H = rp.kind_of(module), module.num_layers, module.hidden_size
+    twins = {} if twins is None else twins
+    unbatched = x.dim() == 2
+    bm = lambda a: a[None] if unbatched else (a if module.batch_first else a.transpose(0, 1))  # noqa: E731
+    with torch.no_grad():
+        inp = bm(x.detach())
+        h0, c0 = (_layered(a, L, inp.shape[0], H, unbatched, inp) for a in rp._initial_states(kind, _detach(hx)))
+        states = []
+        for j in range(L):
+            if j == L - 1 and output is not None:
+                hs = bm(output.detach())
+            else:
+                twin = _twin(module, j, twins)
+                hs, _ = twin(inp, (h0[j : j + 1], c0[j : j + 1]) if kind == "lstm" else h0[j : j + 1])
+            states.append((inp, h0[j], hs))
+            inp = hs
+    return states
+
+
+def _layered(a: torch.Tensor | None, L: int, N: int, H: int, unbatched: bool, like: torch.Tensor) -> torch.Tensor:
+    """A per-layer initial state as (L, N, H) (zeros for None)."""
+    if a is None:
+        return like.new_zeros(L, N, H)
+    return a[:, None, :] if unbatched else a
+
+
+def _twin(module: torch.nn.Module, j: int, twins: dict) -> torch.nn.Module:
+    """A one-layer batch_first module of module's kind holding a copy of its layer j's weights."""
+    key = (id(module), j)
+    w = getattr(module, f"weight_ih_l{j}")
+    twin = twins.get(key)
+    if twin is None or twin.weight_ih_l0.shape != w.shape or twin.weight_ih_l0.dtype != w.dtype:
+        options = {"nonlinearity": module.nonlinearity} if isinstance(module, torch.nn.RNN) else {}
+        twin = type(module)(w.shape[1], module.hidden_size, 1, bias=module.bias, batch_first=True, device=w.device,
+                            dtype=w.dtype, **options).train(False)  # fmt: skip
+        twins[key] = twin
+    for name in ("weight_ih", "weight_hh") + (("bias_ih", "bias_hh") if module.bias else ()):
+        getattr(twin, f"{name}_l0").detach().copy_(getattr(module, f"{name}_l{j}").detach())
+    return twin

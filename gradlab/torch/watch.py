@@ -118,6 +118,7 @@ class Watcher:
         self._theory_text = ""
         self._refused: set[str] = set()
         self._buffers: list[list[torch.Tensor]] | None = None
+        self._twins: dict = {}  # one-layer copies of the recurrent modules' layers (replay_bridge.layer_states)
         self._predictions: dict[str, Any] = {}
         self._skipped: set[int] = set()  # steps whose optimizer.step() the GradScaler skipped
         self._no_loss: set[int] = set()  # steps whose loss was not given to step()
@@ -421,7 +422,7 @@ class Watcher:
         def hook(mod: nn.Module, a: tuple, o: Any) -> None:
             calls.append((mod, o))
             if type(mod) in mods.RECURRENT:
-                inputs.setdefault(id(mod), a)
+                inputs.setdefault(id(mod), (a, o))
 
         hooks = [m.register_forward_hook(hook) for m in self._leaves]
         self._probing = True
@@ -465,10 +466,11 @@ class Watcher:
         self._info["output_activation"] = mods.activation_name(acts[-1]) if acts else "identity"
         self._follow_modules = acts
 
-    def _probe_cells(self, module: nn.Module, args: tuple) -> list[dict[str, Any]] | None:
+    def _probe_cells(self, module: nn.Module, call: tuple) -> list[dict[str, Any]] | None:
+        args, out = call
         x, hx = args[0], (args[1] if len(args) > 1 else None)
         try:
-            return replay_bridge.probe_cells(module, x, hx)
+            return replay_bridge.probe_cells(module, x, hx, mods.first_tensor(out), self._twins)
         except ValueError as err:
             replay_bridge._refuse(self, next(i for i, r in enumerate(self.rows) if r.module is module), str(err))
             return None
