@@ -753,3 +753,44 @@ def test_probe_states_from_torch_equal_the_engines(kind, layout):
                 err = float(np.abs(gates - ref.gates.swapaxes(0, 1)).max())
                 assert err <= 1e-12, f"{kind} {layout} layer {j}: |gates - engine gates| = {err:.3g}"
     assert len(twins) == L, f"twins kept: {len(twins)}, expected one per cell layer ({L})"
+
+
+EDITS = {  # what a loop may do to the gradients between the backward and the optimizer step
+    "no edit": lambda m: None,
+    "clip_grad_norm_": lambda m: torch.nn.utils.clip_grad_norm_(m.parameters(), 0.05),
+    "clip_grad_value_": lambda m: torch.nn.utils.clip_grad_value_(m.parameters(), 0.01),
+    "in-place mul_ on one .grad": lambda m: m[0].weight.grad.mul_(3.0),
+    "one .grad replaced": lambda m: setattr(m[2].weight, "grad", m[2].weight.grad * 0.25),
+    "one .grad deleted": lambda m: setattr(m[4].bias, "grad", None),
+}
+
+
+@pytest.mark.parametrize("optimizer", [True, False], ids=["optimizer=", "step() only"])
+@pytest.mark.parametrize("edit", list(EDITS))
+def test_norm_after_clipping_sees_every_edit_and_skips_the_pass_without_one(edit, optimizer, monkeypatch):
+    """grad_norm_clipped equals ||g|| of the .grad the optimizer steps with (torch's, 1e-12) after norm and value
+    clipping, an in-place edit, a replaced and a deleted .grad; without an edit it is grad_norm exactly, from
+    the one pass at the end of the backward (the global-norm pass counted: 1 a step, else 2)."""
+    wmod = sys.modules["gradlab.torch.watch"]
+    calls = []
+    real = wmod._global_norm
+    monkeypatch.setattr(wmod, "_global_norm", lambda params: calls.append(1) or real(params))
+    model = mlp(seed=3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    refs = []
+    with watch(model, every=100, optimizer=opt if optimizer else None) as w:
+        for x, y in batches(3, seed=4):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            with torch.no_grad():
+                EDITS[edit](model)
+            refs.append(gnorm(p.grad for p in model.parameters() if p.grad is not None))
+            opt.step()
+            w.step(loss)
+    steps = w.tables()["steps"]
+    for s, ref in enumerate(refs):
+        close(steps["grad_norm_clipped"].iloc[s], ref, f"{edit}: step {s} grad_norm_clipped", 1e-12)
+    if edit == "no edit":
+        assert (steps["grad_norm_clipped"] == steps["grad_norm"]).all(), steps[["grad_norm", "grad_norm_clipped"]]
+    assert len(calls) == (1 if edit == "no edit" else 2) * len(refs), f"{edit}: {len(calls)} global-norm passes in {len(refs)} steps"

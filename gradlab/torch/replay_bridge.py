@@ -22,6 +22,7 @@ from gradlab.nn.cells import gru as gru_cell
 from gradlab.nn.cells import lstm as lstm_cell
 from gradlab.nn.sequence import project
 from gradlab.probes.layers import GATE_ACTIVATIONS, _act_moments, _gates_saturated, _saturated_frac
+from gradlab.probes.timesteps import _mean_norm
 from gradlab.torch import replay as rp
 
 
@@ -64,17 +65,23 @@ def _one(module, e: dict, scale: float) -> rp.Replay:
 
 
 def _store(watcher: Any, i: int, replays: list[rp.Replay]) -> None:
-    """The step's timesteps rows of row i's module (pooled over micro-batches) and its cell layers' da_norm."""
+    """The step's timesteps rows of row i's module (pooled over micro-batches) and its cell layers' da_norm.
+    The rows are replay.timestep_rows' (the batch means of per-example norms, _mean_norm), built as arrays
+    and made a frame once (a frame per layer and replay cost more than the norms)."""
     module = watcher.rows[i].module
     sizes = np.array([r.dh[0].shape[0] for r in replays], dtype=np.float64)
-    frames = [rp.timestep_rows(r) for r in replays]
-    rows = frames[0][["layer", "t"]].copy()
-    for col in ("dh_norm", "dc_norm"):
-        rows[col] = sum(w * f[col].to_numpy() for w, f in zip(sizes, frames)) / sizes.sum()
+    pooled = lambda arrays: sum(w * _mean_norm(a) for w, a in zip(sizes, arrays)) / sizes.sum()  # noqa: E731
     first = min(k for k, r in enumerate(watcher.rows) if r.module is module)
-    rows["layer"] += first  # the timesteps table's layer is the layers table's row of the cell layer
-    rows["step"], rows["dh_last_norm"], rows["jacobian_norm"] = watcher.step_index, np.nan, np.nan
-    watcher._timestep_rows[i] = rows
+    cols: dict[str, list[np.ndarray]] = {"layer": [], "t": [], "dh_norm": [], "dc_norm": []}
+    for j in range(len(replays[0].dh)):
+        T = replays[0].dh[j].shape[1]
+        cols["layer"].append(np.full(T, first + j, dtype=np.int64))  # the layers table's row of cell layer j
+        cols["t"].append(np.arange(T, dtype=np.int64))
+        cols["dh_norm"].append(pooled([r.dh[j] for r in replays]))
+        cols["dc_norm"].append(pooled([r.dc[j] for r in replays]) if replays[0].dc is not None else np.full(T, np.nan))
+    n = sum(len(t) for t in cols["t"])
+    watcher._timestep_rows[i] = pd.DataFrame({**{k: np.concatenate(v) for k, v in cols.items()}, "step": np.full(n, watcher.step_index),
+                                              "dh_last_norm": np.full(n, np.nan), "jacobian_norm": np.full(n, np.nan)})  # fmt: skip
     for k, r in enumerate(watcher.rows):
         if r.module is module:
             norms = np.concatenate([np.sqrt(np.einsum("ntk,ntk->n", rep.dh[r.cell], rep.dh[r.cell])) for rep in replays])

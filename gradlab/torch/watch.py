@@ -20,7 +20,12 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
                        output): before the user clips. With gradient accumulation, the last backward before
                        the optimizer step wins: the accumulated gradient the step uses.
     grad_norm_clipped  ||g|| in an optimizer pre-step hook (optimizer=): after clip_grad_norm_, what the
-                       optimizer steps with; without optimizer=, from .grad in watcher.step().
+                       optimizer steps with; without optimizer=, from .grad in watcher.step(). Read again only
+                       when a gradient changed since the backward ended: every .grad the same tensor (not
+                       replaced) with the same _version (every in-place edit, as clip_grad_norm_'s and
+                       clip_grad_value_'s, counts one up); else it is grad_norm's pass (no second one). An edit
+                       through p.grad.data (a tensor with a version counter of its own) is not seen: use
+                       p.grad or the torch.nn.utils clipping functions.
     scaler=            a torch.amp GradScaler: the .grad a backward leaves are scaled by S =
                        scaler.get_scale(), so grad_norm, the layers' gradient norms and delta_norm are
                        divided by S; grad_norm_clipped is read after scaler.step() unscaled them.
@@ -167,7 +172,7 @@ class Watcher:
         value = _loss_value(loss)
         if loss is None:
             self._no_loss.add(self.step_index)
-        clipped = self._clipped_norm if self.optimizer is not None else _global_norm(self.params)
+        clipped = self._clipped_norm if self.optimizer is not None else self._norm_now()
         if self.scaler is not None and self.optimizer is not None and math.isnan(self._clipped_norm):
             self._skipped.add(self.step_index)  # the scaler found inf/NaN and skipped optimizer.step()
         lr = self._lr if self.optimizer is not None else math.nan
@@ -325,7 +330,8 @@ class Watcher:
         self._queued = False
         self._backwards += 1
         scale = self._scale()
-        self._grad_norm = _global_norm(self.params) / scale
+        self._raw_norm, self._marks = _global_norm(self.params), _grad_marks(self.params)
+        self._grad_norm = self._raw_norm / scale
         if self._logged:
             norms = _group_norms([[p.grad for p in ps] for r in self.rows for ps in (r.weights, r.biases)]) / scale
             self._row_grads = list(zip(norms[0::2], norms[1::2]))
@@ -358,8 +364,15 @@ class Watcher:
         self._theory_text = theory.sentence(self._predictions)
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
-        self._clipped_norm = _global_norm(self.params)
+        self._clipped_norm = self._norm_now()
         self._lr = float(optimizer.param_groups[0]["lr"])
+
+    def _norm_now(self) -> float:
+        """||g|| of the .grad as they are now: the end of the backward's norm when no gradient changed since
+        (the same tensors, the same _version counters), else a new pass."""
+        if self._marks is not None and _unchanged(self.params, self._marks):
+            return self._raw_norm
+        return _global_norm(self.params)
 
     def _install_step_hooks(self) -> None:
         """Forward hooks for this logged step's training forwards: the output gradients of every row module
@@ -532,6 +545,7 @@ class Watcher:
         self._logged = should_log(self.step_index, self.every, self.last_step)
         self._backwards, self._queued, self._probing, self._prepared = 0, False, False, False
         self._grad_norm, self._clipped_norm, self._lr = math.nan, math.nan, math.nan
+        self._raw_norm, self._marks = math.nan, None  # the end of the backward's ||g|| (scaled) and .grad marks
         self._row_grads: list[tuple[float, float]] | None = None
         self._step_scale = 1.0  # the scaler's scale at the step's backward
         self._grads: dict[str, dict[int, list[np.ndarray]]] = {"delta": {}, "da": {}}
@@ -642,6 +656,16 @@ def _global_norm(params: list[nn.Parameter]) -> float:
         return math.nan
     norms = torch._foreach_norm(grads)
     return float(torch.linalg.vector_norm(torch.stack(norms).double()))
+
+
+def _grad_marks(params: list[nn.Parameter]) -> list[tuple[torch.Tensor | None, int]]:
+    """Each parameter's .grad (the tensor itself, or None) and its _version counter."""
+    return [(g, -1 if g is None else g._version) for g in (p.grad for p in params)]
+
+
+def _unchanged(params: list[nn.Parameter], marks: list[tuple[torch.Tensor | None, int]]) -> bool:
+    """No .grad replaced (set, deleted or a new tensor) or edited in place since the marks were taken."""
+    return all(p.grad is g and (g is None or g._version == v) for p, (g, v) in zip(params, marks))
 
 
 def _group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
