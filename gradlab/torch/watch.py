@@ -355,8 +355,8 @@ class Watcher:
     def _theory(self, scale: float) -> None:
         """At step 0 (the end of its backward, the weights not yet updated): gradlab.torch.theory's closed forms
         for the model beside the measured per-layer delta norms, as one sentence for the diagnosis text."""
-        measured = [float(np.concatenate(self._grads["delta"][i]).mean()) / scale if i in self._grads["delta"] else math.nan
-                    for i in range(len(self.rows))]  # fmt: skip
+        delta = self._batch_means("delta")
+        measured = [delta[i] / scale if i in delta else math.nan for i in range(len(self.rows))]
         try:
             self._predictions = theory.step0(self.model, measured)
         except ValueError:
@@ -400,6 +400,15 @@ class Watcher:
 
     def _on_grad(self, i: int, what: str, batch_axis: int, grad: torch.Tensor) -> None:
         self._grads[what].setdefault(i, []).append(_example_norms(grad, batch_axis))  # scaled: see _layer_stats
+
+    def _batch_means(self, what: str) -> dict[int, float]:
+        """Row -> the mean of its per-example norms over every example of the step (its micro-batches
+        pooled), in float64, all rows' in one transfer; still scaled by the GradScaler's scale."""
+        got = self._grads[what]
+        if not got:
+            return {}
+        means = torch.stack([torch.cat(got[i]).double().mean().cpu() for i in got]).numpy()
+        return dict(zip(got, means.tolist()))
 
     def _capture_recurrent(self, i: int, args: tuple, out) -> None:
         """Keep the module's input, initial state and the gradients at its outputs for the replay."""
@@ -511,15 +520,16 @@ class Watcher:
         out = {c: np.full(L, np.nan) for c in LAYER_COLUMNS}
         out["layer"] = np.arange(L, dtype=np.int64)
         ratios = _update_ratios([r.weights for r in self.rows], self._snapshot) if self._snapshot else np.full(L, np.nan)
+        delta, da = self._batch_means("delta"), self._batch_means("da")
         for i, r in enumerate(self.rows):
             if self._row_grads is not None:
                 w, b = self._row_grads[i]
                 out["weight_grad_norm"][i] = w if r.weights else math.nan
                 out["bias_grad_norm"][i] = b if r.biases else math.nan
-            if i in self._grads["delta"]:
-                out["delta_norm"][i] = float(np.concatenate(self._grads["delta"][i]).mean()) / self._step_scale
-            if i in self._grads["da"]:
-                out["da_norm"][i] = float(np.concatenate(self._grads["da"][i]).mean()) / self._step_scale
+            if i in delta:
+                out["delta_norm"][i] = delta[i] / self._step_scale
+            if i in da:
+                out["da_norm"][i] = da[i] / self._step_scale
             elif r.cell is None and self._follow_modules[i] is None:
                 out["da_norm"][i] = out["delta_norm"][i]
             if i in self._da_cells:
@@ -535,9 +545,9 @@ class Watcher:
         dead = stats["dead"]
         first = self._initial_masks.setdefault(i, dead.copy())
         if dead.size:
-            out["dead_frac"][i] = float(dead.mean())
-            out["born_dead_frac"][i] = float((dead & first).mean())
-            out["died_frac"][i] = float((dead & ~first).mean())
+            out["dead_frac"][i] = np.count_nonzero(dead) / dead.size
+            out["born_dead_frac"][i] = np.count_nonzero(dead & first) / dead.size
+            out["died_frac"][i] = np.count_nonzero(dead & ~first) / dead.size
 
     # ---- small parts -----------------------------------------------------------------------------
 
@@ -548,7 +558,7 @@ class Watcher:
         self._raw_norm, self._marks = math.nan, None  # the end of the backward's ||g|| (scaled) and .grad marks
         self._row_grads: list[tuple[float, float]] | None = None
         self._step_scale = 1.0  # the scaler's scale at the step's backward
-        self._grads: dict[str, dict[int, list[np.ndarray]]] = {"delta": {}, "da": {}}
+        self._grads: dict[str, dict[int, list[torch.Tensor]]] = {"delta": {}, "da": {}}
         self._da_cells: dict[int, float] = {}
         self._timestep_rows: dict[int, pd.DataFrame] = {}
         self._recurrent: dict[int, list[dict[str, Any]]] = {}
@@ -681,12 +691,13 @@ def _group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
     return np.sqrt(sq)
 
 
-def _example_norms(grad: torch.Tensor, batch_axis: int = 0) -> np.ndarray:
-    """Per-example L2 norms (N,) over every axis but the batch axis, in float64."""
+def _example_norms(grad: torch.Tensor, batch_axis: int = 0) -> torch.Tensor:
+    """Per-example L2 norms (N,) over every axis but the batch axis, in the gradient's dtype, where it is
+    (Watcher._batch_means averages them in float64)."""
     g = grad.detach()
     if batch_axis:
         g = g.movedim(batch_axis, 0)
-    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1).double().cpu().numpy()
+    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
 
 
 def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Tensor]]) -> np.ndarray:
