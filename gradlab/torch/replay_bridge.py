@@ -18,8 +18,6 @@ import pandas as pd
 import torch
 
 from gradlab import _process
-from gradlab.nn.cells import gru as gru_cell
-from gradlab.nn.cells import lstm as lstm_cell
 from gradlab.nn.sequence import project
 from gradlab.probes.layers import GATE_ACTIVATIONS, _act_moments, _gates_saturated, _saturated_frac
 from gradlab.probes.timesteps import _mean_norm
@@ -122,8 +120,8 @@ def probe_cells(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch
     steps (from torch's own kernel, layer by layer: layer_states), dead = exactly 0 for every probe example and
     step, saturated over the gate units (LSTM i, f, o against sigmoid's 1/4 and g against tanh's 1; GRU r, z
     and n), or over h_t for an RNN (gradlab.probes.layers' definitions). The gates, which a fused module
-    hides, are gradlab's cell step (gradlab.nn.cells) taken for all steps at once from the known states:
-    a step's gates depend on x_t and h_(t-1) only. output: the module's output on x (the top layer's states);
+    hides, are the engine's layer forward taken for all steps at once from the known states (_all_gates): a
+    step's gates depend on x_t and h_(t-1) only. output: the module's output on x (the top layer's states);
     twins: a dict that keeps the one-layer modules of layer_states from one call to the next."""
     kind, dtype = rp.kind_of(module), replay_dtype(module)
     model = rp.engine_model(module, dtype)
@@ -144,16 +142,13 @@ def probe_cells(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch
 
 def _all_gates(model: Any, kind: str, j: int, inp: np.ndarray, h0: np.ndarray, h: np.ndarray) -> np.ndarray:
     """Layer j's gate values (N, T, G H) from its input (N, T, D), initial state h0 (N, H) and states h_1..h_T
-    (N, T, H): gradlab's step forward with the N T (x_t, h_(t-1)) pairs as one batch (the LSTM's c_(t-1), which
-    its gates do not read, as zeros)."""
+    (N, T, H): the engine's own layer forward (its fast path) for one step, with the N T pairs (x_t, h_(t-1))
+    as one batch (the LSTM's c_(t-1), which its gates do not read, as zeros)."""
     N, T, H = h.shape
     h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1).reshape(N * T, H)
-    xw = project(inp.reshape(1, N * T, -1), model.p("weight_ih", j), model.p(model.biases[0], j))[0]  # W_ih x_t + b
-    if kind == "lstm":
-        *_, step = lstm_cell.lstm_step_forward(xw, h_prev, np.zeros_like(h_prev), model.p("weight_hh", j))
-    else:
-        _, step = gru_cell.gru_step_forward(xw, h_prev, model.p("weight_hh", j), model.p("bias_hh", j))
-    return step.gates.reshape(N, T, -1)
+    xw = project(inp.reshape(1, N * T, -1), model.p("weight_ih", j), model.p(model.biases[0], j))  # W_ih x_t + b
+    fwd = model._layer_forward(j, xw, h_prev, np.zeros_like(h_prev) if kind == "lstm" else None)
+    return fwd.gates.reshape(N, T, -1)
 
 
 def layer_states(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch.Tensor | None = None,
