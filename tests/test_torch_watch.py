@@ -773,8 +773,8 @@ def test_norm_after_clipping_sees_every_edit_and_skips_the_pass_without_one(edit
     the one pass at the end of the backward (the global-norm pass counted: 1 a step, else 2)."""
     wmod = sys.modules["gradlab.torch.watch"]
     calls = []
-    real = wmod._global_norm
-    monkeypatch.setattr(wmod, "_global_norm", lambda params: calls.append(1) or real(params))
+    real = wmod._grad_norms
+    monkeypatch.setattr(wmod, "_grad_norms", lambda params: calls.append(1) or real(params))
     model = mlp(seed=3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     refs = []

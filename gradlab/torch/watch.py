@@ -112,6 +112,7 @@ class Watcher:
         self.model, self.every, self.name, self.optimizer, self.scaler = model, int(every), name, optimizer, scaler
         self.last_step = None if steps is None else int(steps) - 1
         self.params = [p for p in model.parameters() if p.requires_grad]
+        self._param_index = {id(p): k for k, p in enumerate(self.params)}
         self.rows: list[Row] = mods.find_rows(model, modules)
         self._leaves = mods.leaves(model, self.rows)
         self.step_index, self.closed = 0, False
@@ -330,11 +331,11 @@ class Watcher:
         self._queued = False
         self._backwards += 1
         scale = self._scale()
-        self._raw_norm, self._marks = _global_norm(self.params), _grad_marks(self.params)
+        norms = _grad_norms(self.params)  # the one pass over every .grad: the global norm's and the rows'
+        self._raw_norm, self._marks = _total(norms), _grad_marks(self.params)
         self._grad_norm = self._raw_norm / scale
         if self._logged:
-            norms = _group_norms([[p.grad for p in ps] for r in self.rows for ps in (r.weights, r.biases)]) / scale
-            self._row_grads = list(zip(norms[0::2], norms[1::2]))
+            self._row_grads = self._row_grad_norms(norms, scale)
             self._step_scale = scale
             self._replay(scale)
             if self.step_index == 0:
@@ -366,6 +367,22 @@ class Watcher:
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         self._clipped_norm = self._norm_now()
         self._lr = float(optimizer.param_groups[0]["lr"])
+
+    def _row_grad_norms(self, norms: np.ndarray | None, scale: float) -> list[tuple[float, float]]:
+        """Per row (||dL/dW||, ||dL/db||) over its weights and over its biases, unscaled, from the per-parameter
+        norms (P,) of the backward's pass (a parameter outside self.params, frozen, from its own .grad)."""
+        index = self._param_index
+        norms = np.zeros(len(self.params)) if norms is None else norms
+
+        def group(params: list[nn.Parameter]) -> float:
+            sq = 0.0
+            for p in params:
+                k = index.get(id(p))
+                n = norms[k] if k is not None else (0.0 if p.grad is None else float(torch.linalg.vector_norm(p.grad.detach())))
+                sq += n * n
+            return math.sqrt(sq) / scale
+
+        return [(group(r.weights), group(r.biases)) for r in self.rows]
 
     def _norm_now(self) -> float:
         """||g|| of the .grad as they are now: the end of the backward's norm when no gradient changed since
@@ -659,13 +676,25 @@ def _tensors(out) -> list[torch.Tensor]:
 
 
 def _global_norm(params: list[nn.Parameter]) -> float:
-    """||g|| over every parameter's .grad (those without one count 0); each tensor's norm in its dtype, the
-    sum of their squares in float64."""
-    grads = [p.grad for p in params if p.grad is not None]
-    if not grads:
-        return math.nan
-    norms = torch._foreach_norm(grads)
-    return float(torch.linalg.vector_norm(torch.stack(norms).double()))
+    """||g|| over every parameter's .grad (those without one count 0); NaN when none has one."""
+    return _total(_grad_norms(params))
+
+
+def _grad_norms(params: list[nn.Parameter]) -> np.ndarray | None:
+    """(P,) float64: each parameter's ||.grad|| (0 without one), from one torch._foreach_norm call (each
+    tensor's norm in its own dtype); None when no parameter has a .grad."""
+    grads = [p.grad for p in params]
+    have = [k for k, g in enumerate(grads) if g is not None]
+    if not have:
+        return None
+    out = np.zeros(len(params))
+    out[have] = torch.stack(torch._foreach_norm([grads[k] for k in have])).double().cpu().numpy()
+    return out
+
+
+def _total(norms: np.ndarray | None) -> float:
+    """sqrt(sum of the squares) of per-tensor norms, in float64 (an inf or NaN norm stays one); NaN for None."""
+    return math.nan if norms is None else float(np.sqrt(np.dot(norms, norms)))
 
 
 def _grad_marks(params: list[nn.Parameter]) -> list[tuple[torch.Tensor | None, int]]:
