@@ -794,3 +794,33 @@ def test_norm_after_clipping_sees_every_edit_and_skips_the_pass_without_one(edit
     if edit == "no edit":
         assert (steps["grad_norm_clipped"] == steps["grad_norm"]).all(), steps[["grad_norm", "grad_norm_clipped"]]
     assert len(calls) == (1 if edit == "no edit" else 2) * len(refs), f"{edit}: {len(calls)} global-norm passes in {len(refs)} steps"
+
+
+def test_float32_lstm_within_float32_precision_of_float64():
+    """A float32 LSTM is replayed in float32 and its probe states come from torch's float32 kernel: its
+    timesteps and cell-layer rows agree with the same weights and data watched in float64 within float32's
+    precision (1e-4 relative; saturated_frac within 1% of the gate units, dead_frac exactly)."""
+    runs = []
+    for dtype in (torch.float32, torch.float64):
+        torch.manual_seed(2)
+        model = Net().to(dtype)
+        data = batches(2, n=6, shape=(7, 3), dtype=torch.float64)
+        probe = torch.randn(20, 7, 3, generator=torch.Generator().manual_seed(9), dtype=torch.float64).to(dtype)
+        opt = torch.optim.SGD(model.parameters(), lr=0.5)
+        with watch(model, every=1, probe=probe, optimizer=opt) as w:
+            for x, y in data:
+                opt.zero_grad()
+                ((model(x.to(dtype)) - y.to(dtype)) ** 2).mean().backward()
+                opt.step()
+        runs.append(w.tables())
+    (t32, t64) = runs
+    for col in ("dh_norm", "dc_norm"):
+        for k, (a, b) in enumerate(zip(t32["timesteps"][col], t64["timesteps"][col])):
+            close(a, b, f"timesteps row {k} {col}: float32 vs float64", 1e-4)
+    cells = lambda t: t["layers"][t["layers"]["layer"] < 2].reset_index(drop=True)  # noqa: E731
+    a, b = cells(t32), cells(t64)
+    for k in range(len(a)):
+        for col in ("da_norm", "act_mean", "act_std", "weight_grad_norm"):
+            close(a[col][k], b[col][k], f"cell row {k} {col}: float32 vs float64", 1e-4)
+        assert a["dead_frac"][k] == b["dead_frac"][k], f"cell row {k} dead_frac: float32 {a['dead_frac'][k]}, float64 {b['dead_frac'][k]}"
+        assert abs(a["saturated_frac"][k] - b["saturated_frac"][k]) <= 0.01, f"cell row {k} saturated_frac: float32 {a['saturated_frac'][k]}, float64 {b['saturated_frac'][k]}"

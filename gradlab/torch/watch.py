@@ -44,12 +44,15 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
                         running statistics restored: of the following activation's output (the module's
                         own when none follows; a recurrent module's h_t). dead = exactly 0 for every probe
                         example (and step); saturated = phi' < 1% of max phi' (gradlab's activations only:
-                        NaN for others and for the LSTM's and GRU's gates, which a fused module hides).
+                        NaN for others). A cell layer's states come from torch's own kernel run layer by
+                        layer, its gates (over which an LSTM's and GRU's saturated_frac is taken) from
+                        gradlab's engine given those states (replay_bridge.probe_cells).
         update_ratio    ||W_after - W_before|| / ||W_after|| over the row's weights, W_before copied at the
                         first forward of the logged step, W_after read in watcher.step()
     timesteps (logged steps, each nn.RNN / LSTM / GRU): dL/dh_t (dL/dc_t) per cell layer, replayed through
                         gradlab's engine from the module's input, initial state and output gradients
-                        (gradlab.torch.replay); `layer` is the cell layer's row in the layers table (its cell
+                        (gradlab.torch.replay; float32 arithmetic for a float32 module, float64 for any
+                        other, the norms in float64); `layer` is the cell layer's row in the layers table (its cell
                         layer when the recurrent module comes first, as in gradlab's own models).
     runs                the config fields known of the model (Watcher.config), the diagnosis of the steps,
                         layers and timesteps tables (gradlab.diagnose; a step a GradScaler skipped and rows
