@@ -427,7 +427,11 @@ class Watcher:
         got = self._grads[what]
         if not got:
             return {}
-        means = torch.stack([torch.cat(got[i]).double().mean().cpu() for i in got]).numpy()
+        pooled = [torch.cat(v) if len(v) > 1 else v[0] for v in got.values()]
+        if len({(t.shape, t.dtype, t.device) for t in pooled}) == 1:  # one batch size: one reduction for all rows
+            means = torch.stack(pooled).double().mean(dim=1).cpu().numpy()
+        else:
+            means = torch.stack([t.double().mean().cpu() for t in pooled]).numpy()
         return dict(zip(got, means.tolist()))
 
     def _capture_recurrent(self, i: int, args: tuple, out) -> None:
@@ -592,9 +596,9 @@ class Watcher:
         weight at every logged step cost more than the rest of the step's measurements)."""
         if self._buffers is None or any(len(b) != len(r.weights) for b, r in zip(self._buffers, self.rows)):
             self._buffers = [[torch.empty_like(w) for w in r.weights] for r in self.rows]
-        for b, r in zip(self._buffers, self.rows):
-            for dst, w in zip(b, r.weights):
-                dst.copy_(w.detach())
+        dst = [t for b in self._buffers for t in b]
+        if dst:
+            torch._foreach_copy_(dst, [w.detach() for r in self.rows for w in r.weights])  # one call for all
         return self._buffers
 
     def _scale(self) -> float:
@@ -735,10 +739,11 @@ def _example_norms(grad: torch.Tensor, batch_axis: int = 0) -> torch.Tensor:
 def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Tensor]]) -> np.ndarray:
     """Per row ||W_after - W_before|| / ||W_after|| over its weights together (gradlab.probes.layers' ratio)."""
     after = [[w.detach() for w in ws] for ws in weights]
-    for a, b in zip(after, before):
-        if a:
-            torch._foreach_sub_(b, a)  # the snapshot becomes W_before - W_after (its last use)
-    return np.array([_ratio(d, n) for d, n in zip(_group_norms(before), _group_norms(after))])
+    flat = [t for b in before for t in b]
+    if flat:
+        torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (its last use)
+    norms = _group_norms(before + after)  # one pass for both
+    return np.array([_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
 
 
 def _width(rows: list[Row]) -> int | None:
