@@ -295,8 +295,8 @@ def _figures_and_report(out: Path, tables=None, bar: Phases | None = None) -> No
 
     bar = bar or Phases(enabled=False)
     tables = tables if tables is not None else _load_tables(out)
-    bar.phase("drawing figures")
-    written, skipped = draw.draw_all(tables, out)
+    bar.phase("drawing figures", total=len(draw.NAMES))
+    written, skipped = draw.draw_all(tables, out, done=lambda _: bar.advance())
     _echo(_drawn_lines(out, written, skipped))
     bar.phase("writing the report")
     reporting.write_summary(out, tables)

@@ -304,6 +304,9 @@ def test_gradlab_run_draws_every_phase_on_a_terminal_and_none_with_quiet(tmp_pat
     else:
         for phase in ("runs", "consolidating", "drawing figures", "writing the report"):
             assert phase in text, f"phase {phase!r} not drawn:\n{text}"
+        from gradlab.plots import NAMES
+
+        assert f"{len(NAMES)}/{len(NAMES)}" in text, f"the figures are not counted:\n{text}"
     assert "report: " in stdout and "\x1b" not in stdout, stdout  # the results' lines stay plain, on stdout
 
 

@@ -11,7 +11,7 @@ import contextlib
 import importlib
 import sys
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -162,6 +162,7 @@ def draw_all(
     only: Iterable[str] | None = None,
     formats: Iterable[str] = ("png", "pdf"),
     by: str | None = None,
+    done: Callable[[str], None] | None = None,
 ) -> Drawing:
     """Draw the figures (all of NAMES, or `only`) into out_dir/figures/<stem>.<format>, a stem per file
     of a figure: <name>, or <name>__<field>=<value>[__...] when the figure is split into files (see
@@ -170,37 +171,46 @@ def draw_all(
 
     Returns a Drawing (unpacks as written, skipped). A figure's files left over from earlier results
     (its old stems, or all of them when it is skipped) are removed (only files gradlab wrote there, as
-    figures/.gradlab-files lists them), so figures/ shows only what these tables support."""
+    figures/.gradlab-files lists them), so figures/ shows only what these tables support. `done(name)` is
+    called after each figure, drawn or skipped (a progress bar's tick)."""
     names, formats = check_names(only), check_formats(formats)
     check_by(tables, by)
     tables = unique_ids(tables)
     folder = Path(out_dir) / "figures"
     result = Drawing()
     for name in names:
-        drawn, reason = render(name, tables, by=by)
-        if drawn is None:
-            result.skipped[name] = reason
-            _remove_stale(folder, name, keep=())
-            continue
-        stems = [file_name(name, d.suffix) for d in drawn]
-        _remove_stale(folder, name, keep=[f"{stem}.{fmt}" for stem in stems for fmt in formats])
-        paths: list[Path] = []
-        try:
-            for d, stem in zip(drawn, stems):
-                paths += style.save(d.fig, folder / stem, formats)
-                record_files(folder, paths)
-        except Exception as err:  # noqa: BLE001 - e.g. a figure that cannot be rendered to a file
-            for d in drawn:
-                style.close(d.fig)
-            result.skipped[name] = f"{ERROR}saving failed: {type(err).__name__}: {err}".splitlines()[0]
-            continue
-        result.written[name] = paths
-        result.stems[name] = stems
-        result.captions.update({stem: d.caption for d, stem in zip(drawn, stems)})
-        notes = list(dict.fromkeys(note for d in drawn for note in d.notes))
-        if notes:
-            result.notes[name] = notes
+        _draw_one(name, tables, by, folder, formats, result)
+        if done is not None:
+            done(name)
     return result
+
+
+def _draw_one(name: str, tables: dict[str, pd.DataFrame], by: str | None, folder: Path, formats: list[str],
+              result: Drawing) -> None:  # fmt: skip
+    """Draw figure `name` into folder (its files, or why it was skipped, recorded in result)."""
+    drawn, reason = render(name, tables, by=by)
+    if drawn is None:
+        result.skipped[name] = reason
+        _remove_stale(folder, name, keep=())
+        return
+    stems = [file_name(name, d.suffix) for d in drawn]
+    _remove_stale(folder, name, keep=[f"{stem}.{fmt}" for stem in stems for fmt in formats])
+    paths: list[Path] = []
+    try:
+        for d, stem in zip(drawn, stems):
+            paths += style.save(d.fig, folder / stem, formats)
+            record_files(folder, paths)
+    except Exception as err:  # noqa: BLE001 - e.g. a figure that cannot be rendered to a file
+        for d in drawn:
+            style.close(d.fig)
+        result.skipped[name] = f"{ERROR}saving failed: {type(err).__name__}: {err}".splitlines()[0]
+        return
+    result.written[name] = paths
+    result.stems[name] = stems
+    result.captions.update({stem: d.caption for d, stem in zip(drawn, stems)})
+    notes = list(dict.fromkeys(note for d in drawn for note in d.notes))
+    if notes:
+        result.notes[name] = notes
 
 
 def check_by(tables: dict[str, pd.DataFrame], by: str | None) -> None:
