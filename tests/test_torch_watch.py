@@ -824,3 +824,37 @@ def test_float32_lstm_within_float32_precision_of_float64():
             close(a[col][k], b[col][k], f"cell row {k} {col}: float32 vs float64", 1e-4)
         assert a["dead_frac"][k] == b["dead_frac"][k], f"cell row {k} dead_frac: float32 {a['dead_frac'][k]}, float64 {b['dead_frac'][k]}"
         assert abs(a["saturated_frac"][k] - b["saturated_frac"][k]) <= 0.01, f"cell row {k} saturated_frac: float32 {a['saturated_frac'][k]}, float64 {b['saturated_frac'][k]}"
+
+
+def test_float32_replay_that_would_underflow_is_done_in_float64():
+    """A float32 RNN whose dL/dh_t vanishes far below float32's range (W_hh x 0.01 over 30 steps: 1e-60 at
+    t = 0): the watcher's timesteps rows equal the float64 replay (1e-5 relative, from float32 inputs), down to
+    the first step, instead of float32's zeros; a gradient of ordinary size stays in float32 (float32_safe)."""
+    from gradlab.torch import replay, replay_bridge
+
+    torch.manual_seed(4)
+    model = Cell("rnn")
+    with torch.no_grad():
+        model.rnn.weight_hh_l0.mul_(0.01)
+        model.rnn.weight_ih_l0.mul_(0.01)
+    x, y = torch.randn(6, 30, 3), torch.randn(6, 1)
+    kept = []
+
+    def keep(m, a, o):
+        if o[0].requires_grad:  # the training forward, not the watcher's probe
+            o[0].retain_grad()
+            kept.append(o[0])
+
+    model.rnn.register_forward_hook(keep)
+    with watch(model, every=1) as w:
+        ((model(x) - y) ** 2).mean().backward()
+        w.step()
+    out = kept[0]
+    narrow = replay.recurrent(model.rnn, x, None, out.grad, dtype="float32")
+    wide = replay.recurrent(model.rnn, x, None, out.grad, dtype="float64")
+    assert not replay_bridge.float32_safe(narrow) and replay_bridge.float32_safe(replay.recurrent(model.rnn, x, None, out.grad * 0 + 1, dtype="float32"))
+    expected = replay.timestep_rows(wide)["dh_norm"].to_numpy()
+    got = w.tables()["timesteps"].sort_values("t")["dh_norm"].to_numpy()
+    assert expected[0] < 1e-45, f"the test's gradient at t=0 should be beyond float32: {expected[0]!r}"
+    for t_, (a, b) in enumerate(zip(got, expected)):
+        close(a, b, f"t {t_} dh_norm: watcher vs float64 replay", 1e-5)

@@ -4,8 +4,9 @@ when the backward has finished, replayed through gradlab's engine (gradlab.torch
 table (dh_norm, dc_norm per cell layer and step) and every cell layer's da_norm (the batch mean of the
 per-example ||dL/dh_t|| over all steps, gradlab's da_norm of a cell layer). With gradient accumulation the
 micro-batches of one step are pooled (their batch means weighted by their sizes: the mean over every example
-of the step). The replay runs in float32 for a float32 module, else in float64 (replay_dtype). A module the
-replay refuses (dropout between layers in training mode, a PackedSequence) is
+of the step). The replay runs in float32 for a float32 module, else in float64 (replay_dtype); a float32
+replay whose gradients vanish toward float32's underflow (or overflow) is done again in float64, so that the
+timesteps table shows the vanishing curve float64 would. A module the replay refuses (dropout between layers in training mode, a PackedSequence) is
 named in one warning and left out of the timesteps table."""
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from gradlab.nn.sequence import project
 from gradlab.probes.layers import GATE_ACTIVATIONS, _act_moments, _gates_saturated, _saturated_frac
 from gradlab.probes.timesteps import _mean_norm
 from gradlab.torch import replay as rp
+
+
+FLOAT32_FLOOR = 1e-36  # 100 x float32's smallest normal number: a float32 replay this close to it is redone in float64
 
 
 def capture(watcher: Any, i: int, args: tuple, out: Any) -> None:
@@ -56,10 +60,31 @@ def replay(watcher: Any, scale: float) -> None:
 
 
 def _one(module, e: dict, scale: float) -> rp.Replay:
-    g, dtype = e["grads"], replay_dtype(module)
+    """One captured batch replayed in replay_dtype(module); a float32 replay whose gradients came near
+    float32's underflow or beyond its range (float32_safe) is done again in float64."""
+    dtype = replay_dtype(module)
+    r = _replayed(module, e, scale, dtype)
+    if dtype == "float32" and not float32_safe(r):
+        r = _replayed(module, e, scale, "float64")
+    return r
+
+
+def _replayed(module, e: dict, scale: float, dtype: str) -> rp.Replay:
+    g = e["grads"]
     div = lambda t: None if t is None else t.to(getattr(torch, dtype)) / scale  # noqa: E731
     return rp.recurrent(module, e["x"], e["hx"], div(g.get("output")), grad_hn=div(g.get("h_n")), grad_cn=div(g.get("c_n")),
                         dtype=dtype)  # fmt: skip
+
+
+def float32_safe(r: rp.Replay) -> bool:
+    """Every example's dL/dh_t (and dL/dc_t) at every step finite and with an entry of at least FLOAT32_FLOOR:
+    no vanishing gradient reached float32's smallest normal number (1.2e-38, below which float32 loses its
+    digits and then flushes to 0, where float64 goes on to 1e-308), no exploding one its largest (3.4e38)."""
+    for d in (*r.dh, *(r.dc or ())):
+        top = np.abs(d).max(axis=-1)  # (N, T)
+        if not (np.isfinite(top).all() and top.min() >= FLOAT32_FLOOR):
+            return False
+    return True
 
 
 def _store(watcher: Any, i: int, replays: list[rp.Replay]) -> None:
