@@ -858,3 +858,18 @@ def test_float32_replay_that_would_underflow_is_done_in_float64():
     assert expected[0] < 1e-45, f"the test's gradient at t=0 should be beyond float32: {expected[0]!r}"
     for t_, (a, b) in enumerate(zip(got, expected)):
         close(a, b, f"t {t_} dh_norm: watcher vs float64 replay", 1e-5)
+
+
+@pytest.mark.parametrize("workload", ["W1", "W3"])
+def test_bench_loops_watched_and_not_train_alike(workload):
+    """gradlab bench --torch compares like with like: a copy watched at every step (probe forwards, replays,
+    snapshots) ends 3 steps with the very weights of the unwatched copy (bitwise), and its watcher logged them."""
+    from gradlab.bench import torch_watch as tw
+
+    plain, watched = tw.Loop(workload, None), tw.Loop(workload, 1)
+    plain.block(3), watched.block(3)
+    for (name, a), b in zip(plain.model.named_parameters(), watched.model.parameters()):
+        assert torch.equal(a, b), f"{workload} {name}: watched differs from plain by {float((a - b).abs().max())!r}"
+    steps = watched.watcher.tables()["steps"]
+    assert steps["step"].tolist() == [0, 1, 2], f"{workload}: steps recorded {steps['step'].tolist()}"
+    watched.watcher.close()

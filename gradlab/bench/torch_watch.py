@@ -9,7 +9,7 @@ the steps between logged ones cost). One repeat times a block of BLOCK steps of 
 hits them alike; the ratio is the median over repeats of watched / plain block time. Targets (issue 16):
 every=10 adds at most 10% (ratio <= 1.10), every=1 at most 2x (ratio <= 2.0). Times are the process's CPU
 time (time.process_time: one torch thread, so the step's own work), which a busy machine inflates far less than
-the wall clock; the wall-clock ratio is printed beside it.
+the wall clock; the wall-clock ratio is printed beside it, and the load average before and after.
 """
 
 from __future__ import annotations
@@ -128,6 +128,7 @@ def run(quick: bool = False, echo: Callable[[str], None] = print) -> dict[str, d
     repeats = 5 if quick else 20
     echo(f"gradlab.torch.watch overhead: float32, 1 torch thread, {repeats} repeats of {BLOCK}-step blocks, interleaved; "
          "CPU time of the process (wall-clock ratio beside it: on a busy machine it also counts waiting for a core)")
+    echo(f"load average before: {_load()}")
     results = {}
     for name in WORKLOADS:
         r = results[name] = measure(name, repeats)
@@ -140,4 +141,16 @@ def run(quick: bool = False, echo: Callable[[str], None] = print) -> dict[str, d
             verdict = "met" if r[f"every={k} ratio"] <= limit else "not met"
             echo(f"    every={k:<3} {r[f'every={k} ms']:.2f} ms/step, {r[f'every={k} ratio']:.3f}x plain "
                  f"(wall {r[f'every={k} wall ratio']:.3f}x; target <= {limit:g}x: {verdict})")  # fmt: skip
+    echo(f"load average after: {_load()}")
     return results
+
+
+def _load() -> str:
+    """The 1, 5 and 15 minute load averages and the core count (other processes share the cores)."""
+    import os
+
+    try:
+        one, five, fifteen = os.getloadavg()
+    except OSError:
+        return "unknown"
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores"
