@@ -205,7 +205,8 @@ def engine_forward(
 
 
 def _state(a, name: str, module: nn.Module, N: int, unbatched: bool, dtype: str = "float64") -> Array | None:
-    return _per_layer(None if a is None else _array(a, name, dtype), name, module.num_layers, N, module.hidden_size, unbatched)
+    value = None if a is None else _array(a, name, dtype)
+    return _per_layer(value, name, module.num_layers, N, module.hidden_size, unbatched)
 
 
 def _one_layer(a: Array | None, L: int) -> Array | None:

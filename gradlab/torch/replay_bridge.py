@@ -6,8 +6,9 @@ per-example ||dL/dh_t|| over all steps, gradlab's da_norm of a cell layer). With
 micro-batches of one step are pooled (their batch means weighted by their sizes: the mean over every example
 of the step). The replay runs in float32 for a float32 module, else in float64 (replay_dtype); a float32
 replay whose gradients vanish toward float32's underflow (or overflow) is done again in float64, so that the
-timesteps table shows the vanishing curve float64 would. A module the replay refuses (dropout between layers in training mode, a PackedSequence) is
-named in one warning and left out of the timesteps table."""
+timesteps table shows the vanishing curve float64 would. A module the replay refuses (dropout between layers
+in training mode, a PackedSequence) is named in one warning and left out of the timesteps table. The probe's
+cell-layer statistics (probe_cells) take the states from torch's own kernel and the gates from the engine."""
 
 from __future__ import annotations
 
@@ -103,8 +104,9 @@ def _store(watcher: Any, i: int, replays: list[rp.Replay]) -> None:
         cols["dh_norm"].append(pooled([r.dh[j] for r in replays]))
         cols["dc_norm"].append(pooled([r.dc[j] for r in replays]) if replays[0].dc is not None else np.full(T, np.nan))
     n = sum(len(t) for t in cols["t"])
-    watcher._timestep_rows[i] = pd.DataFrame({**{k: np.concatenate(v) for k, v in cols.items()}, "step": np.full(n, watcher.step_index),
-                                              "dh_last_norm": np.full(n, np.nan), "jacobian_norm": np.full(n, np.nan)})  # fmt: skip
+    rows = {k: np.concatenate(v) for k, v in cols.items()}
+    rows.update(step=np.full(n, watcher.step_index), dh_last_norm=np.full(n, np.nan), jacobian_norm=np.full(n, np.nan))
+    watcher._timestep_rows[i] = pd.DataFrame(rows)
     for k, r in enumerate(watcher.rows):
         if r.module is module:
             norms = np.concatenate([np.sqrt(np.einsum("ntk,ntk->n", rep.dh[r.cell], rep.dh[r.cell])) for rep in replays])

@@ -381,7 +381,10 @@ class Watcher:
             sq = 0.0
             for p in params:
                 k = index.get(id(p))
-                n = norms[k] if k is not None else (0.0 if p.grad is None else float(torch.linalg.vector_norm(p.grad.detach())))
+                if k is not None:
+                    n = norms[k]
+                else:
+                    n = 0.0 if p.grad is None else float(torch.linalg.vector_norm(p.grad.detach()))
                 sq += n * n
             return math.sqrt(sq) / scale
 
@@ -741,7 +744,7 @@ def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Te
     after = [[w.detach() for w in ws] for ws in weights]
     flat = [t for b in before for t in b]
     if flat:
-        torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (its last use)
+        torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (last use)
     norms = _group_norms(before + after)  # one pass for both
     return np.array([_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
 
