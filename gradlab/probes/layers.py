@@ -34,7 +34,7 @@ from gradlab.probes.norms import _example_norms, _norm, _sq_norm
 SATURATION = 0.01  # a unit is saturated where phi' < SATURATION * max phi'
 
 
-def _act_moments(a: Array) -> tuple[float, float]:
+def act_moments(a: Array) -> tuple[float, float]:
     """Mean and (population, ddof = 0) standard deviation over all entries.
 
     Fast path E[a^2] - E[a]^2 in float64; where that cancels (std below 1e-4 of |mean|) or the
@@ -50,7 +50,7 @@ def _act_moments(a: Array) -> tuple[float, float]:
     return mean, math.sqrt(var)
 
 
-def _saturated_frac(act: Activation, a: Array) -> float:
+def saturated_fraction(act: Activation, a: Array) -> float:
     """Fraction of entries (units x examples [x steps]) with phi'(z) < SATURATION max phi'."""
     if act.name == "identity":
         return 0.0
@@ -95,8 +95,8 @@ def layer_stats(
                 act = model.layer(l)[2]
                 out["delta_norm"][l] = _example_norms(trace.delta[l]).mean()
                 out["da_norm"][l] = _example_norms(trace.da[l]).mean()
-                out["act_mean"][l], out["act_std"][l] = _act_moments(trace.a[l])
-                out["saturated_frac"][l] = _saturated_frac(act, trace.phi[l])
+                out["act_mean"][l], out["act_std"][l] = act_moments(trace.a[l])
+                out["saturated_frac"][l] = saturated_fraction(act, trace.phi[l])
         else:
             for j, cell in enumerate(trace.layers):
                 _cell_layer(model, cell, out, j)
@@ -104,7 +104,7 @@ def layer_stats(
             if dout is not None:
                 out["delta_norm"][readout] = out["da_norm"][readout] = _example_norms(np.asarray(dout)).mean()
             if output is not None:
-                out["act_mean"][readout], out["act_std"][readout] = _act_moments(np.asarray(output))
+                out["act_mean"][readout], out["act_std"][readout] = act_moments(np.asarray(output))
             out["saturated_frac"][readout] = 0.0  # the readout is linear
     if dead is not None:
         out["dead_frac"][:] = dead.dead_frac
@@ -126,7 +126,7 @@ def _grad_norms(model: Model, grads: Gradients) -> tuple[Array, Array]:
 def _cell_layer(model: RNN | LSTM | GRU, cell: CellTrace, out: dict[str, Array], j: int) -> None:
     """Row j of a recurrent model: cell layer j over all time steps."""
     h = cell.h
-    out["act_mean"][j], out["act_std"][j] = _act_moments(h)
+    out["act_mean"][j], out["act_std"][j] = act_moments(h)
     out["delta_norm"][j] = _example_norms(cell.dz).mean()  # the engine's dL/dz, over every step and gate
     out["da_norm"][j] = _example_norms(cell.dh).mean()  # dL/dh_t, over every step
     gated = isinstance(model, (LSTM, GRU))
@@ -134,7 +134,7 @@ def _cell_layer(model: RNN | LSTM | GRU, cell: CellTrace, out: dict[str, Array],
     N, T, H = h.shape
     chunk = max(1, _CHUNK_ENTRIES // (N * H))  # steps per chunk: the scratch stays in cache
     u = np.empty((chunk, N, H), h.dtype).swapaxes(0, 1)  # laid out as the trace is (batch-major views of time-major arrays)
-    n_sat = sum(_gates_saturated(units[:, s : s + chunk], u, acts) for s in range(0, T, chunk))
+    n_sat = sum(gates_saturated(units[:, s : s + chunk], u, acts) for s in range(0, T, chunk))
     out["saturated_frac"][j] = n_sat / units.size
 
 
@@ -142,7 +142,7 @@ _CHUNK_ENTRIES = 1 << 15  # entries per scratch array in the cells' chunked loop
 GATE_ACTIVATIONS = {LSTM: (SIGMOID, SIGMOID, TANH, SIGMOID), GRU: (SIGMOID, SIGMOID, TANH)}  # i, f, g, o; r, z, n
 
 
-def _gates_saturated(gates: Array, u: Array, acts: tuple[Activation, ...]) -> int:
+def gates_saturated(gates: Array, u: Array, acts: tuple[Activation, ...]) -> int:
     """How many of the gate units in gates (N, steps, G H) are saturated, each gate block against its own
     activation's max derivative (sigmoid' below 1% of 1/4, tanh' below 1% of 1); u is an (N, >= steps, H)
     scratch array. An RNN's h (N, steps, H) is one block, against its activation."""
@@ -176,7 +176,7 @@ def update_ratios(model: Model, before: dict[str, Array], in_place: bool = False
             for n in w_names:
                 after = model.params[n]
                 diffs.append(np.subtract(after, before[n], out=before[n] if in_place else None))
-            ratios.append(_ratio(_norm(*diffs), _norm(*(model.params[n] for n in w_names))))
+            ratios.append(safe_ratio(_norm(*diffs), _norm(*(model.params[n] for n in w_names))))
     return np.asarray(ratios, dtype=np.float64)
 
 
@@ -193,10 +193,10 @@ def update_ratios_from_norms(model: Model, update_norms: dict[str, float], param
                 continue
             num = math.sqrt(sum(update_norms[n] ** 2 for n in w_names))
             den = math.sqrt(sum(known[n] ** 2 if n in known else _sq_norm(model.params[n]) for n in w_names))
-            ratios.append(_ratio(num, den))
+            ratios.append(safe_ratio(num, den))
     return np.asarray(ratios, dtype=np.float64)
 
 
-def _ratio(num: float, den: float) -> float:
+def safe_ratio(num: float, den: float) -> float:
     """num / den; inf when den is 0 and num is not, NaN when both are."""
     return num / den if den > 0 else (math.inf if num > 0 else math.nan)

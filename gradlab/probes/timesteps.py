@@ -13,7 +13,7 @@ from gradlab.probes.jacobian import jacobian_parts, spectral_norms
 from gradlab.probes.model import Array, layer_state
 
 
-def _mean_norm(d: Array) -> Array:
+def mean_step_norms(d: Array) -> Array:
     """(N, T, H) -> (T,): the batch mean of per-example, per-step norms."""
     return np.sqrt(np.einsum("ntj,ntj->nt", d, d)).mean(axis=0)
 
@@ -61,15 +61,15 @@ def timestep_stats(
     cols: dict[str, list[Array]] = {c: [] for c in ("layer", "t", "dh_norm", "dc_norm", "dh_last_norm", "jacobian_norm")}
     with np.errstate(all="ignore"):
         for j, cell in enumerate(trace.layers):
-            dh = _mean_norm(cell.dh)
+            dh = mean_step_norms(cell.dh)
             cols["layer"].append(np.full(T, j, dtype=np.int64))
             cols["t"].append(np.arange(T, dtype=np.int64))
             cols["dh_norm"].append(dh)
-            cols["dc_norm"].append(_mean_norm(cell.dc) if cell.dc is not None else np.full(T, np.nan))
+            cols["dc_norm"].append(mean_step_norms(cell.dc) if cell.dc is not None else np.full(T, np.nan))
             if on_last:
                 cols["dh_last_norm"].append(dh.copy())
             elif last is not None:
-                cols["dh_last_norm"].append(_mean_norm(last.trace.layers[j].dh))
+                cols["dh_last_norm"].append(mean_step_norms(last.trace.layers[j].dh))
             else:
                 cols["dh_last_norm"].append(np.full(T, np.nan))
             jac = np.full(T, np.nan)

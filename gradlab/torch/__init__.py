@@ -3,9 +3,9 @@
 
     watch(model, every=10, probe=None, name="torch", optimizer=None, scaler=None, modules=(), steps=None)
         -> Watcher: a context manager; watcher.step(loss) after each optimizer step; watcher.save(DIR),
-        watcher.tables(), watcher.to_csv(path), watcher.to_tensorboard(logdir). See gradlab.torch.watch.
+        watcher.tables(), watcher.to_csv(path), watcher.to_tensorboard(logdir). See gradlab.torch.watcher.
 """
 
-from gradlab.torch.watch import Watcher, watch
+from gradlab.torch.watcher import Watcher, watch
 
 __all__ = ["Watcher", "watch"]

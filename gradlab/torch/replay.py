@@ -30,7 +30,7 @@ from torch import nn
 
 from gradlab.nn import GRU, LSTM, RNN, _checks
 from gradlab.nn.recurrent import RecurrentCache
-from gradlab.probes.timesteps import _mean_norm
+from gradlab.probes.timesteps import mean_step_norms
 from gradlab.torch.modules import RECURRENT
 
 Array = np.ndarray
@@ -267,7 +267,7 @@ def timestep_rows(replay: Replay) -> pd.DataFrame:
     frames = []
     for j, dh in enumerate(replay.dh):
         T = dh.shape[1]
-        dc = _mean_norm(replay.dc[j]) if replay.dc is not None else np.full(T, np.nan)
+        dc = mean_step_norms(replay.dc[j]) if replay.dc is not None else np.full(T, np.nan)
         frames.append(pd.DataFrame({"layer": np.full(T, j, dtype=np.int64), "t": np.arange(T, dtype=np.int64),
-                                    "dh_norm": _mean_norm(dh), "dc_norm": dc}))  # fmt: skip
+                                    "dh_norm": mean_step_norms(dh), "dc_norm": dc}))  # fmt: skip
     return pd.concat(frames, ignore_index=True)

@@ -21,8 +21,8 @@ import torch
 
 from gradlab import _process
 from gradlab.nn.sequence import project
-from gradlab.probes.layers import GATE_ACTIVATIONS, _act_moments, _gates_saturated, _saturated_frac
-from gradlab.probes.timesteps import _mean_norm
+from gradlab.probes.layers import GATE_ACTIVATIONS, act_moments, gates_saturated, saturated_fraction
+from gradlab.probes.timesteps import mean_step_norms
 from gradlab.torch import replay as rp
 
 
@@ -90,11 +90,11 @@ def float32_safe(r: rp.Replay) -> bool:
 
 def _store(watcher: Any, i: int, replays: list[rp.Replay]) -> None:
     """The step's timesteps rows of row i's module (pooled over micro-batches) and its cell layers' da_norm.
-    The rows are replay.timestep_rows' (the batch means of per-example norms, _mean_norm), built as arrays
+    The rows are replay.timestep_rows' (the batch means of per-example norms, mean_step_norms), built as arrays
     and made a frame once (a frame per layer and replay cost more than the norms)."""
     module = watcher.rows[i].module
     sizes = np.array([r.dh[0].shape[0] for r in replays], dtype=np.float64)
-    pooled = lambda arrays: sum(w * _mean_norm(a) for w, a in zip(sizes, arrays)) / sizes.sum()  # noqa: E731
+    pooled = lambda arrays: sum(w * mean_step_norms(a) for w, a in zip(sizes, arrays)) / sizes.sum()  # noqa: E731
     first = min(k for k, r in enumerate(watcher.rows) if r.module is module)
     cols: dict[str, list[np.ndarray]] = {"layer": [], "t": [], "dh_norm": [], "dc_norm": []}
     for j in range(len(replays[0].dh)):
@@ -156,13 +156,13 @@ def probe_cells(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch
     with np.errstate(all="ignore"), _process.single_threaded():
         for j, (inp, h0, hs) in enumerate(layer_states(module, x, hx, output, twins)):
             h = hs.detach().cpu().to(getattr(torch, dtype)).numpy()  # (N, T, H)
-            mean, std = _act_moments(h.astype(np.float64))  # the float64 fast path of _act_moments
+            mean, std = act_moments(h.astype(np.float64))  # the float64 fast path of act_moments
             dead = ~np.any(h.reshape(-1, h.shape[-1]) != 0, axis=0)
             if kind == "rnn":
-                sat = _saturated_frac(model.act, h)
+                sat = saturated_fraction(model.act, h)
             else:
                 gates = _all_gates(model, kind, j, rp._array(inp, "inputs", dtype), rp._array(h0, "hx", dtype), h)
-                sat = _gates_saturated(gates, np.empty(h.shape, h.dtype), GATE_ACTIVATIONS[type(model)]) / gates.size
+                sat = gates_saturated(gates, np.empty(h.shape, h.dtype), GATE_ACTIVATIONS[type(model)]) / gates.size
             out.append({"act_mean": mean, "act_std": std, "dead": dead, "saturated_frac": float(sat)})
     return out
 

@@ -83,7 +83,7 @@ from gradlab import schema
 from gradlab.diagnose import diagnose
 from gradlab.probes import DEFAULT_PROBE_SIZE, is_collapsed, layers_frame, should_log, step_record, steps_frame
 from gradlab.probes.frames import COLUMNS, empty_frames
-from gradlab.probes.layers import _act_moments, _ratio, _saturated_frac
+from gradlab.probes.layers import act_moments, safe_ratio, saturated_fraction
 from gradlab.sweep.store import Store
 from gradlab.torch import modules as mods
 from gradlab.torch import replay_bridge, theory
@@ -533,11 +533,11 @@ class Watcher:
         k = index.get(i)
         a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
         act = mods.gradlab_activation(calls[k][0] if k is not None else None)
-        arr = a.detach().cpu().numpy().astype(np.float64)  # the float64 fast path of _act_moments
-        mean, std = _act_moments(arr)
+        arr = a.detach().cpu().numpy().astype(np.float64)  # the float64 fast path of act_moments
+        mean, std = act_moments(arr)
         with np.errstate(all="ignore"):
             dead = ~np.any(arr.reshape(-1, arr.shape[-1]) != 0, axis=0)
-            saturated = _saturated_frac(act, arr) if act is not None else math.nan
+            saturated = saturated_fraction(act, arr) if act is not None else math.nan
         return {"act_mean": mean, "act_std": std, "dead": dead, "saturated_frac": saturated}
 
     # ---- the rows of a logged step ---------------------------------------------------------------
@@ -746,7 +746,7 @@ def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Te
     if flat:
         torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (last use)
     norms = _group_norms(before + after)  # one pass for both
-    return np.array([_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
+    return np.array([safe_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
 
 
 def _width(rows: list[Row]) -> int | None:
