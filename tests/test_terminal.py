@@ -4,6 +4,7 @@ in phases on a terminal, silent when piped or --quiet."""
 
 import io
 import re
+import sys
 import types
 from pathlib import Path
 
@@ -358,3 +359,38 @@ def test_a_coloured_table_has_the_plain_tables_layout():
 def test_colour_only_on_a_terminal_without_no_color(monkeypatch, tty, no_color, want):
     monkeypatch.setenv("NO_COLOR", no_color)
     assert terminal.colour(FakeTTY() if tty else io.StringIO()) is want
+
+
+def _fake_widgets(monkeypatch, shown: list) -> None:
+    """ipywidgets.Output and IPython.display.display as rich's Jupyter display uses them; what is
+    displayed is appended to shown."""
+
+    class Output:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def clear_output(self, wait=False):
+            pass
+
+    widgets, ipython, display = (types.ModuleType(n) for n in ("ipywidgets", "IPython", "IPython.display"))
+    widgets.Output, display.display, ipython.display = Output, shown.append, display
+    for name, module in (("ipywidgets", widgets), ("IPython", ipython), ("IPython.display", display)):
+        monkeypatch.setitem(sys.modules, name, module)
+
+
+def test_in_a_notebook_the_phases_are_drawn_through_ipywidgets_and_not_at_all_without_them(monkeypatch):
+    console = Console(file=io.StringIO(), force_jupyter=True, width=80, color_system=None)
+    monkeypatch.setitem(sys.modules, "ipywidgets", None)  # not installed: rich would warn at every refresh
+    assert not progress.Phases(console=console).enabled, "drawn in a notebook without ipywidgets"
+    shown: list = []
+    _fake_widgets(monkeypatch, shown)
+    with progress.Phases(console=console) as bar:
+        bar.phase("runs", total=2)
+        bar.advance()
+        bar.advance()
+        bar.phase("consolidating")
+    texts = [x.text for x in shown if hasattr(x, "text")]
+    assert any("runs" in t and "2/2" in t and "consolidating" in t for t in texts), texts

@@ -1,5 +1,6 @@
 """Progress on stderr in phases: the runs (done/total, failures, ETA), then consolidating, drawing figures,
-writing the report; drawn by rich.progress, only when stderr is a terminal.
+writing the report; drawn by rich.progress, only when stderr is a terminal or in a Jupyter notebook (with
+ipywidgets, through which rich draws there).
 
     with Phases() as bar:
         bar.phase("runs", total=len(todo))
@@ -43,7 +44,7 @@ class Phases:
 
     def __init__(self, enabled: bool = True, console: Console | None = None) -> None:
         self.console = console if console is not None else _stderr_console()
-        self.enabled = enabled and self.console.is_terminal
+        self.enabled = enabled and (self.console.is_terminal or (self.console.is_jupyter and _widgets()))
         self._depth = 0
         self._task: TaskID | None = None
         self._failed = 0
@@ -95,6 +96,17 @@ class Phases:
         total = task.total if task.total is not None else 1
         self._bar.update(self._task, total=total, completed=total, detail=task.fields["detail"] and self._detail(int(total), total))
         self._task = None
+
+
+def _widgets() -> bool:
+    """Whether a notebook can show the display: rich draws it in Jupyter through ipywidgets (without
+    them it would warn at every refresh, so the display stays off)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython.display import display  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def _stderr_console() -> Console:
