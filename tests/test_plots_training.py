@@ -569,3 +569,18 @@ def test_loss_curves_panels_of_different_lengths_keep_their_own_x_range():
     panels = by_title(one(loss_curves.draw(tables(runs, steps, []), by="activation")))
     assert sorted(panels) == ["depth=2, steps=3", "depth=4, steps=100"]
     assert panels["depth=2, steps=3"].get_xlim()[1] < 10 < 90 < panels["depth=4, steps=100"].get_xlim()[1]
+
+
+def test_shared_names_a_data_file_by_its_name_loss_and_short_hash_and_a_schedule_with_its_own_fields():
+    from gradlab.plots import split
+
+    digest = "8d9210216e8cfb86d3b336336ad687b034655d981cf01f433192b438159c0524"
+    file_run = dict(task="file", data_path="/data/rings.npz", data_sha256=digest, task_loss="cross_entropy")
+    runs = pd.DataFrame([run_row(f"r{i}", schedule="cosine", min_lr=1e-4, warmup_steps=100, decay=0.1,
+                                 decay_every=100, seed=i, **file_run) for i in range(2)])  # fmt: skip
+    text = split.shared(runs)
+    assert "file rings.npz (cross_entropy), sha256 8d9210216e8c," in text and digest not in text, text
+    assert "cosine schedule (min_lr 0.0001)" in text and "warmup_steps" not in text and "decay" not in text, text
+    assert "sha256" not in split.shared(runs, brief=True) and "/data/" not in text, text
+    runs.loc[1, "schedule"] = "warmup"  # schedules differ: no schedule in the shared text, whose fields are n/a
+    assert "schedule" not in split.shared(runs), split.shared(runs)

@@ -29,6 +29,7 @@ import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -385,6 +386,11 @@ def name_of(name: str, math: bool = False) -> str:
     return pair[int(math)] if pair else name
 
 
+# each lr schedule's own parameters (runs-table names), from the schema's rule of which apply (constant: none)
+SCHEDULE_FIELDS = {name: tuple(column(f) for f in IRRELEVANT["train.schedule"]["constant"] if f not in off)
+                   for name, off in IRRELEVANT["train.schedule"].items()}  # fmt: skip
+
+
 def shared(runs: pd.DataFrame, skip: Iterable[str] = (), math: bool = False, brief: bool = False) -> str:
     """The fields every run shares, in words: 'MLP, depth 50, width 32, relu, init he_normal,
     teacher_student, sgd lr 0.01, no clipping, 200 steps'. The main fields always; any other config field
@@ -442,7 +448,13 @@ def shared(runs: pd.DataFrame, skip: Iterable[str] = (), math: bool = False, bri
         take("recurrent_init")
     if not any(str(one.get(k)) == "mean_field" for k in ("init", "recurrent_init")):
         take("sigma_w2", "sigma_b2")  # they mean nothing without the mean-field init
-    if "task" in one:
+    if one.get("task") == "file":  # the file's name, its loss, its content hash (as git abbreviates one)
+        text = "file" + (f" {Path(str(one['data_path'])).name}" if "data_path" in one else "")
+        text += f" ({one['task_loss']})" if "task_loss" in one else ""
+        text += f", sha256 {str(one['data_sha256'])[:12]}" if "data_sha256" in one and not brief else ""
+        parts.append(text)
+        take("task", "data_path", "data_sha256", "task_loss")
+    if "task" in one and one["task"] != "file":
         text = str(one["task"])
         if "T" in one and runs.get("model", pd.Series(dtype=object)).isin(["rnn", "lstm", "gru"]).all():
             text += f" {name_of('T', math)} = {fmt(one['T'])}"
@@ -456,6 +468,11 @@ def shared(runs: pd.DataFrame, skip: Iterable[str] = (), math: bool = False, bri
             text += f" (momentum {fmt(one['momentum'])})"
         parts.append(text)
     take("optimizer", "lr", "momentum")
+    if one.get("schedule") in SCHEDULE_FIELDS:  # a shared schedule with its own parameters (none: constant)
+        own = SCHEDULE_FIELDS[one["schedule"]]
+        parts.append(f"{one['schedule']} schedule" + (" (" + ", ".join(f"{f} {fmt(one[f])}" for f in own if f in one) + ")"
+                                                       if own else ""))  # fmt: skip
+        take("schedule", *(f for fs in SCHEDULE_FIELDS.values() for f in fs))
     if "clip_mode" in one:
         if one["clip_mode"] == "none":
             parts.append("no clipping")
