@@ -582,5 +582,7 @@ def test_shared_names_a_data_file_by_its_name_loss_and_short_hash_and_a_schedule
     assert "file rings.npz (cross_entropy), sha256 8d9210216e8c," in text and digest not in text, text
     assert "cosine schedule (min_lr 0.0001)" in text and "warmup_steps" not in text and "decay" not in text, text
     assert "sha256" not in split.shared(runs, brief=True) and "/data/" not in text, text
-    runs.loc[1, "schedule"] = "warmup"  # schedules differ: no schedule in the shared text, whose fields are n/a
-    assert "schedule" not in split.shared(runs), split.shared(runs)
+    runs.loc[1, ["schedule", "warmup_steps"]] = ["warmup", 50]  # they differ: each with its own parameters
+    assert "cosine (min_lr 0.0001), warmup (warmup_steps 50)," in split.shared(runs), split.shared(runs)
+    runs["schedule"] = "constant"  # the default is not written out
+    assert "schedule" not in split.shared(runs) and "min_lr" not in split.shared(runs), split.shared(runs)

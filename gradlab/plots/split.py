@@ -391,6 +391,23 @@ SCHEDULE_FIELDS = {name: tuple(column(f) for f in IRRELEVANT["train.schedule"]["
                    for name, off in IRRELEVANT["train.schedule"].items()}  # fmt: skip
 
 
+def _schedules(table: pd.DataFrame, one: dict[str, Any]) -> list[str]:
+    """The lr schedules in words, each with its own parameters where its runs share them: 'cosine schedule
+    (min_lr 0.0001)' when every run has it, 'cosine (min_lr 0.0001), warmup (warmup_steps 50)' when the
+    schedules differ (those without parameters are named by the panels); nothing for constant alone."""
+    if "schedule" not in table.columns or one.get("schedule") == "constant":
+        return []
+    texts = []
+    for name in sorted(set(table["schedule"]) - {NA}):
+        rows = table[table["schedule"] == name]
+        values = {f: set(rows[f]) - {NA} for f in SCHEDULE_FIELDS.get(name, ()) if f in rows}
+        own = ", ".join(f"{f} {fmt(next(iter(v)))}" for f, v in values.items() if len(v) == 1)
+        label = f"{name} schedule" if "schedule" in one else name
+        if own or "schedule" in one:
+            texts.append(label + (f" ({own})" if own else ""))
+    return texts
+
+
 def shared(runs: pd.DataFrame, skip: Iterable[str] = (), math: bool = False, brief: bool = False) -> str:
     """The fields every run shares, in words: 'MLP, depth 50, width 32, relu, init he_normal,
     teacher_student, sgd lr 0.01, no clipping, 200 steps'. The main fields always; any other config field
@@ -468,11 +485,8 @@ def shared(runs: pd.DataFrame, skip: Iterable[str] = (), math: bool = False, bri
             text += f" (momentum {fmt(one['momentum'])})"
         parts.append(text)
     take("optimizer", "lr", "momentum")
-    if one.get("schedule") in SCHEDULE_FIELDS:  # a shared schedule with its own parameters (none: constant)
-        own = SCHEDULE_FIELDS[one["schedule"]]
-        parts.append(f"{one['schedule']} schedule" + (" (" + ", ".join(f"{f} {fmt(one[f])}" for f in own if f in one) + ")"
-                                                       if own else ""))  # fmt: skip
-        take("schedule", *(f for fs in SCHEDULE_FIELDS.values() for f in fs))
+    parts += _schedules(table, one)
+    take("schedule", *(f for fs in SCHEDULE_FIELDS.values() for f in fs))
     if "clip_mode" in one:
         if one["clip_mode"] == "none":
             parts.append("no clipping")
