@@ -115,6 +115,30 @@ def test_backward_states_against_central_differences(kind, activation, layers):
             assert_rel(one(model, numeric), d, gradcheck.TOLERANCE, f"{label} d/d{name}")
 
 
+@pytest.mark.parametrize("reference", [False, True])
+@pytest.mark.parametrize("layers", [1, 2])
+@pytest.mark.parametrize("kind,activation", CASES)
+def test_backward_states_without_weight_grads_gives_the_same_states(kind, activation, layers, reference):
+    """weight_grads=False (what the torch watcher's replay asks for) forms no parameter's gradient and leaves
+    every dL/dh_t, dL/dc_t of the trace, dx and dh0 / dc0 bit for bit as with them."""
+    model = build(kind, activation, layers=layers, sizes=SIZES, reference=reference, seed=11)
+    x = draw_x(model, SIZES, seed=12)
+    h0, c0, dh, dh_n, dc_n = draw_states(model, seed=13)
+    runs = []
+    for weight_grads in (True, False):
+        _, cache = model.forward(x, trace=True, **states(model, h0, c0))
+        runs.append(model.backward_states(dh, cache, dh_n=one(model, dh_n), dc_n=one(model, dc_n), weight_grads=weight_grads))
+    full, lean = runs
+    assert lean.params == {}, f"weight_grads=False should form no parameter gradient, got {sorted(lean.params)}"
+    for name in ("dx", "dh0", "dc0"):
+        a, b = getattr(full, name), getattr(lean, name)
+        assert (a is None and b is None) or np.array_equal(a, b), f"{kind} layers={layers}: {name} differs without weight grads"
+    for j, (a, b) in enumerate(zip(full.trace.layers, lean.trace.layers)):
+        for field in ("h", "dh", "dz", "c", "dc"):
+            u, v = getattr(a, field), getattr(b, field)
+            assert (u is None and v is None) or np.array_equal(u, v), f"{kind} layer {j}: trace.{field} differs without weight grads"
+
+
 def test_backward_states_rejects_bad_shapes_and_a_cell_state_it_does_not_have():
     model = build("rnn", layers=2, sizes=SIZES)
     N, T, _, H = SIZES

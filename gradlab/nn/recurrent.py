@@ -142,13 +142,14 @@ class Recurrent:
 
     def backward_states(
         self, dh: Array | None, cache: RecurrentCache, dh_n: Array | None = None, dc_n: Array | None = None,
-        input_grad: bool = True,
+        input_grad: bool = True, weight_grads: bool = True,
     ) -> Gradients:  # fmt: skip
         """BPTT from gradients on the cells' states instead of on the readout's output, as a torch nn.RNN /
         nn.LSTM / nn.GRU receives them: dh (..., N, T, H) = dL/dh_t of the top layer from outside the
         recurrence (the gradient of its output sequence), dh_n and dc_n (LSTM) (layers, ..., N, H) (or
         (..., N, H) for one layer) = dL/dh_T, dL/dc_T of every layer from outside (of h_n, c_n); None: 0.
-        -> Gradients as backward's, the readout's gradients 0 (the loss does not reach it)."""
+        -> Gradients as backward's, the readout's gradients 0 (the loss does not reach it); weight_grads=False
+        leaves out every parameter's gradient (params empty), when only dL/dh_t (the trace) is wanted."""
         L, top = self.num_layers, cache.layers[-1]
         *_, T1, N, H = top.hs.shape
         if dh is not None:
@@ -160,16 +161,17 @@ class Recurrent:
             raise ValueError(f"dc_n is a gradient on the LSTM's cell state; the {type(self).__name__} has none")
         dh_last = sequence.initial_states(dh_n, "dh_n", L, self.lead, N, H, self.dtype) if dh_n is not None else [None] * L
         dc_last = sequence.initial_states(dc_n, "dc_n", L, self.lead, N, H, self.dtype) if dc_n is not None else [None] * L
-        grads = {name: np.zeros_like(self.params[name]) for name in ("readout.weight", "readout.bias")}
+        grads = {name: np.zeros_like(self.params[name]) for name in ("readout.weight", "readout.bias")} if weight_grads else None
         return self._backward_cells(cache, grads, dh, dh_last, dc_last, input_grad)
 
     def _backward_cells(
-        self, cache: RecurrentCache, grads: dict[str, Array], dh_above: Array | None, dh_last: list[Array | None],
+        self, cache: RecurrentCache, grads: dict[str, Array] | None, dh_above: Array | None, dh_last: list[Array | None],
         dc_last: list[Array | None], input_grad: bool,
     ) -> Gradients:  # fmt: skip
         """The cells' BPTT, top layer down, from dh_above (..., T, N, H) (the top layer's gradient from outside
         its recurrence at every step, or None) and per layer j dh_last[j], dc_last[j] (..., N, H) (from outside
-        at the last step, or None); grads holds the readout's gradients and receives the cells'."""
+        at the last step, or None); grads holds the readout's gradients and receives the cells' (None: no
+        parameter's gradient is formed, and the Gradients' params are empty)."""
         p, L = self.params, self.num_layers
         traces, dh0, dc0 = [None] * L, [None] * L, [None] * L
         with np.errstate(all="ignore"):
@@ -178,7 +180,8 @@ class Recurrent:
                 with _process.single_threaded():
                     back = self._layer_backward(j, fwd, dh_above, dh_last[j], cache.trace, dc_last[j])
                 with _process.threads_for(back.dxw.size * max(self.hidden_size, cache.inputs[j].shape[-1])):
-                    self._weight_grads(j, back, cache.inputs[j], fwd.hs, grads)
+                    if grads is not None:
+                        self._weight_grads(j, back, cache.inputs[j], fwd.hs, grads)
                     if j > 0 or input_grad:  # dL/d(layer j's input) = W_ih^T dL/dxw_t, all steps at once
                         dh_above = sequence.back_project(back.dxw, self.p("weight_ih", j))
                 dh0[j], dc0[j] = back.dh0, back.dc0
@@ -187,7 +190,7 @@ class Recurrent:
         dx = dh_above.swapaxes(-3, -2) if input_grad else None
         one = L == 1
         return Gradients(
-            {name: grads[name] for name in p}, dx,
+            {} if grads is None else {name: grads[name] for name in p}, dx,
             dh0=dh0[0] if one else np.stack(dh0), dc0=(dc0[0] if one else np.stack(dc0)) if self.cell_state else None,
             trace=SequenceTrace(traces) if cache.trace else None,
         )  # fmt: skip

@@ -46,7 +46,7 @@ class Replay:
     (N, T, H): h[j] the states h_1..h_T, dh[j] = dL/dh_t (the total, through the recurrence); for the LSTM c[j] the cell
     states and dc[j] = dL/dc_t (None otherwise). dh0, dc0 (layers, N, H): dL/d(initial state). weight_grads:
     dL/d(parameter) by the module's own parameter names (a merged RNN/LSTM bias's gradient under both
-    bias_ih and bias_hh), to compare with the module's .grad."""
+    bias_ih and bias_hh), to compare with the module's .grad; empty when the replay was asked for none."""
 
     kind: str
     h: list[Array]
@@ -216,7 +216,7 @@ def _one_layer(a: Array | None, L: int) -> Array | None:
 
 def recurrent(
     module: nn.Module, inputs: Tensor, hx: Tensor | tuple[Tensor, Tensor] | None, grad_output: Tensor | None,
-    grad_hn: Tensor | None = None, grad_cn: Tensor | None = None, dtype: str = "float64",
+    grad_hn: Tensor | None = None, grad_cn: Tensor | None = None, dtype: str = "float64", weight_grads: bool = True,
 ) -> Replay:  # fmt: skip
     """Replay one batch of `module` (nn.RNN / nn.LSTM / nn.GRU) and return the exact dL/dh_t (dL/dc_t) of
     every cell layer and step, dL/dh_t = g_t + (dh_(t+1)/dh_t)^T dL/dh_(t+1) (g_t: from outside the layer's
@@ -228,7 +228,8 @@ def recurrent(
     (num_layers, N, H), None when h_n / c_n are unused. Tensors or arrays, any float dtype. dtype: the
     replay's arithmetic, float64 (default) or float32 (for a float32 module: torch's own gradients are
     float32, so float64 arithmetic would add digits its inputs do not have, and a gradient below float32's
-    range, 1e-38, is 0 as in torch's own backward); the returned arrays are float64 either way."""
+    range, 1e-38, is 0 as in torch's own backward); the returned arrays are float64 either way. weight_grads=False
+    skips the parameters' gradients (Replay.weight_grads empty): the watcher reads only dL/dh_t and dL/dc_t."""
     if grad_cn is not None and kind_of(module) != "lstm":
         raise ValueError(f"grad_cn is the gradient of the LSTM's c_n; an nn.{type(module).__name__} has no cell state")
     run = engine_forward(module, inputs, hx, trace=True, dtype=check_dtype(dtype))
@@ -237,7 +238,7 @@ def recurrent(
     dh = _batch_major(dh, "grad_output", (N, T, H), module.batch_first, run.unbatched)
     dh_n, dc_n = (_one_layer(_state(g, name, module, N, run.unbatched, dtype), L)
                   for g, name in ((grad_hn, "grad_hn"), (grad_cn, "grad_cn")))  # fmt: skip
-    grads = run.model.backward_states(dh, run.cache, dh_n=dh_n, dc_n=dc_n, input_grad=False)
+    grads = run.model.backward_states(dh, run.cache, dh_n=dh_n, dc_n=dc_n, input_grad=False, weight_grads=weight_grads)
     return _replay(run.kind, run.model, grads, module)
 
 
@@ -246,7 +247,7 @@ def _replay(kind: str, model: RNN | LSTM | GRU, grads, module: nn.Module) -> Rep
     lstm = kind == "lstm"
     wide = lambda a: np.ascontiguousarray(a, dtype=np.float64)  # noqa: E731  float64 whatever the arithmetic
     stack = lambda a: wide(a if a.ndim == 3 else a[None])  # noqa: E731  one layer's (N, H) -> (1, N, H)
-    rnn_state, _ = model.torch_state(grads.params, grad=True)
+    rnn_state = model.torch_state(grads.params, grad=True)[0] if grads.params else {}
     names = {name for name, _ in module.named_parameters()}
     return Replay(
         kind,

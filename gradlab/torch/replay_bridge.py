@@ -74,7 +74,7 @@ def _replayed(module, e: dict, scale: float, dtype: str) -> rp.Replay:
     g = e["grads"]
     div = lambda t: None if t is None else t.to(getattr(torch, dtype)) / scale  # noqa: E731
     return rp.recurrent(module, e["x"], e["hx"], div(g.get("output")), grad_hn=div(g.get("h_n")), grad_cn=div(g.get("c_n")),
-                        dtype=dtype)  # fmt: skip
+                        dtype=dtype, weight_grads=False)  # fmt: skip  (the watcher reads dL/dh_t, dL/dc_t only)
 
 
 def float32_safe(r: rp.Replay) -> bool:
