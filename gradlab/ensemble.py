@@ -47,14 +47,11 @@ Result = tuple[dict[str, Any], dict[str, pd.DataFrame]]
 
 
 def supported(config: Config) -> bool:
-    """Whether run_ensemble trains this config as a member bit for bit: in float64, an MLP, or an RNN, LSTM
-    or GRU whose task puts the loss on the last step (with the loss on every step the probes' extra
-    backward of the last step's loss needs the run's own forward cache). float32 runs run alone: their
-    gradient norm (np.vdot, BLAS sdot) was measured to differ in its last bits between a member's slice
-    and the same numbers in an array of their own."""
-    if config["train.dtype"] != "float64":
-        return False
-    return config["model.kind"] == "mlp" or tasks.TASKS[config["task.name"]].output == "last"
+    """Whether run_ensemble trains this config as a member bit for bit: every float64 run (an MLP, or an RNN,
+    LSTM or GRU with the loss on the last step or on every step). float32 runs run alone: their gradient
+    norm (np.vdot, BLAS sdot) was measured to differ in its last bits between a member's slice and the same
+    numbers in an array of their own."""
+    return config["train.dtype"] == "float64"
 
 
 @dataclass
@@ -126,8 +123,7 @@ def run_ensemble(configs: list[Config], run_ids: list[str]) -> list[Result]:
     train.run(configs[r], run_ids[r]) returns, bit for bit (wall_s aside)."""
     first = configs[0]
     if not all(supported(c) for c in configs):
-        raise ValueError("run_ensemble trains float64 MLPs, and RNNs, LSTMs and GRUs with the loss on the last step; "
-                         f"got {sorted({(c['model.kind'], c['task.name'], c['train.dtype']) for c in configs})}")
+        raise ValueError(f"run_ensemble trains float64 runs; got {sorted({(c['model.kind'], c['task.name'], c['train.dtype']) for c in configs})}")
     task = train.build_task(first)
     solos = [train.build_model(c, task) for c in configs]  # sizes and output: the same for every member's task
     weight_hh = [m.params["weight_hh"].copy() if "weight_hh" in m.params else None for m in solos]
@@ -201,8 +197,9 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
         for r in live:
             loss[r], dout[r] = loss_fn(out[r], y[r])
         grads = model.backward(dout, cache, input_grad=False)
+        last = _last_step_backward(model, cache, dout) if any(logged.values()) else None
         optimizer.lr = lr = np.array([m.rate(step) for m in members])  # each member's scheduled lr of the step
-        updated = _member_steps(members, live, logged, step, grads, out, dout, loss, lr)
+        updated = _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last)
         stopped = [r for r in range(len(members)) if r not in updated]
         saved = {name: p[stopped].copy() for name, p in model.params.items()} if stopped else {}
         for g in grads.params.values():
@@ -216,16 +213,25 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
             m.done = step == m.steps - 1
 
 
-def _member_steps(members, live, logged, step, grads, out, dout, loss, lr) -> dict[int, tuple[float, float]]:
+def _last_step_backward(model: Model, cache, dout: np.ndarray) -> Gradients | None:
+    """With the loss on every step, the backward of the last step's loss alone through the traced forward
+    (for the probes' dh_last_norm), for every member at once, as the Recorder takes it alone; else None."""
+    if getattr(model, "output", "last") != "all":
+        return None
+    return model.backward(probes.last_step_dout(dout), cache, input_grad=False)
+
+
+def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=None) -> dict[int, tuple[float, float]]:
     """Per live member: its probes of the backward, its clipping and its divergence check, as train.run
-    does them. Returns {member: (norm, clipped norm)} of the members the optimizer then updates; a member
-    that diverged records its last row here and is done."""
+    does them (last: _last_step_backward's Gradients, or None). Returns {member: (norm, clipped norm)} of the
+    members the optimizer then updates; a member that diverged records its last row here and is done."""
     updated = {}
     for r in live:
         m = members[r]
         member_grads = Gradients({name: g[r] for name, g in grads.params.items()}, trace=member_trace(grads.trace, r))
         if logged[r]:
-            m.recorder.record_backward(step, member_grads, dout=dout[r], output=out[r])
+            member_last = None if last is None else Gradients({}, trace=member_trace(last.trace, r))
+            m.recorder.record_backward(step, member_grads, dout=dout[r], output=out[r], last=member_last)
         norm, clipped_norm = clip.clip(member_grads.params, m.config["train.clip_mode"], m.config["train.clip"])
         if not (math.isfinite(loss[r]) and math.isfinite(norm)):  # overflow: stop, keep what was logged
             m.status, m.diverged_step, m.done = "diverged", step, True

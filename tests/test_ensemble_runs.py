@@ -196,9 +196,22 @@ def test_runs_that_differ_in_shape_or_code_do_not(field, values):
     assert all(len({c[f"{k}"] for c in g}) == 1 for g in groups.group(configs) for k in groups.SHAPE_FIELDS)
 
 
-def test_float32_runs_a_loss_on_every_step_and_no_ensemble_run_alone():
-    rnn = grid({"seed": [0, 1, 2]}, {"model": {"kind": "rnn", "width": 4}, "task": {"name": "copy_memory", "T": 10}})
-    assert [len(g) for g in groups.group(rnn)] == [1, 1, 1]
+@pytest.mark.parametrize("kind, model", [("rnn", {"activation": "tanh"}), ("lstm", {"layers": 2}), ("gru", {})])
+def test_members_with_the_loss_on_every_step_equal_their_runs_alone(kind, model):
+    """copy_memory puts a loss on every step: the probes' dh_last_norm then comes from a second backward, of
+    the last step's loss alone, which the ensemble takes for all members at once."""
+    base = {"model": {"kind": kind, "width": 5, **model}, "task": {"name": "copy_memory", "T": 9},
+            "train": {"steps": 12, "batch": 4, "log_every": 5, "probe_size": 16, "clip_mode": "norm", "jacobian": True}}
+    configs = grid({"seed": [0, 1], "clip": [0.1, 10.0]}, base)
+    assert [len(g) for g in groups.group(configs)] == [4]
+    results = check_against_alone(configs)
+    for _, tables in results:
+        ts = tables["timesteps"]
+        assert ts["dh_last_norm"].notna().all() and not ts["dh_last_norm"].equals(ts["dh_norm"]), \
+            "dh_last_norm should be measured, and differ from dh_norm with a loss on every step"
+
+
+def test_float32_runs_and_no_ensemble_run_alone():
     single = grid({"seed": [0, 1, 2]}, {**BASE, "train": {**BASE["train"], "dtype": "float32"}})
     assert [len(g) for g in groups.group(single)] == [1, 1, 1]
     assert [len(g) for g in groups.group(grid({"seed": [0, 1, 2]}), enabled=False)] == [1, 1, 1]

@@ -108,18 +108,18 @@ class Recorder:
 
     def record_backward(
         self, step: int, grads: Gradients, *, dout: Array | None = None, output: Array | None = None,
-        c0: Array | None = None, h0: Array | None = None, cache: object | None = None,
+        c0: Array | None = None, h0: Array | None = None, cache: object | None = None, last: Gradients | None = None,
     ) -> None:
         """Layer and time-step stats of a logged step, the dead-unit probe and a weight snapshot;
         call after the backward, before clipping and the optimizer step. cache: the traced forward's
-        cache, for the last step's loss alone (loss on every step; see the class docstring)."""
+        cache, for the last step's loss alone (loss on every step; see the class docstring); or `last`,
+        that backward already taken (an ensemble takes it for all its members at once)."""
         self._collect()
         report = None
         if self.dead is not None and should_log(step, self.dead_every, self.last_step):
             report = self.dead.update(step, self.model)
         norms = _grad_norms(self.model, grads)  # now: clipping rescales the gradients in place next
-        last = None
-        if self.sequence and self.model.output == "all" and cache is not None and dout is not None:
+        if last is None and self.sequence and self.model.output == "all" and cache is not None and dout is not None:
             last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
         traced = Gradients({}, trace=grads.trace)  # what the columns read: the gradients themselves are not kept
         layers = lambda: layer_stats(self.model, traced, dead=report, dout=dout, output=output, grad_norms=norms)  # noqa: E731

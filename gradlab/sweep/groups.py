@@ -2,8 +2,7 @@
 
 Runs may share an ensemble when they differ only in the fields gradlab.schema.ENSEMBLE_FIELDS names
 (seed, lr, momentum, clipping, init kind and scales, steps, what is logged, the part) and the ensemble
-trains their model (gradlab.ensemble.supported: float64 MLPs, and RNNs, LSTMs and GRUs with the loss on
-the last step). A group is split into chunks of at most
+trains their model (gradlab.ensemble.supported: every float64 run). A group is split into chunks of at most
 `chunk_size` members (memory: CHUNK_BYTES per chunk; speed: MAX_MEMBERS, beyond which the
 per-member work the ensemble does member by member dominates) and, for a pool of workers, into enough
 chunks that every worker has work. Work items (chunks, and runs alone) go out largest first by their
