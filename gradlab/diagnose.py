@@ -56,6 +56,7 @@ bound; layer 0's W_hh) when the facts carry weight_hh.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,13 +171,22 @@ def fit_factor(values: np.ndarray, positions: np.ndarray) -> tuple[float, int]:
     return float(math.exp(-theory.log_slope(values[ok], positions[ok]))), int(ok.sum())
 
 
-def _fits(table: pd.DataFrame, pos: str, value: str, keep, min_points: int) -> dict[str, float]:
-    """Per logged step: the fitted factor, the span, the measured first/last ratio and zero count;
-    the medians over steps."""
+def _by_step(table: pd.DataFrame, pos: str, value: str, keep: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """(value, pos) of the kept rows of each logged step, in step order, each sorted by pos (arrays, not
+    a groupby of frames: a sweep diagnoses every run, and pandas' per-group work was most of it)."""
+    step = table["step"].to_numpy()[keep]
+    x, v = table[pos].to_numpy(np.float64)[keep], table[value].to_numpy(np.float64)[keep]
+    order = np.lexsort((x, step))  # by step, then by position
+    step, x, v = step[order], x[order], v[order]
+    cuts = np.flatnonzero(step[1:] != step[:-1]) + 1
+    return zip(np.split(v, cuts), np.split(x, cuts)) if len(step) else iter(())
+
+
+def _fits(table: pd.DataFrame, pos: str, value: str, keep: np.ndarray, min_points: int) -> dict[str, float]:
+    """Per logged step, over the rows `keep` (a boolean mask of the table's): the fitted factor, the span,
+    the measured first/last ratio and zero count; the medians over steps."""
     logf, ratios, spans, points, zeros = [], [], [], [], 0
-    for _, g in table.groupby("step", sort=True):
-        g = g[keep(g)].sort_values(pos)
-        v, x = g[value].to_numpy(np.float64), g[pos].to_numpy(np.float64)
+    for v, x in _by_step(table, pos, value, np.asarray(keep, dtype=bool)):
         fac, n = fit_factor(v, x)
         ok = np.isfinite(v) & (v > 0)
         zeros = max(zeros, int(np.count_nonzero(v == 0)) if ok.any() else 0)
@@ -248,15 +258,15 @@ def _first_nonfinite(steps: pd.DataFrame | None, layers: pd.DataFrame | None) ->
     found: list[tuple[int, str]] = []
     if steps is not None and len(steps):
         for col in ("loss", "grad_norm"):
-            bad = steps[~np.isfinite(steps[col].to_numpy(np.float64))]
-            if len(bad):
-                row = bad.sort_values("step").iloc[0]
+            mask = ~np.isfinite(steps[col].to_numpy(np.float64))
+            if mask.any():  # (a mask first: selecting rows of a frame costs more than the check)
+                row = steps[mask].sort_values("step").iloc[0]
                 found.append((int(row["step"]), f"the {'loss' if col == 'loss' else 'gradient norm'} is {row[col]}"))
     if layers is not None and len(layers):
         for col in ("weight_grad_norm", "delta_norm"):
-            bad = layers[~np.isfinite(layers[col].to_numpy(np.float64))]
-            if len(bad):
-                row = bad.sort_values("step").iloc[0]
+            mask = ~np.isfinite(layers[col].to_numpy(np.float64))
+            if mask.any():
+                row = layers[mask].sort_values("step").iloc[0]
                 found.append((int(row["step"]), f"{col} of layer {int(row['layer'])} is {row[col]}"))
     if not found:
         return None, ""
@@ -275,11 +285,13 @@ def _hidden(layers: pd.DataFrame, kind: str, depth: int | None) -> pd.Series:
 def _dead(layers: pd.DataFrame, steps: pd.DataFrame | None, hidden: pd.Series) -> dict[str, Any]:
     out: dict[str, Any] = {"dead_frac": math.nan, "born_dead_frac": math.nan, "died_frac": math.nan,
                            "fully_dead_layers": 0, "collapsed": None, "dead_step": None}  # fmt: skip
-    d = layers[hidden & np.isfinite(layers["dead_frac"].to_numpy(np.float64))]
-    if not len(d):
+    measured = hidden.to_numpy() & np.isfinite(layers["dead_frac"].to_numpy(np.float64))
+    if not measured.any():
         return out
-    step = int(d["step"].max())
-    d = d[d["step"] == step]
+    at = layers["step"].to_numpy()
+    step = int(at[measured].max())
+    rows = measured & (at == step)  # the last measured step's hidden layers
+    d = {c: pd.Series(layers[c].to_numpy()[rows]) for c in ("dead_frac", "born_dead_frac", "died_frac")}
     out.update(
         dead_frac=float(d["dead_frac"].mean()),
         born_dead_frac=float(d["born_dead_frac"].mean()),
@@ -312,9 +324,9 @@ def _long_range_column(timesteps: pd.DataFrame, loss_on: str | None) -> str:
 def _time_fits(timesteps: pd.DataFrame, column: str, min_points: int) -> dict[int, dict[str, float]]:
     """The fit through time per cell layer (a table without `layer` is one layer, 0)."""
     if "layer" not in timesteps:
-        return {0: _fits(timesteps, "t", column, lambda g: np.ones(len(g), bool), min_points)}
+        return {0: _fits(timesteps, "t", column, np.ones(len(timesteps), bool), min_points)}
     return {
-        int(j): _fits(g, "t", column, lambda g: np.ones(len(g), bool), min_points)
+        int(j): _fits(g, "t", column, np.ones(len(g), bool), min_points)
         for j, g in timesteps.groupby("layer", sort=True)
     }  # fmt: skip
 
@@ -384,7 +396,7 @@ def diagnose(
         n.update(_dead(layers, steps, hidden))
         if kind == "mlp":
             depth = facts.get("depth")
-            fit = _fits(layers, "layer", "delta_norm", lambda g: _hidden(g, kind, depth), th.min_fit_points)
+            fit = _fits(layers, "layer", "delta_norm", _hidden(layers, kind, depth).to_numpy(), th.min_fit_points)
             n.update(delta_factor=fit["factor"], delta_log10_change=fit["log10_change"],
                      delta_ratio_first_last=fit["ratio"], delta_layers=fit["points"],
                      fit_steps=fit["steps"])  # fmt: skip
