@@ -74,6 +74,7 @@ app = typer.Typer(
 
 
 _DEBUG = False  # --debug: let unexpected errors show their traceback
+WORKERS_HELP = "Processes drawing the figures at once; default: one per core (at most one a figure); 1: in this one."
 
 
 def _version(value: bool) -> None:
@@ -200,6 +201,7 @@ def plot(
     out: Path = typer.Option(None, help="Where figures/ goes; default: the results folder (needed for several)."),
     by: str = typer.Option(None, "--by", help="A field to split the figures by first (rows of panels, else files), "
                            "e.g. init or folder."),
+    workers: int = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
 ) -> None:
     """Draw the figures the results allow into RESULTS_DIR/figures/. Say which were skipped and why.
 
@@ -240,14 +242,17 @@ def plot(
 
         _bad(f"--by {by!r}: not a field of these runs; one of {', '.join(fields(tables['runs']))}")
     with _writing(target):
-        written, skipped = draw.draw_all(tables, target, only=names, formats=formats, by=by)
+        written, skipped = draw.draw_all(tables, target, only=names, formats=formats, by=by, workers=workers)
     typer.echo(_drawn_lines(target, written, skipped))
     if draw.errors(skipped):
         raise typer.Exit(1)
 
 
 @app.command()
-def report(path: Path = typer.Argument(..., help="A results folder written by gradlab run.")) -> None:
+def report(
+    path: Path = typer.Argument(..., help="A results folder written by gradlab run."),
+    workers: int = typer.Option(None, "--workers", min=1, help=WORKERS_HELP),
+) -> None:
     """Write RESULTS_DIR/report.html, one self-contained file. Redraws the figures (figures/) and writes
     summary.csv (the runs table) first.
 
@@ -258,7 +263,7 @@ def report(path: Path = typer.Argument(..., help="A results folder written by gr
     """
     tables = _load_tables(path)
     with _writing(path), Phases() as bar:
-        _figures_and_report(path, tables, bar)
+        _figures_and_report(path, tables, bar, workers)
 
 
 @app.command()
@@ -287,16 +292,17 @@ def export(
                + ", ".join(f"{w.path.name} ({w.rows:,} rows, {w.columns} columns)" for w in written))  # fmt: skip
 
 
-def _figures_and_report(out: Path, tables=None, bar: Phases | None = None) -> None:
-    """Draw the figures, write summary.csv and the report, print what was drawn and skipped and the
-    report's path; the phases "drawing figures" and "writing the report" on `bar` (a terminal's progress)."""
+def _figures_and_report(out: Path, tables=None, bar: Phases | None = None, workers: int | None = None) -> None:
+    """Draw the figures (on `workers` processes; None: one per core), write summary.csv and the report, print
+    what was drawn and skipped and the report's path; the phases "drawing figures" and "writing the report"
+    on `bar` (a terminal's progress)."""
     from gradlab import report as reporting
     from gradlab.plots import draw
 
     bar = bar or Phases(enabled=False)
     tables = tables if tables is not None else _load_tables(out)
     bar.phase("drawing figures", total=len(draw.NAMES))
-    written, skipped = draw.draw_all(tables, out, done=lambda _: bar.advance())
+    written, skipped = draw.draw_all(tables, out, done=lambda _: bar.advance(), workers=workers)
     _echo(_drawn_lines(out, written, skipped))
     bar.phase("writing the report")
     reporting.write_summary(out, tables)

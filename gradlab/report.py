@@ -133,20 +133,21 @@ def write(
     results_dir: str | Path,
     tables: dict[str, pd.DataFrame] | None = None,
     drawn: tuple[dict[str, list[Path]], dict[str, str]] | None = None,
+    workers: int | None = None,
 ) -> Path:
     """Write results_dir/report.html (to a temporary name, then renamed) and return its path.
 
     `tables` default to the folder's consolidated tables; `drawn` is draw_all's Drawing (or its
     (written, skipped)), and when not given the figures are drawn now (into results_dir/figures/, PNG and
-    PDF). A Drawing's captions and notes are the ones shown; with (written, skipped) alone each figure
-    gets its module's CAPTION."""
+    PDF, on `workers` processes: draw_all's). A Drawing's captions and notes are the ones shown; with
+    (written, skipped) alone each figure gets its module's CAPTION."""
     from gradlab.sweep import load_results
 
     root = Path(results_dir)
     if tables is None:
         tables = load_results(root)
     if drawn is None:
-        drawn = drawing.draw_all(tables, root)
+        drawn = drawing.draw_all(tables, root, workers=workers)
     if not isinstance(drawn, drawing.Drawing) and getattr(drawn[0], "drawing", None) is not None:
         drawn = drawn[0].drawing  # (written, skipped) unpacked from a Drawing: its captions are still known
     if isinstance(drawn, drawing.Drawing):
