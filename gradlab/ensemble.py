@@ -185,6 +185,7 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
     """The training loop of train.run, for every member at once (see the module docstring)."""
     loss_fn = losses.get(task.loss)
     batches = Batches([m.task for m in members], members[0].config["train.batch"])
+    x_probe = shared_probe(members)
     for step in range(max(m.steps for m in members)):
         live = [r for r, m in enumerate(members) if not m.done]
         if not live:
@@ -198,8 +199,10 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
             loss[r], dout[r] = loss_fn(out[r], y[r])
         grads = model.backward(dout, cache, input_grad=False)
         last = _last_step_backward(model, cache, dout) if any(logged.values()) else None
+        due = x_probe is not None and any(logged[r] and members[r].recorder.dead_due(step) for r in live)
+        dead = probes.dead_masks(model, x_probe) if due else None  # every member's probe set at once
         optimizer.lr = lr = np.array([m.rate(step) for m in members])  # each member's scheduled lr of the step
-        updated = _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last)
+        updated = _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last, dead)
         stopped = [r for r in range(len(members)) if r not in updated]
         saved = {name: p[stopped].copy() for name, p in model.params.items()} if stopped else {}
         for g in grads.params.values():
@@ -221,17 +224,29 @@ def _last_step_backward(model: Model, cache, dout: np.ndarray) -> Gradients | No
     return model.backward(probes.last_step_dout(dout), cache, input_grad=False)
 
 
-def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=None) -> dict[int, tuple[float, float]]:
+def shared_probe(members: list[Member]) -> np.ndarray | None:
+    """The members' one probe set stacked R times (R, N, ...), for one ensemble forward of it, when every
+    member judges dead units on the same examples (each member's slice of that forward is its forward
+    alone); None when their probe sets differ (a file task's held-out rows with different probe sizes)."""
+    first = members[0].recorder.dead
+    if first is None or any(m.recorder.dead is None or not np.array_equal(m.recorder.dead.x_probe, first.x_probe) for m in members):
+        return None
+    return np.ascontiguousarray(np.broadcast_to(first.x_probe, (len(members), *first.x_probe.shape)))
+
+
+def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=None, dead=None) -> dict[int, tuple[float, float]]:
     """Per live member: its probes of the backward, its clipping and its divergence check, as train.run
-    does them (last: _last_step_backward's Gradients, or None). Returns {member: (norm, clipped norm)} of the
-    members the optimizer then updates; a member that diverged records its last row here and is done."""
+    does them (last: _last_step_backward's Gradients, or None; dead: the ensemble's dead_masks of the shared
+    probe set, or None). Returns {member: (norm, clipped norm)} of the members the optimizer then updates; a
+    member that diverged records its last row here and is done."""
     updated = {}
     for r in live:
         m = members[r]
         member_grads = Gradients({name: g[r] for name, g in grads.params.items()}, trace=member_trace(grads.trace, r))
         if logged[r]:
             member_last = None if last is None else Gradients({}, trace=member_trace(last.trace, r))
-            m.recorder.record_backward(step, member_grads, dout=dout[r], output=out[r], last=member_last)
+            probe = None if dead is None else ([mask[r] for mask in dead[0]], dead[1][r])
+            m.recorder.record_backward(step, member_grads, dout=dout[r], output=out[r], last=member_last, dead_probe=probe)
         norm, clipped_norm = clip.clip(member_grads.params, m.config["train.clip_mode"], m.config["train.clip"])
         if not (math.isfinite(loss[r]) and math.isfinite(norm)):  # overflow: stop, keep what was logged
             m.status, m.diverged_step, m.done = "diverged", step, True

@@ -9,7 +9,7 @@ import pytest
 
 from test_runner import VOLATILE, assert_same_tables  # the runner's own column-by-column comparison
 
-from gradlab import ensemble, train
+from gradlab import ensemble, probes, train
 from gradlab.schema import ENSEMBLE_FIELDS, defaults
 from gradlab.sweep import config, groups, runner
 from gradlab.sweep.store import load
@@ -71,6 +71,27 @@ def test_leaky_relus_of_different_slopes_share_an_ensemble_and_equal_their_runs_
     check_against_alone(configs)
     with pytest.raises(ValueError, match="must share their activation"):
         ensemble.stack([train.build_model(c, train.build_task(c)) for c in grid({"activation": ["tanh", "relu"]})])
+
+
+def test_members_sharing_a_probe_set_judge_dead_units_in_one_forward(monkeypatch):
+    """Members with one probe set get their dead-unit masks from one ensemble forward of it per judged step
+    (equal to their own forwards: check_against_alone); members with different probe sets each forward their own."""
+    from gradlab.probes import dead as dead_module
+
+    calls = []
+    forward = dead_module.dead_masks
+    monkeypatch.setattr(dead_module, "dead_masks", lambda model, x: calls.append(x.shape) or forward(model, x))
+    monkeypatch.setattr(ensemble.probes, "dead_masks", dead_module.dead_masks)
+    configs = grid({"seed": [0, 1, 2]})
+    judged = sum(probes.should_log(s, 5, 23) for s in range(24))  # BASE: 24 steps, log_every 5: 0, 5, ..., 20, 23
+    ids = [config.run_id(c) for c in configs]
+    ensemble.run_ensemble(configs, ids)
+    assert calls == [(3, 32, 3)] * judged, f"one (R, N, D) forward per judged step expected, got {calls}"
+    members = [ensemble._member(c, rid, train.build_model(c, train.build_task(c)), train.build_task(c)) for c, rid in zip(configs, ids)]
+    assert ensemble.shared_probe(members).shape == (3, 32, 3)
+    different = grid({"seed": [0]}, cases=[{"probe_size": 16, "seed": 1}])
+    others = [ensemble._member(c, config.run_id(c), train.build_model(c, train.build_task(c)), train.build_task(c)) for c in different]
+    assert ensemble.shared_probe(others) is None, "probe sets of 32 and 16 examples are not one"
 
 
 def test_a_classification_task_equals_its_runs_alone():

@@ -47,7 +47,8 @@ def dead_masks(model: Model, x: Array) -> tuple[list[Array], Array]:
     """Forward the probe set x (no trace; batch norm in training mode, its running statistics restored)
     and return (per-layer boolean masks, True where the unit's activation is exactly 0 on every probe
     example [and step], and the output). Layers as in layer_params; an MLP's units are judged on phi,
-    a cell layer's on its h_t; the linear output layer counts its outputs as units."""
+    a cell layer's on its h_t; the linear output layer counts its outputs as units. For an ensemble (x
+    (R, N, ...)) every mask and the output have the member axis first."""
     if isinstance(model, MLP):
         with frozen_buffers(model):
             y, cache = model.forward(x)
@@ -55,7 +56,7 @@ def dead_masks(model: Model, x: Array) -> tuple[list[Array], Array]:
     else:
         y, cache = model.forward(x)
         masks = [~np.any(layer.hs[..., 1:, :, :], axis=(-3, -2)) for layer in cache.layers]
-        masks.append(~np.any(y.reshape(-1, y.shape[-1]), axis=0))
+        masks.append(~np.any(y.reshape(*y.shape[:-2], -1, y.shape[-1]), axis=-2))  # over examples (and steps)
     return masks, y
 
 
@@ -106,8 +107,10 @@ class DeadTracker:
         self.initial: list[Array] | None = None
         self.last: DeadReport | None = None
 
-    def update(self, step: int, model: Model) -> DeadReport:
-        masks, y = dead_masks(model, self.x_probe)
+    def update(self, step: int, model: Model, forwarded: tuple[list[Array], Array] | None = None) -> DeadReport:
+        """The report of `step`: from dead_masks(model, x_probe), or from `forwarded`, those masks and
+        output already taken (an ensemble forwards every member's probe set at once)."""
+        masks, y = dead_masks(model, self.x_probe) if forwarded is None else forwarded
         if self.initial is None:
             self.initial = [m.copy() for m in masks]
         born = [m & m0 for m, m0 in zip(masks, self.initial)]

@@ -106,18 +106,24 @@ class Recorder:
     def should_log(self, step: int) -> bool:
         return should_log(step, self.every, self.last_step)
 
+    def dead_due(self, step: int) -> bool:
+        """Whether record_backward(step) judges dead units on the probe set."""
+        return self.dead is not None and should_log(step, self.dead_every, self.last_step)
+
     def record_backward(
         self, step: int, grads: Gradients, *, dout: Array | None = None, output: Array | None = None,
         c0: Array | None = None, h0: Array | None = None, cache: object | None = None, last: Gradients | None = None,
+        dead_probe: tuple[list[Array], Array] | None = None,
     ) -> None:
         """Layer and time-step stats of a logged step, the dead-unit probe and a weight snapshot;
         call after the backward, before clipping and the optimizer step. cache: the traced forward's
         cache, for the last step's loss alone (loss on every step; see the class docstring); or `last`,
-        that backward already taken (an ensemble takes it for all its members at once)."""
+        that backward already taken (an ensemble takes it for all its members at once); dead_probe: the
+        probe set's dead_masks for this model, already taken (likewise), when dead_due(step)."""
         self._collect()
         report = None
-        if self.dead is not None and should_log(step, self.dead_every, self.last_step):
-            report = self.dead.update(step, self.model)
+        if self.dead_due(step):
+            report = self.dead.update(step, self.model, forwarded=dead_probe)
         norms = _grad_norms(self.model, grads)  # now: clipping rescales the gradients in place next
         if last is None and self.sequence and self.model.output == "all" and cache is not None and dout is not None:
             last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
