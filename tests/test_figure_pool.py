@@ -110,10 +110,12 @@ def test_a_pool_draws_the_same_drawing_and_files_as_this_process(he_xavier, tmp_
 def test_stand_in_modules_are_drawn_here_and_the_rest_in_the_pool(he_xavier, tmp_path, monkeypatch, handing):
     out, tables, _ = he_xavier
     fake_figures(monkeypatch, saturation="skip", clipping="raise", loss_curves="missing")
-    pooled = draw.draw_all(tables, tmp_path / "pool", formats=["png"], workers=2)
+    only = ["gradient_by_layer", "dead_units", "saturation", "clipping", "loss_curves"]
+    pooled = draw.draw_all(tables, tmp_path / "pool", only=only, formats=["png"], workers=2)
     (away,) = handing
-    assert away == [n for n in draw.SLOWEST_FIRST if n not in ("saturation", "clipping", "loss_curves")]
-    serial = draw.draw_all(tables, tmp_path / "here", formats=["png"], workers=1)
+    assert away == ["gradient_by_layer", "dead_units"], f"handed to the pool: {away}"
+    serial = draw.draw_all(tables, tmp_path / "here", only=only, formats=["png"], workers=1)
+    assert list(pooled.written) == ["gradient_by_layer", "dead_units"], pooled.skipped
     assert relative(pooled, tmp_path / "pool") == relative(serial, tmp_path / "here")
     assert pooled.skipped["clipping"] == "error: RuntimeError: boom in clipping"
     assert pooled.skipped["loss_curves"].startswith("not available: no module gradlab/plots/loss_curves.py")
@@ -201,7 +203,7 @@ def alive(pid: int) -> bool:
         return False
 
 
-@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_sigterm_and_ctrl_c_stop_the_workers(he_xavier, tmp_path, signum):
     out, _, _ = he_xavier
     script = STOPPED.format(tests=str(Path(__file__).parent), out=str(out), target=str(tmp_path))
