@@ -190,8 +190,9 @@ def draw_all(
     `done(name)` is called as each figure finishes, drawn or skipped (a progress bar's tick).
 
     `workers`: processes drawing at once (None: one per core; at most one per figure); 1 draws in this
-    process. A pool gives the same Drawing and the same files. A figure whose module this process replaced
-    (a stand-in in sys.modules, which a fresh worker would not see) is drawn in this process."""
+    process. A pool gives the same Drawing and the same files; a script that calls draw_all at its top
+    level needs `if __name__ == "__main__":`, as every "spawn" pool does. A figure whose module this process
+    replaced (a stand-in in sys.modules, which a fresh worker would not see) is drawn in this process."""
     names, formats = check_names(only), check_formats(formats)
     size = pool_size(workers, len(names))
     check_by(tables, by)
