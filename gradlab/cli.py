@@ -74,7 +74,8 @@ app = typer.Typer(
 
 
 _DEBUG = False  # --debug: let unexpected errors show their traceback
-WORKERS_HELP = "Processes drawing the figures at once; default: one per core (at most one a figure); 1: in this one."
+WORKERS_HELP = ("Processes drawing the figures; default: one per core, at most one per figure; "
+                "1: draw in this process.")  # gradlab plot's and report's --workers
 
 
 def _version(value: bool) -> None:
