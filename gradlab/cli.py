@@ -243,7 +243,10 @@ def plot(
 
         _bad(f"--by {by!r}: not a field of these runs; one of {', '.join(fields(tables['runs']))}")
     with _writing(target):
-        written, skipped = draw.draw_all(tables, target, only=names, formats=formats, by=by, workers=workers)
+        try:
+            written, skipped = draw.draw_all(tables, target, only=names, formats=formats, by=by, workers=workers)
+        except KeyboardInterrupt as err:
+            _drawing_stopped(err, target)
     typer.echo(_drawn_lines(target, written, skipped))
     if draw.errors(skipped):
         raise typer.Exit(1)
@@ -303,11 +306,24 @@ def _figures_and_report(out: Path, tables=None, bar: Phases | None = None, worke
     bar = bar or Phases(enabled=False)
     tables = tables if tables is not None else _load_tables(out)
     bar.phase("drawing figures", total=len(draw.NAMES))
-    written, skipped = draw.draw_all(tables, out, done=lambda _: bar.advance(), workers=workers)
+    try:
+        written, skipped = draw.draw_all(tables, out, done=lambda _: bar.advance(), workers=workers)
+    except KeyboardInterrupt as err:
+        _drawing_stopped(err, out)
     _echo(_drawn_lines(out, written, skipped))
     bar.phase("writing the report")
     reporting.write_summary(out, tables)
     _echo(f"report: {reporting.write(out, tables, (written, skipped))}")
+
+
+def _drawing_stopped(err: KeyboardInterrupt, out: Path) -> None:
+    """One line on figures stopped by a signal (the workers are stopped); exit 128 + the signal."""
+    import signal
+
+    signum = getattr(err, "signum", signal.SIGINT)
+    _echo(f"\nstopped by {signal.Signals(signum).name} while drawing the figures: those drawn are in "
+          f"{out / 'figures'}/; run the same command again to draw them all", err=True)  # fmt: skip
+    raise typer.Exit(128 + signum)
 
 
 def _drawn_lines(out: Path, written: dict, skipped: dict) -> str:

@@ -2,8 +2,8 @@
 this process: the same Drawing and the same files byte for byte (PNG, PDF, SVG; PDF and SVG carry a date,
 fixed here through SOURCE_DATE_EPOCH, and SVG random ids, numbered here in order of appearance), stale
 files removed alike, the slowest figures handed out first, a figure that raises or whose worker dies
-skipped with its reason and the others drawn, SIGTERM and Ctrl-C stopping the workers, and gradlab plot's
---workers checked.
+skipped with its reason and the others drawn, SIGTERM and Ctrl-C stopping the workers (gradlab plot exits
+128 + the signal, saying so), and gradlab plot's --workers checked.
 
 The results folder is test_report's he_xavier (four ReLU MLPs); a figure's behaviour in a worker is
 changed by handing draw_all a FigureFiles subclass of this module (the workers import it by name).
@@ -189,9 +189,9 @@ import sys
 sys.path.insert(0, {tests!r})
 from test_figure_pool import Sleeping
 from gradlab.plots import draw
-from gradlab.sweep import load_results
 draw.FigureFiles = Sleeping
-draw.draw_all(load_results({out!r}), {target!r}, workers=2)
+from gradlab.cli import main
+main(["plot", {target!r}, "--format", "png"])
 """
 
 
@@ -205,22 +205,28 @@ def alive(pid: int) -> bool:
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_sigterm_and_ctrl_c_stop_the_workers(he_xavier, tmp_path, signum):
+    import shutil
+
     out, _, _ = he_xavier
-    script = STOPPED.format(tests=str(Path(__file__).parent), out=str(out), target=str(tmp_path))
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE)
+    target = tmp_path / "copy"
+    shutil.copytree(out, target)
+    before = sorted(p.name for p in (target / "figures").iterdir())
+    script = STOPPED.format(tests=str(Path(__file__).parent), target=str(target))
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 60
-        while len(pids := [int(p.stem) for p in tmp_path.glob("*.pid")]) < 2 and time.monotonic() < deadline:
-            assert proc.poll() is None, proc.stderr.read().decode()
+        while len(pids := [int(p.stem) for p in target.glob("*.pid")]) < 2 and time.monotonic() < deadline:
+            assert proc.poll() is None, proc.stderr.read()
             time.sleep(0.1)
         assert len(pids) == 2, f"{len(pids)} workers started drawing within 60 s"
         proc.send_signal(signum)
-        code = proc.wait(timeout=20)
+        _, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
-    assert code != 0, "the drawing was not stopped"
+    assert proc.returncode == 128 + signum, f"exit {proc.returncode}, expected {128 + signum}: {err[-2000:]}"
+    assert f"stopped by {signum.name} while drawing the figures" in err, err[-2000:]
     assert not [p for p in pids if alive(p)], f"workers {pids} outlived their parent (stopped by {signum.name})"
-    assert not (tmp_path / "figures").exists() or visible(tmp_path / "figures") == [], "a figure was written"
+    assert sorted(p.name for p in (target / "figures").iterdir()) == before, "figures/ changed"
 
 
 def test_pool_size_is_the_cores_at_most_one_a_figure():
