@@ -268,3 +268,17 @@ def test_plot_with_one_worker_prints_and_writes_what_the_pool_does(he_xavier, tm
     assert code_pool == 0, err
     assert said_pool.replace(str(tmp_path / "pool"), "X") == said_one.replace(str(tmp_path / "solo"), "X")
     assert_same_folders(tmp_path / "solo", tmp_path / "pool")
+
+
+def test_the_figures_benchmark_times_both_and_says_what_it_drew(he_xavier, tmp_path):
+    from gradlab.bench import runner as bench
+
+    out, _, drawing = he_xavier
+    lines: list[str] = []
+    speedup = bench.figures(out, workers=2, echo=lines.append)
+    (line,) = lines
+    files = 2 * sum(map(len, drawing.written.values()))  # he_xavier's Drawing is PNG alone; the benchmark's PNG and PDF
+    assert f"({len(drawing.written)} figures, {files} files)" in line and "2 workers" in line, line
+    assert speedup > 0 and f"x{speedup:.2f}" in line, line
+    assert bench.figures(tmp_path / "none", echo=lines.append) is None
+    assert lines[-1].startswith("figures: skipped, no results in"), lines[-1]

@@ -1,7 +1,8 @@
 """Benchmarks of the runner (`gradlab bench --runner`): ensembles against the runner without them (the
-tour's dying part; 2 shapes x 32 seeds), an ensemble's memory, parallel speedup, overhead per run, and
-the cost of consolidating a large sweep. Times are measured in one process, one after the other; each
-target is printed met or not met. "Today's" serial runner is this runner with --no-ensemble and without
+tour's dying part; 2 shapes x 32 seeds), an ensemble's memory, parallel speedup, overhead per run, the
+cost of consolidating a large sweep, and the tour's figures drawn in one process against a pool of one
+worker per core. Times are measured in one process, one after the other; each target is printed met or
+not met. "Today's" serial runner is this runner with --no-ensemble and without
 the per-process task cache (every run builds its task, as before both existed). Serial rates are per
 CPU second of this process (time.process_time), which other processes on a shared machine do not
 inflate as they inflate wall time; the wall times are printed beside them."""
@@ -127,6 +128,32 @@ def speedup(workers: int = 2, echo: Callable[[str], None] = print, data: dict = 
     return serial / pooled
 
 
+TOUR = Path(__file__).resolve().parents[2] / "results" / "tour"  # the committed tour, in a source checkout
+
+
+def figures(results: Path = TOUR, workers: int | None = None, echo: Callable[[str], None] = print) -> float | None:
+    """Wall time of drawing a results folder's figures (PNG and PDF) in this process against a pool of
+    `workers` (None: one per core): the speedup, or None when the folder holds no results."""
+    from gradlab.plots import draw
+    from gradlab.sweep import load_results
+
+    if not (results / "runs.parquet").is_file():
+        echo(f"figures: skipped, no results in {results}/ (a source checkout has results/tour)")
+        return None
+    tables = load_results(results)
+    seconds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, n in (("one", 1), ("pool", workers)):
+            t0 = time.perf_counter()
+            drawing = draw.draw_all(tables, Path(tmp) / label, workers=n)
+            seconds.append(time.perf_counter() - t0)
+    files, size = sum(map(len, drawing.written.values())), draw.pool_size(workers, len(draw.NAMES))
+    echo(f"figures of {results.name} ({len(drawing.written)} figures, {files} files): in this process "
+         f"{seconds[0]:.1f} s, {size} workers {seconds[1]:.1f} s: speedup x{seconds[0] / seconds[1]:.2f} "
+         f"(load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")  # fmt: skip
+    return seconds[0] / seconds[1]
+
+
 def overhead_per_run(runs: int = 16, echo: Callable[[str], None] = print) -> float:
     """Seconds per run that a serial sweep spends beyond training: validation, grid, writing each run
     (Parquet, JSON, fsync, rename), consolidation and the manifest (figures and report not included)."""
@@ -178,6 +205,7 @@ def run(echo: Callable[[str], None] = print, width: int = MIN_WIDTH) -> None:
     ensembles_against_today(config.from_dict(GRID_2x32, "grid2x32"), 10, "2 shapes x 32 seeds of small MLPs", echo=echo)
     memory(echo=echo)
     speedup(echo=echo)
+    figures(echo=echo)
 
 
 def _wrapped(echo: Callable[[str], None], width: int) -> Callable[[str], None]:
