@@ -133,7 +133,7 @@ def write(
     results_dir: str | Path,
     tables: dict[str, pd.DataFrame] | None = None,
     drawn: tuple[dict[str, list[Path]], dict[str, str]] | None = None,
-    workers: int | None = None,
+    workers: int | None = 1,
 ) -> Path:
     """Write results_dir/report.html (to a temporary name, then renamed) and return its path.
 

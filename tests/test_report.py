@@ -1064,6 +1064,23 @@ def test_two_folders_drawn_together_draw_both(results, he_xavier):
         draw.draw_all(dup, hx, only=["gradient_by_layer"], formats=["png"])
 
 
+def test_a_redraw_of_the_same_tables_writes_the_same_bytes(he_xavier, tmp_path, monkeypatch):
+    """PDF and SVG files carry no date and SVG ids come from a fixed salt: drawing the same tables twice, in
+    different seconds, gives identical files in every format."""
+    import time
+
+    _, tables, _ = he_xavier
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    files = []
+    for k in range(2):
+        time.sleep(1.1 * k)  # a date to the second would differ
+        draw.draw_all(tables, tmp_path / str(k), only=["gradient_by_layer"], formats=["png", "pdf", "svg"])
+        files.append({f.name: f.read_bytes() for f in sorted((tmp_path / str(k) / "figures").glob("gradient_by_layer*"))})
+    assert sorted(files[0]) == sorted(files[1]) and len(files[0]) == 3, sorted(files[0])
+    for name in files[0]:
+        assert files[0][name] == files[1][name], f"{name} differs between two draws of the same tables"
+
+
 def test_draw_all_names_split_files_and_removes_stale_ones(he_xavier, tmp_path):
     out, tables, _ = he_xavier
     drawing = draw.draw_all(tables, tmp_path, only=["gradient_by_layer", "loss_curves"], formats=["png"], by="seed")

@@ -177,7 +177,7 @@ def draw_all(
     formats: Iterable[str] = ("png", "pdf"),
     by: str | None = None,
     done: Callable[[str], None] | None = None,
-    workers: int | None = None,
+    workers: int | None = 1,
 ) -> Drawing:
     """Draw the figures (all of NAMES, or `only`) into out_dir/figures/<stem>.<format>, a stem per file
     of a figure: <name>, or <name>__<field>=<value>[__...] when the figure is split into files (see
@@ -189,9 +189,10 @@ def draw_all(
     wrote there, as figures/.gradlab-files lists them), so figures/ shows only what these tables support.
     `done(name)` is called as each figure finishes, drawn or skipped (a progress bar's tick).
 
-    `workers`: processes drawing at once (None: one per core; at most one per figure); 1 draws in this
-    process. A pool gives the same Drawing and the same files; a script that calls draw_all at its top
-    level needs `if __name__ == "__main__":`, as every "spawn" pool does. A figure whose module this process
+    `workers`: processes drawing at once (None: one per core; at most one per figure); 1 (the default:
+    a script without `if __name__ == "__main__":` stays safe) draws in this process. A pool gives the same
+    Drawing and the same files; a script that asks for one needs that guard, as every "spawn" pool does
+    (the gradlab command asks for one per core). A figure whose module this process
     replaced (a stand-in in sys.modules, which a fresh worker would not see) is drawn in this process."""
     names, formats = check_names(only), check_formats(formats)
     size = pool_size(workers, len(names))

@@ -48,7 +48,11 @@ STYLE = {
     "figure.dpi": 110, "savefig.dpi": 200, "font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
     "legend.fontsize": 8, "xtick.labelsize": 8, "ytick.labelsize": 8, "axes.spines.top": False,
     "axes.spines.right": False, "lines.linewidth": 1.5, "savefig.bbox": "tight",
+    "svg.hashsalt": "gradlab",  # SVG element ids from a fixed salt, not a random one: the same figure, the same file
 }  # fmt: skip
+# no date in PDF and SVG files (each carried the time it was written), so a redraw of the same tables gives
+# the same bytes (PNG files carry none); "Software" stays, naming matplotlib's version
+UNDATED = {"pdf": {"CreationDate": None}, "svg": {"Date": None}}
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -175,7 +179,7 @@ def save(fig: Figure, stem: str | Path, formats: Iterable[str] = FORMATS) -> lis
         path = stem.with_name(f"{stem.name}.{fmt}")
         tmp = path.with_name(f".{path.name}.tmp")
         with matplotlib.rc_context(STYLE):
-            fig.savefig(tmp, format=fmt)
+            fig.savefig(tmp, format=fmt, metadata=UNDATED.get(fmt))
         tmp.replace(path)
         paths.append(path)
     close(fig)
