@@ -4,8 +4,9 @@ A figure is skipped, with the reason, when its module does not exist, when it ra
 tables do not hold what it needs) or when it raises anything else (a bug: the reason starts with
 ERROR and names the exception). One figure's failure never stops the others.
 
-The figures are drawn in a pool of worker processes (one per core by default; gradlab.sweep.executors'
-Processes: "spawn", one figure in flight per worker, the slowest figures handed out first), each worker
+Asked for (draw_all(workers=None): one per core, as the gradlab command does), the figures are drawn in a
+pool of worker processes (gradlab.sweep.executors' Processes: "spawn", one figure in flight per worker,
+the slowest figures handed out first), each worker
 given the tables once, when it starts. A worker draws and saves a figure's files; this process alone
 writes the ledger (figures/.gradlab-files) and removes stale files, as each figure comes back. A figure
 whose worker died is skipped with the reason (an ERROR); SIGTERM or Ctrl-C stops the workers.
