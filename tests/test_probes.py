@@ -421,6 +421,21 @@ def test_rnn_dead_masks_need_zero_at_every_step():
     assert masks[0].tolist() == [True, False]
 
 
+@pytest.mark.parametrize("output", ["last", "all"])
+def test_the_readouts_dead_mask_is_one_per_output_alone_and_per_member_in_an_ensemble(output):
+    """An output unit is dead when it is 0 on every probe example (and every step, with the loss on every
+    step): the mask is (O,) alone, (R, O) in an ensemble, whatever axes y has in between."""
+    rngs = [np.random.default_rng(s) for s in range(2)]
+    alone, many = RNN(2, 4, 3, output=output, rng=rngs[0]), RNN(2, 4, 3, output=output, rng=[np.random.default_rng(0), rngs[1]], ensemble=2)
+    alone.params["readout.weight"][...] = many.params["readout.weight"][0] = 0.0  # output units 0 everywhere...
+    alone.params["readout.bias"][...] = many.params["readout.bias"][0] = [0.0, 1.0, 0.0]  # ... but output 1
+    x = np.random.default_rng(5).normal(size=(5, 6, 2))
+    (one, _), (both, _) = probes.dead_masks(alone, x), probes.dead_masks(many, np.stack([x, x]))
+    assert one[-1].tolist() == [True, False, True], f"output={output}: readout mask {one[-1]}"
+    assert both[-1].shape == (2, 3) and both[-1][0].tolist() == [True, False, True], f"output={output}: {both[-1]}"
+    assert not both[-1][1].any(), f"output={output}: member 1's outputs are not 0, got {both[-1][1]}"
+
+
 # ----------------------------------------------------------------------------------------- logging, frames
 
 

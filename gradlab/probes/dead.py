@@ -56,7 +56,8 @@ def dead_masks(model: Model, x: Array) -> tuple[list[Array], Array]:
     else:
         y, cache = model.forward(x)
         masks = [~np.any(layer.hs[..., 1:, :, :], axis=(-3, -2)) for layer in cache.layers]
-        masks.append(~np.any(y.reshape(*y.shape[:-2], -1, y.shape[-1]), axis=-2))  # over examples (and steps)
+        lead = y.shape[:1] if model.ensemble else ()  # the member axis
+        masks.append(~np.any(y.reshape(*lead, -1, y.shape[-1]), axis=-2))  # over examples (and steps)
     return masks, y
 
 
@@ -91,8 +92,13 @@ class DeadReport:
     died_frac: Array = field(init=False)
 
     def __post_init__(self) -> None:
-        fraction = lambda masks: np.array([np.count_nonzero(m) / m.size for m in masks])  # noqa: E731  = m.mean(), in a third of the time
-        self.dead_frac, self.born_dead_frac, self.died_frac = fraction(self.masks), fraction(self.born_dead), fraction(self.died)
+        self.dead_frac, self.born_dead_frac, self.died_frac = (_fractions(m) for m in (self.masks, self.born_dead, self.died))
+
+
+def _fractions(masks: list[Array]) -> Array:
+    """The fraction of True in each mask: m.mean(), as an exact count over the size (the same float, in a
+    third of the time)."""
+    return np.array([np.count_nonzero(m) / m.size for m in masks])
 
 
 class DeadTracker:
