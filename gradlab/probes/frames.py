@@ -69,6 +69,9 @@ def timesteps_frame(stats: list[tuple[int, dict[str, Array]]], run_id: str = "")
     return _stack("timesteps", stats, run_id)
 
 
+NUMPY_DTYPES = ("float64", "int64", "bool")  # the columns' dtypes that a NumPy array holds as pandas does
+
+
 def _typed(table: str, data: dict, n: int, run_id: str) -> pd.DataFrame:
     """The table's frame from its columns' values (lists or arrays), each converted to its dtype once
     (NumPy's for the numeric ones; a Series per column cost more than the rest of a run's tables)."""
@@ -80,8 +83,6 @@ def _typed(table: str, data: dict, n: int, run_id: str) -> pd.DataFrame:
 def _column(values, dtype: str):
     return np.asarray(values, dtype=dtype) if dtype in NUMPY_DTYPES else pd.array(values, dtype=dtype)
 
-
-NUMPY_DTYPES = ("float64", "int64", "bool")
 
 
 def _stack(table: str, stats: list[tuple[int, dict[str, Array]]], run_id: str) -> pd.DataFrame:
