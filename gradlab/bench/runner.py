@@ -1,7 +1,7 @@
 """Benchmarks of the runner (`gradlab bench --runner`): ensembles against the runner without them (the
-tour's dying part; 2 shapes x 32 seeds), an ensemble's memory, parallel speedup, overhead per run, the
-cost of consolidating a large sweep, and the tour's figures drawn in one process against a pool of one
-worker per core. Times are measured in one process, one after the other; each target is printed met or
+tour's dying part; 2 shapes x 32 seeds), a small ensemble's optimizer step on one flat array, an
+ensemble's memory, parallel speedup, overhead per run, the cost of consolidating a large sweep, and the
+tour's figures drawn in one process against a pool of one worker per core. Times are measured in one process, one after the other; each target is printed met or
 not met. "Today's" serial runner is this runner with --no-ensemble and without
 the per-process task cache (every run builds its task, as before both existed). Serial rates are per
 CPU second of this process (time.process_time), which other processes on a shared machine do not
@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from gradlab import ensemble, train
+from gradlab.nn import MLP, optim
 from gradlab.sweep import config, runner
 from gradlab.sweep.store import Store
 from gradlab.sweep.terminal import MIN_WIDTH, wrap
@@ -87,6 +88,36 @@ def dying_part() -> config.Experiment:
     experiment = config.load(Path(__file__).resolve().parents[2] / "experiments" / "tour.toml")
     experiment.parts = [p for p in experiment.parts if p.name == "dying"]
     return experiment
+
+
+def flat_step(depth: int = 32, width: int = 5, members: int = 10, repeats: int = 200, echo: Callable[[str], None] = print) -> float:
+    """One Adam step of an ensemble of the dying part's deepest nets (depth x width, `members` members, a
+    learning rate per member) stepped as one flat array against parameter by parameter: the speedup."""
+    model = MLP([16] + [width] * (depth - 1) + [1], activation="relu", init="he_normal", ensemble=members, rng=[np.random.default_rng(s) for s in range(members)])  # fmt: skip
+    grads = {name: np.random.default_rng(0).normal(size=p.shape) for name, p in model.params.items()}
+    seconds, stepped = [], []
+    for flat_max in (optim.FLAT_MAX, 0):
+        saved, optim.FLAT_MAX = optim.FLAT_MAX, flat_max
+        try:
+            opt = optim.get("adam", {k: p.copy() for k, p in model.params.items()}, lr=np.full(members, 0.01))
+        finally:
+            optim.FLAT_MAX = saved
+        seconds.append(min(_timed(lambda: opt.step(grads), repeats) for _ in range(5)))  # the same steps for both
+        stepped.append(opt.params)
+    same = all(np.array_equal(stepped[0][k], stepped[1][k]) for k in model.params)
+    entries = sum(p.size for p in model.params.values())
+    echo(f"an Adam step of {members} members of depth {depth}, width {width} ({len(model.params)} arrays, {entries} entries): "
+         f"one flat array {1e6 * seconds[0]:.0f} us, array by array {1e6 * seconds[1]:.0f} us: x{seconds[1] / seconds[0]:.1f}; "
+         f"after {5 * repeats} steps the weights are {'equal bit for bit' if same else 'NOT EQUAL'}")  # fmt: skip
+    return seconds[1] / seconds[0]
+
+
+def _timed(fn: Callable[[], None], repeats: int) -> float:
+    """Seconds per call of fn, over `repeats` calls."""
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
 
 
 def memory(members: int = 16, echo: Callable[[str], None] = print) -> float:
@@ -203,6 +234,7 @@ def run(echo: Callable[[str], None] = print, width: int = MIN_WIDTH) -> None:
     overhead_per_run(echo=echo)
     ensembles_against_today(dying_part(), 5, "the tour's dying part", echo=echo)
     ensembles_against_today(config.from_dict(GRID_2x32, "grid2x32"), 10, "2 shapes x 32 seeds of small MLPs", echo=echo)
+    flat_step(echo=echo)
     memory(echo=echo)
     speedup(echo=echo)
     figures(echo=echo)
