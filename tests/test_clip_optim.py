@@ -197,7 +197,8 @@ def test_measure_next_rejects_an_unknown_parameter():
 def test_the_flat_step_of_a_small_model_is_the_per_parameter_step_bit_for_bit(name, dtype, members, monkeypatch):
     """A small model of many arrays is stepped as one flat array; with FLAT_MAX = 0 the same optimizer
     steps each parameter on its own. Five steps of both from the same weights and gradients (per-member lr
-    and momentum in an ensemble; update norms measured at steps 0 and 3): every weight and norm equal."""
+    and momentum in an ensemble, lr halved from step 2; update norms measured at steps 0 and 3): every
+    weight and norm equal."""
     rng = np.random.default_rng(7)
     lead = () if members is None else (members,)
     shapes = {"w0": (5, 3), "b0": (5,), "w1": (5, 5), "b1": (5,), "w2": (5, 5), "b2": (5,), "w3": (1, 5), "b3": (1,)}
@@ -214,6 +215,8 @@ def test_the_flat_step_of_a_small_model_is_the_per_parameter_step_bit_for_bit(na
             grads = {k: grads_rng.normal(size=v.shape).astype(dtype) for k, v in params.items()}
             if step in (0, 3):
                 opt.measure_next(["w0", "w1"])
+            if step == 2:  # a schedule sets a new learning rate
+                opt.lr = lr * 0.5
             opt.step(grads)
             norms.append((dict(opt.update_norms), dict(opt.param_norms)))
         runs.append((params, norms))

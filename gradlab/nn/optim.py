@@ -100,6 +100,7 @@ class _Layout:
         self.flat = self.size <= FLAT_MAX and len(params) >= FLAT_MIN_PARAMS
         self._gathered = [np.empty(self.size, self.dtype) for _ in range(2)] if self.flat else []
         self._member = _members_of(list(params.values()))
+        self._spread: dict[bytes, Array] = {}
 
     @staticmethod
     def of(params: dict[str, Array]) -> _Layout | None:
@@ -128,8 +129,16 @@ class _Layout:
             params[name][...] = flat[sl].reshape(self.shapes[name])
 
     def spread(self, value: float | Array) -> float | Array:
-        """A setting as one value per flat entry: a float stays a float, (R,) becomes each entry's member's."""
-        return value if np.ndim(value) == 0 else value[self._member]
+        """A setting as one value per flat entry: a float stays a float, (R,) becomes each entry's member's
+        (kept while the values stay the same: a learning rate is set anew at every step)."""
+        if np.ndim(value) == 0:
+            return value
+        key = np.asarray(value).tobytes()
+        if key not in self._spread:
+            if len(self._spread) == 2:  # two settings are spread (SGD's lr and momentum): drop the older
+                del self._spread[next(iter(self._spread))]
+            self._spread[key] = value[self._member]
+        return self._spread[key]
 
 
 def _members_of(params: list[Array]) -> Array | None:
@@ -258,7 +267,8 @@ class Adam(_Measured):
         v_scale = 1.0 / np.sqrt(1 - b2**self.t)  # bias correction of sqrt(v)
         layout = self.layout
         if layout is not None and layout.steps_flat(grads, step_size):
-            update = _adam_update(layout.gather(grads, 0), self._m, self._v, layout.spread(step_size), v_scale, self.betas, self.eps)
+            entry_step = layout.spread(self.lr) / (1 - b1**self.t)  # step_size, entry by entry (the same quotients)
+            update = _adam_update(layout.gather(grads, 0), self._m, self._v, entry_step, v_scale, self.betas, self.eps)
             p = layout.gather(self.params, 1)
             p -= update
             layout.scatter(p, self.params)
