@@ -226,3 +226,19 @@ def test_the_flat_step_of_a_small_model_is_the_per_parameter_step_bit_for_bit(na
         assert diff.size == 0, f"{name} {dtype.__name__} members={members} {k}[{diff[:1]}]: flat {flat[k].flat[diff[:1]]} per parameter {alone[k].flat[diff[:1]]}"
     assert flat_norms == alone_norms, f"{name} {dtype.__name__} members={members}: norms flat {flat_norms} per parameter {alone_norms}"
     assert not np.array_equal(flat["w0"], start["w0"]), f"{name}: the weights did not move"
+
+
+def test_a_large_model_s_optimizer_allocates_no_more_than_one_parameter_s_worth():
+    """Above FLAT_MAX the optimizer keeps no flat copies or per-entry index: building plain SGD over four
+    arrays of 2^16 entries (2 MiB in all, ensemble of 4) and taking a step with a learning rate per member
+    allocates under 1 MiB (a temporary of one array, 512 KiB)."""
+    import tracemalloc
+
+    rng = np.random.default_rng(0)
+    params = {f"w{k}": rng.normal(size=(4, 128, 128)) for k in range(4)}
+    grads = {k: rng.normal(size=v.shape) for k, v in params.items()}
+    tracemalloc.start()
+    optim.SGD(params, lr=np.array([0.1, 0.2, 0.3, 0.4])).step(grads)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2**20, f"SGD over 2 MiB of parameters allocated {peak / 2**20:.2f} MiB at its peak, want < 1 MiB"

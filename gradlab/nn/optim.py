@@ -99,7 +99,7 @@ class _Layout:
         self.size = int(ends[-1])
         self.flat = self.size <= FLAT_MAX and len(params) >= FLAT_MIN_PARAMS
         self._gathered = [np.empty(self.size, self.dtype) for _ in range(2)] if self.flat else []
-        self._member = _members_of(list(params.values()))
+        self._member = _members_of(list(params.values())) if self.flat else None  # an index as long as the model: small ones only
         self._spread: dict[bytes, Array] = {}
 
     @staticmethod
