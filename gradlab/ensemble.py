@@ -239,18 +239,33 @@ def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=
     does them (last: _last_step_backward's Gradients, or None; dead: the ensemble's dead_masks of the shared
     probe set, or None). Returns {member: (norm, clipped norm)} of the members the optimizer then updates; a
     member that diverged records its last row here and is done."""
-    updated = {}
     for r in live:
-        m = members[r]
-        member_grads = Gradients({name: g[r] for name, g in grads.params.items()}, trace=member_trace(grads.trace, r))
-        if logged[r]:
+        if logged[r]:  # before clipping, which rescales the gradients in place
+            member_grads = Gradients({name: g[r] for name, g in grads.params.items()}, trace=member_trace(grads.trace, r))
             member_last = None if last is None else Gradients({}, trace=member_trace(last.trace, r))
             probe = None if dead is None else ([mask[r] for mask in dead[0]], dead[1][r])
-            m.recorder.record_backward(step, member_grads, dout=dout[r], output=out[r], last=member_last, dead_probe=probe)
-        norm, clipped_norm = clip.clip(member_grads.params, m.config["train.clip_mode"], m.config["train.clip"])
+            members[r].recorder.record_backward(step, member_grads, dout=dout[r], output=out[r], last=member_last, dead_probe=probe)
+    updated = {}
+    for r, (norm, clipped_norm) in _clip(members, live, grads.params).items():
+        m = members[r]
         if not (math.isfinite(loss[r]) and math.isfinite(norm)):  # overflow: stop, keep what was logged
             m.status, m.diverged_step, m.done = "diverged", step, True
             m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]))
             continue
         updated[r] = (norm, clipped_norm)
     return updated
+
+
+def _clip(members: list[Member], live: list[int], grads: dict[str, np.ndarray]) -> dict[int, tuple[float, float]]:
+    """Each live member's gradient clipped as alone: {member: (norm, clipped norm)}. Members of one clip mode
+    are clipped in one clip.clip(ensemble=True) over every member (each member's norm is its row's BLAS
+    dots summed in the solo order, its scale c / norm the same quotient: the same bits; a member not live
+    is clipped too, its gradient is zeroed after); members of different modes one by one."""
+    modes = {members[r].config["train.clip_mode"] for r in live}
+    if len(modes) > 1:
+        return {r: clip.clip({name: g[r] for name, g in grads.items()}, members[r].config["train.clip_mode"], members[r].config["train.clip"])
+                for r in live}  # fmt: skip
+    mode, alive = modes.pop(), set(live)
+    threshold = None if mode == "none" else np.array([m.config["train.clip"] if r in alive else 1.0 for r, m in enumerate(members)])
+    norm, clipped_norm = clip.clip(grads, mode, threshold, ensemble=True)
+    return {r: (float(norm[r]), float(clipped_norm[r])) for r in live}

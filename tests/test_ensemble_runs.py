@@ -109,6 +109,22 @@ def test_recurrent_members_equal_their_runs_alone(kind, model):
     check_against_alone(configs)
 
 
+@pytest.mark.parametrize("mode, thresholds", [("norm", [0.01, 0.1, 10.0]), ("value", [0.001, 0.01, 1.0])])
+def test_members_of_one_clip_mode_are_clipped_together_and_equal_their_runs_alone(mode, thresholds, monkeypatch):
+    """Members sharing their clip mode (a threshold each) are clipped by one clip.clip(ensemble=True) per step,
+    members of different modes one by one; either way each equals its run alone, bit for bit."""
+    calls = []
+    clip_fn = ensemble.clip.clip
+    monkeypatch.setattr(ensemble.clip, "clip", lambda *a, **k: calls.append(k.get("ensemble", False)) or clip_fn(*a, **k))
+    base = {**BASE, "train": {**BASE["train"], "clip_mode": mode, "lr": 0.5}}
+    check_against_alone(grid({"clip": thresholds}, base))  # (the runs alone call clip.clip too, ensemble=False)
+    steps = base["train"]["steps"]
+    assert calls.count(True) == steps, f"{mode}: {calls.count(True)} clip calls for all members in {steps} steps, want one a step"
+    calls.clear()
+    check_against_alone(grid({"clip": thresholds[:2]}, base, cases=[{"clip_mode": "none", "seed": 1}]))
+    assert calls.count(True) == 0, f"{mode} and none: {calls.count(True)} clip calls for all members, want each member's own"
+
+
 def test_an_exploding_rnn_member_diverges_while_the_clipped_ones_go_on():
     """A ReLU RNN with gamma ||W_hh|| ~ 4 at lr 1: unclipped it overflows at once, clipped it trains."""
     base = {"model": {"kind": "rnn", "width": 8, "activation": "relu", "recurrent_init": "mean_field", "sigma_w2": 16.0},
