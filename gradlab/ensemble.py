@@ -6,9 +6,10 @@ becomes a solo *view* of it: its parameters (and batch norm's buffers) are the m
 ensemble's arrays, so the optimizer's in-place update of the ensemble updates every view. A step is one
 forward and one backward of all members at once, on each member's own batch (drawn from its own
 Generator([seed, 1]) as alone); everything that reduces over a member's arrays is done member by member,
-exactly as alone: its loss (losses with lead 0 on its output), its clipping (clip.clip over its slices, so
-that its gradient norm is summed in the solo order), and its probes, through its own probes.Recorder on
-its view (the trace and gradients of the step, sliced). The optimizer steps every member with its own lr
+exactly as alone: its loss (losses with lead 0 on its output), its clipping (its gradient norm summed in
+the solo order; members of one clip mode in one clip.clip(ensemble=True), whose per-row dots equal the
+solo ones), and its probes, through its own probes.Recorder on its view (the trace and gradients of the
+step, sliced). The optimizer steps every member with its own lr
 of the step (its train.schedule's) and momentum (per-member arrays; every rule is elementwise).
 
 The recurrent models (RNN, LSTM, GRU, stacked cells) work alike: their member axis leads their time-major
