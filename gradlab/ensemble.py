@@ -5,8 +5,8 @@ models are stacked into one model with the member axis (gradlab.nn, ensemble=R) 
 becomes a solo *view* of it: its parameters (and batch norm's buffers) are the member's slices of the
 ensemble's arrays, so the optimizer's in-place update of the ensemble updates every view. A step is one
 forward and one backward of all members at once, on each member's own batch (drawn from its own
-Generator([seed, 1]) as alone); everything that reduces over a member's arrays is done member by member,
-exactly as alone: its loss (losses with lead 0 on its output), its clipping (its gradient norm summed in
+Generator([seed, 1]) as alone); everything that reduces over a member's arrays is done exactly as alone:
+its loss (losses with lead 0 on its output), its clipping (its gradient norm summed in
 the solo order; members of one clip mode in one clip.clip(ensemble=True), whose per-row dots equal the
 solo ones), and its probes, through its own probes.Recorder on its view (the trace and gradients of the
 step, sliced). The optimizer steps every member with its own lr

@@ -187,11 +187,15 @@ class _Measured:
         if sums is not None:
             self.update_norms[name], self.param_norms[name] = math.sqrt(sums[0]), math.sqrt(sums[1])
 
-    def _record_flat(self, layout: _Layout, update: Array, p: Array) -> None:
-        """Record the measured parameters' norms from the flat update and weights."""
+    def _subtract_flat(self, layout: _Layout, update: Array) -> None:
+        """p <- p - update on the flat weights, written back; the measured parameters' norms; the step done."""
+        p = layout.gather(self.params, 1)  # type: ignore[attr-defined]
+        p -= update
+        layout.scatter(p, self.params)  # type: ignore[attr-defined]
         for name in self._measure:
             sl = layout.slices[name]
             self._record(name, (_sq(update[sl]), _sq(p[sl])))
+        self._done()
 
     def _done(self) -> None:
         """After a step: update_norms hold this step's norms, or nothing if it measured none."""
@@ -216,25 +220,17 @@ class SGD(_Measured):
 
     @np.errstate(all="ignore")
     def step(self, grads: dict[str, Array]) -> None:
-        if self.layout is not None and self.layout.steps_flat(grads, self.lr, self.momentum):
-            return self._step_flat(grads, self.layout)
+        layout = self.layout
+        if layout is not None and layout.steps_flat(grads, self.lr, self.momentum):
+            g = layout.gather(grads, 0)
+            if self._velocity is not None:
+                g = _momentum(self._velocity, layout.spread(self.momentum), g)
+            return self._subtract_flat(layout, layout.spread(self.lr) * g)  # p <- p - lr g
         for name, p in self.params.items():
             g = grads[name]
             if self.velocity:
                 g = _momentum(self.velocity[name], _shaped(self.momentum, p), g)
             self._record(name, _subtract_scaled(p, self.lr, g, name in self._measure))  # p <- p - lr g
-        self._done()
-
-    def _step_flat(self, grads: dict[str, Array], layout: _Layout) -> None:
-        """step() on the flat arrays: the same rule, entry by entry."""
-        g = layout.gather(grads, 0)
-        if self._velocity is not None:
-            g = _momentum(self._velocity, layout.spread(self.momentum), g)
-        p = layout.gather(self.params, 1)
-        step = layout.spread(self.lr) * g
-        p -= step  # p <- p - lr g
-        layout.scatter(p, self.params)
-        self._record_flat(layout, step, p)
         self._done()
 
 
@@ -263,17 +259,14 @@ class Adam(_Measured):
     def step(self, grads: dict[str, Array]) -> None:
         b1, b2 = self.betas
         self.t += 1
-        step_size = self.lr / (1 - b1**self.t)  # bias correction of m
+        m_scale = 1 - b1**self.t  # bias correction of m: the step size is lr / m_scale
         v_scale = 1.0 / np.sqrt(1 - b2**self.t)  # bias correction of sqrt(v)
         layout = self.layout
-        if layout is not None and layout.steps_flat(grads, step_size):
-            entry_step = layout.spread(self.lr) / (1 - b1**self.t)  # step_size, entry by entry (the same quotients)
-            update = _adam_update(layout.gather(grads, 0), self._m, self._v, entry_step, v_scale, self.betas, self.eps)
-            p = layout.gather(self.params, 1)
-            p -= update
-            layout.scatter(p, self.params)
-            self._record_flat(layout, update, p)
-            return self._done()
+        if layout is not None and layout.steps_flat(grads, self.lr):
+            step_size = layout.spread(self.lr) / m_scale  # entry by entry: the same quotients as per member
+            g = layout.gather(grads, 0)
+            return self._subtract_flat(layout, _adam_update(g, self._m, self._v, step_size, v_scale, self.betas, self.eps))
+        step_size = self.lr / m_scale
         for name, p in self.params.items():
             update = _adam_update(grads[name], self.m[name], self.v[name], _shaped(step_size, p), v_scale, self.betas, self.eps)
             p -= update

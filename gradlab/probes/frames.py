@@ -84,7 +84,6 @@ def _column(values, dtype: str):
     return np.asarray(values, dtype=dtype) if dtype in NUMPY_DTYPES else pd.array(values, dtype=dtype)
 
 
-
 def _stack(table: str, stats: list[tuple[int, dict[str, Array]]], run_id: str) -> pd.DataFrame:
     cols = [c for c in COLUMNS[table] if c not in ("run_id", "step")]
     if not stats:
