@@ -307,3 +307,51 @@ def test_tables_of_an_earlier_gradlab_load_with_the_columns_added_since(tmp_path
     assert upgraded["layers"]["da_norm"].isna().all()
     pd.testing.assert_frame_equal(upgraded["steps"], new["steps"])
     assert set(upgraded["runs"]["norm"]) == {"none"} and set(upgraded["runs"]["residual"]) == {False}
+
+
+MIXED = {  # every table and dtype a run writes: an MLP, RNNs (timesteps), runs ok, diverged and failed
+    "train": {"steps": 300, "log_every": 25, "probe_size": 32},
+    "part": [
+        {"name": "mlp", "model": {"width": 6, "depth": 2}, "train": {"steps": 40}, "sweep": {"width": [6, 10**6]}},
+        {"name": "rnn", "model": {"kind": "rnn", "width": 16, "init": "mean_field", "sigma_w2": 16.0},
+         "task": {"name": "adding", "T": 30}, "train": {"lr": 1.0}, "sweep": {"seed": [0, 1]}},
+    ],
+}
+
+
+def test_consolidating_the_runs_a_store_kept_gives_the_tables_read_back_from_its_folders(tmp_path):
+    """The runner's store consolidates the runs it wrote from the tables it kept; a store opened afresh reads
+    every run folder: the two give the same tables, value for value and dtype for dtype."""
+    experiment = config.from_dict(MIXED, "exp")
+    runner.run(experiment, tmp_path / "exp", progress=False)
+    kept = load(tmp_path / "exp")
+    assert set(kept["runs"]["status"]) == {"ok", "diverged", "failed"} and len(kept["timesteps"]) > 0
+    with Store(tmp_path / "exp").open() as store:
+        assert not store._kept, "a store opened on existing runs keeps nothing"
+        read = store.consolidate(list(kept["runs"]["run_id"]))
+    for name in kept:
+        pd.testing.assert_frame_equal(read[name], kept[name], check_exact=True, obj=name)
+
+
+def test_a_kept_run_whose_folder_changed_is_read_from_the_folder_and_quarantined_when_damaged(tmp_path):
+    store = Store(tmp_path / "exp").open()
+    for rid in ("a", "b"):
+        store.write_run(rid, *run_tables(rid))
+    assert set(store._kept) == {"a", "b"}
+    damage(store.runs_dir / "b", "flipped byte")
+    tables = store.consolidate(["a", "b"])
+    assert list(tables["runs"]["run_id"]) == ["a"] and [rid for rid, _ in store.quarantined] == ["b"]
+    assert not store._kept, "consolidate lets go of what it kept"
+
+
+def test_a_store_keeps_tables_only_up_to_its_budget(tmp_path, monkeypatch):
+    from gradlab.sweep import store as store_module
+
+    one = int(run_tables("a")[1]["steps"].memory_usage(index=False).sum())
+    monkeypatch.setattr(store_module, "KEEP_BYTES", 2 * one)
+    store = Store(tmp_path / "exp").open()
+    for rid in ("a", "b", "c"):
+        store.write_run(rid, *run_tables(rid))
+    assert set(store._kept) == {"a", "b"} and store._kept_bytes == 2 * one
+    tables = store.consolidate(["a", "b", "c"])  # c read from its folder
+    assert list(tables["steps"]["run_id"]) == ["a"] * 3 + ["b"] * 3 + ["c"] * 3

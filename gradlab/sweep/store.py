@@ -42,6 +42,7 @@ OWN_FILES = ("config.toml", "manifest.json", "summary.csv", "report.html", "clai
 OWN_DIRS = ("runs", "figures", QUARANTINE)
 EXPORT_DIR = "export"  # where `gradlab export` writes by default; its ledger lists its files, as figures/ does
 RUN_FILES = ("run.json", CONTENTS, *(f"{t}.parquet" for t in RUN_TABLES))
+KEEP_BYTES = 1 << 28  # the tables of the runs it wrote a store keeps for consolidate(), 256 MiB at most
 
 
 class StoreError(Exception):
@@ -60,6 +61,8 @@ class Store:
         self.runs_dir = self.root / "runs"
         self.quarantined: list[tuple[str, str]] = []  # (run_id, why) moved aside by this Store
         self._lock: _Lock | None = None
+        self._kept: dict[str, tuple[dict, dict[str, pd.DataFrame], dict]] = {}  # see write_run
+        self._kept_bytes = 0
 
     def open(self, fresh: bool = False) -> "Store":
         """Check that the folder is gradlab's (or new), lock it, mark it, empty it of gradlab's files
@@ -108,7 +111,9 @@ class Store:
 
     def write_run(self, run_id: str, record: dict, tables: dict[str, pd.DataFrame]) -> None:
         """Write one run atomically: its files and their contents.json into a temporary folder, then
-        one rename. A rerun (of a failed run) replaces the old folder."""
+        one rename. A rerun (of a failed run) replaces the old folder. The store keeps the record (as
+        run.json reads back) and the tables (up to KEEP_BYTES of them in all) for consolidate(), which
+        then need not decode the files it has just written; the tables must not change after."""
         tmp = self.runs_dir / f".tmp-{run_id}-{os.getpid()}"
         if tmp.exists():
             self._remove_run_folder(tmp)
@@ -132,6 +137,16 @@ class Store:
         else:
             tmp.rename(final)
         _fsync_dir(self.runs_dir)
+        self._keep(run_id, json.loads(text), {n: tables[n] for n in RUN_TABLES if f"{n}.parquet" in contents}, contents)
+
+    def _keep(self, run_id: str, record: dict, frames: dict[str, pd.DataFrame], contents: dict) -> None:
+        old = self._kept.pop(run_id, None)
+        if old is not None:
+            self._kept_bytes -= _frame_bytes(old[1])
+        size = _frame_bytes(frames)
+        if self._kept_bytes + size <= KEEP_BYTES:
+            self._kept[run_id] = (record, frames, contents)
+            self._kept_bytes += size
 
     def consolidate(self, run_ids: list[str] | None = None) -> dict[str, pd.DataFrame]:
         """Concatenate the run folders (all, or run_ids in that order) into <table>.parquet files. A run
@@ -141,7 +156,7 @@ class Store:
         for run_id in ids:
             folder = self.runs_dir / run_id
             try:
-                record, frames = read_run(folder)
+                record, frames = self._kept_run(run_id) or read_run(folder)
             except Exception as err:  # noqa: BLE001 - whatever is wrong with one folder, the others go on
                 self._quarantine(folder, f"unreadable: {type(err).__name__}: {err}".splitlines()[0])
                 continue
@@ -156,6 +171,22 @@ class Store:
             df.to_parquet(tmp, index=False)
             tmp.replace(self.root / f"{name}.parquet")
         return tables
+
+    def _kept_run(self, run_id: str) -> tuple[dict, dict[str, pd.DataFrame]] | None:
+        """A run this store wrote and kept, checked against its folder as open() checks one (sizes and
+        SHA-256 of its files: a folder damaged since raises, and is quarantined); None when not kept or when
+        the folder holds other files than those written. Parquet gives back the frames it was given (a test
+        compares both ways)."""
+        kept = self._kept.pop(run_id, None)
+        if kept is None:
+            return None
+        self._kept_bytes -= _frame_bytes(kept[1])
+        record, frames, contents = kept
+        folder = self.runs_dir / run_id
+        why = check_run(folder)
+        if why:
+            raise ValueError(why)
+        return (record, frames) if json.loads((folder / CONTENTS).read_text())["files"] == contents else None
 
     def write_text(self, name: str, text: str) -> None:
         _write_text(self.root / name, text)
@@ -421,6 +452,10 @@ def _is_unmarked_store(root: Path) -> bool:
 
 def _visible_entries(root: Path) -> list[Path]:
     return [p for p in root.iterdir() if not p.name.startswith(".")]
+
+
+def _frame_bytes(frames: dict[str, pd.DataFrame]) -> int:
+    return sum(int(f.memory_usage(index=False).sum()) for f in frames.values())
 
 
 def _write_bytes(path: Path, data: bytes, rows: int) -> dict:
