@@ -347,7 +347,7 @@ def test_a_kept_run_whose_folder_changed_is_read_from_the_folder_and_quarantined
 def test_a_store_keeps_tables_only_up_to_its_budget(tmp_path, monkeypatch):
     from gradlab.sweep import store as store_module
 
-    one = int(run_tables("a")[1]["steps"].memory_usage(index=False).sum())
+    one = 8 * run_tables("a")[1]["steps"].size
     monkeypatch.setattr(store_module, "KEEP_BYTES", 2 * one)
     store = Store(tmp_path / "exp").open()
     for rid in ("a", "b", "c"):
