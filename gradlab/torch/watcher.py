@@ -488,7 +488,8 @@ class Watcher:
             return {}
         cells = {id(m): self._probe_cells(m, a) for m, a in ((r.module, inputs.get(id(r.module))) for r in self.rows)
                  if type(m) in mods.RECURRENT and a is not None}  # fmt: skip
-        out = {"acts": [self._row_act(r, calls, index, cells) for r in self.rows]}
+        with np.errstate(all="ignore"):
+            out = {"acts": [self._row_act(i, r, calls, index, cells) for i, r in enumerate(self.rows)]}
         yt = mods.first_tensor(y) if not isinstance(y, torch.Tensor) else y
         out["collapsed"] = is_collapsed(yt.detach().double().cpu().numpy()) if yt is not None else None
         return out
@@ -524,20 +525,19 @@ class Watcher:
             replay_bridge._refuse(self, next(i for i, r in enumerate(self.rows) if r.module is module), str(err))
             return None
 
-    def _row_act(self, row: Row, calls, index, cells) -> dict[str, Any] | None:
-        """act_mean, act_std, the dead mask and saturated_frac of one row on the probe batch."""
+    def _row_act(self, i: int, row: Row, calls, index, cells) -> dict[str, Any] | None:
+        """act_mean, act_std, the dead mask and saturated_frac of row i on the probe batch (floating-point
+        warnings off: an overflowed activation is a result)."""
         if row.kind in mods.RECURRENT.values():
             layers = cells.get(id(row.module))
             return None if layers is None else layers[row.cell]
-        i = self.rows.index(row)
         k = index.get(i)
         a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
         act = mods.gradlab_activation(calls[k][0] if k is not None else None)
         arr = a.detach().cpu().numpy().astype(np.float64)  # the float64 fast path of act_moments
         mean, std = act_moments(arr)
-        with np.errstate(all="ignore"):
-            dead = ~np.any(arr.reshape(-1, arr.shape[-1]) != 0, axis=0)
-            saturated = saturated_fraction(act, arr) if act is not None else math.nan
+        dead = ~np.any(arr.reshape(-1, arr.shape[-1]) != 0, axis=0)
+        saturated = saturated_fraction(act, arr) if act is not None else math.nan
         return {"act_mean": mean, "act_std": std, "dead": dead, "saturated_frac": saturated}
 
     # ---- the rows of a logged step ---------------------------------------------------------------
