@@ -6,7 +6,7 @@ becomes a solo *view* of it: its parameters (and batch norm's buffers) are the m
 ensemble's arrays, so the optimizer's in-place update of the ensemble updates every view. A step is one
 forward and one backward of all members at once, on each member's own batch (drawn from its own
 Generator([seed, 1]) as alone); everything that reduces over a member's arrays is done exactly as alone:
-its loss (losses with lead 0 on its output), its clipping (its gradient norm summed in
+its loss (one call with lead 1, whose per-member values equal those alone), its clipping (its gradient norm summed in
 the solo order; members of one clip mode in one clip.clip(ensemble=True), whose per-row dots equal the
 solo ones), and its probes, through its own probes.Recorder on its view (the trace and gradients of the
 step, sliced). The optimizer steps every member with its own lr
@@ -194,10 +194,9 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
         logged = {r: members[r].recorder.should_log(step) for r in live}
         x, y = batches.draw({r: members[r].batches for r in live})
         out, cache = model.forward(x, trace=any(logged.values()))
-        dout = np.zeros_like(out)
-        loss = {}
-        for r in live:
-            loss[r], dout[r] = loss_fn(out[r], y[r])
+        values, dout = loss_fn(out, y, lead=1)  # each member's loss as alone (gradlab.nn.losses)
+        dout[[r for r in range(len(members)) if members[r].done]] = 0.0
+        loss = {r: float(values[r]) for r in live}
         grads = model.backward(dout, cache, input_grad=False)
         last = _last_step_backward(model, cache, dout) if any(logged.values()) else None
         due = x_probe is not None and any(logged[r] and members[r].recorder.dead_due(step) for r in live)

@@ -11,6 +11,8 @@ repeated for every member.
 import numpy as np
 import pytest
 from conftest import LOSSES, assert_rel, make_target
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradlab.nn import GRU, LSTM, MLP, RNN, clip, losses, optim
 
@@ -283,3 +285,32 @@ def test_an_ensemble_of_one_is_the_model(kind):
     assert_rel(out_e[0], out_a, TOL, f"{kind} output")
     for pname in g_a.params:
         assert_rel(g_e.params[pname][0], g_a.params[pname], TOL, f"{kind} d/d{pname}")
+
+
+EXACT = [(name, "float64") for name in LOSSES] + [("mse", "float32"), ("sum_squares", "float32")]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    members=st.integers(1, 12), examples=st.integers(1, 70), steps=st.sampled_from([None, 1, 7]), features=st.integers(1, 5),
+    transposed=st.booleans(), seed=st.integers(0, 2**16),
+)  # fmt: skip
+@pytest.mark.parametrize("loss_name, dtype", EXACT)
+def test_a_members_loss_with_lead_1_is_its_loss_alone_bit_for_bit(loss_name, dtype, members, examples, steps, features,
+                                                                  transposed, seed):  # fmt: skip
+    """gradlab.ensemble trains float64 runs on the lead=1 values: each must be exactly the member's loss alone (its
+    squares by np.vecdot of its row against np.vdot alone, its sums over its own entries), also for an output laid
+    out time-major (a recurrent readout of every step); the gradient likewise. In float32 only the squares are
+    exact: cross_entropy and bce alone divide their float32 sum in float64 (a Python float), with lead=1 in float32."""
+    rng = np.random.default_rng(seed)
+    shape = (members, examples, features) if steps is None else (members, examples, steps, features)
+    a = (rng.normal(size=shape) * 3).astype(dtype)
+    if transposed and steps is not None:  # (R, T, N, O) in memory, (R, N, T, O) as an array
+        a = np.ascontiguousarray(a.swapaxes(1, 2)).swapaxes(1, 2)
+    y = make_target(loss_name, shape, rng)
+    y = y if loss_name == "cross_entropy" else y.astype(dtype)
+    values, grad = losses.get(loss_name)(a, y, lead=1)
+    for r in range(members):
+        alone, grad_alone = losses.get(loss_name)(a[r], y[r])
+        assert float(values[r]) == alone, f"{loss_name} {dtype} {shape} member {r}: lead=1 {float(values[r])!r}, alone {alone!r}"
+        assert np.array_equal(grad[r], grad_alone), f"{loss_name} {dtype} {shape} member {r}: the gradients differ"

@@ -13,7 +13,9 @@ cross_entropy takes integer class labels of the output's shape without its last 
 
 An ensemble's output has the member axis first: with lead=1 each member's loss is its own mean over its
 predictions, the value is one loss per member (R,), and dL/da is each member's gradient. A target
-without the member axis is shared by every member.
+without the member axis is shared by every member. Each member's value is the one its output alone gives,
+bit for bit: its squares summed by np.vecdot of its row (the value of np.vdot alone), its other sums over
+its own contiguous entries (gradlab.ensemble trains on these values, and tests compare them).
 """
 
 from __future__ import annotations
@@ -39,6 +41,14 @@ def _total(values: Array, lead: int) -> float | Array:
     return float(values.sum()) if lead == 0 else values.sum(axis=tuple(range(lead, values.ndim)))
 
 
+def _squares(d: Array, lead: int) -> np.floating | Array:
+    """sum d^2 over all but the member axes: np.vdot alone; per member np.vecdot of its entries as one row."""
+    if lead == 0:
+        return np.vdot(d, d)
+    rows = d.reshape(*d.shape[:lead], -1)
+    return np.vecdot(rows, rows)
+
+
 def _same_shape(a: Array, y: Array, lead: int) -> Array:
     y = np.asarray(y, dtype=a.dtype)
     if y.shape != a.shape:
@@ -51,9 +61,8 @@ def mse(a: Array, y: Array, lead: int = 0) -> tuple[float | Array, Array]:
     """1/2 squared error, summed over features, averaged over predictions."""
     diff = a - _same_shape(a, y, lead)  # a - y
     m = _rows(a, lead)
-    if lead == 0:
-        return float(0.5 * np.vdot(diff, diff) / m), diff / m
-    return 0.5 * _total(diff * diff, lead) / m, diff / m
+    loss = 0.5 * _squares(diff, lead) / m
+    return (float(loss) if lead == 0 else loss), diff / m
 
 
 @np.errstate(all="ignore")
@@ -61,9 +70,8 @@ def sum_squares(a: Array, y: Array, lead: int = 0) -> tuple[float | Array, Array
     """Seed 000's C0 = sum_j (a_j - y_j)^2 per prediction, averaged over predictions."""
     diff = a - _same_shape(a, y, lead)
     m = _rows(a, lead)
-    if lead == 0:
-        return float(np.vdot(diff, diff) / m), 2.0 * diff / m
-    return _total(diff * diff, lead) / m, 2.0 * diff / m
+    loss = _squares(diff, lead) / m
+    return (float(loss) if lead == 0 else loss), 2.0 * diff / m
 
 
 @np.errstate(all="ignore")
