@@ -7,6 +7,8 @@ import mode allows) so that a failing assertion points at the test that called t
 
 from __future__ import annotations
 
+import signal
+
 import numpy as np
 from hypothesis import HealthCheck, settings
 
@@ -190,3 +192,10 @@ def claim_starting(claims: dict, start: str):
     found = [c for text, c in claims.items() if text.startswith(start)]
     assert len(found) == 1, f"expected one claim starting {start!r}, got {list(claims)}"
     return found[0]
+
+
+def default_sigint():
+    """In a child before exec: SIGINT as a terminal's Ctrl-C finds it. A shell script's background job (`make test &`)
+    starts with SIGINT ignored, and an ignored signal stays ignored across exec, so without this the child would
+    never see the SIGINT the test sends."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

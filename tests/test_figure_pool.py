@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import default_sigint
 from test_cli import gradlab, one_line_error
 from test_report import fake_figures, he_xavier, visible  # noqa: F401 - he_xavier is a fixture
 
@@ -212,7 +213,7 @@ def test_sigterm_and_ctrl_c_stop_the_workers(he_xavier, tmp_path, signum):
     shutil.copytree(out, target)
     before = sorted(p.name for p in (target / "figures").iterdir())
     script = STOPPED.format(tests=str(Path(__file__).parent), target=str(target))
-    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         while len(pids := [int(p.stem) for p in target.glob("*.pid")]) < 2 and time.monotonic() < deadline:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import default_sigint
 
 from gradlab.sweep import config, runner
 from gradlab.sweep.store import load
@@ -161,7 +162,8 @@ def test_a_stop_signal_ends_the_sweep_cleanly_and_it_resumes(tmp_path, sig, code
     # runs one by one (--no-ensemble), so that the signal always finds runs to do: as ensembles, the six
     # seeds are two chunks that may end together, and a signal sent then finds a sweep already exiting
     cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2", "--no-ensemble")
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=default_sigint)  # fmt: skip
     wait_for(lambda: len(finished_runs(out)) >= 1 and len(children(proc.pid)) >= 2, what="a run and two workers")
     os.kill(proc.pid, sig)  # to the main process only, as Slurm, systemd and docker do
     stdout, stderr = proc.communicate(timeout=30)
