@@ -319,11 +319,17 @@ MIXED = {  # every table and dtype a run writes: an MLP, RNNs (timesteps), runs 
 }
 
 
-def test_consolidating_the_runs_a_store_kept_gives_the_tables_read_back_from_its_folders(tmp_path):
-    """The runner's store consolidates the runs it wrote from the tables it kept; a store opened afresh reads
-    every run folder: the two give the same tables, value for value and dtype for dtype."""
+def test_consolidating_the_runs_a_store_kept_gives_the_tables_read_back_from_its_folders(tmp_path, monkeypatch):
+    """The runner's store consolidates the runs it wrote from the tables it kept (it decodes no run folder); a
+    store opened afresh reads every run folder: the two give the same tables, value for value and dtype for dtype."""
+    from gradlab.sweep import store as store_module
+
     experiment = config.from_dict(MIXED, "exp")
+    reads = []
+    read_run = store_module.read_run
+    monkeypatch.setattr(store_module, "read_run", lambda folder: reads.append(folder.name) or read_run(folder))
     runner.run(experiment, tmp_path / "exp", progress=False)
+    assert reads == [], f"the sweep's consolidation read {len(reads)} run folders back instead of its kept tables"
     kept = load(tmp_path / "exp")
     assert set(kept["runs"]["status"]) == {"ok", "diverged", "failed"} and len(kept["timesteps"]) > 0
     with Store(tmp_path / "exp").open() as store:
@@ -333,15 +339,30 @@ def test_consolidating_the_runs_a_store_kept_gives_the_tables_read_back_from_its
         pd.testing.assert_frame_equal(read[name], kept[name], check_exact=True, obj=name)
 
 
-def test_a_kept_run_whose_folder_changed_is_read_from_the_folder_and_quarantined_when_damaged(tmp_path):
+def test_a_kept_run_whose_folder_was_damaged_since_is_quarantined(tmp_path):
     store = Store(tmp_path / "exp").open()
     for rid in ("a", "b"):
         store.write_run(rid, *run_tables(rid))
     assert set(store._kept) == {"a", "b"}
-    damage(store.runs_dir / "b", "flipped byte")
+    damage(store.runs_dir / "b", "flipped byte")  # same size: only the checksum sees it
     tables = store.consolidate(["a", "b"])
     assert list(tables["runs"]["run_id"]) == ["a"] and [rid for rid, _ in store.quarantined] == ["b"]
     assert not store._kept, "consolidate lets go of what it kept"
+
+
+def test_a_kept_run_whose_folder_holds_another_whole_run_is_read_from_the_folder(tmp_path):
+    """What is on disk wins: a run folder replaced since by another complete one (its own contents.json) is
+    consolidated as the folder holds it, not as the store kept it."""
+    import shutil
+
+    store = Store(tmp_path / "exp").open()
+    store.write_run("a", *run_tables("a", n=3))
+    with Store(tmp_path / "other").open() as other:
+        other.write_run("a", *run_tables("a", n=5))
+    shutil.rmtree(store.runs_dir / "a")
+    shutil.copytree(tmp_path / "other" / "runs" / "a", store.runs_dir / "a")
+    tables = store.consolidate(["a"])
+    assert len(tables["steps"]) == 5 and store.quarantined == [], f"{len(tables['steps'])} steps rows, want the folder's 5"
 
 
 def test_a_store_keeps_tables_only_up_to_its_budget(tmp_path, monkeypatch):
