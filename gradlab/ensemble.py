@@ -31,7 +31,6 @@ import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -106,7 +105,7 @@ def member_activation(acts: list[Activation]) -> Activation:
     if len(slopes) == 1:
         return acts[0]
     s = np.array([a.slope for a in acts]).reshape(-1, 1, 1)
-    return Activation("leaky_relu", partial(activations._leaky_relu, slope=s), partial(activations._d_leaky_relu, slope=s), 1.0, s)
+    return activations.leaky(s)
 
 
 def member_trace(trace: MLPTrace | SequenceTrace | None, r: int) -> MLPTrace | SequenceTrace | None:

@@ -41,8 +41,13 @@ def _relu(z: Array, out: Array | None = None) -> Array:
     return np.maximum(z, 0.0, out=out)
 
 
-def _leaky_relu(z: Array, out: Array | None = None, *, slope: float) -> Array:
-    """max(z, slope z), which is the leaky ReLU for 0 <= slope <= 1 (out may be z itself)."""
+def _leaky_relu(z: Array, out: Array | None = None, *, slope: float | Array, positive: bool = False) -> Array:
+    """max(z, slope z), which is the leaky ReLU for 0 <= slope <= 1 (out may be z itself). With every slope
+    > 0 (positive) as np.maximum of the two, since slope z is then NaN only where z is; a slope of 0 makes
+    0 inf = NaN of z = inf, so then slope z is taken only where z < 0 (the same values otherwise, bit for bit)."""
+    if positive:
+        s = np.multiply(z, slope)  # slope z
+        return np.maximum(z, s, out=s if out is None else out)
     if out is not z:
         out = _identity(z, out)
     return np.multiply(out, slope, out=out, where=out < 0)
@@ -119,13 +124,13 @@ def leaky_relu(slope: float = DEFAULT_SLOPE) -> Activation:
     slope = _checks.non_negative("slope", slope)
     if slope > 1:
         raise ValueError(f"slope must be a number in [0, 1], got {slope!r}")
-    return Activation(
-        "leaky_relu",
-        partial(_leaky_relu, slope=slope),
-        partial(_d_leaky_relu, slope=slope),
-        1.0,
-        slope,
-    )
+    return leaky(slope)
+
+
+def leaky(slope: float | Array) -> Activation:
+    """The leaky ReLU of a checked slope: a number, or an ensemble's slopes, one per member (R, 1, 1)."""
+    positive = bool(np.all(np.asarray(slope) > 0))
+    return Activation("leaky_relu", partial(_leaky_relu, slope=slope, positive=positive), partial(_d_leaky_relu, slope=slope), 1.0, slope)
 
 
 def get(name: str | Activation, slope: float = DEFAULT_SLOPE, argument: str = "activation") -> Activation:
