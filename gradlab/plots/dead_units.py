@@ -111,7 +111,7 @@ def _select(tables):
     hidden = layers[(layers["layer"] < layers["depth"]) & layers["dead_frac"].notna()]
     if hidden.empty:
         raise style.SkipFigure("no dead-unit probes (layers.dead_frac) for hidden layers of the ReLU/leaky ReLU MLPs")
-    ok = runs["run_id"].isin(hidden["run_id"])
+    ok = runs["run_id"].isin(hidden["run_id"].unique())
     notes = []
     if (~ok).sum():
         n = int((~ok).sum())

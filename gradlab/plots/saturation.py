@@ -51,7 +51,7 @@ def _select(tables):
     hidden = layers[(layers["layer"] < layers["depth"]) & np.isfinite(layers["saturated_frac"].astype(float))]
     if hidden.empty:
         raise style.SkipFigure("no saturated_frac for hidden layers of the sigmoid/tanh MLPs")
-    ok = runs["run_id"].isin(hidden["run_id"])
+    ok = runs["run_id"].isin(hidden["run_id"].unique())
     notes = []
     if (~ok).sum():
         n = int((~ok).sum())
