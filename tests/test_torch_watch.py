@@ -563,6 +563,27 @@ def test_unsupported_module_is_named_and_skipped():
     named.close()
 
 
+@pytest.mark.parametrize("slopes, activation, slope", [
+    ((0.2, 0.2), "leaky_relu", 0.2),  # gradlab's leaky ReLU: its slope in the runs table, saturation measured
+    ((0.2, 0.1), "mixed", None),  # two slopes: no one activation of the model
+    ((1.5, 1.5), "leakyrelu", None),  # slopes outside gradlab's [0, 1]: an activation gradlab does not know
+    ((-0.2, -0.2), "leakyrelu", None),
+])  # fmt: skip
+def test_leaky_relu_slopes_reach_the_runs_table(slopes, activation, slope):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(D, H), nn.LeakyReLU(slopes[0]), nn.Linear(H, H), nn.LeakyReLU(slopes[1]), nn.Linear(H, 1)).double()
+    probe = torch.randn(32, D, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    w, refs = train_mlp(model, batches(STEPS), probe)
+    record = w.record()
+    default = gradlab.schema.FIELDS["model.slope"].default
+    assert (record["activation"], record["leaky_slope"]) == (activation, default if slope is None else slope), record
+    known = all(0 <= s <= 1 for s in slopes)
+    layers = w.tables()["layers"].query("step == 0").sort_values("layer")
+    for row, ref in zip(layers.itertuples(), refs[0]["probe"][:2]):
+        close(row.act_mean, ref["act_mean"], f"slopes {slopes}: layer {row.layer} act_mean")
+        assert (row.saturated_frac == 0.0) if known else math.isnan(row.saturated_frac), (slopes, row.layer, row.saturated_frac)
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

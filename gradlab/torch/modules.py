@@ -64,16 +64,17 @@ def gradlab_activation(module: nn.Module | None) -> activations.Activation | Non
     if module is None:
         return activations.IDENTITY
     name = GRADLAB_ACTIVATIONS.get(type(module))
-    if name is None:
+    slope = float(getattr(module, "negative_slope", activations.DEFAULT_SLOPE))
+    if name is None or (name == "leaky_relu" and not 0 <= slope <= 1):  # gradlab's leaky ReLU: slopes in [0, 1]
         return None
-    return activations.get(name, float(getattr(module, "negative_slope", activations.DEFAULT_SLOPE)))
+    return activations.get(name, slope)
 
 
 def activation_name(module: nn.Module | None) -> str:
-    """A following activation's name as the runs table writes it: gradlab's name, else the class's in lower case."""
-    if module is None:
-        return "identity"
-    return GRADLAB_ACTIVATIONS.get(type(module), type(module).__name__.lower())
+    """A following activation's name as the runs table writes it: gradlab's name, else the class's in lower case
+    (also for a LeakyReLU whose slope is outside gradlab's [0, 1])."""
+    act = gradlab_activation(module)
+    return act.name if act is not None else type(module).__name__.lower()
 
 
 def find_rows(model: nn.Module, names: list[str] | tuple[str, ...] = ()) -> list[Row]:

@@ -245,6 +245,7 @@ class Watcher:
             "model.width": _width(hidden) or config["model.width"],
             "model.activation": self._info.get("activation", "identity"),
             "model.output_activation": self._info.get("output_activation", "identity"),
+            "model.slope": self._info.get("slope", config["model.slope"]),
             "model.norm": "none" if not kinds else ("batch" if any("BatchNorm" in k.__name__ for k in kinds) else "layer"),
             "task.name": "torch", "train.steps": len(steps), "train.log_every": self.every,
             "train.probe_size": 0 if self.probe is None else int(self.probe.shape[0]),
@@ -511,8 +512,12 @@ class Watcher:
                 counts[id(a)] = counts.get(id(a), 0) + 1
         self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
         hidden = acts[:-1] if len(acts) > 1 else acts
-        names = {mods.activation_name(a) for a, r in zip(hidden, self.rows) if r.cell is None}
+        feedforward = [a for a, r in zip(hidden, self.rows) if r.cell is None]
+        names = {mods.activation_name(a) for a in feedforward}
         self._info["activation"] = names.pop() if len(names) == 1 else ("identity" if not names else "mixed")
+        if self._info["activation"] == "leaky_relu":  # the runs table's leaky_slope: one for every hidden layer
+            slopes = {mods.gradlab_activation(a).slope for a in feedforward}
+            self._info.update({"slope": slopes.pop()} if len(slopes) == 1 else {"activation": "mixed"})
         self._info["output_activation"] = mods.activation_name(acts[-1]) if acts else "identity"
         self._follow_modules = acts
 
