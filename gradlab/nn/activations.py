@@ -42,9 +42,9 @@ def _relu(z: Array, out: Array | None = None) -> Array:
 
 
 def _leaky_relu(z: Array, out: Array | None = None, *, slope: float | Array, positive: bool = False) -> Array:
-    """max(z, slope z), which is the leaky ReLU for 0 <= slope <= 1 (out may be z itself). With every slope
-    > 0 (positive) as np.maximum of the two, since slope z is then NaN only where z is; a slope of 0 makes
-    0 inf = NaN of z = inf, so then slope z is taken only where z < 0 (the same values otherwise, bit for bit)."""
+    """max(z, slope z), which is the leaky ReLU for 0 <= slope <= 1 (out may be z itself). With every slope > 0
+    (positive) np.maximum of the two, bit for bit the masked product below (slope z is NaN only where z is);
+    a slope of 0 needs the mask: 0 inf is NaN, and would make z = inf NaN."""
     if positive:
         s = np.multiply(z, slope)  # slope z
         return np.maximum(z, s, out=s if out is None else out)
