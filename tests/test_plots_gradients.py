@@ -148,6 +148,17 @@ def test_gradient_by_layer_uses_mean_field_sigma_of_the_run():
     assert line.get_ydata()[0] == pytest.approx(1.0 * theory.chi1("tanh", 2.5, 0.05), rel=1e-9)
 
 
+def test_gradient_by_layer_names_a_prediction_in_its_legend_only_where_it_draws_one():
+    legend = lambda fig: [t.get_text() for t in fig.legends[0].get_texts()]  # noqa: E731
+    drawn = one(module("gradient_by_layer").draw(mlp_tables()))
+    assert "mean-field prediction" in legend(drawn)
+    t = tables([row("u", model="mlp", depth=3, activation="unknown", init="standard")],
+               [("u", 0, l, d, d) for l, d in enumerate([0.01, 0.1, 1.0, 2.0])])  # fmt: skip
+    fig = one(module("gradient_by_layer").draw(t))
+    assert not by_gid(fig.axes[0], "theory:"), "no mean field for an activation gradlab does not know"
+    assert "mean-field prediction" not in legend(fig), legend(fig)
+
+
 def test_gradient_by_layer_marks_exact_zeros():
     t = tables([row("dead", model="mlp", depth=2, activation="relu")],
                [("dead", 0, 0, 0.0, 0.0), ("dead", 0, 1, 0.5, 0.5), ("dead", 0, 2, 1.0, 1.0)])

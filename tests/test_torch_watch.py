@@ -584,6 +584,41 @@ def test_leaky_relu_slopes_reach_the_runs_table(slopes, activation, slope):
         assert (row.saturated_frac == 0.0) if known else math.isnan(row.saturated_frac), (slopes, row.layer, row.saturated_frac)
 
 
+class FunctionalReLU(nn.Module):
+    """An MLP whose forward applies F.relu: no activation module for the watcher to see."""
+
+    def __init__(self):
+        super().__init__()
+        self.fcs = nn.ModuleList([nn.Linear(D, H), nn.Linear(H, H)])
+        self.out = nn.Linear(H, 1)
+
+    def forward(self, x):
+        for fc in self.fcs:
+            x = torch.nn.functional.relu(fc(x))
+        return self.out(x)
+
+
+@pytest.mark.parametrize("build, activation", [
+    (FunctionalReLU, "unknown"),  # its activation is applied where no hook sees it
+    (lambda: nn.Sequential(nn.Linear(D, H), nn.Linear(H, H), nn.Linear(H, 1)), "identity"),  # a deep linear net
+    (lambda: nn.Sequential(nn.Sequential(nn.Linear(D, H), nn.Tanh()), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, 1)), "tanh"),
+])  # fmt: skip
+def test_an_activation_the_watcher_cannot_see_is_unknown_not_identity(build, activation):
+    torch.manual_seed(0)
+    model = build().double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=EVERY, optimizer=opt) as w:
+        for x, y in batches(STEPS):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    record = w.record()
+    assert record["activation"] == activation, record["activation"]
+    assert ("Mean field" in record["diagnosis_text"]) == (activation == "tanh"), record["diagnosis_text"]
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -139,12 +139,11 @@ def _draw(ctx: split.Context):
         handles.append(Line2D([], [], color=color, marker=MARKERS.get(key[0], "o"), markersize=3.5,
                               markerfacecolor="none" if key[0] == "leaky_relu" else color,
                               label=g.key_label(key, keys) + factor))  # fmt: skip
-    handles += [
-        Line2D([], [], color="0.3", **style.LATER,
-               label="last logged step" + (f" ({final_steps[-1]})" if len(final_steps) == 1 else "")),
-        Line2D([], [], **{**style.THEORY, "linewidth": 1.0}, label="mean-field prediction"),
-        Patch(color="0.92", label="output layer"),
-    ]  # fmt: skip
+    handles.append(Line2D([], [], color="0.3", **style.LATER,
+                          label="last logged step" + (f" ({final_steps[-1]})" if len(final_steps) == 1 else "")))  # fmt: skip
+    if any(n[-1] is not None for n in numbers):  # no legend entry for a prediction drawn nowhere
+        handles.append(Line2D([], [], **{**style.THEORY, "linewidth": 1.0}, label="mean-field prediction"))
+    handles.append(Patch(color="0.92", label="output layer"))
     if ctx.plan.seeds > 1:
         handles.append(Patch(color="0.3", alpha=style.BAND_ALPHA,
                              label=f"median, band: {split.band_name(ctx.plan.seeds)} of seeds"))  # fmt: skip

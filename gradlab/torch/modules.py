@@ -70,6 +70,14 @@ def gradlab_activation(module: nn.Module | None) -> activations.Activation | Non
     return activations.get(name, slope)
 
 
+def in_sequentials(model: nn.Module, name: str) -> bool:
+    """Whether every module that holds the module called `name` (the model itself included) is an
+    nn.Sequential, whose forward only calls its modules in order: then no activation can have been applied
+    as a function (F.relu in a forward of the user's) between the module and the next one."""
+    parts = name.split(".")[:-1] if name else []
+    return all(isinstance(model.get_submodule(".".join(parts[:k])), nn.Sequential) for k in range(len(parts) + 1))
+
+
 def activation_name(module: nn.Module | None) -> str:
     """A following activation's name as the runs table writes it: gradlab's name, else the class's in lower case
     (also for a LeakyReLU whose slope is outside gradlab's [0, 1])."""

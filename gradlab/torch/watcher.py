@@ -513,7 +513,8 @@ class Watcher:
         self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
         hidden = acts[:-1] if len(acts) > 1 else acts
         feedforward = [a for a, r in zip(hidden, self.rows) if r.cell is None]
-        names = {mods.activation_name(a) for a in feedforward}
+        seen = [a is not None or mods.in_sequentials(self.model, r.name) for a, r in zip(hidden, self.rows) if r.cell is None]
+        names = {mods.activation_name(a) if ok else "unknown" for a, ok in zip(feedforward, seen)}  # F.relu is not seen
         self._info["activation"] = names.pop() if len(names) == 1 else ("identity" if not names else "mixed")
         if self._info["activation"] == "leaky_relu":  # the runs table's leaky_slope: one for every hidden layer
             slopes = {mods.gradlab_activation(a).slope for a in feedforward}
