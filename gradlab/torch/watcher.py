@@ -512,12 +512,12 @@ class Watcher:
                 counts[id(a)] = counts.get(id(a), 0) + 1
         self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
         hidden = acts[:-1] if len(acts) > 1 else acts
-        feedforward = [a for a, r in zip(hidden, self.rows) if r.cell is None]
-        seen = [a is not None or mods.in_sequentials(self.model, r.name) for a, r in zip(hidden, self.rows) if r.cell is None]
-        names = {mods.activation_name(a) if ok else "unknown" for a, ok in zip(feedforward, seen)}  # F.relu is not seen
+        feedforward = [(a, r) for a, r in zip(hidden, self.rows) if r.cell is None]
+        names = {mods.activation_name(a) if a is not None or mods.in_sequentials(self.model, r.name) else "unknown"
+                 for a, r in feedforward}  # an F.relu in a forward of the user's is seen by no hook
         self._info["activation"] = names.pop() if len(names) == 1 else ("identity" if not names else "mixed")
         if self._info["activation"] == "leaky_relu":  # the runs table's leaky_slope: one for every hidden layer
-            slopes = {mods.gradlab_activation(a).slope for a in feedforward}
+            slopes = {mods.gradlab_activation(a).slope for a, _ in feedforward}
             self._info.update({"slope": slopes.pop()} if len(slopes) == 1 else {"activation": "mixed"})
         self._info["output_activation"] = mods.activation_name(acts[-1]) if acts else "identity"
         self._follow_modules = acts
