@@ -619,6 +619,56 @@ def test_an_activation_the_watcher_cannot_see_is_unknown_not_identity(build, act
     assert ("Mean field" in record["diagnosis_text"]) == (activation == "tanh"), record["diagnosis_text"]
 
 
+class HeMLP(nn.Module):
+    """A ReLU MLP of its own class (no plain nn.Sequential stack), He-initialised with biases N(0, 0.05)."""
+
+    def __init__(self, hidden=3):
+        super().__init__()
+        self.fcs = nn.ModuleList([nn.Linear(D if k == 0 else H, H) for k in range(hidden)])
+        self.acts = nn.ModuleList([nn.ReLU() for _ in range(hidden)])
+        self.out = nn.Linear(H, 1)
+        with torch.no_grad():
+            for lin in [*self.fcs, self.out]:
+                nn.init.kaiming_normal_(lin.weight, nonlinearity="relu")
+                lin.bias.normal_(0.0, math.sqrt(0.05))
+
+    def forward(self, x):
+        for fc, act in zip(self.fcs, self.acts):
+            x = act(fc(x))
+        return self.out(x)
+
+
+@pytest.mark.parametrize("build, measured", [
+    (lambda: HeMLP(3), lambda m: list(m.fcs)[1:]),  # the hidden-to-hidden Linears
+    (lambda: HeMLP(1), lambda m: [*m.fcs, m.out]),  # none: every Linear
+    (lambda: mlp(act=nn.Tanh), lambda m: [m[2]]),  # a plain stack: its mean field's own variances
+])  # fmt: skip
+def test_the_init_in_the_runs_table_is_measured_from_the_weights(build, measured):
+    """Any feed-forward model's init is "mean_field" at the variances its weights have at step 0 (here He's
+    sigma_w^2 = 2, not the 1/3 of torch's default a claimed "standard" would draw), computed here from a copy."""
+    import copy
+
+    from gradlab.plots._gradients import hidden_sigma
+
+    torch.manual_seed(4)
+    model = build().double()
+    initial = copy.deepcopy(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=EVERY, optimizer=opt) as w:
+        for x, y in batches(STEPS):
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+    linears = measured(initial)
+    sw2 = np.mean([float((lin.weight.detach().double() ** 2).mean()) * lin.in_features for lin in linears])
+    sb2 = np.mean([float((lin.bias.detach().double() ** 2).mean()) for lin in linears])
+    record = w.record()
+    assert record["init"] == "mean_field", record["init"]
+    close(record["sigma_w2"], sw2, "runs table sigma_w2 (step 0's weights)", tol=1e-12)
+    close(record["sigma_b2"], sb2, "runs table sigma_b2 (step 0's weights)", tol=1e-12)
+    assert hidden_sigma(pd.Series(record)) == (record["sigma_w2"], record["sigma_b2"]), "the figures' sigmas"
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

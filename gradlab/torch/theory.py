@@ -80,6 +80,22 @@ def weight_variances(linear: nn.Linear) -> tuple[float, float]:
     return float(np.mean(w * w)) * w.shape[1], float(np.mean(b * b))
 
 
+def hidden_variances(linears: Sequence[nn.Linear]) -> tuple[float, float]:
+    """(sigma_w^2, sigma_b^2): the means over `linears` (at least one) of their weight_variances."""
+    sigma_w2, sigma_b2 = (float(np.mean(v)) for v in zip(*(weight_variances(lin) for lin in linears)))
+    return sigma_w2, sigma_b2
+
+
+def measured_init(linears: Sequence[nn.Linear]) -> tuple[float, float] | None:
+    """(sigma_w^2, sigma_b^2) of any feed-forward model's Linears in forward order, the output layer last:
+    hidden_variances of the hidden-to-hidden ones (linears[1:-1]), or of all when there are none (a net of
+    one or two Linears); None without a Linear. What the runs table records as init "mean_field" at step 0,
+    measured rather than assumed to be torch's default."""
+    if not linears:
+        return None
+    return hidden_variances(linears[1:-1] or linears)
+
+
 def mean_field(model: nn.Module, measured: Sequence[float] | None = None) -> dict | None:
     """The mean-field prediction for a plain MLP stack with >= 2 hidden layers (see the module docstring);
     measured: per-layer delta norms, layer 0 nearest the input (the hidden layers first; more entries, the
@@ -89,8 +105,7 @@ def mean_field(model: nn.Module, measured: Sequence[float] | None = None) -> dic
         return None
     linears, act = stack
     k = len(linears) - 1  # hidden layers
-    variances = [weight_variances(lin) for lin in linears[1:k]]  # the hidden-to-hidden Linears
-    sigma_w2, sigma_b2 = (float(np.mean(v)) for v in zip(*variances))
+    sigma_w2, sigma_b2 = hidden_variances(linears[1:k])  # the hidden-to-hidden Linears
     chi1 = theory.chi1(act, sigma_w2, sigma_b2)
     out = {"activation": act.name, "hidden_layers": k, "sigma_w2": sigma_w2, "sigma_b2": sigma_b2, "chi1": chi1,
            "predicted_factor": math.sqrt(chi1), "measured_factor": None}  # fmt: skip

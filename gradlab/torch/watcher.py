@@ -129,6 +129,7 @@ class Watcher:
         self._buffers: list[list[torch.Tensor]] | None = None
         self._twins: dict = {}  # one-layer copies of the recurrent modules' layers (replay_bridge.layer_states)
         self._predictions: dict[str, Any] = {}
+        self._init: tuple[float, float] | None = None  # a feed-forward model's (sigma_w2, sigma_b2) at step 0
         self._skipped: set[int] = set()  # steps whose optimizer.step() the GradScaler skipped
         self._no_loss: set[int] = set()  # steps whose loss was not given to step()
         self.probe = None if probe is None else self._set_probe(probe)
@@ -231,8 +232,9 @@ class Watcher:
         depth = rows - 1 hidden layers), else the first recurrent row's kind; width = the most common output
         size of the hidden rows; activation = the hidden rows' following activation; clipping is inferred
         from the steps (clip_mode "norm" with clip = the largest clipped norm when any step was clipped); for a
-        plain MLP stack, init "mean_field" with sigma_w2, sigma_b2 measured from its weights at step 0
-        (gradlab.torch.theory), else init stays "standard", which is torch's default nn.Linear init."""
+        model without recurrent rows, init "mean_field" with sigma_w2, sigma_b2 measured from its Linear rows'
+        weights at step 0 (gradlab.torch.theory.measured_init, whatever initialised them: torch's default, He,
+        a checkpoint); a recurrent model's init stays the default "standard", not measured."""
         config = schema.defaults()
         steps = steps if steps is not None else steps_frame(self._steps, self.name)
         recurrent = [r for r in self.rows if r.kind in mods.RECURRENT.values()]
@@ -263,9 +265,8 @@ class Watcher:
             config["train.optimizer"] = type(self.optimizer).__name__.lower()
             config["train.lr"] = float(self.optimizer.param_groups[0]["lr"])
             config["train.momentum"] = float(self.optimizer.param_groups[0].get("momentum", 0.0) or 0.0)
-        mf = self._predictions.get("mean_field")
-        if mf is not None:  # the weight variances measured at step 0 (torch's default Linear init is "standard")
-            config.update({"model.init": "mean_field", "model.sigma_w2": mf["sigma_w2"], "model.sigma_b2": mf["sigma_b2"]})
+        if self._init is not None:  # the weight variances measured at step 0, whatever initialised them
+            config.update({"model.init": "mean_field", "model.sigma_w2": self._init[0], "model.sigma_b2": self._init[1]})
         clipped = steps[steps["clipped"]]
         if len(clipped):
             config["train.clip_mode"], config["train.clip"] = "norm", float(clipped["grad_norm_clipped"].max())
@@ -367,6 +368,8 @@ class Watcher:
         except ValueError:
             self._predictions = theory.step0(self.model)
         self._theory_text = theory.sentence(self._predictions)
+        if not any(r.kind in mods.RECURRENT.values() for r in self.rows):
+            self._init = theory.measured_init([r.module for r in self.rows if r.kind == "linear"])
 
     def _before_optimizer_step(self, optimizer, args, kwargs) -> None:
         self._clipped_norm = self._norm_now()
