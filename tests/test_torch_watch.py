@@ -598,27 +598,6 @@ class FunctionalReLU(nn.Module):
         return self.out(x)
 
 
-@pytest.mark.parametrize("build, activation", [
-    (FunctionalReLU, "unknown"),  # its activation is applied where no hook sees it
-    (lambda: nn.Sequential(nn.Linear(D, H), nn.Linear(H, H), nn.Linear(H, 1)), "identity"),  # a deep linear net
-    (lambda: nn.Sequential(nn.Sequential(nn.Linear(D, H), nn.Tanh()), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, 1)), "tanh"),
-])  # fmt: skip
-def test_an_activation_the_watcher_cannot_see_is_unknown_not_identity(build, activation):
-    torch.manual_seed(0)
-    model = build().double()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with watch(model, every=EVERY, optimizer=opt) as w:
-        for x, y in batches(STEPS):
-            opt.zero_grad()
-            loss = ((model(x) - y) ** 2).mean()
-            loss.backward()
-            opt.step()
-            w.step(loss)
-    record = w.record()
-    assert record["activation"] == activation, record["activation"]
-    assert ("Mean field" in record["diagnosis_text"]) == (activation == "tanh"), record["diagnosis_text"]
-
-
 class HeMLP(nn.Module):
     """A ReLU MLP of its own class (no plain nn.Sequential stack), He-initialised with biases N(0, 0.05)."""
 
@@ -636,6 +615,50 @@ class HeMLP(nn.Module):
         for fc, act in zip(self.fcs, self.acts):
             x = act(fc(x))
         return self.out(x)
+
+
+class ResidualReLU(nn.Module):
+    """A ReLU MLP whose hidden layers add their input back (x + relu(W x + b)): a sum that no hook sees."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp = nn.Linear(D, H)
+        self.fcs = nn.ModuleList([nn.Linear(H, H) for _ in range(3)])
+        self.acts = nn.ModuleList([nn.ReLU() for _ in range(3)])
+        self.out = nn.Linear(H, 1)
+
+    def forward(self, x):
+        x = self.inp(x)
+        for fc, act in zip(self.fcs, self.acts):
+            x = x + act(fc(x))
+        return self.out(x)
+
+
+@pytest.mark.parametrize("build, activation, theory", [
+    (FunctionalReLU, "unknown", False),  # its activation is applied where no hook sees it
+    (ResidualReLU, "unknown", False),  # its ReLU modules are seen, the sums between them are not
+    (lambda: HeMLP(3), "relu", True),  # a forward of its own that is seen to be a chain of its modules
+    (lambda: nn.Sequential(nn.Linear(D, H), nn.Linear(H, H), nn.Linear(H, 1)), "identity", False),  # a deep linear net
+    (lambda: nn.Sequential(nn.Sequential(nn.Linear(D, H), nn.Tanh()), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, 1)), "tanh", True),
+])  # fmt: skip
+def test_an_activation_the_watcher_cannot_see_is_unknown_not_identity(build, activation, theory):
+    """A hidden row's activation is the module the forward calls after it only when the forward is seen to be a
+    chain (each module's input the tensor the module before it returned); mean field and Lu's probability are
+    given for such a chain of any class, and for no other model."""
+    torch.manual_seed(0)
+    model = build().double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=EVERY, optimizer=opt) as w:
+        for x, y in batches(STEPS):
+            opt.zero_grad()
+            loss = ((model(x) - y) ** 2).mean()
+            loss.backward()
+            opt.step()
+            w.step(loss)
+    record = w.record()
+    assert record["activation"] == activation, record["activation"]
+    assert ("Mean field" in record["diagnosis_text"]) == theory, record["diagnosis_text"]
+    assert ("Lu et al." in record["diagnosis_text"]) == (activation == "relu"), record["diagnosis_text"]
 
 
 @pytest.mark.parametrize("build, measured", [

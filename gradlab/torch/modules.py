@@ -14,7 +14,8 @@ order in which a probe forward calls the modules, the activation that follows ea
                 probe forward calls after the row's module, before any other row's or parametrised
                 module (a norm layer or a dropout in between is passed over). None: the row's own output
                 is its activation (gradlab's identity output layer). Activations written as functions
-                (F.relu in a forward) are invisible here.
+                (F.relu in a forward) are invisible here, and so is anything else a forward does between
+                two modules (a residual sum): chain tells whether there was any.
     unsupported modules that hold parameters of their own but are no row (Conv2d, Embedding, a
                 bidirectional LSTM, ...): named in one warning and skipped; their gradients still count
                 in the global grad_norm.
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -70,12 +72,15 @@ def gradlab_activation(module: nn.Module | None) -> activations.Activation | Non
     return activations.get(name, slope)
 
 
-def in_sequentials(model: nn.Module, name: str) -> bool:
-    """Whether every module that holds the module called `name` (the model itself included) is an
-    nn.Sequential, whose forward only calls its modules in order: then no activation can have been applied
-    as a function (F.relu in a forward of the user's) between the module and the next one."""
-    parts = name.split(".")[:-1] if name else []
-    return all(isinstance(model.get_submodule(".".join(parts[:k])), nn.Sequential) for k in range(len(parts) + 1))
+def chain(calls: list[tuple[nn.Module, Any, Any]]) -> list[nn.Module] | None:
+    """The modules a forward called, in call order, when it was seen to be a chain: every call's first input is
+    the very tensor the call before it returned, as nn.Sequential passes it on. calls: (module, first input,
+    output) in the order the forward hooks fired. None when something else happened between two calls, which
+    no hook sees: an F.relu, a residual sum, a reshape (each a new tensor that no module returned)."""
+    for (_, _, before), (_, x, _) in zip(calls, calls[1:]):
+        if x is None or x is not first_tensor(before):
+            return None
+    return [m for m, _, _ in calls]
 
 
 def activation_name(module: nn.Module | None) -> str:

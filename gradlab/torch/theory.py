@@ -1,7 +1,8 @@
 """Closed-form predictions for a user's own torch model at step 0, from its current weights, beside what the
 watcher measured (gradlab.theory holds every formula; this module only reads the model).
 
-    mean_field  a plain MLP stack (an nn.Sequential, nested ones flattened, of nn.Linear layers each hidden one
+    mean_field  a plain MLP stack (an nn.Sequential, nested ones flattened, or a model of any class whose forward
+                the watcher saw call its modules as a chain (gradlab.torch.modules.chain), of nn.Linear layers each hidden one
                 followed by one elementwise activation gradlab knows, the same for all; at least two hidden
                 layers): sigma_w^2 = fan_in E[W^2] and sigma_b^2 = E[b^2] of the hidden-to-hidden Linears
                 (hidden layers 1..k-1, whose weights carry delta_(l+1) to delta_l), chi_1 = sigma_w^2
@@ -46,10 +47,12 @@ def _flatten(model: nn.Module) -> list[nn.Module] | None:
     return out
 
 
-def plain_stack(model: nn.Module) -> tuple[list[nn.Linear], object] | None:
+def plain_stack(model: nn.Module, modules: Sequence[nn.Module] | None = None) -> tuple[list[nn.Linear], object] | None:
     """(the Linear layers in order, the hidden layers' gradlab Activation) of a plain MLP stack: Linear (act
-    Linear)* [act], one activation class (and slope) for every hidden layer; None for any other model."""
-    mods = _flatten(model)
+    Linear)* [act], one activation class (and slope) for every hidden layer; None for any other model.
+    modules: the modules its forward calls in order, when they are known to form a chain (the watcher's probe
+    forward, gradlab.torch.modules.chain), for a model of any class; default: an nn.Sequential's, flattened."""
+    mods = _flatten(model) if modules is None else [m for m in modules if not isinstance(m, nn.Identity)]
     if not mods or not isinstance(mods[0], nn.Linear):
         return None
     linears, acts, i = [], [], 0
@@ -96,11 +99,11 @@ def measured_init(linears: Sequence[nn.Linear]) -> tuple[float, float] | None:
     return hidden_variances(linears[1:-1] or linears)
 
 
-def mean_field(model: nn.Module, measured: Sequence[float] | None = None) -> dict | None:
+def mean_field(model: nn.Module, measured: Sequence[float] | None = None, modules: Sequence[nn.Module] | None = None) -> dict | None:
     """The mean-field prediction for a plain MLP stack with >= 2 hidden layers (see the module docstring);
     measured: per-layer delta norms, layer 0 nearest the input (the hidden layers first; more entries, the
-    output layer's, are ignored). None for any other model."""
-    stack = plain_stack(model)
+    output layer's, are ignored); modules: as plain_stack's. None for any other model."""
+    stack = plain_stack(model, modules)
     if stack is None or len(stack[0]) < 3:
         return None
     linears, act = stack
@@ -134,10 +137,10 @@ def pascanu(model: nn.Module) -> list[dict] | None:
     return out or None
 
 
-def lu_dead(model: nn.Module) -> dict | None:
+def lu_dead(model: nn.Module, modules: Sequence[nn.Module] | None = None) -> dict | None:
     """Lu et al. 2019's probability that a symmetric-init plain ReLU stack is dead at a point, from its hidden
-    widths; None unless the model is a plain ReLU stack with >= 1 hidden layer."""
-    stack = plain_stack(model)
+    widths; None unless the model is a plain ReLU stack with >= 1 hidden layer (modules: as plain_stack's)."""
+    stack = plain_stack(model, modules)
     if stack is None or stack[1] is None or stack[1].name != "relu":
         return None
     widths = [lin.out_features for lin in stack[0][:-1]]
@@ -148,11 +151,11 @@ def lu_dead(model: nn.Module) -> dict | None:
     return {"widths": widths, "hidden_layers": len(widths), "probability": p}
 
 
-def step0(model: nn.Module, measured: Sequence[float] | None = None) -> dict:
+def step0(model: nn.Module, measured: Sequence[float] | None = None, modules: Sequence[nn.Module] | None = None) -> dict:
     """The predictions for `model` at its current weights: {"mean_field": dict | None, "pascanu": list | None,
     "lu_dead": dict | None} (see the module docstring); measured: the watcher's per-layer delta norms at
-    step 0, layer 0 nearest the input (for mean_field's measured_factor), or None."""
-    return {"mean_field": mean_field(model, measured), "pascanu": pascanu(model), "lu_dead": lu_dead(model)}
+    step 0, layer 0 nearest the input (for mean_field's measured_factor), or None; modules: as plain_stack's."""
+    return {"mean_field": mean_field(model, measured, modules), "pascanu": pascanu(model), "lu_dead": lu_dead(model, modules)}
 
 
 def sentence(predictions: dict) -> str:

@@ -129,6 +129,7 @@ class Watcher:
         self._buffers: list[list[torch.Tensor]] | None = None
         self._twins: dict = {}  # one-layer copies of the recurrent modules' layers (replay_bridge.layer_states)
         self._predictions: dict[str, Any] = {}
+        self._chain: list[nn.Module] | None = None  # the modules the forward calls, when seen to be a chain
         self._init: tuple[float, float] | None = None  # a feed-forward model's (sigma_w2, sigma_b2) at step 0
         self._skipped: set[int] = set()  # steps whose optimizer.step() the GradScaler skipped
         self._no_loss: set[int] = set()  # steps whose loss was not given to step()
@@ -364,9 +365,9 @@ class Watcher:
         delta = self._batch_means("delta")
         measured = [delta[i] / scale if i in delta else math.nan for i in range(len(self.rows))]
         try:
-            self._predictions = theory.step0(self.model, measured)
+            self._predictions = theory.step0(self.model, measured, self._chain)
         except ValueError:
-            self._predictions = theory.step0(self.model)
+            self._predictions = theory.step0(self.model, modules=self._chain)
         self._theory_text = theory.sentence(self._predictions)
         if not any(r.kind in mods.RECURRENT.values() for r in self.rows):
             self._init = theory.measured_init([r.module for r in self.rows if r.kind == "linear"])
@@ -470,10 +471,12 @@ class Watcher:
     def _run_probe(self, check: bool = False) -> dict[str, Any]:
         """Forward the probe batch without grad; per row its activation's output, and collapse."""
         calls: list[tuple[nn.Module, Any]] = []
+        firsts: list[Any] = []  # each call's first input (mods.chain)
         inputs: dict[int, tuple] = {}  # a recurrent module's (input, hx), for its cell layers' states
 
         def hook(mod: nn.Module, a: tuple, o: Any) -> None:
             calls.append((mod, o))
+            firsts.append(a[0] if a else None)
             if type(mod) in mods.RECURRENT:
                 inputs.setdefault(id(mod), (a, o))
 
@@ -488,6 +491,7 @@ class Watcher:
                 h.remove()
         index = _follow_index(self.rows, calls)
         if check:
+            self._chain = mods.chain([(m, x, o) for (m, o), x in zip(calls, firsts)])
             self._learn_structure(calls, index)
             return {}
         cells = {id(m): self._probe_cells(m, a) for m, a in ((r.module, inputs.get(id(r.module))) for r in self.rows)
@@ -516,8 +520,8 @@ class Watcher:
         self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
         hidden = acts[:-1] if len(acts) > 1 else acts
         feedforward = [(a, r) for a, r in zip(hidden, self.rows) if r.cell is None]
-        names = {mods.activation_name(a) if a is not None or mods.in_sequentials(self.model, r.name) else "unknown"
-                 for a, r in feedforward}  # an F.relu in a forward of the user's is seen by no hook
+        names = {mods.activation_name(a) if self._chain is not None else "unknown"
+                 for a, r in feedforward}  # an F.relu or a residual sum in a forward of the user's is seen by no hook
         self._info["activation"] = names.pop() if len(names) == 1 else ("identity" if not names else "mixed")
         if self._info["activation"] == "leaky_relu":  # the runs table's leaky_slope: one for every hidden layer
             slopes = {mods.gradlab_activation(a).slope for a, _ in feedforward}
