@@ -159,6 +159,25 @@ def test_gradient_by_layer_names_a_prediction_in_its_legend_only_where_it_draws_
     assert "mean-field prediction" not in legend(fig), legend(fig)
 
 
+@pytest.mark.parametrize("cure", [{"norm": "layer"}, {"norm": "batch"}, {"residual": True}])
+def test_no_plain_mean_field_is_drawn_over_a_norm_or_residual_net(cure):
+    """Mean field's recursion is the plain stack's: gradient_by_layer draws no prediction (and no sqrt(chi_1)
+    in its legend) and depth_activation_heatmap gives no "mf" value for nets with a norm layer or residual
+    connections, while the plain runs beside them keep theirs."""
+    legend = lambda fig: " ".join(t.get_text() for t in fig.legends[0].get_texts())  # noqa: E731
+    plain = one(module("gradient_by_layer").draw(mlp_tables()))
+    assert by_gid(plain.axes[0], "theory:") and "chi_1" in legend(plain), "the plain runs' prediction"
+    cured = mlp_tables()
+    for column, value in cure.items():
+        cured["runs"][column] = value
+    fig = one(module("gradient_by_layer").draw(cured))
+    assert not any(by_gid(ax, "theory:") for ax in fig.axes), f"a plain mean field drawn over {cure}"
+    assert "chi_1" not in legend(fig), legend(fig)
+    (drawn,) = module("depth_activation_heatmap").draw(cured)
+    texts = [t.get_gid() for ax in drawn.fig.axes for t in ax.texts if (t.get_gid() or "").startswith("theory:")]
+    assert not texts, f"mean-field values written over {cure}: {texts}"
+
+
 def test_gradient_by_layer_marks_exact_zeros():
     t = tables([row("dead", model="mlp", depth=2, activation="relu")],
                [("dead", 0, 0, 0.0, 0.0), ("dead", 0, 1, 0.5, 0.5), ("dead", 0, 2, 1.0, 1.0)])
