@@ -192,6 +192,20 @@ def test_dead_units_numbers(dying):
     assert f"N = 2, k = 3: 1/2 (Lu {theory.lu_dead_probability(2, 3):.2f})" in drawn.caption
 
 
+@pytest.mark.parametrize("cure", [{"norm": "batch"}, {"norm": "layer"}, {"residual": True}])
+def test_dead_units_draws_lus_probability_for_plain_nets_only(dying, cure):
+    """Lu et al.'s argument is the plain stack's: over nets with a norm layer or residual connections panel (c)
+    shows the measured fractions and no dashed probability, and the caption quotes none."""
+    t = {k: v.copy() for k, v in dying.items()}
+    for column, value in cure.items():
+        t["runs"][column] = value
+    (drawn,) = dead_units.draw(t)
+    _, ax_lu = dead_axes(drawn.fig)
+    assert not gid_lines(ax_lu, "lu:"), f"Lu's probability drawn over {cure}"
+    assert len(gid_lines(ax_lu, "measured:")) == 2, "the measured fractions stay"
+    assert "(Lu " not in drawn.caption and "N = 2, k = 3: 1/2" in drawn.caption, drawn.caption
+
+
 def test_dead_at_init_combines_collapse_and_dead_layers(dying):
     runs = dying["runs"][dying["runs"]["activation"] == "relu"]
     got = dead_units.dead_at_init(dying, runs)

@@ -13,6 +13,7 @@ import pandas as pd
 from gradlab import theory
 from gradlab.nn.activations import DEFAULT_SLOPE
 from gradlab.plots import split, style
+from gradlab.plots import _runinfo
 from gradlab.plots._runinfo import need as _runinfo_need
 
 LAYER_COLUMNS = ("step", "layer", "delta_norm", "weight_grad_norm")
@@ -147,7 +148,7 @@ def sigma_of(runs: pd.DataFrame):
     """(sigma_w2, sigma_b2, slope) of the hidden layers, shared by the runs, or None (unknown init, they
     differ, or a run is no plain net: mean field's recursion is the plain stack's, not one with a norm layer
     or residual connections)."""
-    if not plain(runs):
+    if not _runinfo.plain(runs):
         return None
     sigmas = {hidden_sigma(row) for _, row in runs.iterrows()}
     slopes = set(runs["leaky_slope"].astype(float)) if "leaky_slope" in runs else {DEFAULT_SLOPE}
@@ -155,14 +156,6 @@ def sigma_of(runs: pd.DataFrame):
         return None
     (sw2, sb2), slope = sigmas.pop(), slopes.pop()
     return sw2, sb2, slope
-
-
-def plain(runs: pd.DataFrame) -> bool:
-    """Whether every run is a plain MLP stack: model.norm "none" and no residual connections (a runs table
-    without those columns: gradlab's defaults, which are both)."""
-    norm = runs["norm"].astype(str) if "norm" in runs else pd.Series("none", index=runs.index)
-    residual = runs["residual"].fillna(False).astype(bool) if "residual" in runs else pd.Series(False, index=runs.index)
-    return bool(((norm == "none") & ~residual).all())
 
 
 def mean_field_deltas(runs: pd.DataFrame, activation: str, depth: int, anchor: float) -> np.ndarray | None:

@@ -1,6 +1,7 @@
 """Small helpers shared by the training figures (dead_units, saturation, clipping, loss_curves): which
-columns of the runs table are config fields, a caption wrapped to the figure, colour shades, losses by
-step, and the checks that turn missing data into a SkipFigure."""
+columns of the runs table are config fields, whether runs are plain nets (the theory drawn over them needs
+it), a caption wrapped to the figure, colour shades, losses by step, and the checks that turn missing data
+into a SkipFigure."""
 
 from __future__ import annotations
 
@@ -109,3 +110,11 @@ def log_y(ax, values, top: float = np.inf, bottom: float = 0.0) -> bool:
     ax.set_ylim(max(lo / margin, 1e-300), hi if cut else min(hi * margin, 1e300))
     ax.set_yscale("log")
     return cut
+
+
+def plain(runs: pd.DataFrame) -> bool:
+    """Whether every run is a plain MLP stack: model.norm "none" and no residual connections (a runs table
+    without those columns: gradlab's defaults, which are both)."""
+    norm = runs["norm"].astype(str) if "norm" in runs else pd.Series("none", index=runs.index)
+    residual = runs["residual"].fillna(False).astype(bool) if "residual" in runs else pd.Series(False, index=runs.index)
+    return bool(((norm == "none") & ~residual).all())

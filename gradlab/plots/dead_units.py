@@ -22,8 +22,8 @@ CAPTION = (
     "over training. A line per activation (leaky slopes as shades of its colour); with several seeds the "
     "median over them, with a band. (c) The fraction of ReLU networks that are a constant function on the "
     "whole probe set at step 0 (points, pooled over the seeds, with a 95% Wilson interval), against the "
-    "number of hidden layers k, per width N; dashed, Lu et al.'s probability 1 - (1 - 2^-N)^k that the "
-    "network is dead at one given input. Being constant on every probe input is the stronger event, so "
+    "number of hidden layers k, per width N; dashed, for plain nets (no norm layer, no residual connections), "
+    "Lu et al.'s probability 1 - (1 - 2^-N)^k that the network is dead at one given input. Being constant on every probe input is the stronger event, so "
     "the points should lie at or below their curve."
 )
 
@@ -205,10 +205,12 @@ def _draw(ctx: split.Context):
         kmax = int(relu["depth"].max())
         ks = np.arange(1, kmax + 1)
         offsets = (np.arange(len(rwidths)) - (len(rwidths) - 1) / 2) * 0.06 * kmax / max(len(rwidths), 1)
+        lu_applies = _runinfo.plain(relu)  # Lu et al.'s argument is the plain stack's: no norm layer, no residual
         for i, w in enumerate(rwidths):
-            lu = [theory.lu_dead_probability(w, int(k)) for k in ks]
-            (line,) = ax_lu.plot(ks, lu, color=wcolors[i], linestyle="--", linewidth=1.2)
-            line.set_gid(f"lu:{w}")
+            if lu_applies:
+                lu = [theory.lu_dead_probability(w, int(k)) for k in ks]
+                (line,) = ax_lu.plot(ks, lu, color=wcolors[i], linestyle="--", linewidth=1.2)
+                line.set_gid(f"lu:{w}")
             cell = relu[relu["width"] == w].groupby("depth")["dead0"].agg(["sum", "count"])
             depth = cell.index.to_numpy(dtype=float)
             frac = (cell["sum"] / cell["count"]).to_numpy()
@@ -223,10 +225,12 @@ def _draw(ctx: split.Context):
                                  linestyle="none", ms=5, label=label)  # fmt: skip
             line.set_gid(f"measured:{w}")
             for d, k_dead, count in zip(cell.index, cell["sum"], cell["count"]):
-                lu_numbers.append((w, int(d), int(k_dead), int(count), theory.lu_dead_probability(w, int(d))))
+                p = theory.lu_dead_probability(w, int(d)) if lu_applies else None
+                lu_numbers.append((w, int(d), int(k_dead), int(count), p))
         h, lab = ax_lu.get_legend_handles_labels()
-        h.append(Line2D([], [], **style.THEORY))
-        lab.append("Lu et al.: dead at one input")
+        if lu_applies:
+            h.append(Line2D([], [], **style.THEORY))
+            lab.append("Lu et al.: dead at one input")
         ax_lu.legend(h, lab, loc="best", frameon=False)
         ax_lu.set_xlim(0, kmax + 1)
     ax_lu.set_title("(c) ReLU nets born dead: constant on\nthe whole probe set at step 0", loc="left")
@@ -249,7 +253,7 @@ def _text(numbers, lu_numbers, deepest: int) -> str:
         items = [f"N = {w}, {name}: {dead:.0%} dead (born dead {born:.0%})" for w, name, dead, born, _ in numbers]
         parts.append(f"At the last logged step, k = {deepest} (median over seeds): " + "; ".join(items) + ".")
     if lu_numbers:
-        items = [f"N = {w}, k = {k}: {d}/{n} (Lu {p:.2f})" for w, k, d, n, p in lu_numbers]
-        parts.append("ReLU networks dead at step 0, measured against Lu et al.'s probability: " + "; ".join(items)
-                     + ".")  # fmt: skip
+        items = [f"N = {w}, k = {k}: {d}/{n}" + (f" (Lu {p:.2f})" if p is not None else "") for w, k, d, n, p in lu_numbers]
+        against = " against Lu et al.'s probability" if lu_numbers[0][4] is not None else " (nets with a norm layer or residual connections, where Lu et al.'s probability does not apply)"
+        parts.append("ReLU networks dead at step 0, measured" + against + ": " + "; ".join(items) + ".")
     return " ".join(parts)
