@@ -271,9 +271,10 @@ def test_gradient_through_time_panels_lines_and_pascanu_bound():
     not_blank(fig)
 
 
-@pytest.mark.parametrize("change", [{"loss_on": "all"}, {"gamma_norm": math.nan}, "no columns"])
+@pytest.mark.parametrize("change", [{"loss_on": "all"}, {"gamma_norm": math.nan}, {"layers": 2}, "no columns"])
 def test_gradient_through_time_draws_no_bound_without_its_conditions(change):
-    """Pascanu's bound needs the loss on the last step and the run's stored gamma_norm (older tables lack both)."""
+    """Pascanu's bound needs the loss on the last step, the run's stored gamma_norm (older tables lack both) and
+    one cell layer (stacked, the line is the top layer's and gamma_norm layer 0's W_hh's)."""
     t = recurrent_tables()
     if change == "no columns":
         t["runs"] = t["runs"].drop(columns=["loss_on", "gamma_norm"])

@@ -24,7 +24,8 @@ CAPTION = (
     "in time: a line that falls toward t = 0 is vanishing (early inputs get almost no gradient), one that "
     "rises is exploding; with the loss on every step the line is ||dL_(T-1)/dh_t||, the last step's loss "
     "alone, when the tables hold it (dh_last_norm), else the whole loss's gradient, which each step's own "
-    "loss props up. Dashed, in the RNN's colour: Pascanu et al.'s bound (gamma ||W_hh||_2)^(T-1-t) "
+    "loss props up. Dashed, in the colour of an RNN of one cell layer with the loss on its last step: Pascanu "
+    "et al.'s bound (gamma ||W_hh||_2)^(T-1-t) "
     "||dL/dh_(T-1)||, with gamma ||W_hh||_2 of the run's initial recurrent weights (legend) and the measured "
     "gradient at the last step; it is an upper bound, and when gamma ||W_hh||_2 > 1 it grows back in time and "
     "leaves the plot: it allows exploding but does not predict it. Panels of one T share a y range."
@@ -83,9 +84,11 @@ def value_column(runs: pd.DataFrame, timesteps: pd.DataFrame) -> str:
 def bound_of(run: pd.Series, first_run_rows: pd.DataFrame) -> tuple[np.ndarray, float] | None:
     """(bound per t, (T,), anchored at the run's measured dh_norm at t = T-1; gamma ||W_hh||_2), from the
     runs table's gamma_norm and loss_on; None where it does not apply (not an RNN, the loss not on the
-    last step) or the run stored no gamma_norm."""
+    last step, stacked cells: the line is the top layer's dL/dh_t, the stored gamma_norm layer 0's W_hh's)
+    or the run stored no gamma_norm."""
     rate = float(run.get("gamma_norm", math.nan))
-    if run["model"] != "rnn" or run.get("loss_on") != "last" or not math.isfinite(rate):
+    stacked = int(run.get("layers", 1) or 1) > 1
+    if run["model"] != "rnn" or run.get("loss_on") != "last" or stacked or not math.isfinite(rate):
         return None
     T = int(run["T"])
     anchor = float(first_run_rows.set_index("t")["dh_norm"].get(T - 1, math.nan))
