@@ -692,6 +692,28 @@ def test_the_init_in_the_runs_table_is_measured_from_the_weights(build, measured
     assert hidden_sigma(pd.Series(record)) == (record["sigma_w2"], record["sigma_b2"]), "the figures' sigmas"
 
 
+@pytest.mark.parametrize("scheduled", [False, True])
+def test_the_runs_row_lr_is_the_first_steps_and_a_scheduler_is_named(scheduled):
+    """train.lr is the lr the first step took (not the last one a scheduler left), schedule "torch" when it
+    changed over the run, and every step's lr is in the steps table as the optimizer had it."""
+    model = mlp()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    sched = torch.optim.lr_scheduler.StepLR(opt, step_size=2, gamma=0.5) if scheduled else None
+    taken = []
+    with watch(model, every=EVERY, optimizer=opt) as w:
+        for x, y in batches(STEPS):
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            taken.append(opt.param_groups[0]["lr"])
+            opt.step()
+            if sched is not None:
+                sched.step()
+    record = w.record()
+    assert record["lr"] == taken[0] == 0.1, (record["lr"], taken)
+    assert record["schedule"] == ("torch" if scheduled else "constant"), record["schedule"]
+    assert w.tables()["steps"]["lr"].tolist() == taken, (w.tables()["steps"]["lr"].tolist(), taken)
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -235,7 +235,8 @@ class Watcher:
         from the steps (clip_mode "norm" with clip = the largest clipped norm when any step was clipped); for a
         model without recurrent rows, init "mean_field" with sigma_w2, sigma_b2 measured from its Linear rows'
         weights at step 0 (gradlab.torch.theory.measured_init, whatever initialised them: torch's default, He,
-        a checkpoint); a recurrent model's init stays the default "standard", not measured."""
+        a checkpoint); a recurrent model's init stays the default "standard", not measured; lr is the first
+        step's, schedule "torch" when a scheduler of the user's changed it (the steps table has each step's)."""
         config = schema.defaults()
         steps = steps if steps is not None else steps_frame(self._steps, self.name)
         recurrent = [r for r in self.rows if r.kind in mods.RECURRENT.values()]
@@ -264,7 +265,7 @@ class Watcher:
                 config["task.T"] = shape[0]
         if self.optimizer is not None:
             config["train.optimizer"] = type(self.optimizer).__name__.lower()
-            config["train.lr"] = float(self.optimizer.param_groups[0]["lr"])
+            config.update(_lr_fields(steps, float(self.optimizer.param_groups[0]["lr"])))
             config["train.momentum"] = float(self.optimizer.param_groups[0].get("momentum", 0.0) or 0.0)
         if self._init is not None:  # the weight variances measured at step 0, whatever initialised them
             config.update({"model.init": "mean_field", "model.sigma_w2": self._init[0], "model.sigma_b2": self._init[1]})
@@ -760,6 +761,17 @@ def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Te
         torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (last use)
     norms = _group_norms(before + after)  # one pass for both
     return np.array([safe_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
+
+
+def _lr_fields(steps: pd.DataFrame, now: float) -> dict[str, Any]:
+    """train.lr, the lr of the first recorded step (`now`, the optimizer's, before any), and train.schedule:
+    "constant" when every step's lr is that one, else "torch" (a scheduler of the user's; the steps table's
+    lr column holds each step's)."""
+    lrs = steps["lr"].to_numpy(np.float64)
+    lrs = lrs[np.isfinite(lrs)]
+    if not len(lrs):
+        return {"train.lr": now}
+    return {"train.lr": float(lrs[0]), "train.schedule": "constant" if np.all(lrs == lrs[0]) else "torch"}
 
 
 def _width(rows: list[Row]) -> int | None:
