@@ -714,6 +714,43 @@ def test_the_runs_row_lr_is_the_first_steps_and_a_scheduler_is_named(scheduled):
     assert w.tables()["steps"]["lr"].tolist() == taken, (w.tables()["steps"]["lr"].tolist(), taken)
 
 
+class OutputFirst(nn.Module):
+    """A tanh MLP of its own class that registers its output layer before the layers its forward calls first."""
+
+    def __init__(self):
+        super().__init__()
+        self.out = nn.Linear(H, 1)
+        self.body = nn.Sequential(nn.Linear(D, H), nn.Tanh(), nn.Linear(H, H), nn.Tanh(), nn.Linear(H, H), nn.Tanh())
+
+    def forward(self, x):
+        return self.out(self.body(x))
+
+
+def test_rows_are_in_forward_order_whatever_order_the_modules_were_registered_in():
+    """Layer 0 is nearest the input, the last row the output layer, as in the nn.Sequential of the same modules
+    (whose tables and runs row the watched model must give, column by column)."""
+    import copy
+
+    torch.manual_seed(5)
+    own = OutputFirst().double()
+    seq = nn.Sequential(*copy.deepcopy(own.body), copy.deepcopy(own.out))
+    watchers = []
+    for model in (own, seq):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with watch(model, every=EVERY, optimizer=opt, name="run") as w:
+            for x, y in batches(STEPS):
+                opt.zero_grad()
+                ((model(x) - y) ** 2).mean().backward()
+                opt.step()
+        watchers.append(w)
+    assert watchers[0].row_names() == ["body.0", "body.2", "body.4", "out"], watchers[0].row_names()
+    got, want = (w.tables()["layers"] for w in watchers)
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+    a, b = (w.record() for w in watchers)
+    for key in ("activation", "output_activation", "depth", "width", "init", "sigma_w2", "sigma_b2", "diagnosis_text"):
+        assert a[key] == b[key], f"{key}: own class {a[key]!r}, nn.Sequential {b[key]!r}"
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -3,8 +3,8 @@ order in which a probe forward calls the modules, the activation that follows ea
 
     rows        every nn.Linear, normalization layer (LayerNorm, BatchNorm*, GroupNorm, InstanceNorm*,
                 RMSNorm) and unidirectional nn.RNN / nn.LSTM / nn.GRU (one row per cell layer: num_layers
-                rows), plus every module the user names, in the order model.named_modules() lists them
-                (for an nn.Sequential: forward order; layer 0 nearest the input).
+                rows), plus every module the user names, in the order model.named_modules() lists them;
+                the watcher puts them in the order its probe forward calls them (layer 0 nearest the input).
     weights     a Linear's weight; a cell layer's weight_ih_l{j} and weight_hh_l{j}; a norm layer's gain;
                 a named module's parameters whose names do not end in "bias". biases: the rest. An RNN /
                 LSTM cell layer's bias is gradlab's merged one, b = b_ih + b_hh, whose gradient is either

@@ -30,7 +30,7 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
                        scaler.get_scale(), so grad_norm, the layers' gradient norms and delta_norm are
                        divided by S; grad_norm_clipped is read after scaler.step() unscaled them.
     layers (every `every` steps, step 0, and `steps - 1` when steps= is given; one row per gradlab.torch.modules
-    row):
+    row, in the order the probe forward calls their modules: layer 0 nearest the input):
         weight_grad_norm, bias_grad_norm   from .grad at the end of the backward (before clipping)
         delta_norm      batch mean over the step's examples of the per-example ||dL/d(output)|| of the
                         module (a tensor hook on its output in the training forward): gradlab's
@@ -490,11 +490,11 @@ class Watcher:
             self._probing = False
             for h in hooks:
                 h.remove()
-        index = _follow_index(self.rows, calls)
         if check:
             self._chain = mods.chain([(m, x, o) for (m, o), x in zip(calls, firsts)])
-            self._learn_structure(calls, index)
+            self._learn_structure(calls)
             return {}
+        index = _follow_index(self.rows, calls)
         cells = {id(m): self._probe_cells(m, a) for m, a in ((r.module, inputs.get(id(r.module))) for r in self.rows)
                  if type(m) in mods.RECURRENT and a is not None}  # fmt: skip
         with np.errstate(all="ignore"):
@@ -503,16 +503,21 @@ class Watcher:
         out["collapsed"] = is_collapsed(yt.detach().double().cpu().numpy()) if yt is not None else None
         return out
 
-    def _learn_structure(self, calls, index) -> None:
-        """The following activations (names for the runs table; which ones serve a single row) and rows
-        whose output is no tensor (named, warned about and dropped)."""
+    def _learn_structure(self, calls) -> None:
+        """The rows in the order the forward calls their modules (a model's own class may register its output
+        layer first), the following activations (names for the runs table; which ones serve a single row)
+        and rows whose output is no tensor (named, warned about and dropped)."""
         bad = [r for r in self.rows if r.module not in [m for m, _ in calls] or mods.first_tensor(_first_out(r.module, calls)) is None]
         if bad:
             import warnings
 
             warnings.warn(f"gradlab.torch: not watched (no tensor output in the probe forward): {', '.join(r.name for r in bad)}", stacklevel=4)
             self.rows = [r for r in self.rows if r not in bad]
-            index = _follow_index(self.rows, calls)
+        first = {}
+        for k, (m, _) in enumerate(calls):
+            first.setdefault(id(m), k)
+        self.rows = sorted(self.rows, key=lambda r: first[id(r.module)])  # forward order: layer 0 nearest the input
+        index = _follow_index(self.rows, calls)
         acts = [calls[index[i]][0] if index.get(i) is not None else None for i in range(len(self.rows))]
         counts: dict[int, int] = {}
         for a in acts:
