@@ -751,6 +751,47 @@ def test_rows_are_in_forward_order_whatever_order_the_modules_were_registered_in
         assert a[key] == b[key], f"{key}: own class {a[key]!r}, nn.Sequential {b[key]!r}"
 
 
+class SharedReLU(nn.Module):
+    """A ReLU MLP that calls one nn.ReLU after every hidden layer, as many tutorials write it."""
+
+    def __init__(self):
+        super().__init__()
+        self.fcs = nn.ModuleList([nn.Linear(D, H), nn.Linear(H, H), nn.Linear(H, H)])
+        self.out = nn.Linear(H, 1)
+        self.relu = nn.ReLU()
+
+    def forward(self, x):
+        for fc in self.fcs:
+            x = self.relu(fc(x))
+        return self.out(x)
+
+
+@pytest.mark.parametrize("accumulate", [1, 2])
+def test_an_activation_shared_by_every_layer_gives_each_its_own_rows(accumulate):
+    """The n-th call of a shared nn.ReLU is the n-th hidden layer's activation: the tables (da_norm at the
+    activation's output included) equal those of the nn.Sequential with a ReLU of its own per layer, bit for
+    bit, also over micro-batches (each forward counts its calls afresh)."""
+    import copy
+
+    torch.manual_seed(6)
+    own = SharedReLU().double()
+    seq = nn.Sequential(*[m for fc in copy.deepcopy(own.fcs) for m in (fc, nn.ReLU())], copy.deepcopy(own.out))
+    watchers = []
+    for model in (own, seq):
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with watch(model, every=EVERY, optimizer=opt, name="run") as w:
+            for x, y in batches(STEPS):
+                opt.zero_grad()
+                for part in range(accumulate):
+                    xs, ys = x[part::accumulate], y[part::accumulate]
+                    ((model(xs) - ys) ** 2).mean().backward()
+                opt.step()
+        watchers.append(w)
+    got, want = (w.tables()["layers"] for w in watchers)
+    assert got["da_norm"].notna().all(), got
+    pd.testing.assert_frame_equal(got, want, check_exact=True)
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

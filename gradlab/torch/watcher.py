@@ -37,7 +37,9 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
                         delta_l = dL/dz_l for a Linear. A recurrent module's output gets only the gradient
                         from above, not through its recurrence: its delta_norm is NaN and its da_norm (every
                         cell layer's total dL/dh_t over all steps) comes from gradlab.torch.replay
-        da_norm         the same at the following activation's output (dL/da_l); = delta_norm without one
+        da_norm         the same at the following activation's output (dL/da_l); = delta_norm without one;
+                        an activation module several rows share (one nn.ReLU after every layer): its n-th
+                        call in a forward is the row the probe forward saw it follow
         act_mean, act_std, dead_frac, born_dead_frac, died_frac, saturated_frac
                         on the fixed probe batch, forwarded without grad at the first forward of the logged
                         step (the weights the step's gradient is taken at), dropout off and batch norm's
@@ -320,6 +322,7 @@ class Watcher:
             self._snapshot = self._copy_weights()
             self._probe_out = self._run_probe()
             self._install_step_hooks()
+        self._calls_seen: dict[int, int] = {}  # each shared activation's calls in this forward
 
     def _after_forward(self, module: nn.Module, args: tuple, out) -> None:
         if self._probing or not torch.is_grad_enabled():
@@ -414,6 +417,17 @@ class Watcher:
             self._step_handles.append(r.module.register_forward_hook(partial(self._on_output, i, "delta")))
         for i, act in self._dedicated.items():
             self._step_handles.append(act.register_forward_hook(partial(self._on_output, i, "da")))
+        for act, rows in self._shared.values():
+            self._step_handles.append(act.register_forward_hook(partial(self._on_shared_output, rows)))
+
+    def _on_shared_output(self, rows: dict[int, int], module: nn.Module, args: tuple, out) -> None:
+        """An activation module that several rows share (one nn.ReLU called after every layer): its n-th call
+        in this training forward is row rows[n]'s following activation, as in the probe forward."""
+        if self._probing or not torch.is_grad_enabled():
+            return
+        n = self._calls_seen[id(module)] = self._calls_seen.get(id(module), -1) + 1
+        if n in rows:
+            self._on_output(rows[n], "da", module, args, out)
 
     def _on_output(self, i: int, what: str, module: nn.Module, args: tuple, out) -> None:
         if self._probing or not torch.is_grad_enabled():
@@ -524,6 +538,7 @@ class Watcher:
             if a is not None:
                 counts[id(a)] = counts.get(id(a), 0) + 1
         self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
+        self._shared = _shared_calls(calls, index, {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] > 1})
         hidden = acts[:-1] if len(acts) > 1 else acts
         feedforward = [(a, r) for a, r in zip(hidden, self.rows) if r.cell is None]
         names = {mods.activation_name(a) if self._chain is not None else "unknown"
@@ -687,6 +702,17 @@ def _follow_index(rows: list[Row], calls: list[tuple[nn.Module, Any]]) -> dict[i
                 continue
             if id(n) in row_modules or mods._has_params(n):
                 break
+    return out
+
+
+def _shared_calls(calls: list[tuple[nn.Module, Any]], index: dict[int, int | None],
+                  shared: dict[int, nn.Module]) -> dict[int, tuple[nn.Module, dict[int, int]]]:
+    """id(activation) -> (the activation, {n: row}) for the activations several rows share (`shared`: row ->
+    its following activation): its n-th call in the probe forward follows that row."""
+    out: dict[int, tuple[nn.Module, dict[int, int]]] = {}
+    for i, act in shared.items():
+        n = sum(1 for m, _ in calls[: index[i]] if m is act)  # the calls of act before row i's one
+        out.setdefault(id(act), (act, {}))[1][n] = i
     return out
 
 
