@@ -80,6 +80,14 @@ def test_mean_field_is_gradlab_theory_at_the_models_own_variances(act, name):
     assert mf["measured_factor"] is None, "no measurement given, so no measured factor"
 
 
+def test_a_flatten_leaves_the_stack_plain():
+    """An MNIST-style MLP (nn.Flatten first) is the plain stack of its Linears: the same predictions as without."""
+    body = mlp(nn.ReLU, 2.0, 0.01, width=12, depth=3, d_in=6, seed=1)
+    with_flatten = nn.Sequential(nn.Flatten(), *body)
+    assert tt.step0(with_flatten) == tt.step0(body) and tt.step0(body)["mean_field"] is not None, tt.step0(with_flatten)
+    assert tt.step0(nn.Sequential(nn.Flatten(), *body, nn.Dropout(0.1)))["mean_field"] is None, "a dropout is no reshape"
+
+
 def test_leaky_relu_keeps_its_slope():
     model = nn.Sequential(nn.Linear(5, 8), nn.LeakyReLU(0.2), nn.Linear(8, 8), nn.LeakyReLU(0.2), nn.Linear(8, 1)).double()
     mf = tt.step0(model)["mean_field"]

@@ -34,15 +34,19 @@ from gradlab.torch.modules import GRADLAB_ACTIVATIONS, RECURRENT, gradlab_activa
 Array = np.ndarray
 
 
+RESHAPES = (nn.Identity, nn.Flatten)  # modules that leave a stack's arithmetic as it is (an MNIST MLP's Flatten)
+
+
 def _flatten(model: nn.Module) -> list[nn.Module] | None:
-    """An nn.Sequential's modules in order (nested Sequentials flattened, nn.Identity dropped); None otherwise."""
+    """An nn.Sequential's modules in order (nested Sequentials flattened, the reshapes of RESHAPES dropped); None
+    otherwise."""
     if not isinstance(model, nn.Sequential):
         return None
     out = []
     for m in model:
         if isinstance(m, nn.Sequential):
             out.extend(_flatten(m))
-        elif not isinstance(m, nn.Identity):
+        elif not isinstance(m, RESHAPES):
             out.append(m)
     return out
 
@@ -52,7 +56,7 @@ def plain_stack(model: nn.Module, modules: Sequence[nn.Module] | None = None) ->
     Linear)* [act], one activation class (and slope) for every hidden layer; None for any other model.
     modules: the modules its forward calls in order, when they are known to form a chain (the watcher's probe
     forward, gradlab.torch.modules.chain), for a model of any class; default: an nn.Sequential's, flattened."""
-    mods = _flatten(model) if modules is None else [m for m in modules if not isinstance(m, nn.Identity)]
+    mods = _flatten(model) if modules is None else [m for m in modules if not isinstance(m, RESHAPES)]
     if not mods or not isinstance(mods[0], nn.Linear):
         return None
     linears, acts, i = [], [], 0
