@@ -792,6 +792,59 @@ def test_an_activation_shared_by_every_layer_gives_each_its_own_rows(accumulate)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
 
 
+class Keyword(nn.Module):
+    """The mlp() stack behind a forward that takes its input by keyword, optionally with a second tensor."""
+
+    def __init__(self, needs_scale=False):
+        super().__init__()
+        self.net, self.needs_scale = mlp(), needs_scale
+
+    def forward(self, x=None, scale=None):
+        if self.needs_scale and scale is None:
+            raise TypeError("forward() needs scale")
+        return self.net(x) * (1.0 if scale is None else scale)
+
+
+def train_keyword(model):
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=EVERY, optimizer=opt, name="run") as w:
+        for x, y in batches(STEPS):
+            opt.zero_grad()
+            out = model(x=x, scale=torch.ones(())) if getattr(model, "needs_scale", False) else model(x=x)
+            ((out - y) ** 2).mean().backward()
+            opt.step()
+    return w
+
+
+def test_a_model_called_with_keywords_is_probed_with_the_same_keyword():
+    """model(x=x): the probe forward passes the probe as x=, and the tables are those of model.net(x)."""
+    import copy
+
+    keyword = Keyword()
+    plain = copy.deepcopy(keyword.net)
+    got = train_keyword(keyword).tables()["layers"]
+    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
+    with watch(plain, every=EVERY, optimizer=opt, name="run") as w:
+        for x, y in batches(STEPS):
+            opt.zero_grad()
+            ((plain(x) - y) ** 2).mean().backward()
+            opt.step()
+    assert got["act_mean"].notna().all(), got
+    pd.testing.assert_frame_equal(got, w.tables()["layers"], check_exact=True)
+
+
+def test_a_model_the_probe_cannot_call_alone_trains_on_without_probe_columns():
+    """A forward that needs more than its input: one warning, the probe columns NaN, the gradients measured,
+    the user's loop not interrupted; the activation, never seen, is "unknown"."""
+    with pytest.warns(UserWarning, match="no probe statistics"):
+        w = train_keyword(Keyword(needs_scale=True))
+    layers = w.tables()["layers"]
+    assert len(w.tables()["steps"]) == STEPS and sorted(layers["step"].unique()) == list(LOGGED)
+    assert layers["act_mean"].isna().all() and layers["dead_frac"].isna().all(), layers
+    assert layers["delta_norm"].notna().all() and layers["weight_grad_norm"].notna().all(), layers
+    assert w.record()["activation"] == "unknown"
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -132,12 +132,16 @@ class Watcher:
         self._twins: dict = {}  # one-layer copies of the recurrent modules' layers (replay_bridge.layer_states)
         self._predictions: dict[str, Any] = {}
         self._chain: list[nn.Module] | None = None  # the modules the forward calls, when seen to be a chain
+        self._probe_key: str | None = None  # the keyword the model's forward takes its input by (None: first argument)
+        self._dedicated, self._shared = {}, {}  # the following activations, learnt from a probe forward
+        self._follow_modules: list[nn.Module | None] | None = None
         self._init: tuple[float, float] | None = None  # a feed-forward model's (sigma_w2, sigma_b2) at step 0
         self._skipped: set[int] = set()  # steps whose optimizer.step() the GradScaler skipped
         self._no_loss: set[int] = set()  # steps whose loss was not given to step()
         self.probe = None if probe is None else self._set_probe(probe)
         self._reset_step()
-        self._handles = [model.register_forward_pre_hook(self._before_forward), model.register_forward_hook(self._after_forward)]
+        self._handles = [model.register_forward_pre_hook(self._before_forward, with_kwargs=True),
+                         model.register_forward_hook(self._after_forward)]  # fmt: skip
         self._recorded = False  # the optimizer's post-step hook recorded the step; step(loss) adds its loss
         if optimizer is not None:
             self._handles.append(optimizer.register_step_pre_hook(self._before_optimizer_step))
@@ -249,7 +253,7 @@ class Watcher:
             "model.depth": max(1, len(self.rows) - 1) if not recurrent else config["model.depth"],
             "model.layers": len(recurrent) if recurrent else config["model.layers"],
             "model.width": _width(hidden) or config["model.width"],
-            "model.activation": self._info.get("activation", "identity"),
+            "model.activation": self._info.get("activation", "unknown"),  # known from a probe forward
             "model.output_activation": self._info.get("output_activation", "identity"),
             "model.slope": self._info.get("slope", config["model.slope"]),
             "model.norm": "none" if not kinds else ("batch" if any("BatchNorm" in k.__name__ for k in kinds) else "layer"),
@@ -309,18 +313,19 @@ class Watcher:
 
     # ---- hooks -----------------------------------------------------------------------------------
 
-    def _before_forward(self, module: nn.Module, args: tuple) -> None:
+    def _before_forward(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         if self._probing or not torch.is_grad_enabled():  # the watcher's probe, or the user's evaluation
             return
-        x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+        x, key = _model_input(args, kwargs)
         if self._info["batch"] is None and x is not None:
             self._info.update(batch=int(x.shape[0]), input=tuple(x.shape[1:]))
             if self.probe is None:
-                self.probe = self._set_probe(x[:DEFAULT_PROBE_SIZE].detach().clone())
+                self._probe_key = key
+                self.probe = self._default_probe(x)
         if self._logged and not self._prepared:
             self._prepared = True
             self._snapshot = self._copy_weights()
-            self._probe_out = self._run_probe()
+            self._probe_out = self._run_probe() if self.probe is not None else {}
             self._install_step_hooks()
         self._calls_seen: dict[int, int] = {}  # each shared activation's calls in this forward
 
@@ -466,6 +471,17 @@ class Watcher:
 
     # ---- the probe -------------------------------------------------------------------------------
 
+    def _default_probe(self, x: torch.Tensor) -> torch.Tensor | None:
+        """The first training batch's first examples as the probe; None, with one warning, when the model's
+        forward needs more than that tensor (the probe columns are then NaN; pass probe= with such a model)."""
+        try:
+            return self._set_probe(x[:DEFAULT_PROBE_SIZE].detach().clone())
+        except ValueError as err:
+            import warnings
+
+            warnings.warn(f"gradlab.torch: no probe statistics (act_mean, dead_frac, ... NaN): {err}", stacklevel=4)
+            return None
+
     def _set_probe(self, probe) -> torch.Tensor:
         """The probe batch as a tensor of the model's dtype, checked by one forward (a wrong shape is a
         one-line ValueError); learns each row's following activation from the modules' call order."""
@@ -499,7 +515,7 @@ class Watcher:
         self._probing = True
         try:
             with torch.no_grad(), _probe_mode(self.model):
-                y = self.model(self.probe)
+                y = self.model(self.probe) if self._probe_key is None else self.model(**{self._probe_key: self.probe})
         finally:
             self._probing = False
             for h in hooks:
@@ -591,7 +607,7 @@ class Watcher:
                 out["delta_norm"][i] = delta[i] / self._step_scale
             if i in da:
                 out["da_norm"][i] = da[i] / self._step_scale
-            elif r.cell is None and self._follow_modules[i] is None:
+            elif r.cell is None and self._follow_modules is not None and self._follow_modules[i] is None:
                 out["da_norm"][i] = out["delta_norm"][i]
             if i in self._da_cells:
                 out["da_norm"][i] = self._da_cells[i]
@@ -703,6 +719,14 @@ def _follow_index(rows: list[Row], calls: list[tuple[nn.Module, Any]]) -> dict[i
             if id(n) in row_modules or mods._has_params(n):
                 break
     return out
+
+
+def _model_input(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, str | None]:
+    """The tensor a model's forward was given (its first argument, else its first keyword argument that is a
+    tensor) and that keyword (None: positional); (None, None) when it got no tensor."""
+    if args:
+        return (args[0], None) if isinstance(args[0], torch.Tensor) else (None, None)
+    return next(((v, k) for k, v in kwargs.items() if isinstance(v, torch.Tensor)), (None, None))
 
 
 def _shared_calls(calls: list[tuple[nn.Module, Any]], index: dict[int, int | None],
