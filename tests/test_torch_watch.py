@@ -845,6 +845,27 @@ def test_a_model_the_probe_cannot_call_alone_trains_on_without_probe_columns():
     assert w.record()["activation"] == "unknown"
 
 
+@pytest.mark.parametrize("norms, name", [
+    ((None, None), "none"), ((nn.LayerNorm, nn.LayerNorm), "layer"), ((nn.BatchNorm1d, nn.BatchNorm1d), "batch"),
+    ((lambda h: nn.GroupNorm(2, h), None), "groupnorm"), ((nn.LayerNorm, nn.BatchNorm1d), "mixed"),
+])  # fmt: skip
+def test_the_runs_row_names_the_norm_layers_the_model_has(norms, name):
+    """gradlab's "layer" and "batch" for nn.LayerNorm and nn.BatchNorm*, any other norm by its class (a
+    GroupNorm is no layer norm), "mixed" for two kinds."""
+    torch.manual_seed(0)
+    mods = [nn.Linear(D, H)]
+    for norm in norms:
+        mods += ([norm(H)] if norm else []) + [nn.Tanh(), nn.Linear(H, H)]
+    model = nn.Sequential(*mods, nn.Tanh(), nn.Linear(H, 1)).double()
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=EVERY, optimizer=opt) as w:
+        for x, y in batches(2):
+            opt.zero_grad()
+            ((model(x) - y) ** 2).mean().backward()
+            opt.step()
+    assert w.record()["norm"] == name, w.record()["norm"]
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

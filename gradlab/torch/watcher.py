@@ -256,7 +256,7 @@ class Watcher:
             "model.activation": self._info.get("activation", "unknown"),  # known from a probe forward
             "model.output_activation": self._info.get("output_activation", "identity"),
             "model.slope": self._info.get("slope", config["model.slope"]),
-            "model.norm": "none" if not kinds else ("batch" if any("BatchNorm" in k.__name__ for k in kinds) else "layer"),
+            "model.norm": _norm_name(kinds),
             "task.name": "torch", "train.steps": len(steps), "train.log_every": self.every,
             "train.probe_size": 0 if self.probe is None else int(self.probe.shape[0]),
             "train.dtype": str(self.params[0].dtype).removeprefix("torch.") if self.params else "float32",
@@ -816,6 +816,15 @@ def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Te
         torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (last use)
     norms = _group_norms(before + after)  # one pass for both
     return np.array([safe_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
+
+
+def _norm_name(kinds: set[type]) -> str:
+    """The runs table's norm of a model with norm layers of these classes: "none", gradlab's "layer"
+    (nn.LayerNorm) or "batch" (nn.BatchNorm1d/2d/3d), else the class's name in lower case ("groupnorm",
+    "rmsnorm"); "mixed" for several."""
+    names = {"layer" if k is nn.LayerNorm else "batch" if k.__name__.startswith("BatchNorm") else k.__name__.lower()
+             for k in kinds}  # fmt: skip
+    return "none" if not names else names.pop() if len(names) == 1 else "mixed"
 
 
 def _lr_fields(steps: pd.DataFrame, now: float) -> dict[str, Any]:
