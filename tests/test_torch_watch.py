@@ -65,6 +65,20 @@ def batches(steps, n=N, seed=1, dtype=torch.float64, shape=(D,)):
     return [(torch.randn(n, *shape, generator=g, dtype=dtype), torch.randn(n, 1, generator=g, dtype=dtype)) for _ in range(steps)]
 
 
+def watched(model, steps=STEPS, accumulate=1, call=None, name="torch"):
+    """The watcher of `steps` SGD steps (lr 0.1) of the mean squared error on batches(steps), each step's batch in
+    `accumulate` micro-batches; call(model, x) is the forward (default model(x))."""
+    call = call or (lambda m, x: m(x))
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, every=EVERY, optimizer=opt, name=name) as w:
+        for x, y in batches(steps):
+            opt.zero_grad()
+            for part in range(accumulate):
+                ((call(model, x[part::accumulate]) - y[part::accumulate]) ** 2).mean().backward()
+            opt.step()
+    return w
+
+
 def probe_reference(model: nn.Sequential, probe: torch.Tensor) -> list[dict]:
     """Per Linear: mean, std, dead mask and saturated fraction of the following activation's output (the
     Linear's own for the last), on the probe batch, by forward hooks."""
@@ -676,12 +690,7 @@ def test_the_init_in_the_runs_table_is_measured_from_the_weights(build, measured
     torch.manual_seed(4)
     model = build().double()
     initial = copy.deepcopy(model)
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with watch(model, every=EVERY, optimizer=opt) as w:
-        for x, y in batches(STEPS):
-            opt.zero_grad()
-            ((model(x) - y) ** 2).mean().backward()
-            opt.step()
+    w = watched(model)
     linears = measured(initial)
     sw2 = np.mean([float((lin.weight.detach().double() ** 2).mean()) * lin.in_features for lin in linears])
     sb2 = np.mean([float((lin.bias.detach().double() ** 2).mean()) for lin in linears])
@@ -734,15 +743,7 @@ def test_rows_are_in_forward_order_whatever_order_the_modules_were_registered_in
     torch.manual_seed(5)
     own = OutputFirst().double()
     seq = nn.Sequential(*copy.deepcopy(own.body), copy.deepcopy(own.out))
-    watchers = []
-    for model in (own, seq):
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        with watch(model, every=EVERY, optimizer=opt, name="run") as w:
-            for x, y in batches(STEPS):
-                opt.zero_grad()
-                ((model(x) - y) ** 2).mean().backward()
-                opt.step()
-        watchers.append(w)
+    watchers = [watched(model, name="run") for model in (own, seq)]
     assert watchers[0].row_names() == ["body.0", "body.2", "body.4", "out"], watchers[0].row_names()
     got, want = (w.tables()["layers"] for w in watchers)
     pd.testing.assert_frame_equal(got, want, check_exact=True)
@@ -776,17 +777,7 @@ def test_an_activation_shared_by_every_layer_gives_each_its_own_rows(accumulate)
     torch.manual_seed(6)
     own = SharedReLU().double()
     seq = nn.Sequential(*[m for fc in copy.deepcopy(own.fcs) for m in (fc, nn.ReLU())], copy.deepcopy(own.out))
-    watchers = []
-    for model in (own, seq):
-        opt = torch.optim.SGD(model.parameters(), lr=0.1)
-        with watch(model, every=EVERY, optimizer=opt, name="run") as w:
-            for x, y in batches(STEPS):
-                opt.zero_grad()
-                for part in range(accumulate):
-                    xs, ys = x[part::accumulate], y[part::accumulate]
-                    ((model(xs) - ys) ** 2).mean().backward()
-                opt.step()
-        watchers.append(w)
+    watchers = [watched(model, accumulate=accumulate, name="run") for model in (own, seq)]
     got, want = (w.tables()["layers"] for w in watchers)
     assert got["da_norm"].notna().all(), got
     pd.testing.assert_frame_equal(got, want, check_exact=True)
@@ -805,39 +796,22 @@ class Keyword(nn.Module):
         return self.net(x) * (1.0 if scale is None else scale)
 
 
-def train_keyword(model):
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with watch(model, every=EVERY, optimizer=opt, name="run") as w:
-        for x, y in batches(STEPS):
-            opt.zero_grad()
-            out = model(x=x, scale=torch.ones(())) if getattr(model, "needs_scale", False) else model(x=x)
-            ((out - y) ** 2).mean().backward()
-            opt.step()
-    return w
-
-
 def test_a_model_called_with_keywords_is_probed_with_the_same_keyword():
     """model(x=x): the probe forward passes the probe as x=, and the tables are those of model.net(x)."""
     import copy
 
     keyword = Keyword()
     plain = copy.deepcopy(keyword.net)
-    got = train_keyword(keyword).tables()["layers"]
-    opt = torch.optim.SGD(plain.parameters(), lr=0.1)
-    with watch(plain, every=EVERY, optimizer=opt, name="run") as w:
-        for x, y in batches(STEPS):
-            opt.zero_grad()
-            ((plain(x) - y) ** 2).mean().backward()
-            opt.step()
+    got = watched(keyword, call=lambda m, x: m(x=x), name="run").tables()["layers"]
     assert got["act_mean"].notna().all(), got
-    pd.testing.assert_frame_equal(got, w.tables()["layers"], check_exact=True)
+    pd.testing.assert_frame_equal(got, watched(plain, name="run").tables()["layers"], check_exact=True)
 
 
 def test_a_model_the_probe_cannot_call_alone_trains_on_without_probe_columns():
     """A forward that needs more than its input: one warning, the probe columns NaN, the gradients measured,
     the user's loop not interrupted; the activation, never seen, is "unknown"."""
     with pytest.warns(UserWarning, match="no probe statistics"):
-        w = train_keyword(Keyword(needs_scale=True))
+        w = watched(Keyword(needs_scale=True), call=lambda m, x: m(x=x, scale=torch.ones(())))
     layers = w.tables()["layers"]
     assert len(w.tables()["steps"]) == STEPS and sorted(layers["step"].unique()) == list(LOGGED)
     assert layers["act_mean"].isna().all() and layers["dead_frac"].isna().all(), layers
@@ -856,13 +830,7 @@ def test_the_runs_row_names_the_norm_layers_the_model_has(norms, name):
     mods = [nn.Linear(D, H)]
     for norm in norms:
         mods += ([norm(H)] if norm else []) + [nn.Tanh(), nn.Linear(H, H)]
-    model = nn.Sequential(*mods, nn.Tanh(), nn.Linear(H, 1)).double()
-    opt = torch.optim.SGD(model.parameters(), lr=0.1)
-    with watch(model, every=EVERY, optimizer=opt) as w:
-        for x, y in batches(2):
-            opt.zero_grad()
-            ((model(x) - y) ** 2).mean().backward()
-            opt.step()
+    w = watched(nn.Sequential(*mods, nn.Tanh(), nn.Linear(H, 1)).double(), steps=2)
     assert w.record()["norm"] == name, w.record()["norm"]
 
 
