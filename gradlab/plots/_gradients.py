@@ -12,8 +12,7 @@ import pandas as pd
 
 from gradlab import theory
 from gradlab.nn.activations import DEFAULT_SLOPE
-from gradlab.plots import split, style
-from gradlab.plots import _runinfo
+from gradlab.plots import _runinfo, split, style
 from gradlab.plots._runinfo import need as _runinfo_need
 
 LAYER_COLUMNS = ("step", "layer", "delta_norm", "weight_grad_norm")

@@ -22,9 +22,10 @@ CAPTION = (
     "over training. A line per activation (leaky slopes as shades of its colour); with several seeds the "
     "median over them, with a band. (c) The fraction of ReLU networks that are a constant function on the "
     "whole probe set at step 0 (points, pooled over the seeds, with a 95% Wilson interval), against the "
-    "number of hidden layers k, per width N; dashed, for plain nets (no norm layer, no residual connections), "
-    "Lu et al.'s probability 1 - (1 - 2^-N)^k that the network is dead at one given input. Being constant on every probe input is the stronger event, so "
-    "the points should lie at or below their curve."
+    "number of hidden layers k, per width N; dashed, for plain nets (no norm layer, no residual "
+    "connections), Lu et al.'s probability 1 - (1 - 2^-N)^k that the network is dead at one given input. "
+    "Being constant on every probe input is the stronger event, so the points should lie at or below their "
+    "curve."
 )
 
 ACTIVATIONS = ("relu", "leaky_relu")
@@ -253,7 +254,9 @@ def _text(numbers, lu_numbers, deepest: int) -> str:
         items = [f"N = {w}, {name}: {dead:.0%} dead (born dead {born:.0%})" for w, name, dead, born, _ in numbers]
         parts.append(f"At the last logged step, k = {deepest} (median over seeds): " + "; ".join(items) + ".")
     if lu_numbers:
-        items = [f"N = {w}, k = {k}: {d}/{n}" + (f" (Lu {p:.2f})" if p is not None else "") for w, k, d, n, p in lu_numbers]
-        against = " against Lu et al.'s probability" if lu_numbers[0][4] is not None else " (nets with a norm layer or residual connections, where Lu et al.'s probability does not apply)"
+        items = [f"N = {w}, k = {k}: {d}/{n}" + (f" (Lu {p:.2f})" if p is not None else "")
+                 for w, k, d, n, p in lu_numbers]  # fmt: skip
+        against = (" against Lu et al.'s probability" if lu_numbers[0][4] is not None else
+                   " (nets with a norm layer or residual connections: Lu et al.'s probability does not apply)")
         parts.append("ReLU networks dead at step 0, measured" + against + ": " + "; ".join(items) + ".")
     return " ".join(parts)

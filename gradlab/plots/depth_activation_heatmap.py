@@ -21,8 +21,9 @@ CAPTION = (
     "and under it in brackets the seeds' band. Blue (< 0): the gradient vanishes toward the input, -3 means the "
     "first layer gets a thousandth of the last layer's gradient; red (> 0): it grows; white: preserved. Each "
     "cell also shows, after 'mf', mean field's prediction (L-1) log10 sqrt(chi_1) when the init is one "
-    "gradlab.theory knows and the nets are plain (no norm layer, no residual connections). Grey cells: not computable (a norm that is inf/NaN or 0 in the last hidden "
-    "layer); -inf: the first layer's gradient is exactly 0."
+    "gradlab.theory knows and the nets are plain (no norm layer, no residual connections). Grey cells: not "
+    "computable (a norm that is inf/NaN or 0 in the last hidden layer); -inf: the first layer's gradient is "
+    "exactly 0."
 )
 CMAP = "RdBu_r"  # ColorBrewer's diverging red-blue: colour-blind safe; blue = vanishing, red = exploding
 DRAWS = ("model", "depth", "activation", "leaky_slope")

@@ -20,11 +20,11 @@ CAPTION = (
     "initialisation (step 0), dotted in the same colour at the last logged step; a line per activation, a "
     "column of panels per depth L, log y. Top row of each pair: the backpropagated error ||dL/dz_l||; bottom: "
     "the weight gradient ||dL/dW_l||. Dashed grey: the mean-field prediction for a plain net (no norm layer, "
-    "no residual connections), a factor sqrt(chi_1) per layer toward the input (chi_1 from the activation and the init's weight variance n Var[W] = sigma_w^2), "
-    "anchored at the last hidden layer's measured value. A line that falls toward the input is "
-    "vanishing, one that rises is exploding; panels of different depths have their own y range (panels of one "
-    "depth share theirs), so compare slopes by the decades on their axes. A triangle on the bottom edge marks "
-    "a gradient that is exactly 0."
+    "no residual connections), a factor sqrt(chi_1) per layer toward the input (chi_1 from the activation "
+    "and the init's weight variance n Var[W] = sigma_w^2), anchored at the last hidden layer's measured "
+    "value. A line that falls toward the input is vanishing, one that rises is exploding; panels of different "
+    "depths have their own y range (panels of one depth share theirs), so compare slopes by the decades on "
+    "their axes. A triangle on the bottom edge marks a gradient that is exactly 0."
 )
 MARKERS = {"sigmoid": "o", "tanh": "s", "relu": "^", "leaky_relu": "v", "identity": "D"}
 DRAWS = ("model", "depth", "activation", "leaky_slope")

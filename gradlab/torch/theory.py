@@ -1,14 +1,15 @@
 """Closed-form predictions for a user's own torch model at step 0, from its current weights, beside what the
 watcher measured (gradlab.theory holds every formula; this module only reads the model).
 
-    mean_field  a plain MLP stack (an nn.Sequential, nested ones flattened, or a model of any class whose forward
-                the watcher saw call its modules as a chain (gradlab.torch.modules.chain), of nn.Linear layers each hidden one
-                followed by one elementwise activation gradlab knows, the same for all; at least two hidden
-                layers): sigma_w^2 = fan_in E[W^2] and sigma_b^2 = E[b^2] of the hidden-to-hidden Linears
-                (hidden layers 1..k-1, whose weights carry delta_(l+1) to delta_l), chi_1 = sigma_w^2
-                E[phi'(sqrt(q*) z)^2] (gradlab.theory.chi1) and its per-layer factor sqrt(chi_1) of the batch
-                mean of ||delta_l|| toward the input, against the measured factor: exp(-slope) of the
-                least-squares line of ln delta_norm over the hidden layers (gradlab.diagnose.fit_factor).
+    mean_field  a plain MLP stack (an nn.Sequential, nested ones flattened, or a model of any class whose
+                forward the watcher saw call its modules as a chain, gradlab.torch.modules.chain) of nn.Linear
+                layers, each hidden one followed by one elementwise activation gradlab knows, the same for
+                all; at least two hidden layers: sigma_w^2 = fan_in E[W^2] and sigma_b^2 = E[b^2] of the
+                hidden-to-hidden Linears (hidden layers 1..k-1, whose weights carry delta_(l+1) to delta_l),
+                chi_1 = sigma_w^2 E[phi'(sqrt(q*) z)^2] (gradlab.theory.chi1) and its per-layer factor
+                sqrt(chi_1) of the batch mean of ||delta_l|| toward the input, against the measured factor:
+                exp(-slope) of the least-squares line of ln delta_norm over the hidden layers
+                (gradlab.diagnose.fit_factor).
     pascanu     per nn.RNN cell layer: gamma ||W_hh||_2 (gradlab.theory.gamma_norm; gamma 1 for tanh and
                 relu), the per-step bound on ||dL/dh_(t-1)|| / ||dL/dh_t||. LSTMs and GRUs have none.
     lu_dead     a plain ReLU stack: the probability that a symmetric-init ReLU net with k hidden layers of width
@@ -103,7 +104,9 @@ def measured_init(linears: Sequence[nn.Linear]) -> tuple[float, float] | None:
     return hidden_variances(linears[1:-1] or linears)
 
 
-def mean_field(model: nn.Module, measured: Sequence[float] | None = None, modules: Sequence[nn.Module] | None = None) -> dict | None:
+def mean_field(
+    model: nn.Module, measured: Sequence[float] | None = None, modules: Sequence[nn.Module] | None = None
+) -> dict | None:
     """The mean-field prediction for a plain MLP stack with >= 2 hidden layers (see the module docstring);
     measured: per-layer delta norms, layer 0 nearest the input (the hidden layers first; more entries, the
     output layer's, are ignored); modules: as plain_stack's. None for any other model."""
@@ -155,11 +158,14 @@ def lu_dead(model: nn.Module, modules: Sequence[nn.Module] | None = None) -> dic
     return {"widths": widths, "hidden_layers": len(widths), "probability": p}
 
 
-def step0(model: nn.Module, measured: Sequence[float] | None = None, modules: Sequence[nn.Module] | None = None) -> dict:
+def step0(
+    model: nn.Module, measured: Sequence[float] | None = None, modules: Sequence[nn.Module] | None = None
+) -> dict:
     """The predictions for `model` at its current weights: {"mean_field": dict | None, "pascanu": list | None,
     "lu_dead": dict | None} (see the module docstring); measured: the watcher's per-layer delta norms at
     step 0, layer 0 nearest the input (for mean_field's measured_factor), or None; modules: as plain_stack's."""
-    return {"mean_field": mean_field(model, measured, modules), "pascanu": pascanu(model), "lu_dead": lu_dead(model, modules)}
+    return {"mean_field": mean_field(model, measured, modules), "pascanu": pascanu(model),
+            "lu_dead": lu_dead(model, modules)}  # fmt: skip
 
 
 def sentence(predictions: dict) -> str:

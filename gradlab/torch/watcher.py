@@ -274,7 +274,8 @@ class Watcher:
             config.update(_lr_fields(steps, float(self.optimizer.param_groups[0]["lr"])))
             config["train.momentum"] = float(self.optimizer.param_groups[0].get("momentum", 0.0) or 0.0)
         if self._init is not None:  # the weight variances measured at step 0, whatever initialised them
-            config.update({"model.init": "mean_field", "model.sigma_w2": self._init[0], "model.sigma_b2": self._init[1]})
+            sigma_w2, sigma_b2 = self._init
+            config.update({"model.init": "mean_field", "model.sigma_w2": sigma_w2, "model.sigma_b2": sigma_b2})
         clipped = steps[steps["clipped"]]
         if len(clipped):
             config["train.clip_mode"], config["train.clip"] = "norm", float(clipped["grad_norm_clipped"].max())
@@ -515,7 +516,8 @@ class Watcher:
         self._probing = True
         try:
             with torch.no_grad(), _probe_mode(self.model):
-                y = self.model(self.probe) if self._probe_key is None else self.model(**{self._probe_key: self.probe})
+                key = self._probe_key
+                y = self.model(self.probe) if key is None else self.model(**{key: self.probe})
         finally:
             self._probing = False
             for h in hooks:
@@ -554,7 +556,8 @@ class Watcher:
             if a is not None:
                 counts[id(a)] = counts.get(id(a), 0) + 1
         self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
-        self._shared = _shared_calls(calls, index, {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] > 1})
+        shared = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] > 1}
+        self._shared = _shared_calls(calls, index, shared)
         hidden = acts[:-1] if len(acts) > 1 else acts
         feedforward = [(a, r) for a, r in zip(hidden, self.rows) if r.cell is None]
         names = {mods.activation_name(a) if self._chain is not None else "unknown"
