@@ -834,6 +834,24 @@ def test_the_runs_row_names_the_norm_layers_the_model_has(norms, name):
     assert w.record()["norm"] == name, w.record()["norm"]
 
 
+class Tied(nn.Module):
+    """A tanh MLP that applies its middle layer twice (its weights shared by two layers)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inp, self.mid, self.out = nn.Linear(D, H), nn.Linear(H, H), nn.Linear(H, 1)
+
+    def forward(self, x):
+        return self.out(torch.tanh(self.mid(torch.tanh(self.mid(torch.tanh(self.inp(x)))))))
+
+
+def test_a_layer_called_twice_in_a_forward_is_named_in_a_warning():
+    """One row cannot hold two layers' measurements: the watcher says which module it pooled."""
+    with pytest.warns(UserWarning, match=r"called more than once in a forward.*: mid \(2 calls\)"):
+        w = watched(Tied().double())
+    assert w.row_names() == ["inp", "mid", "out"], w.row_names()
+
+
 def test_core_never_imports_torch():
     code = "import sys, gradlab, gradlab.sweep.runner, gradlab.report, gradlab.cli; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -545,10 +545,18 @@ class Watcher:
 
             warnings.warn(f"gradlab.torch: not watched (no tensor output in the probe forward): {', '.join(r.name for r in bad)}", stacklevel=4)
             self.rows = [r for r in self.rows if r not in bad]
-        first = {}
+        first, times = {}, {}
         for k, (m, _) in enumerate(calls):
             first.setdefault(id(m), k)
+            times[id(m)] = times.get(id(m), 0) + 1
         self.rows = sorted(self.rows, key=lambda r: first[id(r.module)])  # forward order: layer 0 nearest the input
+        again = sorted({f"{r.name or 'the model'} ({times[id(r.module)]} calls)" for r in self.rows
+                        if times[id(r.module)] > 1})  # fmt: skip
+        if again:
+            import warnings
+
+            warnings.warn(f"gradlab.torch: called more than once in a forward (a shared layer): {', '.join(again)}; "
+                          "its row's delta_norm pools the calls, its probe columns are the first call's", stacklevel=4)
         index = _follow_index(self.rows, calls)
         acts = [calls[index[i]][0] if index.get(i) is not None else None for i in range(len(self.rows))]
         counts: dict[int, int] = {}
