@@ -284,6 +284,18 @@ def test_gradient_through_time_draws_no_bound_without_its_conditions(change):
     assert not any(by_gid(ax, "theory:") for ax in fig.axes)
 
 
+def test_gradient_through_time_quotes_a_bound_only_for_the_panels_that_draw_it():
+    """One and two cell layers side by side: the one-layer panels draw and quote Pascanu's bound, the stacked
+    ones neither (their line is the top layer's, the stored gamma_norm layer 0's)."""
+    t = replicate(recurrent_tables(), "layers", (1, 2), lambda name, df, i: df)
+    (drawn,) = module("gradient_through_time").draw(t)
+    for ax in drawn.fig.axes:
+        if ax.get_title().startswith("layers="):
+            assert bool(by_gid(ax, "theory:")) == ax.get_title().startswith("layers=1"), ax.get_title()
+    quoted = [part for part in drawn.caption.split("; ") if "bound:" in part]
+    assert quoted and all("layers=1" in part for part in quoted), drawn.caption
+
+
 def test_gradient_through_time_colours_each_rnn_activation():
     t = recurrent_tables()
     extra = row("relu6", model="rnn", task="adding", T=6, width=5, activation="relu", part="recurrent")

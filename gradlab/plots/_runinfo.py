@@ -116,5 +116,5 @@ def plain(runs: pd.DataFrame) -> bool:
     """Whether every run is a plain MLP stack: model.norm "none" and no residual connections (a runs table
     without those columns: gradlab's defaults, which are both)."""
     norm = runs["norm"].astype(str) if "norm" in runs else pd.Series("none", index=runs.index)
-    residual = runs["residual"].fillna(False).astype(bool) if "residual" in runs else pd.Series(False, index=runs.index)
+    residual = runs["residual"].eq(True) if "residual" in runs else pd.Series(False, index=runs.index)
     return bool(((norm == "none") & ~residual).all())

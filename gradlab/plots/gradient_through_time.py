@@ -87,8 +87,9 @@ def bound_of(run: pd.Series, first_run_rows: pd.DataFrame) -> tuple[np.ndarray, 
     last step, stacked cells: the line is the top layer's dL/dh_t, the stored gamma_norm layer 0's W_hh's)
     or the run stored no gamma_norm."""
     rate = float(run.get("gamma_norm", math.nan))
-    stacked = int(run.get("layers", 1) or 1) > 1
-    if run["model"] != "rnn" or run.get("loss_on") != "last" or stacked or not math.isfinite(rate):
+    if run["model"] != "rnn" or run.get("loss_on") != "last" or not math.isfinite(rate):
+        return None
+    if pd.notna(run.get("layers", 1)) and int(run.get("layers", 1)) > 1:  # stacked cells
         return None
     T = int(run["T"])
     anchor = float(first_run_rows.set_index("t")["dh_norm"].get(T - 1, math.nan))
@@ -152,7 +153,7 @@ def _draw(ctx: split.Context):
                 med = g.line(ax, x, rows0.to_numpy(), color, f"init:{_gid(label)}", marker=marker, markersize=3.5,
                              markevery=every, markerfacecolor="white" if key[0] in GATED else color)  # fmt: skip
                 measured.setdefault(c, []).append(med)
-                numbers.append((facet.label, label, T, med, x))
+                numbers.append((facet.label, label, T, med, x, set()))  # set: the bounds drawn in this panel
                 atN = final[final["run_id"].isin(group["run_id"])]
                 if not atN.empty:
                     rowsN = g.wide(atN, "t", value)
@@ -167,7 +168,9 @@ def _draw(ctx: split.Context):
                     curve, _, _ = split.band(np.array([b[0] for b in bounds]))
                     ax.plot(np.arange(T), curve, color=color, linestyle="--", linewidth=1.0,
                             gid=f"theory:{_gid(label)}")  # fmt: skip
-                    rates.setdefault(key, set()).update(round(b[1], 2) for b in bounds)
+                    drawn = {round(b[1], 2) for b in bounds}
+                    rates.setdefault(key, set()).update(drawn)
+                    numbers[-1][5].update(drawn)
             title = f"$T = {T}$"
             ax.set_title(f"{facet.label}\n{title}" if facet.label else title)
             if f == nrows - 1:
@@ -201,25 +204,24 @@ def _draw(ctx: split.Context):
     else:
         fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 4), frameon=False)
     g.title(fig, ctx.title("Gradient through time at initialisation (step 0)", skip=("model", "activation")))
-    text = _text(numbers, rates, keys)
+    text = _text(numbers)
     if stacked:
         text += " Stacked cells: the line is the top cell layer's dL/dh_t, the layer the readout reads."
     return fig, text
 
 
-def _text(numbers, rates, keys) -> str:
+def _text(numbers) -> str:
     items = []
     longest = max((n[2] for n in numbers), default=0)
-    for label, name, T, med, x in numbers:
+    for label, name, T, med, x, drawn in numbers:
         if T != longest:
             continue
         decades = g.decades(x, med, 0, T - 1)
         if T < 2 or not math.isfinite(decades):
             continue
         text = f"{name} x{10 ** (decades / (T - 1)):.2f} per step back, {decades:+.1f} decades"
-        key = next((k for k in keys if _style_of(k, keys)[2] == name), None)
-        if key in rates:
-            r = sorted(rates[key])
+        if drawn:  # the bound of this panel's runs, where it is drawn
+            r = sorted(drawn)
             text += f" (bound: x{r[0]:.2f}" + (f"-{r[-1]:.2f}" if len(r) > 1 else "") + ")"
         items.append((f"{label}: " if label else "") + text)
     if not items:

@@ -474,7 +474,7 @@ class Watcher:
 
     def _default_probe(self, x: torch.Tensor) -> torch.Tensor | None:
         """The first training batch's first examples as the probe; None, with one warning, when the model's
-        forward needs more than that tensor (the probe columns are then NaN; pass probe= with such a model)."""
+        forward needs more than that tensor (a mask): the probe columns are then NaN."""
         try:
             return self._set_probe(x[:DEFAULT_PROBE_SIZE].detach().clone())
         except ValueError as err:
