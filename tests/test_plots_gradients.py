@@ -159,11 +159,12 @@ def test_gradient_by_layer_names_a_prediction_in_its_legend_only_where_it_draws_
     assert "mean-field prediction" not in legend(fig), legend(fig)
 
 
-@pytest.mark.parametrize("cure", [{"norm": "layer"}, {"norm": "batch"}, {"residual": True}])
+@pytest.mark.parametrize("cure", [{"norm": "layer"}, {"norm": "batch"}, {"residual": True}, {"other_modules": "dropout"}])
 def test_no_plain_mean_field_is_drawn_over_a_norm_or_residual_net(cure):
     """Mean field's recursion is the plain stack's: gradient_by_layer draws no prediction (and no sqrt(chi_1)
     in its legend) and depth_activation_heatmap gives no "mf" value for nets with a norm layer or residual
-    connections, while the plain runs beside them keep theirs."""
+    connections, or a torch model's other modules between its layers (a dropout), while the plain runs beside them
+    keep theirs."""
     legend = lambda fig: " ".join(t.get_text() for t in fig.legends[0].get_texts())  # noqa: E731
     plain = one(module("gradient_by_layer").draw(mlp_tables()))
     assert by_gid(plain.axes[0], "theory:") and "chi_1" in legend(plain), "the plain runs' prediction"

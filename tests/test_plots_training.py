@@ -192,10 +192,11 @@ def test_dead_units_numbers(dying):
     assert f"N = 2, k = 3: 1/2 (Lu {theory.lu_dead_probability(2, 3):.2f})" in drawn.caption
 
 
-@pytest.mark.parametrize("cure", [{"norm": "batch"}, {"norm": "layer"}, {"residual": True}])
+@pytest.mark.parametrize("cure", [{"norm": "batch"}, {"norm": "layer"}, {"residual": True}, {"other_modules": "dropout"}])
 def test_dead_units_draws_lus_probability_for_plain_nets_only(dying, cure):
-    """Lu et al.'s argument is the plain stack's: over nets with a norm layer or residual connections panel (c)
-    shows the measured fractions and no dashed probability, and the caption quotes none."""
+    """Lu et al.'s argument is the plain stack's: over nets with a norm layer, residual connections or a torch
+    model's dropout between its layers panel (c) shows the measured fractions and no dashed probability, and the
+    caption quotes none."""
     t = {k: v.copy() for k, v in dying.items()}
     for column, value in cure.items():
         t["runs"][column] = value

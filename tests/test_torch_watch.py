@@ -675,6 +675,37 @@ def test_an_activation_the_watcher_cannot_see_is_unknown_not_identity(build, act
     assert ("Lu et al." in record["diagnosis_text"]) == (activation == "relu"), record["diagnosis_text"]
 
 
+class Scale(nn.Module):
+    """A parameterless module of the user's: doubles its input."""
+
+    def forward(self, x):
+        return 2 * x
+
+
+@pytest.mark.parametrize("between, other", [
+    ((), ""),  # the plain stack
+    ((nn.Flatten(),), ""),  # a reshape leaves it plain
+    ((nn.Dropout(0.2),), "dropout"),
+    ((Scale(), nn.Dropout(0.2)), "dropout, scale"),
+])  # fmt: skip
+def test_modules_between_the_layers_are_named_and_no_plain_theory_is_drawn_over_them(between, other, tmp_path):
+    """A module between a chain's layers that is none of a row, an activation or a reshape (a Dropout, a module of
+    the user's) is named in the runs row's other_modules; over such a net neither the diagnosis nor
+    gradient_by_layer gives mean field (a dropout scales the backward by 1/(1-p) per layer), while its
+    activation is still known."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(D, H), nn.ReLU(), *between, nn.Linear(H, H), nn.ReLU(), nn.Linear(H, 1)).double()
+    w = watched(model)
+    record = w.record()
+    assert record["other_modules"] == other and record["activation"] == "relu", (record["other_modules"], record["activation"])
+    assert ("Mean field" in record["diagnosis_text"]) == (other == ""), record["diagnosis_text"]
+    from gradlab.plots import gradient_by_layer
+
+    (drawn,) = gradient_by_layer.draw(gradlab.load(w.save(tmp_path / "res")))
+    theory_lines = [ln for ax in drawn.fig.axes for ln in ax.get_lines() if (ln.get_gid() or "").startswith("theory:")]
+    assert bool(theory_lines) == (other == ""), f"other_modules {other!r}: {len(theory_lines)} mean-field lines"
+
+
 @pytest.mark.parametrize("build, measured", [
     (lambda: HeMLP(3), lambda m: list(m.fcs)[1:]),  # the hidden-to-hidden Linears
     (lambda: HeMLP(1), lambda m: [*m.fcs, m.out]),  # none: every Linear

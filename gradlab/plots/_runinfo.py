@@ -113,8 +113,10 @@ def log_y(ax, values, top: float = np.inf, bottom: float = 0.0) -> bool:
 
 
 def plain(runs: pd.DataFrame) -> bool:
-    """Whether every run is a plain MLP stack: model.norm "none" and no residual connections (a runs table
-    without those columns: gradlab's defaults, which are both)."""
+    """Whether every run is a plain MLP stack: model.norm "none", no residual connections and, for a torch
+    model, no other modules between its layers (other_modules empty: a Dropout is not the plain stack). A runs
+    table without those columns: gradlab's defaults, which are all three."""
     norm = runs["norm"].astype(str) if "norm" in runs else pd.Series("none", index=runs.index)
     residual = runs["residual"].eq(True) if "residual" in runs else pd.Series(False, index=runs.index)
-    return bool(((norm == "none") & ~residual).all())
+    other = runs["other_modules"].fillna("").astype(str) if "other_modules" in runs else pd.Series("", index=runs.index)
+    return bool(((norm == "none") & ~residual & (other == "")).all())

@@ -39,6 +39,7 @@ NORM_TYPES: tuple[type, ...] = tuple(
 RECURRENT: dict[type, str] = {nn.LSTM: "lstm", nn.GRU: "gru", nn.RNN: "rnn"}
 GRADLAB_ACTIVATIONS: dict[type, str] = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid",
                                         nn.LeakyReLU: "leaky_relu", nn.Identity: "identity"}  # fmt: skip
+RESHAPES = (nn.Identity, nn.Flatten)  # modules that leave a stack's arithmetic as it is (an MNIST MLP's Flatten)
 
 
 @dataclass
@@ -81,6 +82,16 @@ def chain(calls: list[tuple[nn.Module, Any, Any]]) -> list[nn.Module] | None:
         if x is None or x is not first_tensor(before):
             return None
     return [m for m, _, _ in calls]
+
+
+def others(called: list[nn.Module], rows: list[Row]) -> str:
+    """The runs table's other_modules: the class names (lower case, sorted, ", "-joined) of the modules a forward
+    called that are none of a row, a module inside a named row, an activation or a reshape (an nn.Dropout, a
+    parameterless module of the user's): what stands between the layers that gradlab's engine does not have."""
+    inside = {id(m) for r in rows for m in r.module.modules()}
+    names = {type(m).__name__.lower() for m in called
+             if id(m) not in inside and not is_activation(m) and not isinstance(m, RESHAPES)}  # fmt: skip
+    return ", ".join(sorted(names))
 
 
 def activation_name(module: nn.Module | None) -> str:

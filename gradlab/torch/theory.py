@@ -30,12 +30,10 @@ from torch import nn
 
 from gradlab import theory
 from gradlab.diagnose import fit_factor
-from gradlab.torch.modules import GRADLAB_ACTIVATIONS, RECURRENT, gradlab_activation
+from gradlab.torch.modules import GRADLAB_ACTIVATIONS, RECURRENT, RESHAPES, gradlab_activation
 
 Array = np.ndarray
 
-
-RESHAPES = (nn.Identity, nn.Flatten)  # modules that leave a stack's arithmetic as it is (an MNIST MLP's Flatten)
 
 
 def _flatten(model: nn.Module) -> list[nn.Module] | None:

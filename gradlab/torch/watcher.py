@@ -229,7 +229,7 @@ class Watcher:
         text = verdict.sentence + (f" {self._theory_text}" if self._theory_text else "")
         return run_record(
             config, self.name, status="diverged" if diverged else "ok", diverged_step=diverged[0] if diverged else -1,
-            diagnosis=verdict.label, diagnosis_text=text,
+            diagnosis=verdict.label, diagnosis_text=text, other_modules=self._info.get("other_modules", ""),
             **{k: _number(verdict.numbers.get(k)) for k in DIAGNOSIS_COLUMNS},
         )  # fmt: skip
 
@@ -575,6 +575,7 @@ class Watcher:
             slopes = {mods.gradlab_activation(a).slope for a, _ in feedforward}
             self._info.update({"slope": slopes.pop()} if len(slopes) == 1 else {"activation": "mixed"})
         self._info["output_activation"] = mods.activation_name(acts[-1]) if acts else "identity"
+        self._info["other_modules"] = mods.others([m for m, _ in calls], self.rows)
         self._follow_modules = acts
 
     def _probe_cells(self, module: nn.Module, call: tuple) -> list[dict[str, Any]] | None:
