@@ -1091,10 +1091,11 @@ def test_norm_after_clipping_sees_every_edit_and_skips_the_pass_without_one(edit
     """grad_norm_clipped equals ||g|| of the .grad the optimizer steps with (torch's, 1e-12) after norm and value
     clipping, an in-place edit, a replaced and a deleted .grad; without an edit it is grad_norm exactly, from
     the one pass at the end of the backward (the global-norm pass counted: 1 a step, else 2)."""
-    wmod = sys.modules["gradlab.torch.watcher"]
+    from gradlab.torch import grads
+
     calls = []
-    real = wmod._grad_norms
-    monkeypatch.setattr(wmod, "_grad_norms", lambda params: calls.append(1) or real(params))
+    real = grads.grad_norms
+    monkeypatch.setattr(grads, "grad_norms", lambda params: calls.append(1) or real(params))
     model = mlp(seed=3)
     opt = torch.optim.SGD(model.parameters(), lr=0.1)
     refs = []

@@ -94,6 +94,45 @@ def others(called: list[nn.Module], rows: list[Row]) -> str:
     return ", ".join(sorted(names))
 
 
+def follow_index(rows: list[Row], calls: list[tuple[nn.Module, Any]]) -> dict[int, int | None]:
+    """Row index -> the index in calls of its following activation's call (None: none follows)."""
+    first = {}
+    for k, (m, _) in enumerate(calls):
+        first.setdefault(id(m), k)
+    row_modules = {id(r.module) for r in rows}
+    out: dict[int, int | None] = {}
+    for i, r in enumerate(rows):
+        k0, out[i] = first.get(id(r.module)), None
+        if k0 is None or r.kind in RECURRENT.values():
+            continue
+        for k in range(k0 + 1, len(calls)):
+            n = calls[k][0]
+            if is_activation(n):
+                out[i] = k
+                break
+            if isinstance(n, NORM_TYPES):
+                continue
+            if id(n) in row_modules or _has_params(n):
+                break
+    return out
+
+
+def shared_calls(calls: list[tuple[nn.Module, Any]], index: dict[int, int | None],
+                 shared: dict[int, nn.Module]) -> dict[int, tuple[nn.Module, dict[int, int]]]:
+    """id(activation) -> (the activation, {n: row}) for the activations several rows share (`shared`: row ->
+    its following activation): its n-th call in the probe forward follows that row."""
+    out: dict[int, tuple[nn.Module, dict[int, int]]] = {}
+    for i, act in shared.items():
+        n = sum(1 for m, _ in calls[: index[i]] if m is act)  # the calls of act before row i's one
+        out.setdefault(id(act), (act, {}))[1][n] = i
+    return out
+
+
+def first_out(module: nn.Module, calls) -> Any:
+    """The output of module's first call in calls ((module, output) pairs); None when it was not called."""
+    return next((o for m, o in calls if m is module), None)
+
+
 def activation_name(module: nn.Module | None) -> str:
     """A following activation's name as the runs table writes it: gradlab's name, else the class's in lower case
     (also for a LeakyReLU whose slope is outside gradlab's [0, 1])."""

@@ -191,7 +191,7 @@ def engine_forward(
 ) -> EngineRun:  # fmt: skip
     """Run `module`'s batch (inputs and hx as module(inputs, hx) takes them; see `recurrent`) forward through
     gradlab's engine in `dtype` (float64 or float32) from the same initial state."""
-    kind, L, H = kind_of(module), module.num_layers, module.hidden_size
+    kind, L = kind_of(module), module.num_layers
     model = engine_model(module, dtype)
     x, unbatched = _inputs(module, inputs, dtype)
     N, T = x.shape[:2]

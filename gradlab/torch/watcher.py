@@ -85,10 +85,10 @@ from gradlab import schema
 from gradlab.diagnose import diagnose
 from gradlab.probes import DEFAULT_PROBE_SIZE, is_collapsed, layers_frame, should_log, step_record, steps_frame
 from gradlab.probes.frames import COLUMNS, empty_frames
-from gradlab.probes.layers import act_moments, safe_ratio, saturated_fraction
+from gradlab.probes.layers import act_moments, saturated_fraction
 from gradlab.sweep.store import Store
 from gradlab.torch import modules as mods
-from gradlab.torch import replay_bridge, theory
+from gradlab.torch import grads, replay_bridge, runrow, theory
 from gradlab.torch.modules import Row
 from gradlab.train import DIAGNOSIS_COLUMNS, run_record
 
@@ -223,14 +223,14 @@ class Watcher:
         }  # fmt: skip
         steps = self._judged(tables["steps"])
         layers, ts = (t[~t["step"].isin(self._skipped)] for t in (tables["layers"], tables["timesteps"]))
-        verdict = diagnose(steps, _measured(layers), ts, facts)
+        verdict = diagnose(steps, runrow.measured(layers), ts, facts)
         bad = ~(np.isfinite(steps["loss"].to_numpy(np.float64)) & np.isfinite(steps["grad_norm"].to_numpy(np.float64)))
         diverged = steps["step"][bad].tolist()
         text = verdict.sentence + (f" {self._theory_text}" if self._theory_text else "")
         return run_record(
             config, self.name, status="diverged" if diverged else "ok", diverged_step=diverged[0] if diverged else -1,
             diagnosis=verdict.label, diagnosis_text=text, other_modules=self._info.get("other_modules", ""),
-            **{k: _number(verdict.numbers.get(k)) for k in DIAGNOSIS_COLUMNS},
+            **{k: runrow.number(verdict.numbers.get(k)) for k in DIAGNOSIS_COLUMNS},
         )  # fmt: skip
 
     def config(self, steps: pd.DataFrame | None = None) -> dict[str, Any]:
@@ -252,11 +252,11 @@ class Watcher:
             "model.kind": recurrent[0].kind if recurrent else "mlp",
             "model.depth": max(1, len(self.rows) - 1) if not recurrent else config["model.depth"],
             "model.layers": len(recurrent) if recurrent else config["model.layers"],
-            "model.width": _width(hidden) or config["model.width"],
+            "model.width": runrow.width(hidden) or config["model.width"],
             "model.activation": self._info.get("activation", "unknown"),  # known from a probe forward
             "model.output_activation": self._info.get("output_activation", "identity"),
             "model.slope": self._info.get("slope", config["model.slope"]),
-            "model.norm": _norm_name(kinds),
+            "model.norm": runrow.norm_name(kinds),
             "task.name": "torch", "train.steps": len(steps), "train.log_every": self.every,
             "train.probe_size": 0 if self.probe is None else int(self.probe.shape[0]),
             "train.dtype": str(self.params[0].dtype).removeprefix("torch.") if self.params else "float32",
@@ -271,7 +271,7 @@ class Watcher:
                 config["task.T"] = shape[0]
         if self.optimizer is not None:
             config["train.optimizer"] = type(self.optimizer).__name__.lower()
-            config.update(_lr_fields(steps, float(self.optimizer.param_groups[0]["lr"])))
+            config.update(runrow.lr_fields(steps, float(self.optimizer.param_groups[0]["lr"])))
             config["train.momentum"] = float(self.optimizer.param_groups[0].get("momentum", 0.0) or 0.0)
         if self._init is not None:  # the weight variances measured at step 0, whatever initialised them
             sigma_w2, sigma_b2 = self._init
@@ -288,7 +288,7 @@ class Watcher:
         with Store(folder).open() as store:
             store.write_run(self.name, record, tables)
             consolidated = store.consolidate()
-            store.write_text("manifest.json", json.dumps(_manifest(folder, consolidated), indent=1))
+            store.write_text("manifest.json", json.dumps(runrow.manifest(folder, consolidated), indent=1))
         return Path(folder)
 
     def to_csv(self, path: str | Path, column: str = "delta_norm") -> Path:
@@ -347,8 +347,8 @@ class Watcher:
         self._queued = False
         self._backwards += 1
         scale = self._scale()
-        norms = _grad_norms(self.params)  # the one pass over every .grad: the global norm's and the rows'
-        self._raw_norm, self._marks = _total(norms), _grad_marks(self.params)
+        norms = grads.grad_norms(self.params)  # the one pass over every .grad: the global norm's and the rows'
+        self._raw_norm, self._marks = grads.total(norms), grads.grad_marks(self.params)
         self._grad_norm = self._raw_norm / scale
         if self._logged:
             self._row_grads = self._row_grad_norms(norms, scale)
@@ -408,9 +408,9 @@ class Watcher:
     def _norm_now(self) -> float:
         """||g|| of the .grad as they are now: the end of the backward's norm when no gradient changed since
         (the same tensors, the same _version counters), else a new pass."""
-        if self._marks is not None and _unchanged(self.params, self._marks):
+        if self._marks is not None and grads.unchanged(self.params, self._marks):
             return self._raw_norm
-        return _global_norm(self.params)
+        return grads.global_norm(self.params)
 
     def _install_step_hooks(self) -> None:
         """Forward hooks for this logged step's training forwards: the output gradients of every row module
@@ -448,7 +448,7 @@ class Watcher:
         t.register_hook(partial(self._on_grad, i, what, 0))
 
     def _on_grad(self, i: int, what: str, batch_axis: int, grad: torch.Tensor) -> None:
-        self._grads[what].setdefault(i, []).append(_example_norms(grad, batch_axis))  # scaled: see _layer_stats
+        self._grads[what].setdefault(i, []).append(grads.example_norms(grad, batch_axis))  # scaled: see _layer_stats
 
     def _batch_means(self, what: str) -> dict[int, float]:
         """Row -> the mean of its per-example norms over every example of the step (its micro-batches
@@ -526,7 +526,7 @@ class Watcher:
             self._chain = mods.chain([(m, x, o) for (m, o), x in zip(calls, firsts)])
             self._learn_structure(calls)
             return {}
-        index = _follow_index(self.rows, calls)
+        index = mods.follow_index(self.rows, calls)
         cells = {id(m): self._probe_cells(m, a) for m, a in ((r.module, inputs.get(id(r.module))) for r in self.rows)
                  if type(m) in mods.RECURRENT and a is not None}  # fmt: skip
         with np.errstate(all="ignore"):
@@ -539,7 +539,7 @@ class Watcher:
         """The rows in the order the forward calls their modules (a model's own class may register its output
         layer first), the following activations (names for the runs table; which ones serve a single row)
         and rows whose output is no tensor (named, warned about and dropped)."""
-        bad = [r for r in self.rows if r.module not in [m for m, _ in calls] or mods.first_tensor(_first_out(r.module, calls)) is None]
+        bad = [r for r in self.rows if r.module not in [m for m, _ in calls] or mods.first_tensor(mods.first_out(r.module, calls)) is None]
         if bad:
             import warnings
 
@@ -557,7 +557,7 @@ class Watcher:
 
             warnings.warn(f"gradlab.torch: called more than once in a forward (a shared layer): {', '.join(again)}; "
                           "its row's delta_norm pools the calls, its probe columns are the first call's", stacklevel=4)
-        index = _follow_index(self.rows, calls)
+        index = mods.follow_index(self.rows, calls)
         acts = [calls[index[i]][0] if index.get(i) is not None else None for i in range(len(self.rows))]
         counts: dict[int, int] = {}
         for a in acts:
@@ -565,7 +565,7 @@ class Watcher:
                 counts[id(a)] = counts.get(id(a), 0) + 1
         self._dedicated = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] == 1}
         shared = {i: a for i, a in enumerate(acts) if a is not None and counts[id(a)] > 1}
-        self._shared = _shared_calls(calls, index, shared)
+        self._shared = mods.shared_calls(calls, index, shared)
         hidden = acts[:-1] if len(acts) > 1 else acts
         feedforward = [(a, r) for a, r in zip(hidden, self.rows) if r.cell is None]
         names = {mods.activation_name(a) if self._chain is not None else "unknown"
@@ -594,7 +594,7 @@ class Watcher:
             layers = cells.get(id(row.module))
             return None if layers is None else layers[row.cell]
         k = index.get(i)
-        a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(_first_out(row.module, calls))
+        a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(mods.first_out(row.module, calls))
         act = mods.gradlab_activation(calls[k][0] if k is not None else None)
         arr = a.detach().cpu().numpy().astype(np.float64)  # the float64 fast path of act_moments
         mean, std = act_moments(arr)
@@ -608,7 +608,7 @@ class Watcher:
         L = len(self.rows)
         out = {c: np.full(L, np.nan) for c in LAYER_COLUMNS}
         out["layer"] = np.arange(L, dtype=np.int64)
-        ratios = _update_ratios([r.weights for r in self.rows], self._snapshot) if self._snapshot else np.full(L, np.nan)
+        ratios = grads.update_ratios([r.weights for r in self.rows], self._snapshot) if self._snapshot else np.full(L, np.nan)
         delta, da = self._batch_means("delta"), self._batch_means("da")
         for i, r in enumerate(self.rows):
             if self._row_grads is not None:
@@ -710,28 +710,6 @@ def _probe_mode(model: nn.Module):
             b.copy_(saved)
 
 
-def _follow_index(rows: list[Row], calls: list[tuple[nn.Module, Any]]) -> dict[int, int | None]:
-    """Row index -> the index in calls of its following activation's call (None: none follows)."""
-    first = {}
-    for k, (m, _) in enumerate(calls):
-        first.setdefault(id(m), k)
-    row_modules = {id(r.module) for r in rows}
-    out: dict[int, int | None] = {}
-    for i, r in enumerate(rows):
-        k0, out[i] = first.get(id(r.module)), None
-        if k0 is None or r.kind in mods.RECURRENT.values():
-            continue
-        for k in range(k0 + 1, len(calls)):
-            n = calls[k][0]
-            if mods.is_activation(n):
-                out[i] = k
-                break
-            if isinstance(n, mods.NORM_TYPES):
-                continue
-            if id(n) in row_modules or mods._has_params(n):
-                break
-    return out
-
 
 def _model_input(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, str | None]:
     """The tensor a model's forward was given (its first argument, else its first keyword argument that is a
@@ -741,19 +719,6 @@ def _model_input(args: tuple, kwargs: dict) -> tuple[torch.Tensor | None, str | 
     return next(((v, k) for k, v in kwargs.items() if isinstance(v, torch.Tensor)), (None, None))
 
 
-def _shared_calls(calls: list[tuple[nn.Module, Any]], index: dict[int, int | None],
-                  shared: dict[int, nn.Module]) -> dict[int, tuple[nn.Module, dict[int, int]]]:
-    """id(activation) -> (the activation, {n: row}) for the activations several rows share (`shared`: row ->
-    its following activation): its n-th call in the probe forward follows that row."""
-    out: dict[int, tuple[nn.Module, dict[int, int]]] = {}
-    for i, act in shared.items():
-        n = sum(1 for m, _ in calls[: index[i]] if m is act)  # the calls of act before row i's one
-        out.setdefault(id(act), (act, {}))[1][n] = i
-    return out
-
-
-def _first_out(module: nn.Module, calls) -> Any:
-    return next((o for m, o in calls if m is module), None)
 
 
 def _tensors(out) -> list[torch.Tensor]:
@@ -766,116 +731,16 @@ def _tensors(out) -> list[torch.Tensor]:
     return []
 
 
-def _global_norm(params: list[nn.Parameter]) -> float:
-    """||g|| over every parameter's .grad (those without one count 0); NaN when none has one."""
-    return _total(_grad_norms(params))
 
 
-def _grad_norms(params: list[nn.Parameter]) -> np.ndarray | None:
-    """(P,) float64: each parameter's ||.grad|| (0 without one), from one torch._foreach_norm call (each
-    tensor's norm in its own dtype); None when no parameter has a .grad."""
-    grads = [p.grad for p in params]
-    have = [k for k, g in enumerate(grads) if g is not None]
-    if not have:
-        return None
-    out = np.zeros(len(params))
-    out[have] = torch.stack(torch._foreach_norm([grads[k] for k in have])).double().cpu().numpy()
-    return out
 
 
-def _total(norms: np.ndarray | None) -> float:
-    """sqrt(sum of the squares) of per-tensor norms, in float64 (an inf or NaN norm stays one); NaN for None."""
-    return math.nan if norms is None else float(np.sqrt(np.dot(norms, norms)))
 
 
-def _grad_marks(params: list[nn.Parameter]) -> list[tuple[torch.Tensor | None, int]]:
-    """Each parameter's .grad (the tensor itself, or None) and its _version counter."""
-    return [(g, -1 if g is None else g._version) for g in (p.grad for p in params)]
 
 
-def _unchanged(params: list[nn.Parameter], marks: list[tuple[torch.Tensor | None, int]]) -> bool:
-    """No .grad replaced (set, deleted or a new tensor) or edited in place since the marks were taken."""
-    return all(p.grad is g and (g is None or g._version == v) for p, (g, v) in zip(params, marks))
 
-
-def _group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
-    """(G,) float64: the L2 norm of each group of tensors together (None counts 0; an empty group 0), from one
-    torch._foreach_norm call (each tensor's norm in its own dtype, their squares summed in float64)."""
-    flat = [t for g in groups for t in g if t is not None]
-    norms = torch.stack(torch._foreach_norm(flat)).double().cpu().numpy() if flat else np.zeros(0)
-    sq, k = np.zeros(len(groups)), 0
-    for j, g in enumerate(groups):
-        n = sum(t is not None for t in g)
-        sq[j] = float(np.dot(norms[k : k + n], norms[k : k + n]))
-        k += n
-    return np.sqrt(sq)
-
-
-def _example_norms(grad: torch.Tensor, batch_axis: int = 0) -> torch.Tensor:
-    """Per-example L2 norms (N,) over every axis but the batch axis, in the gradient's dtype, where it is
-    (Watcher._batch_means averages them in float64)."""
-    g = grad.detach()
-    if batch_axis:
-        g = g.movedim(batch_axis, 0)
-    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
-
-
-def _update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Tensor]]) -> np.ndarray:
-    """Per row ||W_after - W_before|| / ||W_after|| over its weights together (gradlab.probes.layers' ratio)."""
-    after = [[w.detach() for w in ws] for ws in weights]
-    flat = [t for b in before for t in b]
-    if flat:
-        torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (last use)
-    norms = _group_norms(before + after)  # one pass for both
-    return np.array([safe_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
-
-
-def _norm_name(kinds: set[type]) -> str:
-    """The runs table's norm of a model with norm layers of these classes: "none", gradlab's "layer"
-    (nn.LayerNorm) or "batch" (nn.BatchNorm1d/2d/3d), else the class's name in lower case ("groupnorm",
-    "rmsnorm"); "mixed" for several."""
-    names = {"layer" if k is nn.LayerNorm else "batch" if k.__name__.startswith("BatchNorm") else k.__name__.lower()
-             for k in kinds}  # fmt: skip
-    return "none" if not names else names.pop() if len(names) == 1 else "mixed"
-
-
-def _lr_fields(steps: pd.DataFrame, now: float) -> dict[str, Any]:
-    """train.lr, the lr of the first recorded step (`now`, the optimizer's, before any), and train.schedule:
-    "constant" when every step's lr is that one, else "torch" (a scheduler of the user's; the steps table's
-    lr column holds each step's)."""
-    lrs = steps["lr"].to_numpy(np.float64)
-    lrs = lrs[np.isfinite(lrs)]
-    if not len(lrs):
-        return {"train.lr": now}
-    return {"train.lr": float(lrs[0]), "train.schedule": "constant" if np.all(lrs == lrs[0]) else "torch"}
-
-
-def _width(rows: list[Row]) -> int | None:
-    sizes = [getattr(r.module, "out_features", None) or getattr(r.module, "hidden_size", None) for r in rows]
-    sizes = [s for s in sizes if s]
-    return max(set(sizes), key=sizes.count) if sizes else None
 
 
 def _loss_value(loss) -> float:
     return math.nan if loss is None else float(loss.detach() if isinstance(loss, torch.Tensor) else loss)
-
-
-def _measured(layers: pd.DataFrame) -> pd.DataFrame:
-    """The rows the diagnosis reads: NaN in delta_norm or weight_grad_norm means "not measured" here (a fused
-    recurrent module's gate gradients, a row without weights), not an overflow, which the steps table's
-    grad_norm shows (the diagnosis reads it first)."""
-    keep = layers["delta_norm"].notna() & layers["weight_grad_norm"].notna()
-    return layers[keep] if len(layers) else layers
-
-
-def _number(value: Any) -> float:
-    return math.nan if value is None else float(value)
-
-
-def _manifest(folder: str | Path, tables: dict[str, pd.DataFrame]) -> dict[str, Any]:
-    from gradlab.sweep.runner import provenance
-
-    runs = tables["runs"]
-    counts = {"total": len(runs), **runs["status"].value_counts().to_dict()} if len(runs) else {"total": 0}
-    return {"experiment": Path(folder).name, "written_by": "gradlab.torch.watch", **provenance(),
-            "torch": torch.__version__, "runs": counts}  # fmt: skip

@@ -1,0 +1,78 @@
+"""The gradient norms the watcher takes, each over many tensors in one torch._foreach_norm call (each tensor's
+norm in its own dtype, their squares summed in float64), and the marks that tell whether a .grad changed
+since it was measured (a replaced tensor, or an in-place edit: clip_grad_norm_ and clip_grad_value_ count a
+tensor's _version up by one)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from torch import nn
+
+from gradlab.probes.layers import safe_ratio
+
+
+def global_norm(params: list[nn.Parameter]) -> float:
+    """||g|| over every parameter's .grad (those without one count 0); NaN when none has one."""
+    return total(grad_norms(params))
+
+
+def grad_norms(params: list[nn.Parameter]) -> np.ndarray | None:
+    """(P,) float64: each parameter's ||.grad|| (0 without one), from one torch._foreach_norm call (each
+    tensor's norm in its own dtype); None when no parameter has a .grad."""
+    grads = [p.grad for p in params]
+    have = [k for k, g in enumerate(grads) if g is not None]
+    if not have:
+        return None
+    out = np.zeros(len(params))
+    out[have] = torch.stack(torch._foreach_norm([grads[k] for k in have])).double().cpu().numpy()
+    return out
+
+
+def total(norms: np.ndarray | None) -> float:
+    """sqrt(sum of the squares) of per-tensor norms, in float64 (an inf or NaN norm stays one); NaN for None."""
+    return math.nan if norms is None else float(np.sqrt(np.dot(norms, norms)))
+
+
+def grad_marks(params: list[nn.Parameter]) -> list[tuple[torch.Tensor | None, int]]:
+    """Each parameter's .grad (the tensor itself, or None) and its _version counter."""
+    return [(g, -1 if g is None else g._version) for g in (p.grad for p in params)]
+
+
+def unchanged(params: list[nn.Parameter], marks: list[tuple[torch.Tensor | None, int]]) -> bool:
+    """No .grad replaced (set, deleted or a new tensor) or edited in place since the marks were taken."""
+    return all(p.grad is g and (g is None or g._version == v) for p, (g, v) in zip(params, marks))
+
+
+def group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
+    """(G,) float64: the L2 norm of each group of tensors together (None counts 0; an empty group 0), from one
+    torch._foreach_norm call (each tensor's norm in its own dtype, their squares summed in float64)."""
+    flat = [t for g in groups for t in g if t is not None]
+    norms = torch.stack(torch._foreach_norm(flat)).double().cpu().numpy() if flat else np.zeros(0)
+    sq, k = np.zeros(len(groups)), 0
+    for j, g in enumerate(groups):
+        n = sum(t is not None for t in g)
+        sq[j] = float(np.dot(norms[k : k + n], norms[k : k + n]))
+        k += n
+    return np.sqrt(sq)
+
+
+def example_norms(grad: torch.Tensor, batch_axis: int = 0) -> torch.Tensor:
+    """Per-example L2 norms (N,) over every axis but the batch axis, in the gradient's dtype, where it is
+    (Watcher._batch_means averages them in float64)."""
+    g = grad.detach()
+    if batch_axis:
+        g = g.movedim(batch_axis, 0)
+    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
+
+
+def update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Tensor]]) -> np.ndarray:
+    """Per row ||W_after - W_before|| / ||W_after|| over its weights together (gradlab.probes.layers' ratio)."""
+    after = [[w.detach() for w in ws] for ws in weights]
+    flat = [t for b in before for t in b]
+    if flat:
+        torch._foreach_sub_(flat, [t for a in after for t in a])  # the snapshot becomes W_before - W_after (last use)
+    norms = group_norms(before + after)  # one pass for both
+    return np.array([safe_ratio(d, n) for d, n in zip(norms[: len(before)], norms[len(before) :])])
