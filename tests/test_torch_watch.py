@@ -238,6 +238,28 @@ def test_float32_model_within_float32_precision():
     assert w.record()["dtype"] == "float32"
 
 
+@pytest.mark.parametrize("half", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
+def test_autocast_half_precision_is_measured_as_the_model_runs(half):
+    """Under torch.autocast (on the CPU: the Linears compute and return bfloat16 or float16 outputs) the loop
+    trains on (NumPy has no bfloat16) and the columns equal torch's own under the same autocast: the probe's
+    activations, the model's half-precision outputs (1e-12); the output-gradient norms, taken in float32, not
+    rounded to the gradient's 8 or 11 bits (1e-6); the parameters' float32 gradients (1e-5)."""
+    model = mlp(dtype=torch.float32)
+    data = batches(STEPS, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=half):
+        w, refs = train_mlp(model, data, data[0][0])
+    layers = w.tables()["layers"]
+    for s in LOGGED:
+        rows, ref = layers[layers["step"] == s].set_index("layer"), refs[s]
+        for l in range(3):
+            r, p, what = rows.loc[l], ref["probe"][l], f"{half} step {s} layer {l}"
+            close(r["act_mean"], p["act_mean"], f"{what} act_mean", 1e-12)
+            close(r["act_std"], p["act_std"], f"{what} act_std", 1e-12)
+            close(r["dead_frac"], p["dead"].mean(), f"{what} dead_frac")
+            close(r["delta_norm"], ref["delta"][l], f"{what} delta_norm", 1e-6)
+            close(r["weight_grad_norm"], ref["w"][l], f"{what} weight_grad_norm", 1e-5)
+
+
 # ---------------------------------------------------------------- scaled gradients and accumulation
 
 

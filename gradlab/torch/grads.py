@@ -13,6 +13,8 @@ from torch import nn
 
 from gradlab.probes.layers import safe_ratio
 
+HALF = (torch.float16, torch.bfloat16)  # dtypes whose norms are taken in float32
+
 
 def global_norm(params: list[nn.Parameter]) -> float:
     """||g|| over every parameter's .grad (those without one count 0); NaN when none has one."""
@@ -60,12 +62,14 @@ def group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
 
 
 def example_norms(grad: torch.Tensor, batch_axis: int = 0) -> torch.Tensor:
-    """Per-example L2 norms (N,) over every axis but the batch axis, in the gradient's dtype, where it is
-    (Watcher._batch_means averages them in float64)."""
+    """Per-example L2 norms (N,) over every axis but the batch axis, where the gradient is, in its dtype, or in
+    float32 for a half-precision one (autocast's bfloat16 or float16 outputs: a norm rounded to 8 or 11 bits
+    would be the measurement's largest error); Watcher._batch_means averages them in float64."""
     g = grad.detach()
     if batch_axis:
         g = g.movedim(batch_axis, 0)
-    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1)
+    wide = torch.float32 if g.dtype in HALF else None
+    return torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1, dtype=wide)
 
 
 def update_ratios(weights: list[list[nn.Parameter]], before: list[list[torch.Tensor]]) -> np.ndarray:

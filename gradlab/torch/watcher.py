@@ -29,6 +29,8 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
     scaler=            a torch.amp GradScaler: the .grad a backward leaves are scaled by S =
                        scaler.get_scale(), so grad_norm, the layers' gradient norms and delta_norm are
                        divided by S; grad_norm_clipped is read after scaler.step() unscaled them.
+    torch.autocast     the probe forward runs inside the user's autocast (the half-precision outputs the
+                       model computes); a half-precision output gradient's norms are taken in float32.
     layers (every `every` steps, step 0, and `steps - 1` when steps= is given; one row per gradlab.torch.modules
     row, in the order the probe forward calls their modules: layer 0 nearest the input):
         weight_grad_norm, bias_grad_norm   from .grad at the end of the backward (before clipping)
@@ -596,7 +598,7 @@ class Watcher:
         k = index.get(i)
         a = mods.first_tensor(calls[k][1]) if k is not None else mods.first_tensor(mods.first_out(row.module, calls))
         act = mods.gradlab_activation(calls[k][0] if k is not None else None)
-        arr = a.detach().cpu().numpy().astype(np.float64)  # the float64 fast path of act_moments
+        arr = a.detach().cpu().to(torch.float64).numpy()  # float64: act_moments' fast path; NumPy has no bfloat16
         mean, std = act_moments(arr)
         dead = ~np.any(arr.reshape(-1, arr.shape[-1]) != 0, axis=0)
         saturated = saturated_fraction(act, arr) if act is not None else math.nan
