@@ -728,6 +728,49 @@ def test_modules_between_the_layers_are_named_and_no_plain_theory_is_drawn_over_
     assert bool(theory_lines) == (other == ""), f"other_modules {other!r}: {len(theory_lines)} mean-field lines"
 
 
+class TokenLSTM(nn.Module):
+    """A language model's shape: token ids (N, T) -> an Embedding of size 6 -> an LSTM (batch_first or not) -> a
+    Linear head at every step."""
+
+    def __init__(self, batch_first: bool):
+        super().__init__()
+        self.emb, self.lstm, self.head = nn.Embedding(11, 6), nn.LSTM(6, 5, batch_first=batch_first), nn.Linear(5, 1)
+        self.batch_first = batch_first
+
+    def forward(self, tokens):
+        x = self.emb(tokens if self.batch_first else tokens.T)
+        out = self.head(self.lstm(x)[0])
+        return out if self.batch_first else out.transpose(0, 1)
+
+
+@pytest.mark.parametrize("build, data, input_size, T", [
+    (lambda: TokenLSTM(True), lambda g: torch.randint(0, 11, (N, 9), generator=g), 6, 9),
+    (lambda: TokenLSTM(False), lambda g: torch.randint(0, 11, (N, 9), generator=g), 6, 9),
+    (lambda: nn.Sequential(nn.Flatten(), nn.Linear(12, H), nn.ReLU(), nn.Linear(H, 1)),
+     lambda g: torch.randn(N, 1, 3, 4, generator=g), 12, None),  # an image MLP: its input is 12 numbers, not 4
+])  # fmt: skip
+def test_the_runs_row_reads_the_input_size_and_length_off_the_model(build, data, input_size, T):
+    """task.input_size is what the first layer reads (an LSTM after an Embedding: the embedding's size, not the
+    token ids' last axis; a Linear after a Flatten: its in_features) and task.T the recurrent module's sequence
+    length in either layout, as the timesteps table counts it."""
+    torch.manual_seed(0)
+    model = build()
+    g = torch.Generator().manual_seed(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the Embedding is named as not watched
+        with watch(model, every=EVERY) as w:
+            for _ in range(3):
+                x = data(g)
+                out = model(x)
+                (out**2).mean().backward()
+                w.step()
+    record = w.record()
+    assert record["input_size"] == input_size, f"input_size {record['input_size']}, the model reads {input_size}"
+    if T is not None:
+        steps = w.tables()["timesteps"].groupby("step")["t"].nunique().tolist()
+        assert record["T"] == T and set(steps) == {T}, f"T {record['T']}, the timesteps table's {steps}, the input's {T}"
+
+
 @pytest.mark.parametrize("build, measured", [
     (lambda: HeMLP(3), lambda m: list(m.fcs)[1:]),  # the hidden-to-hidden Linears
     (lambda: HeMLP(1), lambda m: [*m.fcs, m.out]),  # none: every Linear

@@ -133,6 +133,14 @@ def first_out(module: nn.Module, calls) -> Any:
     return next((o for m, o in calls if m is module), None)
 
 
+def sequence_length(module: nn.Module, x: Any) -> int | None:
+    """T of a recurrent module's input x: (N, T, D) with batch_first, else (T, N, D), or (T, D) unbatched; None
+    for a PackedSequence (no one length)."""
+    if not isinstance(x, torch.Tensor):
+        return None
+    return int(x.shape[1] if x.dim() == 3 and module.batch_first else x.shape[0])
+
+
 def activation_name(module: nn.Module | None) -> str:
     """A following activation's name as the runs table writes it: gradlab's name, else the class's in lower case
     (also for a LeakyReLU whose slope is outside gradlab's [0, 1])."""

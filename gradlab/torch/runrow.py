@@ -35,6 +35,18 @@ def lr_fields(steps: pd.DataFrame, now: float) -> dict[str, Any]:
     return {"train.lr": float(lrs[0]), "train.schedule": "constant" if np.all(lrs == lrs[0]) else "torch"}
 
 
+def input_fields(rows: list[Row], recurrent: list[Row], info: dict[str, Any]) -> dict[str, Any]:
+    """task.input_size and task.T of the runs row: the first recurrent module's input_size and its input's length
+    in the probe forward (an Embedding before it: its vectors' size, not the token ids'); else the first row's
+    in_features (an image MLP's 784 after its Flatten, not the image's last axis); else the input's last axis."""
+    if recurrent:
+        out = {"task.input_size": int(recurrent[0].module.input_size)}
+        return out if info.get("T") is None else {**out, "task.T": int(info["T"])}
+    if rows and isinstance(rows[0].module, nn.Linear):
+        return {"task.input_size": int(rows[0].module.in_features)}
+    return {} if info.get("input") is None or not info["input"] else {"task.input_size": int(info["input"][-1])}
+
+
 def width(rows: list[Row]) -> int | None:
     sizes = [getattr(r.module, "out_features", None) or getattr(r.module, "hidden_size", None) for r in rows]
     sizes = [s for s in sizes if s]

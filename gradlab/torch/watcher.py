@@ -266,11 +266,7 @@ class Watcher:
         })  # fmt: skip
         if self._info["batch"] is not None:
             config["train.batch"] = self._info["batch"]
-        if self._info["input"] is not None:
-            shape = self._info["input"]
-            config["task.input_size"] = shape[-1]
-            if recurrent and len(shape) == 2:
-                config["task.T"] = shape[0]
+        config.update(runrow.input_fields(self.rows, recurrent, self._info))
         if self.optimizer is not None:
             config["train.optimizer"] = type(self.optimizer).__name__.lower()
             config.update(runrow.lr_fields(steps, float(self.optimizer.param_groups[0]["lr"])))
@@ -527,6 +523,8 @@ class Watcher:
         if check:
             self._chain = mods.chain([(m, x, o) for (m, o), x in zip(calls, firsts)])
             self._learn_structure(calls)
+            first = next((r.module for r in self.rows if id(r.module) in inputs), None)  # in forward order
+            self._info["T"] = mods.sequence_length(first, inputs[id(first)][0][0]) if first is not None else None
             return {}
         index = mods.follow_index(self.rows, calls)
         cells = {id(m): self._probe_cells(m, a) for m, a in ((r.module, inputs.get(id(r.module))) for r in self.rows)
