@@ -238,6 +238,25 @@ def test_float32_model_within_float32_precision():
     assert w.record()["dtype"] == "float32"
 
 
+def test_bfloat16_model_is_measured_in_float32():
+    """A model whose parameters are bfloat16: its gradient norms (grad_norm, the rows' weight and bias norms, the
+    update ratio) are taken in float32 from the bfloat16 .grad, within 1e-6 of the float64 norms of the same
+    .grad (rounded to bfloat16's 8 bits they were 1e-3 off)."""
+    model = mlp(dtype=torch.bfloat16)
+    data = batches(STEPS, dtype=torch.bfloat16)
+    w, refs = train_mlp(model, data, data[0][0])
+    steps, layers = w.tables()["steps"], w.tables()["layers"]
+    for s, ref in enumerate(refs):
+        close(steps["grad_norm"].iloc[s], ref["grad_norm"], f"bfloat16 step {s} grad_norm", 1e-6)
+        close(steps["grad_norm_clipped"].iloc[s], ref["clipped"], f"bfloat16 step {s} grad_norm_clipped", 1e-6)
+    for s in LOGGED:
+        rows, ref = layers[layers["step"] == s].set_index("layer"), refs[s]
+        for l in range(3):
+            close(rows.loc[l, "weight_grad_norm"], ref["w"][l], f"bfloat16 step {s} layer {l} weight_grad_norm", 1e-6)
+            close(rows.loc[l, "bias_grad_norm"], ref["b"][l], f"bfloat16 step {s} layer {l} bias_grad_norm", 1e-6)
+            close(rows.loc[l, "delta_norm"], ref["delta"][l], f"bfloat16 step {s} layer {l} delta_norm", 1e-6)
+
+
 @pytest.mark.parametrize("half", [torch.bfloat16, torch.float16], ids=["bfloat16", "float16"])
 def test_autocast_half_precision_is_measured_as_the_model_runs(half):
     """Under torch.autocast (on the CPU: the Linears compute and return bfloat16 or float16 outputs) the loop

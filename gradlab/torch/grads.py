@@ -1,5 +1,5 @@
 """The gradient norms the watcher takes, each over many tensors in one torch._foreach_norm call (each tensor's
-norm in its own dtype, their squares summed in float64), and the marks that tell whether a .grad changed
+norm in its own dtype, a half-precision one's in float32, their squares summed in float64), and the marks that tell whether a .grad changed
 since it was measured (a replaced tensor, or an in-place edit: clip_grad_norm_ and clip_grad_value_ count a
 tensor's _version up by one)."""
 
@@ -22,14 +22,26 @@ def global_norm(params: list[nn.Parameter]) -> float:
 
 
 def grad_norms(params: list[nn.Parameter]) -> np.ndarray | None:
-    """(P,) float64: each parameter's ||.grad|| (0 without one), from one torch._foreach_norm call (each
-    tensor's norm in its own dtype); None when no parameter has a .grad."""
+    """(P,) float64: each parameter's ||.grad|| (0 without one; tensor_norms); None when no parameter has a .grad."""
     grads = [p.grad for p in params]
     have = [k for k, g in enumerate(grads) if g is not None]
     if not have:
         return None
     out = np.zeros(len(params))
-    out[have] = torch.stack(torch._foreach_norm([grads[k] for k in have])).double().cpu().numpy()
+    out[have] = tensor_norms([grads[k] for k in have])
+    return out
+
+
+def tensor_norms(tensors: list[torch.Tensor]) -> np.ndarray:
+    """(K,) float64: each tensor's L2 norm, from one torch._foreach_norm call, in the tensor's dtype, or in float32
+    for the half-precision ones (a bfloat16 model's gradient norms rounded to 8 bits were 1e-3 off), a second
+    call when there are both."""
+    half = np.array([t.dtype in HALF for t in tensors], dtype=bool)
+    out = np.zeros(len(tensors))
+    for which, dtype in ((~half, None), (half, torch.float32)):
+        part = [t for t, w in zip(tensors, which) if w]
+        if part:
+            out[which] = torch.stack(torch._foreach_norm(part, 2, dtype=dtype)).double().cpu().numpy()
     return out
 
 
@@ -49,10 +61,10 @@ def unchanged(params: list[nn.Parameter], marks: list[tuple[torch.Tensor | None,
 
 
 def group_norms(groups: list[list[torch.Tensor | None]]) -> np.ndarray:
-    """(G,) float64: the L2 norm of each group of tensors together (None counts 0; an empty group 0), from one
-    torch._foreach_norm call (each tensor's norm in its own dtype, their squares summed in float64)."""
+    """(G,) float64: the L2 norm of each group of tensors together (None counts 0; an empty group 0): the tensors'
+    norms (tensor_norms), their squares summed in float64."""
     flat = [t for g in groups for t in g if t is not None]
-    norms = torch.stack(torch._foreach_norm(flat)).double().cpu().numpy() if flat else np.zeros(0)
+    norms = tensor_norms(flat)
     sq, k = np.zeros(len(groups)), 0
     for j, g in enumerate(groups):
         n = sum(t is not None for t in g)
