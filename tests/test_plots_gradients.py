@@ -179,6 +179,25 @@ def test_no_plain_mean_field_is_drawn_over_a_norm_or_residual_net(cure):
     assert not texts, f"mean-field values written over {cure}: {texts}"
 
 
+def test_runs_that_differ_in_their_other_modules_are_not_pooled():
+    """A torch model with a Dropout between its layers and the same model without are drawn apart (a facet each,
+    named by other_modules), mean field only over the one without; gradlab's own runs, which have no such column
+    (NaN when the tables are concatenated), pool with the torch runs whose other_modules is empty."""
+    t = mlp_tables()
+    twins = t["runs"].assign(run_id=t["runs"]["run_id"] + "-dropout", other_modules="dropout")
+    plain = t["runs"].assign(other_modules="")
+    plain.loc[plain.index[::2], "other_modules"] = None  # gradlab's own runs beside the torch ones
+    t["runs"] = pd.concat([plain, twins], ignore_index=True)
+    t["layers"] = pd.concat([t["layers"], t["layers"].assign(run_id=t["layers"]["run_id"] + "-dropout")], ignore_index=True)
+    fig = one(module("gradient_by_layer").draw(t))
+    titles = " ".join(ax.get_title() for ax in fig.axes)
+    assert "other_modules=dropout" in titles and "other_modules=none" in titles, titles
+    for ax in fig.axes:
+        if "other_modules=dropout" in ax.get_title():
+            assert not by_gid(ax, "theory:"), f"mean field drawn over the dropout nets: {ax.get_title()}"
+    assert any(by_gid(ax, "theory:") for ax in fig.axes), "the nets without other modules keep their mean field"
+
+
 def test_gradient_by_layer_marks_exact_zeros():
     t = tables([row("dead", model="mlp", depth=2, activation="relu")],
                [("dead", 0, 0, 0.0, 0.0), ("dead", 0, 1, 0.5, 0.5), ("dead", 0, 2, 1.0, 1.0)])

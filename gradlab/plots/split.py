@@ -39,6 +39,7 @@ from gradlab.schema import CONFIG_COLUMNS, IRRELEVANT, column
 
 FOLDER = "folder"  # the results folder of a run when several are drawn together (combine())
 PART = "part"
+OTHER = "other_modules"  # a torch model's modules between its layers (a Dropout): no config field, but what the net is
 SEED = "seed"
 NA = None  # the value of a field that does not apply to a run
 BAND_95_SEEDS = 20  # from this many seeds on, the band is the central 95% of the seeds, else their IQR
@@ -47,7 +48,7 @@ BAND_95_SEEDS = 20  # from this many seeds on, the band is the central 95% of th
 # model, the task and the training, then any other config field in the schema's order.
 FIELD_ORDER = (
     FOLDER, PART, "model", "layers", "depth", "width", "activation", "leaky_slope", "norm", "residual",
-    "residual_scale", "output_activation", "init", "recurrent_init", "gain", "sigma_w2", "sigma_b2",
+    "residual_scale", OTHER, "output_activation", "init", "recurrent_init", "gain", "sigma_w2", "sigma_b2",
     "spectral_radius", "forget_bias", "truncate", "task", "variant", "T", "input_size", "classes", "optimizer",
     "lr", "momentum", "batch", "clip_mode", "clip", "steps", "dtype", "log_every", "probe_size", "jacobian",
     SEED,
@@ -59,8 +60,9 @@ BOOKKEEPING = ("log_every", "probe_size", "jacobian")  # how a run was measured,
 
 
 def fields(runs: pd.DataFrame) -> list[str]:
-    """The runs table's fields a figure may pool over, in FIELD_ORDER (config columns, part, folder)."""
-    present = [c for c in runs.columns if c in CONFIG_COLUMNS or c in (PART, FOLDER)]
+    """The runs table's fields a figure may pool over, in FIELD_ORDER (config columns, part, folder, a torch
+    model's other_modules)."""
+    present = [c for c in runs.columns if c in CONFIG_COLUMNS or c in (PART, FOLDER, OTHER)]
     rank = {f: i for i, f in enumerate(FIELD_ORDER)}
     return sorted(present, key=lambda f: (rank.get(f, len(rank)), f))
 
@@ -87,6 +89,8 @@ def applicable(runs: pd.DataFrame, names: Iterable[str] | None = None) -> pd.Dat
     for f in (PART, FOLDER):  # an empty part is no part
         if f in cols:
             cols[f][cols[f] == ""] = NA
+    if OTHER in cols:  # no other module is a value of its own ("none"), not a field that does not apply
+        cols[OTHER][np.array([v is NA or v == "" for v in cols[OTHER]], dtype=bool)] = "none"
     for key, by_value in IRRELEVANT.items():
         col = column(key)
         if col not in runs.columns:

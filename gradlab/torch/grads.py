@@ -1,7 +1,7 @@
 """The gradient norms the watcher takes, each over many tensors in one torch._foreach_norm call (each tensor's
-norm in its own dtype, a half-precision one's in float32, their squares summed in float64), and the marks that tell whether a .grad changed
-since it was measured (a replaced tensor, or an in-place edit: clip_grad_norm_ and clip_grad_value_ count a
-tensor's _version up by one)."""
+norm in its own dtype, a half-precision one's in float32, their squares summed in float64), and the marks that
+tell whether a .grad changed since it was measured (a replaced tensor, or an in-place edit: clip_grad_norm_ and
+clip_grad_value_ count a tensor's _version up by one)."""
 
 from __future__ import annotations
 
@@ -33,15 +33,16 @@ def grad_norms(params: list[nn.Parameter]) -> np.ndarray | None:
 
 
 def tensor_norms(tensors: list[torch.Tensor]) -> np.ndarray:
-    """(K,) float64: each tensor's L2 norm, from one torch._foreach_norm call, in the tensor's dtype, or in float32
-    for the half-precision ones (a bfloat16 model's gradient norms rounded to 8 bits were 1e-3 off), a second
-    call when there are both."""
-    half = np.array([t.dtype in HALF for t in tensors], dtype=bool)
+    """(K,) float64: each tensor's L2 norm from one torch._foreach_norm call, in the tensor's dtype; a second call
+    takes the half-precision ones in float32 (rounded to bfloat16's 8 bits a gradient norm was 1e-3 off)."""
+    half = [t.dtype in HALF for t in tensors]
+    if not any(half):  # the usual case: one call, as fast as before half precision was handled
+        return torch.stack(torch._foreach_norm(tensors)).double().cpu().numpy() if tensors else np.zeros(0)
     out = np.zeros(len(tensors))
-    for which, dtype in ((~half, None), (half, torch.float32)):
-        part = [t for t, w in zip(tensors, which) if w]
-        if part:
-            out[which] = torch.stack(torch._foreach_norm(part, 2, dtype=dtype)).double().cpu().numpy()
+    for want, dtype in ((False, None), (True, torch.float32)):
+        at = [k for k, h in enumerate(half) if h is want]
+        if at:
+            out[at] = torch.stack(torch._foreach_norm([tensors[k] for k in at], 2, dtype=dtype)).double().cpu().numpy()
     return out
 
 

@@ -35,7 +35,6 @@ from gradlab.torch.modules import GRADLAB_ACTIVATIONS, RECURRENT, RESHAPES, grad
 Array = np.ndarray
 
 
-
 def _flatten(model: nn.Module) -> list[nn.Module] | None:
     """An nn.Sequential's modules in order (nested Sequentials flattened, the reshapes of RESHAPES dropped); None
     otherwise."""

@@ -524,7 +524,8 @@ class Watcher:
             self._chain = mods.chain([(m, x, o) for (m, o), x in zip(calls, firsts)])
             self._learn_structure(calls)
             first = next((r.module for r in self.rows if id(r.module) in inputs), None)  # in forward order
-            self._info["T"] = mods.sequence_length(first, inputs[id(first)][0][0]) if first is not None else None
+            args = inputs[id(first)][0] if first is not None else ()
+            self._info["T"] = mods.sequence_length(first, args[0]) if args else None  # none: its input by keyword
             return {}
         index = mods.follow_index(self.rows, calls)
         cells = {id(m): self._probe_cells(m, a) for m, a in ((r.module, inputs.get(id(r.module))) for r in self.rows)
