@@ -790,6 +790,40 @@ def test_the_runs_row_reads_the_input_size_and_length_off_the_model(build, data,
         assert record["T"] == T and set(steps) == {T}, f"T {record['T']}, the timesteps table's {steps}, the input's {T}"
 
 
+class Recurrent(nn.Module):
+    """A recurrent module (or two of them) and a Linear readout of the last step."""
+
+    def __init__(self, *modules: nn.Module) -> None:
+        super().__init__()
+        self.cells, self.out = nn.ModuleList(modules), nn.Linear(modules[-1].hidden_size, 1)
+
+    def forward(self, x):
+        for m in self.cells:
+            x = m(x)[0]
+        return self.out(x[:, -1])
+
+
+@pytest.mark.parametrize("modules, activation", [
+    (lambda: [nn.RNN(3, 6, batch_first=True)], "tanh"),
+    (lambda: [nn.RNN(3, 6, nonlinearity="relu", batch_first=True)], "relu"),
+    (lambda: [nn.LSTM(3, 6, batch_first=True)], "tanh"),
+    (lambda: [nn.GRU(3, 6, num_layers=2, batch_first=True)], "tanh"),
+    (lambda: [nn.RNN(3, 6, nonlinearity="relu", batch_first=True), nn.RNN(6, 6, batch_first=True)], "mixed"),
+], ids=["rnn tanh", "rnn relu", "lstm", "gru", "relu then tanh"])  # fmt: skip
+def test_a_recurrent_models_activation_is_its_recurrences(modules, activation):
+    """The runs row's activation of a recurrent model is its recurrence's nonlinearity, as gradlab's own rnn runs
+    record theirs (a ReLU nn.RNN was recorded "identity": the readout has no following activation)."""
+    torch.manual_seed(0)
+    model = Recurrent(*modules())
+    g = torch.Generator().manual_seed(1)
+    with watch(model, every=EVERY) as w:
+        for _ in range(2):
+            (model(torch.randn(8, 5, 3, generator=g)) ** 2).mean().backward()
+            w.step()
+    record = w.record()
+    assert record["activation"] == activation, f"activation {record['activation']!r}, the recurrence's {activation!r}"
+
+
 @pytest.mark.parametrize("build, measured", [
     (lambda: HeMLP(3), lambda m: list(m.fcs)[1:]),  # the hidden-to-hidden Linears
     (lambda: HeMLP(1), lambda m: [*m.fcs, m.out]),  # none: every Linear

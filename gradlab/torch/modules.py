@@ -141,6 +141,12 @@ def sequence_length(module: nn.Module, x: Any) -> int | None:
     return int(x.shape[1] if x.dim() == 3 and module.batch_first else x.shape[0])
 
 
+def recurrent_activation(module: nn.Module) -> str:
+    """The runs table's activation of a recurrent module: nn.RNN's nonlinearity ("tanh" or "relu"); "tanh" for
+    nn.LSTM and nn.GRU (their candidate's, the field's default for gradlab's gated cells, which do not read it)."""
+    return module.nonlinearity if isinstance(module, nn.RNN) else "tanh"
+
+
 def activation_name(module: nn.Module | None) -> str:
     """A following activation's name as the runs table writes it: gradlab's name, else the class's in lower case
     (also for a LeakyReLU whose slope is outside gradlab's [0, 1])."""

@@ -239,8 +239,9 @@ class Watcher:
         """gradlab's config fields (dotted keys) with what is known of the torch run; the rest at their
         defaults (schema.FIELDS). A model with no recurrent rows is model.kind "mlp" (a feed-forward stack,
         depth = rows - 1 hidden layers), else the first recurrent row's kind; width = the most common output
-        size of the hidden rows; activation = the hidden rows' following activation; clipping is inferred
-        from the steps (clip_mode "norm" with clip = the largest clipped norm when any step was clipped); for a
+        size of the hidden rows; activation = the hidden rows' following activation (a recurrent model's: its
+        recurrence's, modules.recurrent_activation); clipping is inferred from the steps (clip_mode "norm" with
+        clip = the largest clipped norm when any step was clipped); for a
         model without recurrent rows, init "mean_field" with sigma_w2, sigma_b2 measured from its Linear rows'
         weights at step 0 (gradlab.torch.theory.measured_init, whatever initialised them: torch's default, He,
         a checkpoint); a recurrent model's init stays the default "standard", not measured; lr is the first
@@ -572,6 +573,9 @@ class Watcher:
         names = {mods.activation_name(a) if self._chain is not None else "unknown"
                  for a, r in feedforward}  # an F.relu or a residual sum in a forward of the user's is seen by no hook
         self._info["activation"] = names.pop() if len(names) == 1 else ("identity" if not names else "mixed")
+        cells = {mods.recurrent_activation(r.module) for r in self.rows if r.cell is not None}
+        if cells:  # a recurrent model's activation is its recurrence's, as in gradlab's own rnn runs
+            self._info["activation"] = cells.pop() if len(cells) == 1 else "mixed"
         if self._info["activation"] == "leaky_relu":  # the runs table's leaky_slope: one for every hidden layer
             slopes = {mods.gradlab_activation(a).slope for a, _ in feedforward}
             self._info.update({"slope": slopes.pop()} if len(slopes) == 1 else {"activation": "mixed"})
