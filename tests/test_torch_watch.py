@@ -1312,3 +1312,66 @@ def test_bench_loops_watched_and_not_train_alike(workload):
     steps = watched.watcher.tables()["steps"]
     assert steps["step"].tolist() == [0, 1, 2], f"{workload}: steps recorded {steps['step'].tolist()}"
     watched.watcher.close()
+
+
+@pytest.mark.parametrize("optimizer", [True, False], ids=["optimizer=", "step() only"])
+@pytest.mark.parametrize("max_norm", [0.05, 1e3], ids=["clips", "does not clip"])
+def test_the_watchers_clip_is_torchs_from_the_norm_it_took(max_norm, optimizer, monkeypatch):
+    """watcher.clip_grad_norm_ leaves the .grad torch.nn.utils.clip_grad_norm_ leaves on a twin model (float64,
+    1e-14; bit for bit where it does not clip), returns torch's norm, records grad_norm_clipped = ||clipped
+    .grad|| (1e-12) and reads the gradients once a step (the global-norm passes counted), not twice."""
+    import copy
+
+    from gradlab.torch import grads
+
+    calls = []
+    real = grads.grad_norms
+    monkeypatch.setattr(grads, "grad_norms", lambda params: calls.append(1) or real(params))
+    model = mlp(seed=3)
+    twin = copy.deepcopy(model)
+    opt, opt_twin = (torch.optim.SGD(m.parameters(), lr=0.1) for m in (model, twin))
+    data = batches(3, seed=4)
+    after = []
+    with watch(model, every=100, optimizer=opt if optimizer else None) as w:
+        for x, y in data:
+            for m, o in ((model, opt), (twin, opt_twin)):
+                o.zero_grad()
+                ((m(x) - y) ** 2).mean().backward()
+            ours = w.clip_grad_norm_(max_norm)
+            theirs = torch.nn.utils.clip_grad_norm_(twin.parameters(), max_norm)
+            close(float(ours), float(theirs), f"max_norm {max_norm}: the norm returned", 1e-14)
+            for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+                err = float((p.grad - q.grad).abs().max() / q.grad.abs().max())
+                assert err <= (0.0 if max_norm > 1 else 1e-14), f"max_norm {max_norm}: {name}.grad off torch's clip by {err:.3g}"
+            after.append(gnorm(p.grad for p in model.parameters()))
+            opt.step()
+            opt_twin.step()
+            w.step()
+    steps = w.tables()["steps"]
+    for s, ref in enumerate(after):
+        close(steps["grad_norm_clipped"].iloc[s], ref, f"max_norm {max_norm}: step {s} grad_norm_clipped", 1e-12)
+    assert len(calls) == len(data), f"{len(calls)} global-norm passes in {len(data)} steps (one a step expected)"
+
+
+def test_the_watchers_clip_of_a_nonfinite_norm_is_torchs():
+    """An inf gradient: torch's clip scales by max_norm / inf = 0 (inf * 0 is NaN), and so does the watcher's;
+    error_if_nonfinite raises a one-line RuntimeError, as torch's does; a max_norm <= 0 is a ValueError."""
+    import copy
+
+    model = mlp(seed=5)
+    twin = copy.deepcopy(model)
+    x, y = batches(1, seed=6)[0]
+    with watch(model, every=1) as w:
+        for m in (model, twin):
+            ((m(x) - y) ** 2).mean().backward()
+            m[0].weight.grad[0, 0] = math.inf
+        with pytest.raises(RuntimeError, match="inf") as err:
+            w.clip_grad_norm_(1.0, error_if_nonfinite=True)
+        assert "\n" not in str(err.value)
+        with pytest.raises(ValueError, match="positive finite"):
+            w.clip_grad_norm_(0.0)
+        w.clip_grad_norm_(1.0)
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), 1.0)
+        for (name, p), q in zip(model.named_parameters(), twin.parameters()):
+            assert torch.equal(p.grad.isnan(), q.grad.isnan()), f"{name}: NaN where torch's clip left none, or none where it did"
+            assert torch.equal(torch.nan_to_num(p.grad), torch.nan_to_num(q.grad)), f"{name}.grad differs from torch's clip"

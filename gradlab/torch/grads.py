@@ -14,6 +14,7 @@ from torch import nn
 from gradlab.probes.layers import safe_ratio
 
 HALF = (torch.float16, torch.bfloat16)  # dtypes whose norms are taken in float32
+CLIP_EPS = 1e-6  # torch.nn.utils.clip_grad_norm_'s: c = max_norm / (||g|| + 1e-6)
 
 
 def global_norm(params: list[nn.Parameter]) -> float:
@@ -44,6 +45,19 @@ def tensor_norms(tensors: list[torch.Tensor]) -> np.ndarray:
         if at:
             out[at] = torch.stack(torch._foreach_norm([tensors[k] for k in at], 2, dtype=dtype)).double().cpu().numpy()
     return out
+
+
+def clip_(params: list[nn.Parameter], norm: float, max_norm: float) -> float:
+    """Scale every .grad in place by c = max_norm / (norm + 1e-6) where c < 1, torch.nn.utils.clip_grad_norm_'s
+    factor (a NaN c too, as torch's turns the gradients NaN); no pass over them where c >= 1 (torch multiplies
+    by 1, which changes no value). Returns c, or 1.0 where nothing was scaled."""
+    coef = max_norm / (norm + CLIP_EPS)  # NaN for a NaN norm, 0 for an inf one
+    if coef >= 1.0:
+        return 1.0
+    present = [p.grad for p in params if p.grad is not None]
+    if present:
+        torch._foreach_mul_(present, coef)
+    return coef
 
 
 def total(norms: np.ndarray | None) -> float:

@@ -25,7 +25,8 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
                        replaced) with the same _version (every in-place edit, as clip_grad_norm_'s and
                        clip_grad_value_'s, counts one up); else it is grad_norm's pass (no second one). An edit
                        through p.grad.data (a tensor with a version counter of its own) is not seen: use
-                       p.grad or the torch.nn.utils clipping functions.
+                       p.grad or the torch.nn.utils clipping functions. watcher.clip_grad_norm_(max_norm) clips
+                       as torch's does, from grad_norm's pass: the step then reads the gradients once.
     scaler=            a torch.amp GradScaler: the .grad a backward leaves are scaled by S =
                        scaler.get_scale(), so grad_norm, the layers' gradient norms and delta_norm are
                        divided by S; grad_norm_clipped is read after scaler.step() unscaled them.
@@ -178,6 +179,22 @@ class Watcher:
                 self._steps[-1] = (row[0], _loss_value(loss), *row[2:])
             return
         self._record(loss)
+
+    def clip_grad_norm_(self, max_norm: float, error_if_nonfinite: bool = False) -> torch.Tensor:
+        """torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm), from the norm the watcher took when the
+        backward ended (read again only if a gradient changed since, as after scaler.unscale_): one pass over
+        the gradients fewer than torch's clip, none when it does not clip, and grad_norm_clipped = c ||g||
+        with no pass of its own. Returns ||g|| before clipping, as torch does."""
+        self._check_open("clip_grad_norm_()")
+        if not (isinstance(max_norm, (int, float)) and 0 < max_norm < math.inf):
+            raise ValueError(f"watcher.clip_grad_norm_: max_norm must be a positive finite number, got {max_norm!r}")
+        norm = self._norm_now()
+        if error_if_nonfinite and not math.isfinite(norm):
+            raise RuntimeError(f"watcher.clip_grad_norm_: the gradients' norm is {norm}, which cannot be clipped "
+                               "(error_if_nonfinite=True)")  # fmt: skip
+        coef = grads.clip_(self.params, norm, float(max_norm))
+        self._raw_norm, self._marks = norm * coef, grads.grad_marks(self.params)  # what _norm_now returns next
+        return torch.tensor(norm, dtype=self.params[0].dtype if self.params else torch.float32)
 
     def _record(self, loss) -> None:
         if not self._backwards:
