@@ -26,7 +26,7 @@ What is measured, and where (every hook is the watcher's own; none changes a gra
                        clip_grad_value_'s, counts one up); else it is grad_norm's pass (no second one). An edit
                        through p.grad.data (a tensor with a version counter of its own) is not seen: use
                        p.grad or the torch.nn.utils clipping functions. watcher.clip_grad_norm_(max_norm) clips
-                       as torch's does, from grad_norm's pass: the step then reads the gradients once.
+                       as torch's does, from grad_norm's pass: the step then takes one norm of the gradients.
     scaler=            a torch.amp GradScaler: the .grad a backward leaves are scaled by S =
                        scaler.get_scale(), so grad_norm, the layers' gradient norms and delta_norm are
                        divided by S; grad_norm_clipped is read after scaler.step() unscaled them.
@@ -258,10 +258,10 @@ class Watcher:
         depth = rows - 1 hidden layers), else the first recurrent row's kind; width = the most common output
         size of the hidden rows; activation = the hidden rows' following activation (a recurrent model's: its
         recurrence's, modules.recurrent_activation); clipping is inferred from the steps (clip_mode "norm" with
-        clip = the largest clipped norm when any step was clipped); for a
-        model without recurrent rows, init "mean_field" with sigma_w2, sigma_b2 measured from its Linear rows'
-        weights at step 0 (gradlab.torch.theory.measured_init, whatever initialised them: torch's default, He,
-        a checkpoint); a recurrent model's init stays the default "standard", not measured; lr is the first
+        clip = the largest clipped norm when any step was clipped); for a model without recurrent rows, init
+        "mean_field" with sigma_w2, sigma_b2 measured from its Linear rows' weights at step 0
+        (gradlab.torch.theory.measured_init, whatever initialised them: torch's default, He, a checkpoint); a
+        recurrent model's init stays the default "standard", not measured; lr is the first
         step's, schedule "torch" when a scheduler of the user's changed it (the steps table has each step's)."""
         config = schema.defaults()
         steps = steps if steps is not None else steps_frame(self._steps, self.name)
