@@ -181,7 +181,7 @@ def off_the_kink(make, margin: float = 20 * gradcheck.STEP, attempts: int = 200)
 def quick_reproduction(name: str, tmp_path_factory):
     """Run reproduction `name` with --quick, silently, into a fresh temporary folder (the tests call it once
     per module, from a module-scoped fixture); returns the driver's Outcome. Its runs go to two worker
-    processes, which give the serial tables bit for bit (tests/test_runner.py) in about 0.7x the time."""
+    processes, which give the serial tables bit for bit (tests/test_runner.py)."""
     from gradlab.reproduce import driver
 
     out = tmp_path_factory.mktemp(f"{name}_quick")
