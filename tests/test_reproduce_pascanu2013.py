@@ -87,13 +87,17 @@ def test_clipping_keeps_training_finite(quick):
     claims, tables, _ = quick
     unclipped = claim_starting(claims, "SGD, sigma_w^2 = 4, no clipping")
     clipped = claim_starting(claims, "SGD, sigma_w^2 = 4, norm clipping at 1: finite")
-    # the quick runs are the full runs' first 600 steps (same weights, same batches): the full run's 17
-    # unclipped divergences of 20 happen at steps 167-574, so the quick run sees the same 17
-    assert unclipped.passed and unclipped.value == 17, f"{unclipped.claim}: {unclipped.measured}, expected 17 of 20"
-    assert clipped.passed and clipped.value == 20, f"{clipped.claim}: {clipped.measured}, expected 20 of 20"
     runs = tables["runs"]
+    # which seeds diverge is chaotic (the module: 16 of 20 on one CPU, 17 on another, from last-bit
+    # differences in BLAS's sums), so the count is the table's and the claim asks for a majority
+    bare = runs[runs["clip_mode"] == "none"]
+    diverged = int((bare["status"] == "diverged").sum())
+    assert unclipped.value == diverged and unclipped.expected == ">= 11 of 20 seeds", (
+        f"{unclipped.claim}: {unclipped.measured}, expected {unclipped.expected}; the table has {diverged} diverged")
+    assert unclipped.passed, f"{unclipped.claim}: {unclipped.measured}, expected {unclipped.expected}"
+    assert clipped.passed and clipped.value == 20, f"{clipped.claim}: {clipped.measured}, expected 20 of 20"
     # learning: the claim counts the clipped runs whose held-out final loss is below the baseline (not
-    # asserted to pass: measured 0 of 20, final / baseline 1.09-1.76 after 1500 steps; see the module)
+    # asserted to pass: measured 0 of 20, final / baseline 1.08-1.95 after 1500 steps; see the module)
     learned = claim_starting(claims, "SGD, sigma_w^2 = 4, norm clipping at 1: learns")
     norm = runs[runs["clip_mode"] == "norm"]
     count = int((norm["final_loss"] < norm["baseline_loss"]).sum())
@@ -176,7 +180,9 @@ def _runs(statuses: list[tuple[str, str]]) -> dict[str, pd.DataFrame]:
     "statuses, expected",
     [
         ([("none", "diverged")] * 4 + [("none", "ok")] + [("norm", "ok")] * 5, [True, True, True]),
-        ([("none", "diverged")] * 3 + [("none", "ok")] * 2 + [("norm", "ok")] * 5, [False, True, True]),
+        ([("none", "diverged")] * 3 + [("none", "ok")] * 2 + [("norm", "ok")] * 5, [True, True, True]),  # a majority
+        ([("none", "diverged")] * 2 + [("none", "ok")] * 3 + [("norm", "ok")] * 5, [False, True, True]),
+        ([("none", "diverged")] * 4 + [("none", "ok")] * 4 + [("norm", "ok")] * 5, [False, True, True]),  # half is not most
         ([("none", "diverged")] * 5 + [("norm", "ok")] * 4 + [("norm", "diverged")], [True, False, False]),
         ([("none", "diverged")] * 5 + [("norm", "ok")] * 4 + [("norm", "failed")], [True, False, False]),
     ],

@@ -34,14 +34,19 @@ network k built from seed k exactly as the training runs build theirs):
 4. Gradient clipping (section 3.2, Algorithm 1): the training runs of experiments/pascanu2013.toml,
    sigma_w^2 = 4, plain SGD (lr 0.1, batch 20, 1500 steps), with and without norm clipping at 1, seeds
    0..19 (20 per arm, so that no single run decides a count). A run diverges when its loss or gradient
-   norm overflows to inf/NaN (status "diverged" in the runs table). Claimed: at least 80% (16 of 20) of
+   norm overflows to inf/NaN (status "diverged" in the runs table). Claimed: most (at least 11 of 20) of
    the unclipped runs diverge; all 20 clipped runs stay finite; and all 20 clipped runs learn: their
    held-out final loss (512 sequences) is below the best constant prediction's, baseline_loss = 1/12
    (MSE / 2 = Var[x1 + x2] / 2).
-   Measured: 17 of 20 unclipped runs diverge (steps 167-574; seeds 2, 10, 16 survive). The first
-   gradients have norms of 25-570 (clipping scales them to 1), so the unclipped updates throw the weights
-   far out within a few dozen steps and the loss then grows geometrically until it overflows float64.
-   All 20 clipped runs stay finite, and none learns (FAIL): final loss 1.09-1.76 x the baseline. Tried outside the config
+   Measured: 16 of 20 unclipped runs diverge on a 2-core AMD EPYC (steps 212-346; seeds 9, 10, 16, 17
+   survive), 17 of 20 on a 2-core Intel Xeon (steps 167-574; seeds 2, 10, 16 survive). Which seeds diverge
+   is chaotic: the two CPUs' BLAS kernels round the first loss differently by 1e-14 relative, the
+   exploding updates grow that by ~1e3 a step, and from step 10 on the runs are different runs. A count
+   is a draw of a share near 0.8, so the claim asks for a majority, not the 80% once measured (with a
+   share of 0.8, 10 of 20 or fewer diverge with probability 0.003, 15 or fewer with probability 0.37). The first gradients have norms of 25-570 (clipping scales them to 1), so the unclipped updates
+   throw the weights far out within a few dozen steps and the loss then grows geometrically until it
+   overflows float64. All 20 clipped runs stay finite, and none learns (FAIL): final loss 1.08-1.95 x the
+   baseline (1.09-1.76 on the Xeon). Tried outside the config
    (6 seeds, 3000 steps, clipped SGD): lr 0.1 ends at test MSE 0.18-0.25 (baseline 0.167), lr 0.03 at
    0.166-0.18 and lr 0.01 at 0.17-0.46: the clipped tanh RNN at sigma_w^2 = 4 reaches the constant
    prediction at best; the paper's clipped SGD runs trained for far longer (millions of sequences).
@@ -66,7 +71,7 @@ TITLE = "Pascanu, Mikolov, Bengio 2013: On the difficulty of training recurrent 
 
 Array = np.ndarray
 RHO_RTOL = 0.01  # the issue's tolerance on the linear RNN's per-step factor
-DIVERGED_SHARE = 0.8  # at least 80% of the seeds (16 of 20) diverge unclipped
+DIVERGED_SHARE = 0.5  # more than half of the seeds (11 of 20) diverge unclipped
 SE_TOLERANCE = 3.0  # standard errors of the per-step factor over the networks
 CLIP_COLORS = {"none": style.SEQUENCE[4], "norm": style.SEQUENCE[0]}  # vermillion unclipped, blue clipped
 LOSS_TOP = 1e4  # the loss panel's top: the unclipped losses grow to ~1e306 before they overflow
@@ -211,7 +216,7 @@ def init_claims(p: dict[str, Any]) -> tuple[list[Claim], dict[float, tuple[Array
 
 
 def training_claims(tables: dict[str, pd.DataFrame]) -> list[Claim]:
-    """Unclipped: at least 80% of the seeds diverge; norm-clipped: every seed finishes with a finite loss,
+    """Unclipped: more than half of the seeds diverge; norm-clipped: every seed finishes with a finite loss,
     and every seed learns (its held-out final loss below the best constant's, baseline_loss)."""
     runs = tables["runs"]
     unclipped, clipped = runs[runs["clip_mode"] == "none"], runs[runs["clip_mode"] == "norm"]
@@ -222,7 +227,7 @@ def training_claims(tables: dict[str, pd.DataFrame]) -> list[Claim]:
     ratio = clipped["final_loss"] / clipped["baseline_loss"]
     return [
         Claim.count(f"SGD, sigma_w^2 = {sigma_w2:g}, no clipping: diverges within {steps} steps", "Sec. 3.2; Sec. 4.1",
-                    math.ceil(DIVERGED_SHARE * len(unclipped)), diverged, len(unclipped)),
+                    math.floor(DIVERGED_SHARE * len(unclipped)) + 1, diverged, len(unclipped)),
         Claim.count(f"SGD, sigma_w^2 = {sigma_w2:g}, norm clipping at {clip:g}: finite for {steps} steps",
                     "Sec. 3.2, Algorithm 1", len(clipped), int(ok.sum()), len(clipped)),
         Claim.count(f"SGD, sigma_w^2 = {sigma_w2:g}, norm clipping at {clip:g}: learns (final loss < baseline)",
