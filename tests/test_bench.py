@@ -134,3 +134,12 @@ def test_cli_bench_prints_the_table_and_the_targets():
 def test_cli_bench_rejects_an_unknown_workload():
     result = CliRunner().invoke(app, ["bench", "--only", "W9"])
     assert result.exit_code == 2
+
+
+@pytest.mark.parametrize("ratio, frac, met", [(1.2, 0.7, False), (0.9, 0.6, True)])
+def test_w1_floor_is_the_ratio_its_products_would_have_at_the_matmul_peak(ratio, frac, met):
+    r = engine.Result("W1", "float32", 10.0, 70.0, frac, 0.0, {"fused": 10.0 / ratio}, {"fused": ratio})
+    rows = {label: (value, ok) for label, value, ok in engine.targets([r], None)}
+    value, ok = rows["W1 floor <= 0.6x PyTorch"]
+    assert value == f"32: {ratio * frac:.2f}x" and ok is met, f"floor row {value!r}, met {ok}; expected {ratio * frac:.2f}x, {met}"
+    assert rows["W1 <= 0.6x PyTorch"] == (f"32: {ratio:.2f}x", False), rows["W1 <= 0.6x PyTorch"]
