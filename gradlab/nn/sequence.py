@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from gradlab.nn import _checks
+from gradlab.nn.dense import DenseCache, dense_backward, dense_forward
 
 Array = np.ndarray
 OUTPUTS = ("last", "all")
@@ -101,14 +102,15 @@ def sum_outer(d: Array, xs: Array) -> Array:
 def readout_forward(hs: Array, weight: Array, bias: Array, output: str) -> Array:
     """y = h W_out^T + b_out: hs (..., T, N, H) -> (..., N, O) for the last step, (..., N, T, O) for every step."""
     if output == "last":
-        return at(hs, -1) @ weight.mT + bias[..., None, :]
+        return dense_forward(at(hs, -1), weight, bias)[0]  # the dense block on h_T
     return project(hs, weight, bias).swapaxes(-3, -2)
 
 
 def readout_backward(dy: Array, hs: Array, weight: Array, output: str) -> tuple[Array, Array, Array]:
     """From dy = dL/dy to (dW_out, db_out, dh_out); dh_out is (..., N, H) for "last", (..., T, N, H) for "all"."""
     if output == "last":
-        return dy.mT @ at(hs, -1), dy.sum(axis=-2), dy @ weight
+        dh, dW, db = dense_backward(dy, DenseCache(at(hs, -1), weight))  # the dense block on h_T
+        return dW, db, dh
     dy = np.ascontiguousarray(dy.swapaxes(-3, -2))  # (..., T, N, O)
     return sum_outer(dy, hs), dy.sum(axis=(-3, -2)), back_project(dy, weight)  # dL/dh_t = W_out^T dy_t
 
