@@ -455,7 +455,8 @@ def measure(
 
 def floor(r: Result) -> float:
     """The ratio to PyTorch that r's step would have if its products ran at the run's matmul peak and the rest
-    took no time: (flops / peak) / torch_ms = ratio x peak_frac. Above a target, no engine meets it here."""
+    took no time: (flops / peak) / torch_ms = ratio x peak_frac. Above a target, no engine on the run's BLAS
+    threads meets it on this machine."""
     return r.ratio("fused") * r.peak_frac
 
 

@@ -43,8 +43,9 @@ network k built from seed k exactly as the training runs build theirs):
    is chaotic: the two CPUs' BLAS kernels round the first loss differently by 1e-14 relative, the
    exploding updates grow that by ~1e3 a step, and from step 10 on the runs are different runs. A count
    is a draw of a share near 0.8, so the claim asks for a majority, not the 80% once measured (with a
-   share of 0.8, 10 of 20 or fewer diverge with probability 0.003, 15 or fewer with probability 0.37). The first gradients have norms of 25-570 (clipping scales them to 1), so the unclipped updates
-   throw the weights far out within a few dozen steps and the loss then grows geometrically until it
+   share of 0.8, 10 of 20 or fewer diverge with probability 0.003, 15 or fewer with probability 0.37).
+   The first gradients have norms of 25-570 (clipping scales them to 1), so the unclipped updates throw
+   the weights far out within a few dozen steps and the loss then grows geometrically until it
    overflows float64. All 20 clipped runs stay finite, and none learns (FAIL): final loss 1.08-1.95 x the
    baseline (1.09-1.76 on the Xeon). Tried outside the config
    (6 seeds, 3000 steps, clipped SGD): lr 0.1 ends at test MSE 0.18-0.25 (baseline 0.167), lr 0.03 at
