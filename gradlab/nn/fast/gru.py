@@ -1,10 +1,10 @@
 """The GRU's fast path: the same arithmetic as gradlab.nn.cells.gru, in preallocated arrays.
 
-The forward turns each step's slice of the input projection into that step's gate values (r, z, n) in
-place, and keeps hw_n = W_hn h_(t-1) + b_hn per step. The backward forms the gate derivatives
-(cells.gru.gate_derivatives, the one home of their formulas) for a block of steps at a time, then walks the
-block's steps back; without trace it writes dL/dxw_t over the gate values it has consumed, and the cache is
-spent by one backward. Tested equal to the reference (tests/test_paths.py).
+The forward turns each step's slice of the input projection into that step's gate values (r, z, n), formed
+in contiguous scratch arrays and then copied in, and keeps hw_n = W_hn h_(t-1) + b_hn per step. The backward
+forms the gate derivatives (cells.gru.gate_derivatives, the one home of their formulas) for a block of steps
+at a time, then walks the block's steps back; without trace it writes dL/dxw_t over the gate values it has
+consumed, and the cache is spent by one backward. Tested equal to the reference (tests/test_paths.py).
 """
 
 from __future__ import annotations
@@ -37,21 +37,23 @@ def gru_forward(xw: Array, h0: Array, weight_hh: Array, bias_hh: Array) -> Forwa
     at(hs, 0)[...] = h0
     hw_n = np.empty((*lead, T, N, H), dtype=xw.dtype)
     hw = np.empty((*lead, N, G), dtype=xw.dtype)  # scratch for W_hh h_(t-1) + b_hh
+    rz = np.empty((*lead, N, 2 * H), dtype=xw.dtype)  # contiguous scratch for r, z and for n, copied into the
+    n = np.empty((*lead, N, H), dtype=xw.dtype)  # gates once known (the sigmoid's passes are slower on a strided view)
     w_t = np.ascontiguousarray(weight_hh.mT)  # h W_hh^T then reads a row-major matrix (faster)
     b = bias_hh[..., None, :]
     for t in range(T):
-        gates, h_prev, h = at(xw, t), at(hs, t), at(hs, t + 1)
+        gates, h_prev, h, hwn = at(xw, t), at(hs, t), at(hs, t + 1), at(hw_n, t)
         np.matmul(h_prev, w_t, out=hw)
         hw += b  # the recurrent parts of r, z, n
-        rz, n = gates[..., : 2 * H], gates[..., 2 * H :]
-        rz += hw[..., : 2 * H]
+        np.add(gates[..., : 2 * H], hw[..., : 2 * H], out=rz)
         SIGMOID.forward(rz, out=rz)  # r, z
-        at(hw_n, t)[...] = hw[..., 2 * H :]
-        np.multiply(gates[..., :H], at(hw_n, t), out=h)  #  (r * hw_n, in h_t's place until h_t is known)
-        n += h
+        hwn[...] = hw[..., 2 * H :]
+        np.multiply(rz[..., :H], hwn, out=n)  # r * hw_n
+        n += gates[..., 2 * H :]
         np.tanh(n, out=n)  # the candidate n
+        gates[..., : 2 * H], gates[..., 2 * H :] = rz, n  # the gate values, for the backward
         np.subtract(h_prev, n, out=h)
-        h *= gates[..., H : 2 * H]
+        h *= rz[..., H:]
         h += n  # h_t = n + z (h_(t-1) - n)
     return Forward(hs, None, xw, GRUFastCache(hw_n, weight_hh))
 
