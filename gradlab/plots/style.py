@@ -175,12 +175,31 @@ def save(fig: Figure, stem: str | Path, formats: Iterable[str] = FORMATS) -> lis
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     paths = []
-    for fmt in formats:
-        path = stem.with_name(f"{stem.name}.{fmt}")
-        tmp = path.with_name(f".{path.name}.tmp")
-        with matplotlib.rc_context(STYLE):
-            fig.savefig(tmp, format=fmt, metadata=UNDATED.get(fmt))
-        tmp.replace(path)
-        paths.append(path)
+    with matplotlib.rc_context(STYLE):
+        bbox = laid_out(fig)
+        for fmt in formats:
+            path = stem.with_name(f"{stem.name}.{fmt}")
+            tmp = path.with_name(f".{path.name}.tmp")
+            fig.savefig(tmp, format=fmt, metadata=UNDATED.get(fmt), **bbox)
+            tmp.replace(path)
+            paths.append(path)
     close(fig)
     return paths
+
+
+def laid_out(fig: Figure) -> dict:
+    """Lay fig out once for all its files, at savefig's dpi (as its PNG): run its layout engine, then switch it
+    off (the positions stay), and measure savefig's tight bounding box once: {"bbox_inches": that box}. Left
+    to savefig, both are done again for every file, and twice each (a measuring draw, then the real one). {}
+    (savefig does them) unless savefig.bbox is "tight" and fig's canvas has an Agg renderer."""
+    if matplotlib.rcParams["savefig.bbox"] != "tight" or not hasattr(fig.canvas, "get_renderer"):
+        return {}
+    dpi, original = matplotlib.rcParams["savefig.dpi"], fig.dpi
+    fig.dpi = original if dpi == "figure" else dpi
+    try:
+        fig.draw_without_rendering()
+        box = fig.get_tightbbox(fig.canvas.get_renderer())
+    finally:
+        fig.dpi = original
+    fig.set_layout_engine("none")
+    return {"bbox_inches": box.padded(matplotlib.rcParams["savefig.pad_inches"])}
