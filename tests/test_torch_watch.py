@@ -543,13 +543,52 @@ def test_tensorboard_needs_tensorboard(mlp_run, tmp_path):
     import importlib.util
 
     w, _ = mlp_run
-    if importlib.util.find_spec("tensorboard") is None:
-        with pytest.raises(RuntimeError, match="needs the tensorboard package"):
-            w.to_tensorboard(tmp_path / "tb")
-        assert not (tmp_path / "tb").exists()
-    else:
+    if importlib.util.find_spec("tensorboard") is not None:
+        pytest.skip("tensorboard is installed: test_tensorboard_scalars_are_the_tables reads what it writes")
+    with pytest.raises(RuntimeError, match="needs the tensorboard package"):
         w.to_tensorboard(tmp_path / "tb")
-        assert any((tmp_path / "tb").iterdir())
+    assert not (tmp_path / "tb").exists()
+
+
+def tensorboard_scalars(logdir) -> dict[str, dict[int, float]]:
+    """Every scalar series under logdir (add_scalars' runs in subfolders, named "<tag> <folder>"), read back
+    with tensorboard's own event reader: {series: {step: value}}."""
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+
+    mux = EventMultiplexer().AddRunsFromDirectory(str(logdir))
+    mux.Reload()
+    series = {}
+    for run, tags in mux.Runs().items():
+        for tag in tags["scalars"]:
+            series[f"{tag} {run}"] = {e.step: e.value for e in mux.Scalars(run, tag)}
+    return series
+
+
+def test_tensorboard_scalars_are_the_tables(mlp_run, tmp_path):
+    """What to_tensorboard writes, read back with tensorboard: the steps table's scalars at every step and one
+    series per layer of each profile column at the logged steps, each equal to its table's value (float32, as
+    tensorboard stores them); no other series (no histogram, no per-parameter panel)."""
+    pytest.importorskip("tensorboard")
+    from gradlab.torch.export import PROFILE_COLUMNS, STEP_SCALARS
+
+    w, _ = mlp_run
+    tables, names = w.tables(), w.row_names()
+    got = tensorboard_scalars(w.to_tensorboard(tmp_path / "tb"))
+    want = {}
+    for name in STEP_SCALARS:
+        want[f"steps/{name} ."] = dict(zip(tables["steps"]["step"], tables["steps"][name]))
+    layers = tables["layers"]
+    for column in PROFILE_COLUMNS:
+        for j, module in enumerate(names):
+            rows = layers[layers["layer"] == j]
+            want[f"layers/{column} layers_{column}_{j} {module}"] = dict(zip(rows["step"], rows[column]))
+    want = {k: {int(s): float(v) for s, v in series.items() if not math.isnan(v)} for k, series in want.items()}
+    want = {k: v for k, v in want.items() if v}
+    assert sorted(got) == sorted(want), f"series written {sorted(got)}, expected {sorted(want)}"
+    for key, series in want.items():
+        assert sorted(got[key]) == sorted(series), f"{key}: steps {sorted(got[key])}, expected {sorted(series)}"
+        for step, value in series.items():
+            close(got[key][step], value, f"{key} step {step}", tol=1e-6)
 
 
 # ---------------------------------------------------------------- bad input
