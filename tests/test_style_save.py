@@ -43,8 +43,8 @@ def test_saved_png_is_matplotlibs_own_and_the_pdf_takes_its_box(layout, tmp_path
     reference = busy_figure(layout)
     with matplotlib.rc_context(style.STYLE):
         reference.savefig(tmp_path / "theirs.png", format="png")  # savefig's own layout and tight box
-    ours_png, ours_pdf = (p for p in paths if p.suffix == ".png"), (p for p in paths if p.suffix == ".pdf")
-    ours_png, ours_pdf = next(ours_png), next(ours_pdf)
+    ours = {p.suffix: p for p in paths}
+    ours_png, ours_pdf = ours[".png"], ours[".pdf"]
     assert ours_png.read_bytes() == (tmp_path / "theirs.png").read_bytes(), (
         f"{layout}: style.save's PNG {png_size(ours_png.read_bytes())} px differs from savefig's "
         f"{png_size((tmp_path / 'theirs.png').read_bytes())} px")
@@ -59,10 +59,11 @@ def test_saved_png_is_matplotlibs_own_and_the_pdf_takes_its_box(layout, tmp_path
 def test_a_canvas_without_an_agg_renderer_is_left_to_savefig():
     from matplotlib.backend_bases import FigureCanvasBase
     from matplotlib.figure import Figure
+    from matplotlib.layout_engine import ConstrainedLayoutEngine
 
     fig = Figure()
     FigureCanvasBase(fig)
     fig.set_layout_engine("constrained")
     with matplotlib.rc_context(style.STYLE):
         assert style.laid_out(fig) == {}, "laid_out must leave a figure it cannot measure to savefig"
-    assert fig.get_layout_engine() is not None and type(fig.get_layout_engine()).__name__ == "ConstrainedLayoutEngine"
+    assert isinstance(fig.get_layout_engine(), ConstrainedLayoutEngine), "laid_out must not touch its layout engine"
