@@ -21,8 +21,10 @@ elementwise rule is the same per element; so a member's tables equal those of th
 (the tests compare them column by column; wall_s is the ensemble's wall time shared equally).
 
 A member stops at its own last step, or at the step its loss or gradient norm is not finite (status
-diverged, its rows end there, as alone): from then on it is no longer logged, its gradient is zeroed and
-the optimizer's update of its slices is undone, so its view keeps the weights it had when it stopped.
+diverged, its rows end there, as alone): at that step its gradient is zeroed and the optimizer's update of
+its slices undone, so its view keeps the weights it had when it stopped; from the next step on it is
+dropped from the ensemble (the members still training move to new arrays of R' members, their optimizer
+state with them), so a member that diverged early costs nothing after it.
 """
 
 from __future__ import annotations
@@ -182,37 +184,51 @@ class Batches:
 
 
 def _train(model: Model, members: list[Member], optimizer, task) -> None:
-    """The training loop of train.run, for every member at once (see the module docstring)."""
+    """The training loop of train.run, for every member at once (see the module docstring); a member that
+    has stopped is dropped from the ensemble at the next step (_drop)."""
     loss_fn = losses.get(task.loss)
-    batches = Batches([m.task for m in members], members[0].config["train.batch"])
-    x_probe = shared_probe(members)
+    active = members  # the members the ensemble computes: model's member r is active[r]
+    batches = Batches([m.task for m in active], members[0].config["train.batch"])
+    x_probe = shared_probe(active)
     for step in range(max(m.steps for m in members)):
-        live = [r for r, m in enumerate(members) if not m.done]
+        live = [r for r, m in enumerate(active) if not m.done]
         if not live:
             break
-        logged = {r: members[r].recorder.should_log(step) for r in live}
-        x, y = batches.draw({r: members[r].batches for r in live})
+        if len(live) < len(active):
+            active = [active[r] for r in live]
+            model, optimizer = _drop(model, optimizer, active, live)
+            batches, x_probe = Batches([m.task for m in active], batches.batch), shared_probe(active)
+            live = list(range(len(active)))
+        logged = {r: active[r].recorder.should_log(step) for r in live}
+        x, y = batches.draw({r: active[r].batches for r in live})
         out, cache = model.forward(x, trace=any(logged.values()))
         values, dout = loss_fn(out, y, lead=1)  # each member's loss as alone (gradlab.nn.losses)
-        dout[[r for r in range(len(members)) if members[r].done]] = 0.0
         loss = {r: float(values[r]) for r in live}
         grads = model.backward(dout, cache, input_grad=False)
         last = _last_step_backward(model, cache, dout) if any(logged.values()) else None
-        due = x_probe is not None and any(logged[r] and members[r].recorder.dead_due(step) for r in live)
+        due = x_probe is not None and any(logged[r] and active[r].recorder.dead_due(step) for r in live)
         dead = probes.dead_masks(model, x_probe) if due else None  # every member's probe set at once
-        optimizer.lr = lr = np.array([m.rate(step) for m in members])  # each member's scheduled lr of the step
-        updated = _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last, dead)
-        stopped = [r for r in range(len(members)) if r not in updated]
+        optimizer.lr = lr = np.array([m.rate(step) for m in active])  # each member's scheduled lr of the step
+        updated = _member_steps(active, live, logged, step, grads, out, dout, loss, lr, last, dead)
+        stopped = [r for r in range(len(active)) if r not in updated]
         saved = {name: p[stopped].copy() for name, p in model.params.items()} if stopped else {}
         for g in grads.params.values():
             g[stopped] = 0.0
         optimizer.step(grads.params)
-        for name, kept in saved.items():  # a stopped member keeps the weights it stopped with
+        for name, kept in saved.items():  # a member that diverged keeps the weights it stopped with
             model.params[name][stopped] = kept
         for r, (norm, clipped_norm) in updated.items():
-            m = members[r]
+            m = active[r]
             m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]))
             m.done = step == m.steps - 1
+
+
+def _drop(model: Model, optimizer, kept: list[Member], rows: list[int]):
+    """The ensemble of the members kept (model's members `rows`) and its optimizer: their views become views
+    of new arrays, their optimizer state is carried over; the stopped members' views keep the arrays they
+    have, which no longer change. Every member's arithmetic is per member, so none of its bits changes."""
+    smaller = stack([m.view for m in kept])
+    return smaller, optimizer.members(np.array(rows), smaller.params)
 
 
 def _last_step_backward(model: Model, cache, dout: np.ndarray) -> Gradients | None:

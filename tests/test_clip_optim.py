@@ -228,6 +228,31 @@ def test_the_flat_step_of_a_small_model_is_the_per_parameter_step_bit_for_bit(na
     assert not np.array_equal(flat["w0"], start["w0"]), f"{name}: the weights did not move"
 
 
+@pytest.mark.parametrize("name", optim.NAMES)
+@pytest.mark.parametrize("flat_max", [optim.FLAT_MAX, 0])
+def test_an_optimizer_of_some_members_steps_them_as_the_whole_ensemble_would(name, flat_max, monkeypatch):
+    """Four members stepped three times, then members(rows) over copies of rows 3 and 1 stepped three more
+    times with those rows' gradients: every weight equals the whole ensemble's stepped six times, bit for bit
+    (their lr, momentum, velocity, Adam's moments and step count carried over; flat and per-parameter)."""
+    monkeypatch.setattr(optim, "FLAT_MAX", flat_max)
+    rng = np.random.default_rng(3)
+    shapes = {"w0": (4, 5, 3), "b0": (4, 5), "w1": (4, 1, 5), "b1": (4, 1)}
+    whole = {k: rng.normal(size=s) for k, s in shapes.items()}
+    opt = optim.get(name, whole, lr=np.array([0.05, 0.01, 0.2, 0.1]), momentum=np.array([0.9, 0.5, 0.0, 0.7]))
+    grads = [{k: rng.normal(size=s) for k, s in shapes.items()} for _ in range(6)]
+    rows = np.array([3, 1])
+    for g in grads[:3]:
+        opt.step(g)
+    part = {k: v[rows].copy() for k, v in whole.items()}
+    some = opt.members(rows, part)
+    for g in grads[3:]:
+        opt.step(g)
+        some.step({k: v[rows] for k, v in g.items()})
+    for k in shapes:
+        diff = np.argwhere(part[k] != whole[k][rows])
+        assert diff.size == 0, f"{name} flat_max={flat_max} {k}{tuple(diff[0])}: members {part[k][tuple(diff[0])]!r}, whole {whole[k][rows][tuple(diff[0])]!r}"
+
+
 def test_a_large_model_s_optimizer_allocates_no_more_than_one_parameter_s_worth():
     """Above FLAT_MAX the optimizer keeps no flat copies or per-entry index: building plain SGD over four
     arrays of 2^16 entries (2 MiB in all, ensemble of 4) and taking a step with a learning rate per member

@@ -101,11 +101,12 @@ def test_a_classification_task_equals_its_runs_alone():
 
 @pytest.mark.parametrize("kind, model", [("rnn", {"activation": "relu"}), ("lstm", {"forget_bias": 1.0}), ("gru", {"layers": 2})])
 def test_recurrent_members_equal_their_runs_alone(kind, model):
-    """Clipped by norm at two thresholds and not at all, with the step Jacobians measured."""
+    """Clipped by norm at two thresholds and not at all, with the step Jacobians measured; one member stops
+    early (the ensemble then computes the others alone)."""
     base = {"model": {"kind": kind, "width": 5, **model}, "task": {"name": "adding", "T": 8},
             "train": {"steps": 15, "batch": 4, "log_every": 4, "probe_size": 16, "clip_mode": "norm", "jacobian": True}}
-    configs = grid({"seed": [0, 1], "clip": [0.1, 10.0]}, base, cases=[{"clip_mode": "none", "seed": 2}])
-    assert [len(g) for g in groups.group(configs)] == [5]
+    configs = grid({"seed": [0, 1], "clip": [0.1, 10.0]}, base, cases=[{"clip_mode": "none", "seed": 2}, {"steps": 6, "seed": 3}])
+    assert [len(g) for g in groups.group(configs)] == [6]
     check_against_alone(configs)
 
 
@@ -144,6 +145,24 @@ def test_a_member_that_diverges_stops_at_its_step_while_the_others_go_on():
     diverged = results[1][0]["diverged_step"]
     assert 0 <= diverged < 39 and results[1][1]["steps"]["step"].max() == diverged
     assert len(results[0][1]["steps"]) == len(results[2][1]["steps"]) == 40
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "adam"])
+def test_members_that_stopped_are_dropped_from_the_ensemble_and_the_others_still_equal_their_runs_alone(optimizer, monkeypatch):
+    """From the step after a member's last (its own steps, or its divergence) the ensemble computes only the
+    members still training: at every step its batch has one member per run whose rows reach that step.
+    Their optimizer state (velocity, Adam's moments and step count) moves with them: each equals its run alone."""
+    computed = []
+    draw = ensemble.Batches.draw
+    monkeypatch.setattr(ensemble.Batches, "draw", lambda self, rngs: computed.append(len(self.tasks)) or draw(self, rngs))
+    base = {**BASE, "model": {**BASE["model"], "activation": "identity"}, "train": {**BASE["train"], "optimizer": optimizer}}
+    overflow = 1e100 if optimizer == "adam" else 1.0  # Adam's steps are about lr each: its weights must reach 1e100
+    configs = grid({"seed": [0]}, base, cases=[{"steps": 7, "seed": 1}, {"lr": overflow, "seed": 2}, {"steps": 15, "seed": 3}])
+    results = check_against_alone(configs)
+    last = [t["steps"]["step"].max() for _, t in results]
+    assert results[2][0]["status"] == "diverged" and last[2] < 15, f"the lr {overflow:g} member should diverge early: {results[2][0]['status']} at {last[2]}"
+    expected = [sum(end >= step for end in last) for step in range(24)]
+    assert computed == expected, f"members computed per step {computed}, expected {expected} (last steps {last})"
 
 
 def run_sweep(tmp_path, sweep, name, base=BASE, **kw):

@@ -8,6 +8,10 @@
 Every rule is elementwise, so in an ensemble each member is updated on its own; lr and momentum may
 also be one value per member, (R,) arrays, when every parameter has the member axis first.
 
+Dropping members: opt.members(rows, params) is the optimizer of an ensemble of some of the members (rows,
+an index into the member axis) whose parameters are params, with those members' settings and state (an
+ensemble drops the members that have stopped: gradlab.ensemble).
+
 Update norms: after `opt.measure_next(names)`, the next step() also stores ||p_after - p_before|| (the
 update it applied, lr g, lr v or Adam's step; the norm over the whole array, all members together) of
 each named parameter in `opt.update_norms` and ||p_after|| in `opt.param_norms`, taken while the step
@@ -148,6 +152,11 @@ def _members_of(params: list[Array]) -> Array | None:
     return np.concatenate([np.repeat(np.arange(len(p)), p.size // len(p)) for p in params])
 
 
+def _rows(value: float | Array, rows: Array) -> float | Array:
+    """A setting of the members `rows`: a float stays a float, an (R,) array is indexed."""
+    return value if np.ndim(value) == 0 else value[rows]
+
+
 def _momentum(v: Array, mu: float | Array, g: Array) -> Array:
     """v <- mu v + g, in place; returns v."""
     v *= mu
@@ -233,6 +242,13 @@ class SGD(_Measured):
             self._record(name, _subtract_scaled(p, self.lr, g, name in self._measure))  # p <- p - lr g
         self._done()
 
+    def members(self, rows: Array, params: dict[str, Array]) -> SGD:
+        """SGD over params (the ensemble of members `rows` of this one's), with their lr, momentum and velocity."""
+        new = SGD(params, _rows(self.lr, rows), _rows(self.momentum, rows))
+        for name, v in new.velocity.items():
+            v[...] = self.velocity[name][rows]
+        return new
+
 
 class Adam(_Measured):
     """Adam (Kingma and Ba 2015) with bias correction, as torch.optim.Adam."""
@@ -272,6 +288,14 @@ class Adam(_Measured):
             p -= update
             self._record(name, (_sq(update), _sq(p)) if name in self._measure else None)
         self._done()
+
+    def members(self, rows: Array, params: dict[str, Array]) -> Adam:
+        """Adam over params (the ensemble of members `rows` of this one's), with their lr, moments and step count."""
+        new = Adam(params, _rows(self.lr, rows), self.betas, self.eps)
+        new.t = self.t
+        for name in params:
+            new.m[name][...], new.v[name][...] = self.m[name][rows], self.v[name][rows]
+        return new
 
 
 NAMES = ("sgd", "momentum", "adam")
