@@ -18,9 +18,15 @@ run: install
 	$(BIN)/gradlab run
 
 # The whole test suite (PyTorch comparisons run when torch is installed in .venv, else skip;
-# the Dask tests use the dask extra installed above).
+# the Dask tests use the dask extra installed above). Two pytest-xdist workers (the tests of a module with
+# a module-scoped fixture on one of them: tests/conftest.py); then the tests marked `alone` (signals,
+# kills, deadlines), one at a time with nothing beside them. TEST_WORKERS=0 runs the first part in this process too.
+TEST_WORKERS ?= 2
 test: install
-	$(BIN)/python -m pytest -q
+	status=0; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not alone" || status=1; \
+	$(BIN)/python -m pytest -q -m alone || status=1; \
+	exit $$status
 
 # The ten reproductions of published results -> results/<name>/ (each at most 5 minutes on 2 cores).
 REPRODUCTIONS := pascanu2013 glorot2010 schoenholz2017 lu2019 adding balduzzi2017 saxe2014 pennington2017 yang2019 hanin2018

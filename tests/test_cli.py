@@ -115,6 +115,7 @@ def test_an_output_folder_that_cannot_be_written_is_one_line(project, capsys):
     assert "/proc/gradlab-results: cannot" in line
 
 
+@pytest.mark.alone
 def test_an_unreachable_dask_scheduler_is_one_line_within_seconds_and_writes_nothing(project, capsys):
     pytest.importorskip("distributed")
     with socket.socket() as s:  # a port nobody listens on

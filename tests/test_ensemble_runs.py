@@ -3,7 +3,6 @@ by column), through divergence, resume and every executor; and which configs may
 
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
 

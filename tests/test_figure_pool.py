@@ -160,6 +160,7 @@ def test_a_figure_that_raises_in_a_worker_is_skipped_with_the_reason_it_has_here
     assert draw.errors(pooled.skipped) == ["clipping"]
 
 
+@pytest.mark.alone
 def test_a_dead_worker_skips_its_figure_and_the_others_are_drawn(he_xavier, tmp_path, monkeypatch):
     out, tables, drawing = he_xavier
     folder = tmp_path / "pool"
@@ -204,6 +205,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.alone
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=lambda s: s.name)
 def test_sigterm_and_ctrl_c_stop_the_workers(he_xavier, tmp_path, signum):
     import shutil

@@ -15,6 +15,8 @@ from conftest import default_sigint
 from gradlab.sweep import config, runner
 from gradlab.sweep.store import load
 
+pytestmark = pytest.mark.alone  # signals and kills on deadlines: run after the rest, with nothing beside them
+
 CONFIG = """
 name = "killme"
 [model]

@@ -86,6 +86,7 @@ def test_manifest_records_provenance_and_counts(tmp_path):
     assert manifest["gradlab_version"] and manifest["git_commit"]
 
 
+@pytest.mark.alone
 def test_dask_cluster_at_an_address_gives_the_serial_tables(tmp_path):
     """A cluster started the usual way (`dask scheduler`, `dask worker ADDRESS`) on 127.0.0.1."""
     pytest.importorskip("dask.distributed")
@@ -118,6 +119,7 @@ def test_dask_cluster_at_an_address_gives_the_serial_tables(tmp_path):
             p.wait(timeout=30)
 
 
+@pytest.mark.alone
 def test_a_dask_task_whose_worker_keeps_dying_is_reported_lost_not_raised():
     """Dask reschedules a task whose worker died, then gives up (KilledWorker): that run is Lost, and
     the runner records it failed like a pool worker killed by the OOM killer."""
