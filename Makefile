@@ -18,13 +18,12 @@ run: install
 	$(BIN)/gradlab run
 
 # The whole test suite (PyTorch comparisons run when torch is installed in .venv, else skip;
-# the Dask tests use the dask extra installed above). Two pytest-xdist workers (the tests of a module with
-# a module-scoped fixture on one of them: tests/conftest.py); then the tests marked `alone` (signals,
-# kills, deadlines), one at a time with nothing beside them. TEST_WORKERS=0 runs the first part in this process too.
+# the Dask tests use the dask extra installed above). Two pytest-xdist workers, then the tests marked
+# `alone` (signals, kills, deadlines), one at a time with nothing beside them. TEST_WORKERS=0: one process.
 TEST_WORKERS ?= 2
 test: install
 	status=0; \
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadgroup -m "not alone" || status=1; \
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) -m "not alone" || status=1; \
 	$(BIN)/python -m pytest -q -m alone || status=1; \
 	exit $$status
 

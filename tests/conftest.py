@@ -10,7 +10,6 @@ from __future__ import annotations
 import signal
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, settings
 
 from gradlab.nn import GRU, LSTM, MLP, RNN, activations, gradcheck, losses
@@ -19,18 +18,6 @@ from gradlab.nn import GRU, LSTM, MLP, RNN, activations, gradcheck, losses
 # suites keep their own): a fixed, derandomised set of 50 examples keeps the suite fast and
 # reproducible on 2 shared cores; no deadline, because a shared machine's timing is noise.
 ENGINE = settings(max_examples=50, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-
-
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """make test spreads the tests over two pytest-xdist workers (--dist loadgroup): a module's tests that use a
-    module-scoped fixture (a quick reproduction's sweep, the tour's figures drawn) are one group, sent to one
-    worker so that the fixture is computed once; every other test goes wherever a worker is free."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is not None and any(d.scope == "module" for defs in info.name2fixturedefs.values() for d in defs):
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-
 
 ACTIVATIONS = activations.NAMES  # identity, sigmoid, tanh, relu, leaky_relu
 LOSSES = losses.NAMES  # mse, sum_squares, cross_entropy, bce
