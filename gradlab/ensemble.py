@@ -223,7 +223,10 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
             m.done = step == m.steps - 1
 
 
-def _drop(model: Model, optimizer, kept: list[Member], rows: list[int]):
+Optimizer = optim.SGD | optim.Adam
+
+
+def _drop(model: Model, optimizer: Optimizer, kept: list[Member], rows: list[int]) -> tuple[Model, Optimizer]:
     """The ensemble of the members kept (model's members `rows`) and its optimizer: their views become views
     of new arrays, their optimizer state is carried over; the stopped members' views keep the arrays they
     have, which no longer change. Every member's arithmetic is per member, so none of its bits changes."""
