@@ -45,6 +45,7 @@ from gradlab.nn.trace import CellTrace, Gradients, MLPTrace, SequenceTrace
 
 Config = dict[str, Any]
 Model = MLP | RNN | LSTM | GRU
+Optimizer = optim.SGD | optim.Adam
 Result = tuple[dict[str, Any], dict[str, pd.DataFrame]]
 
 
@@ -221,9 +222,6 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
             m = active[r]
             m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]))
             m.done = step == m.steps - 1
-
-
-Optimizer = optim.SGD | optim.Adam
 
 
 def _drop(model: Model, optimizer: Optimizer, kept: list[Member], rows: list[int]) -> tuple[Model, Optimizer]:
