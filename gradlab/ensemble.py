@@ -100,15 +100,15 @@ def stack(models: list[Model]) -> Model:
 
 
 def member_activation(acts: list[Activation]) -> Activation:
-    """The members' one activation; leaky ReLUs of different slopes as one whose slope is an (R, 1, 1) array
-    (the same elementwise formulas, each member's entries multiplied by its own slope)."""
-    slopes = {a.slope for a in acts}
-    if len({a.name for a in acts}) > 1 or (len(slopes) > 1 and acts[0].name != "leaky_relu"):
-        raise ValueError(f"an ensemble's members must share their activation, got {sorted({(a.name, a.slope) for a in acts})}")
-    if len(slopes) == 1:
+    """The members' one activation; leaky ReLUs of different slopes, and ReLUs among them, as one leaky ReLU
+    whose slope is one per member (R,) (the same elementwise formulas, each member's entries multiplied by its
+    own slope; a ReLU member's slope 0, its forward ReLU's own: gradlab.nn.activations.leaky)."""
+    if len({(a.name, a.slope) for a in acts}) == 1:
         return acts[0]
-    s = np.array([a.slope for a in acts]).reshape(-1, 1, 1)
-    return activations.leaky(s)
+    if not {a.name for a in acts} <= {"relu", "leaky_relu"}:
+        raise ValueError(f"an ensemble's members must share their activation, got {sorted({(a.name, a.slope) for a in acts})}")
+    relu = [r for r, a in enumerate(acts) if a.name == "relu"]
+    return activations.leaky(np.array([a.slope for a in acts]), relu=relu)
 
 
 def member_trace(trace: MLPTrace | SequenceTrace | None, r: int) -> MLPTrace | SequenceTrace | None:

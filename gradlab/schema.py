@@ -127,7 +127,8 @@ SEQUENCE_TASKS = tuple(name for name, cls in tasks.TASKS.items() if cls.kind == 
 # member's own draws (seed, init kind and scales: each member's model is built as it would be alone), a
 # leaky ReLU's slope (one per member), its optimizer's per-member lr (and lr schedule) and momentum, its own clipping
 # (clipped member by member), how long it trains and what it logs. Everything else (kind, sizes,
-# activation, norm, residual, optimizer, batch, dtype, the task) is the same for every member.
+# activation, norm, residual, optimizer, batch, dtype, the task) is the same for every member, but that
+# ReLU and leaky ReLU members share one (gradlab.sweep.groups.key).
 ENSEMBLE_FIELDS = tuple(key for key, f in FIELDS.items() if f.ensemble)
 
 MLP_ONLY = ("model.norm", "model.residual", "model.residual_scale")

@@ -1,7 +1,8 @@
 """The leaky ReLU's forward against its definition, max(z, slope z) with slope z taken only where z < 0,
 bit for bit (values, NaNs and the sign of zero), for every input a float can hold: its fast path
 (np.maximum, taken when every slope is > 0) may differ from the definition nowhere, and a slope of 0
-keeps leaky_relu(inf) = inf (0 inf is NaN). Slopes are a number or an ensemble's one per member."""
+keeps leaky_relu(inf) = inf (0 inf is NaN). Slopes are a number or an ensemble's one per member, whose
+ReLU members keep ReLU's own forward."""
 
 import numpy as np
 from conftest import ENGINE, describe
@@ -47,17 +48,26 @@ def test_the_leaky_relu_equals_its_definition_bit_for_bit(z, slope, dtype):
 
 @ENGINE
 @given(
-    z=hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 5), st.integers(1, 4)), elements=floats),
-    members=st.lists(slopes, min_size=1, max_size=4),
+    z=hnp.arrays(np.float64, hnp.array_shapes(min_dims=2, max_dims=4, max_side=5), elements=floats),
+    members=st.lists(st.one_of(st.just("relu"), slopes), min_size=1, max_size=4),
 )  # fmt: skip
-def test_per_member_slopes_equal_each_members_leaky_relu_alone(z, members):
-    slope = np.resize(np.array(members), z.shape[0]).reshape(-1, 1, 1)
-    z[..., 0] = SPECIALS[np.arange(z.shape[1]) % len(SPECIALS)]
+def test_an_ensembles_leaky_relus_and_relus_equal_each_member_alone(z, members):
+    """Forward (also in place), and phi' from a, of an ensemble whose member r is members[r] (a slope, or
+    "relu"), along z's leading axis at any rank (an MLP's (R, N, H), a recurrent model's (R, T, N, H)):
+    each member's slice bit for bit its activation alone, ReLU's 0 (not -0) below zero and at -inf."""
+    kinds = [members[r % len(members)] for r in range(z.shape[0])]
+    alone = [activations.RELU if k == "relu" else activations.leaky_relu(k) for k in kinds]
+    act = activations.leaky(np.array([a.slope for a in alone]), relu=[r for r, k in enumerate(kinds) if k == "relu"])
+    z[..., 0] = SPECIALS[np.arange(z[..., 0].size) % len(SPECIALS)].reshape(z[..., 0].shape)
     with np.errstate(all="ignore"):
-        got = activations.leaky(slope).forward(z)
-        for r in range(z.shape[0]):
-            alone = activations.leaky_relu(float(slope[r, 0, 0])).forward(z[r])
-            assert same_bits(got[r], alone), describe(f"member {r} (slope {slope[r, 0, 0]!r})", got[r], alone)
+        got, into = act.forward(z), z.copy()
+        act.forward(into, out=into)
+        d = act.derivative(got)
+        for r, one in enumerate(alone):
+            want = one.forward(z[r])
+            for name, a in (("forward", got[r]), ("out=z", into[r]), ("phi'", d[r])):
+                expected = one.derivative(want) if name == "phi'" else want
+                assert same_bits(a, expected), describe(f"member {r} ({kinds[r]!r}) {name}", a, expected)
 
 
 def test_a_slope_of_zero_keeps_inf_and_gives_negative_zero_below_zero():

@@ -63,13 +63,24 @@ def test_normed_residual_and_other_activations_equal_their_runs_alone(model):
     check_against_alone(grid({"seed": [0, 1, 2]}, base))
 
 
-def test_leaky_relus_of_different_slopes_share_an_ensemble_and_equal_their_runs_alone():
+def test_leaky_relus_of_different_slopes_and_relus_share_an_ensemble_and_equal_their_runs_alone():
     base = {**BASE, "model": {**BASE["model"], "activation": "leaky_relu", "init": "he_normal", "output_activation": "leaky_relu"}}
-    configs = grid({"slope": [0.0, 0.01, 0.3, 1.0], "seed": [0, 1]}, base)
-    assert [len(g) for g in groups.group(configs)] == [8]
+    configs = grid({"slope": [0.0, 0.01, 0.3, 1.0], "seed": [0, 1]}, base, cases=[
+        {"activation": "relu", "seed": 2}, {"activation": "relu", "output_activation": "relu", "seed": 3}])  # fmt: skip
+    assert [len(g) for g in groups.group(configs)] == [10]
     check_against_alone(configs)
     with pytest.raises(ValueError, match="must share their activation"):
         ensemble.stack([train.build_model(c, train.build_task(c)) for c in grid({"activation": ["tanh", "relu"]})])
+
+
+def test_a_recurrent_ensemble_of_leaky_relus_and_relus_equals_its_runs_alone():
+    """The RNN's per-member slopes scale its (R, T, N, H) arrays along the member axis: with R = T = 4 a slope
+    broadcast along time instead would run, and give other numbers."""
+    base = {"model": {"kind": "rnn", "width": 5, "activation": "leaky_relu"}, "task": {"name": "adding", "T": 4},
+            "train": {"steps": 12, "batch": 3, "log_every": 4, "probe_size": 8, "jacobian": True}}  # fmt: skip
+    configs = grid({"slope": [0.05, 0.5], "seed": [0]}, base, cases=[{"activation": "relu", "seed": 1}, {"activation": "relu", "seed": 2}])
+    assert [len(g) for g in groups.group(configs)] == [4]
+    check_against_alone(configs)
 
 
 def test_members_sharing_a_probe_set_judge_dead_units_in_one_forward(monkeypatch):
@@ -241,7 +252,7 @@ def test_runs_that_differ_only_in_ensemble_fields_share_an_ensemble():
 
 
 @pytest.mark.parametrize("field, values", [
-    ("width", [3, 4]), ("depth", [2, 3]), ("activation", ["tanh", "relu"]), ("batch", [8, 9]),
+    ("width", [3, 4]), ("depth", [2, 3]), ("activation", ["tanh", "relu"]), ("output_activation", ["identity", "relu"]), ("batch", [8, 9]),
     ("optimizer", ["sgd", "adam"]), ("norm", ["none", "layer"]), ("residual", [False, True]), ("input_size", [3, 4]),
 ])  # fmt: skip
 def test_runs_that_differ_in_shape_or_code_do_not(field, values):

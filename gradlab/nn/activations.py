@@ -44,13 +44,29 @@ def _relu(z: Array, out: Array | None = None) -> Array:
 def _leaky_relu(z: Array, out: Array | None = None, *, slope: float | Array, positive: bool = False) -> Array:
     """max(z, slope z), which is the leaky ReLU for 0 <= slope <= 1 (out may be z itself). With every slope > 0
     (positive) np.maximum of the two, bit for bit the masked product below (slope z is NaN only where z is);
-    a slope of 0 needs the mask: 0 inf is NaN, and would make z = inf NaN."""
+    a slope of 0 needs the mask: 0 inf is NaN, and would make z = inf NaN. An ensemble's slopes (R,) scale
+    the members along z's leading axis."""
+    slope = _by_member(slope, z)
     if positive:
         s = np.multiply(z, slope)  # slope z
         return np.maximum(z, s, out=s if out is None else out)
     if out is not z:
         out = _identity(z, out)
     return np.multiply(out, slope, out=out, where=out < 0)
+
+
+def _relu_members(z: Array, out: Array | None = None, *, slope: Array, relu: Array) -> Array:
+    """An ensemble of leaky ReLUs (slope (R,)) and ReLUs (members `relu`, slope 0): each ReLU member's rows
+    are max(z, 0), as alone (the leaky formula at slope 0 gives -0 for z < 0 and NaN for z = -inf)."""
+    kept = np.maximum(z[relu], 0.0)  # taken before z may be overwritten (out may be z)
+    out = _leaky_relu(z, out, slope=slope)
+    out[relu] = kept
+    return out
+
+
+def _by_member(slope: float | Array, a: Array) -> float | Array:
+    """A slope, or an ensemble's slopes (R,) shaped (R, 1, ..., 1) against a's leading member axis."""
+    return slope if np.ndim(slope) == 0 else np.reshape(slope, (-1,) + (1,) * (a.ndim - 1))
 
 
 # phi'(z) written in terms of a = phi(z), so a backward never needs z: for the ReLUs a > 0 exactly
@@ -79,9 +95,10 @@ def _d_relu(a: Array, out: Array | None = None) -> Array:
     return np.greater(a, 0.0, out=out)  # 1.0 where a > 0, else 0.0
 
 
-def _d_leaky_relu(a: Array, out: Array | None = None, *, slope: float) -> Array:
+def _d_leaky_relu(a: Array, out: Array | None = None, *, slope: float | Array) -> Array:
+    slope = _by_member(slope, a)
     d = _d_relu(a, out)
-    d *= 1.0 - slope  # 1 where a > 0, slope elsewhere
+    d *= 1.0 - slope  # 1 where a > 0, slope elsewhere (at slope 0: ReLU's 1 or 0, exactly)
     d += slope
     return d
 
@@ -127,10 +144,16 @@ def leaky_relu(slope: float = DEFAULT_SLOPE) -> Activation:
     return leaky(slope)
 
 
-def leaky(slope: float | Array) -> Activation:
-    """The leaky ReLU of a checked slope: a number, or an ensemble's slopes, one per member (R, 1, 1)."""
+def leaky(slope: float | Array, relu: Array | None = None) -> Activation:
+    """The leaky ReLU of a checked slope: a number, or an ensemble's slopes, one per member (R,); `relu`:
+    the members (indices) that are ReLUs (their slope 0), whose forward is ReLU's own."""
+    slope = slope if np.ndim(slope) == 0 else np.asarray(slope, dtype=np.float64).ravel()
     positive = bool(np.all(np.asarray(slope) > 0))
-    return Activation("leaky_relu", partial(_leaky_relu, slope=slope, positive=positive), partial(_d_leaky_relu, slope=slope), 1.0, slope)
+    if relu is not None and len(relu):
+        forward = partial(_relu_members, slope=slope, relu=np.asarray(relu))
+    else:
+        forward = partial(_leaky_relu, slope=slope, positive=positive)
+    return Activation("leaky_relu", forward, partial(_d_leaky_relu, slope=slope), 1.0, slope)
 
 
 def get(name: str | Activation, slope: float = DEFAULT_SLOPE, argument: str = "activation") -> Activation:

@@ -1,7 +1,8 @@
 """Which runs of a sweep train together as one ensemble, in chunks of what size, and in which order.
 
 Runs may share an ensemble when they differ only in the fields gradlab.schema.ENSEMBLE_FIELDS names
-(seed, lr, momentum, clipping, init kind and scales, steps, what is logged, the part) and the ensemble
+(seed, lr, momentum, clipping, init kind and scales, steps, what is logged, the part), or in ReLU against
+leaky ReLU (a ReLU member is a leaky ReLU of slope 0 whose forward is ReLU's own), and the ensemble
 trains their model (gradlab.ensemble.supported: every float64 run). A group is split into chunks of at most
 `chunk_size` members (memory: CHUNK_BYTES per chunk; speed: MAX_MEMBERS, beyond which the
 per-member work the ensemble does member by member dominates) and, for a pool of workers, into enough
@@ -28,9 +29,14 @@ RUN_S, CALL_S, MEMBER_STEP_S, MAC_S = 0.05, 60e-6, 40e-6, 0.5e-9
 SPLIT_S = 0.5  # a group is cut for the workers only into pieces of at least this estimate (a worker's start)
 
 
+ACTIVATION_FIELDS = ("model.activation", "model.output_activation")
+ONE_ACTIVATION = {"relu": "leaky_relu"}  # a ReLU member is a leaky ReLU of slope 0 (gradlab.ensemble.member_activation)
+
+
 def key(config: Config) -> tuple:
-    """What every member of an ensemble shares: the values of every field not in ENSEMBLE_FIELDS."""
-    return tuple(config[k] for k in SHAPE_FIELDS)
+    """What every member of an ensemble shares: the values of every field not in ENSEMBLE_FIELDS (ReLU and
+    leaky ReLU counted as one activation)."""
+    return tuple(ONE_ACTIVATION.get(config[k], config[k]) if k in ACTIVATION_FIELDS else config[k] for k in SHAPE_FIELDS)
 
 
 def group(configs: Iterable[Config], enabled: bool = True) -> list[list[Config]]:

@@ -182,6 +182,7 @@ def manifest(experiment: Experiment, summary: Summary, started_at: str, executor
             "ensembles": summary.ensembles,
             "runs_in_ensembles": sum(len(e) for e in summary.ensembles),
             "fields_that_may_differ": list(ENSEMBLE_FIELDS),
+            "activations_counted_as_one": dict(groups.ONE_ACTIVATION),  # a ReLU member is a leaky ReLU of slope 0
         },
     }
 
