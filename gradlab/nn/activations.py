@@ -55,18 +55,19 @@ def _leaky_relu(z: Array, out: Array | None = None, *, slope: float | Array, pos
     return np.multiply(out, slope, out=out, where=out < 0)
 
 
-def _relu_members(z: Array, out: Array | None = None, *, slope: Array, relu: Array) -> Array:
+def _relu_members(z: Array, out: Array | None = None, *, slope: Array, relu: slice | Array, positive: bool) -> Array:
     """An ensemble of leaky ReLUs (slope (R,)) and ReLUs (members `relu`, slope 0): each ReLU member's rows
-    are max(z, 0), as alone (the leaky formula at slope 0 gives -0 for z < 0 and NaN for z = -inf)."""
+    are max(z, 0), as alone (the leaky formula at slope 0 gives -0 for z < 0 and NaN for z = -inf), written
+    over what the leaky formula gave them (positive: every other member's slope is > 0)."""
     kept = np.maximum(z[relu], 0.0)  # taken before z may be overwritten (out may be z)
-    out = _leaky_relu(z, out, slope=slope)
+    out = _leaky_relu(z, out, slope=slope, positive=positive)
     out[relu] = kept
     return out
 
 
 def _by_member(slope: float | Array, a: Array) -> float | Array:
     """A slope, or an ensemble's slopes (R,) shaped (R, 1, ..., 1) against a's leading member axis."""
-    return slope if np.ndim(slope) == 0 else np.reshape(slope, (-1,) + (1,) * (a.ndim - 1))
+    return slope.reshape((-1,) + (1,) * (a.ndim - 1)) if isinstance(slope, np.ndarray) else slope
 
 
 # phi'(z) written in terms of a = phi(z), so a backward never needs z: for the ReLUs a > 0 exactly
@@ -147,12 +148,15 @@ def leaky_relu(slope: float = DEFAULT_SLOPE) -> Activation:
 def leaky(slope: float | Array, relu: Array | None = None) -> Activation:
     """The leaky ReLU of a checked slope: a number, or an ensemble's slopes, one per member (R,); `relu`:
     the members (indices) that are ReLUs (their slope 0), whose forward is ReLU's own."""
-    slope = slope if np.ndim(slope) == 0 else np.asarray(slope, dtype=np.float64).ravel()
-    positive = bool(np.all(np.asarray(slope) > 0))
-    if relu is not None and len(relu):
-        forward = partial(_relu_members, slope=slope, relu=np.asarray(relu))
+    slope = np.asarray(slope, dtype=np.float64).ravel() if np.ndim(slope) else slope
+    if relu is None or not len(relu):
+        forward = partial(_leaky_relu, slope=slope, positive=bool(np.all(np.asarray(slope) > 0)))
     else:
-        forward = partial(_leaky_relu, slope=slope, positive=positive)
+        relu = np.asarray(relu)
+        contiguous = bool(np.all(np.diff(relu) == 1))
+        others = np.delete(slope, relu)
+        forward = partial(_relu_members, slope=slope, relu=slice(relu[0], relu[-1] + 1) if contiguous else relu,
+                          positive=bool(np.all(others > 0)))  # fmt: skip
     return Activation("leaky_relu", forward, partial(_d_leaky_relu, slope=slope), 1.0, slope)
 
 
