@@ -42,6 +42,7 @@ from gradlab import probes, tasks, train
 from gradlab.nn import GRU, LSTM, MLP, RNN, activations, clip, losses, optim
 from gradlab.nn.activations import Activation
 from gradlab.nn.trace import CellTrace, Gradients, MLPTrace, SequenceTrace
+from gradlab.probes.members import grad_norms, mlp_columns
 
 Config = dict[str, Any]
 Model = MLP | RNN | LSTM | GRU
@@ -255,12 +256,16 @@ def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=
     does them (last: _last_step_backward's Gradients, or None; dead: the ensemble's dead_masks of the shared
     probe set, or None). Returns {member: (norm, clipped norm)} of the members the optimizer then updates; a
     member that diverged records its last row here and is done."""
+    norms, columns = _layer_columns(members, grads) if any(logged.values()) else (None, None)
     for r in live:
         if logged[r]:  # before clipping, which rescales the gradients in place
             member_grads = Gradients({name: g[r] for name, g in grads.params.items()}, trace=member_trace(grads.trace, r))
             member_last = None if last is None else Gradients({}, trace=member_trace(last.trace, r))
             probe = None if dead is None else ([mask[r] for mask in dead[0]], dead[1][r])
-            members[r].recorder.record_backward(step, member_grads, dout=dout[r], output=out[r], last=member_last, dead_probe=probe)
+            members[r].recorder.record_backward(
+                step, member_grads, dout=dout[r], output=out[r], last=member_last, dead_probe=probe,
+                grad_norms=(norms[0][r], norms[1][r]), columns=None if columns is None else columns[r],
+            )  # fmt: skip
     updated = {}
     for r, (norm, clipped_norm) in _clip(members, live, grads.params).items():
         m = members[r]
@@ -270,6 +275,14 @@ def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=
             continue
         updated[r] = (norm, clipped_norm)
     return updated
+
+
+def _layer_columns(members: list[Member], grads: Gradients) -> tuple[tuple[np.ndarray, np.ndarray], list[dict] | None]:
+    """The layers table's gradient norms (R, L) each, and an MLP's trace columns per member (else None), for all
+    members at once, each member's the bits its Recorder takes alone (gradlab.probes.members)."""
+    views = [m.view for m in members]
+    columns = mlp_columns(views, grads.trace) if isinstance(grads.trace, MLPTrace) else None
+    return grad_norms(views[0], grads.params), columns
 
 
 def _clip(members: list[Member], live: list[int], grads: dict[str, np.ndarray]) -> dict[int, tuple[float, float]]:

@@ -14,6 +14,7 @@ By what they measure, one module each:
     dead       dead units and collapse on a fixed probe set (DeadTracker)
     frames     the tables' columns and dtypes (COLUMNS) and the typed DataFrames
     recorder   which steps are logged (should_log) and the Recorder that collects the tables over a run
+    members    an ensemble's layers columns for all its members at once, each member's bits alone
     model      what a "layer" is for each model (layer_params, kind_of)
     norms      the norms they take
 """

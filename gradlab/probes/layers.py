@@ -70,6 +70,7 @@ def layer_stats(
     dout: Array | None = None,
     output: Array | None = None,
     grad_norms: tuple[Array, Array] | None = None,
+    columns: dict[str, Array] | None = None,
 ) -> dict[str, Array]:
     """Per-layer columns of the layers table (one entry per layer) from one backward with trace.
 
@@ -79,7 +80,8 @@ def layer_stats(
     units x examples (x steps), from phi_l; dead_frac, born_dead_frac, died_frac from `dead`
     (a DeadTracker report on the probe set; NaN without one); update_ratio is NaN here (see
     update_ratios). grad_norms: the two gradient columns as _grad_norms took them (then `grads.params`
-    is not read, and may have been clipped since).
+    is not read, and may have been clipped since). columns: the columns an MLP's trace gives, already
+    taken (gradlab.probes.members.mlp_columns: an ensemble takes them for all its members at once).
     """
     trace = grads.trace
     if trace is None:
@@ -90,7 +92,9 @@ def layer_stats(
     out["layer"] = np.arange(L, dtype=np.int64)
     out["weight_grad_norm"], out["bias_grad_norm"] = grad_norms if grad_norms is not None else _grad_norms(model, grads)
     with np.errstate(all="ignore"):
-        if isinstance(trace, MLPTrace):
+        if columns is not None:
+            out.update(columns)
+        elif isinstance(trace, MLPTrace):
             for l in range(L):
                 act = model.layer(l)[2]
                 out["delta_norm"][l] = _example_norms(trace.delta[l]).mean()

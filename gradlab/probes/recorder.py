@@ -113,22 +113,25 @@ class Recorder:
     def record_backward(
         self, step: int, grads: Gradients, *, dout: Array | None = None, output: Array | None = None,
         c0: Array | None = None, h0: Array | None = None, cache: object | None = None, last: Gradients | None = None,
-        dead_probe: tuple[list[Array], Array] | None = None,
+        dead_probe: tuple[list[Array], Array] | None = None, grad_norms: tuple[Array, Array] | None = None,
+        columns: dict[str, Array] | None = None,
     ) -> None:
         """Layer and time-step stats of a logged step, the dead-unit probe and a weight snapshot;
         call after the backward, before clipping and the optimizer step. cache: the traced forward's
         cache, for the last step's loss alone (loss on every step; see the class docstring); or `last`,
         that backward already taken (an ensemble takes it for all its members at once); dead_probe: the
-        probe set's dead_masks for this model, already taken (likewise), when dead_due(step)."""
+        probe set's dead_masks for this model, already taken (likewise), when dead_due(step); grad_norms and
+        columns: the layers table's gradient norms and an MLP's trace columns, already taken (likewise: see
+        gradlab.probes.members)."""
         self._collect()
         report = None
         if self.dead_due(step):
             report = self.dead.update(step, self.model, forwarded=dead_probe)
-        norms = _grad_norms(self.model, grads)  # now: clipping rescales the gradients in place next
+        norms = _grad_norms(self.model, grads) if grad_norms is None else grad_norms  # now: clipping rescales the gradients in place next
         if last is None and self.sequence and self.model.output == "all" and cache is not None and dout is not None:
             last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
         traced = Gradients({}, trace=grads.trace)  # what the columns read: the gradients themselves are not kept
-        layers = lambda: layer_stats(self.model, traced, dead=report, dout=dout, output=output, grad_norms=norms)  # noqa: E731
+        layers = lambda: layer_stats(self.model, traced, dead=report, dout=dout, output=output, grad_norms=norms, columns=columns)  # noqa: E731
         steps = lambda: timestep_stats(self.model, traced, jacobian=self.jacobian, method=self.jacobian_method,  # noqa: E731
                                        c0=c0, h0=h0, examples=self.jacobian_examples, last=last)  # fmt: skip
         later = self._in_background()
