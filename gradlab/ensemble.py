@@ -42,7 +42,7 @@ from gradlab import probes, tasks, train
 from gradlab.nn import GRU, LSTM, MLP, RNN, activations, clip, losses, optim
 from gradlab.nn.activations import Activation
 from gradlab.nn.trace import CellTrace, Gradients, MLPTrace, SequenceTrace
-from gradlab.probes.members import grad_norms, mlp_columns
+from gradlab.probes.members import grad_norms, mlp_columns, update_ratios
 
 Config = dict[str, Any]
 Model = MLP | RNN | LSTM | GRU
@@ -216,12 +216,14 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
         saved = {name: p[stopped].copy() for name, p in model.params.items()} if stopped else {}
         for g in grads.params.values():
             g[stopped] = 0.0
+        before = {n: model.params[n].copy() for n in _weights(model)} if any(logged.values()) else None
         optimizer.step(grads.params)
         for name, kept in saved.items():  # a member that diverged keeps the weights it stopped with
             model.params[name][stopped] = kept
+        ratios = None if before is None else update_ratios(model, before, model.params)  # each member's as alone
         for r, (norm, clipped_norm) in updated.items():
             m = active[r]
-            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]))
+            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]), ratios=ratios[r] if logged[r] else None)
             m.done = step == m.steps - 1
 
 
@@ -265,16 +267,23 @@ def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=
             members[r].recorder.record_backward(
                 step, member_grads, dout=dout[r], output=out[r], last=member_last, dead_probe=probe,
                 grad_norms=(norms[0][r], norms[1][r]), columns=None if columns is None else columns[r],
+                snapshot_weights=False,  # _train gives record_step the update ratios
             )  # fmt: skip
     updated = {}
     for r, (norm, clipped_norm) in _clip(members, live, grads.params).items():
         m = members[r]
         if not (math.isfinite(loss[r]) and math.isfinite(norm)):  # overflow: stop, keep what was logged
             m.status, m.diverged_step, m.done = "diverged", step, True
-            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]))
+            unmoved = probes.update_ratios(m.view, probes.snapshot(m.view)) if logged[r] else None  # as alone: no step
+            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]), ratios=unmoved)
             continue
         updated[r] = (norm, clipped_norm)
     return updated
+
+
+def _weights(model: Model) -> list[str]:
+    """The names of the weight matrices (not biases) whose update ratios the layers table holds."""
+    return [n for w_names, _ in probes.layer_params(model) for n in w_names]
 
 
 def _layer_columns(members: list[Member], grads: Gradients) -> tuple[tuple[np.ndarray, np.ndarray], list[dict] | None]:

@@ -9,10 +9,10 @@ import pytest
 
 from gradlab import MLP
 from gradlab.ensemble import stack
-from gradlab.nn import losses
+from gradlab.nn import losses, optim
 from gradlab.nn.activations import NAMES
 from gradlab.probes import members
-from gradlab.probes.layers import layer_stats
+from gradlab.probes.layers import layer_stats, snapshot, update_ratios
 from gradlab.probes.norms import _sq_norm
 
 TRACE_COLUMNS = ("delta_norm", "da_norm", "act_mean", "act_std", "saturated_frac")
@@ -106,3 +106,22 @@ def test_float32_is_left_to_the_members():
     ensemble = stack(alone)
     out, cache = ensemble.forward(np.ones((2, 5, 3), np.float32), trace=True)
     assert members.mlp_columns(alone, ensemble.backward(out, cache).trace) is None
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_ensembles_update_ratios_are_each_members_alone(optimizer):
+    """One step of each member's optimizer; member 1's weights were 0 (a layer that stays 0 has ratio 0 / 0:
+    NaN), member 3 does not move (its gradient 0: ratio 0)."""
+    alone, ensemble = ensemble_of("tanh", {})
+    before = {n: p.copy() for n, p in ensemble.params.items()}
+    snapshots = [snapshot(m) for m in alone]
+    rng = np.random.default_rng(5)
+    out, cache = ensemble.forward(rng.normal(size=(4, 16, 3)))
+    grads = ensemble.backward(out, cache, input_grad=False)
+    for g in grads.params.values():
+        g[3] = 0.0
+    optim.get(optimizer, ensemble.params, lr=np.array([0.1, 0.01, 1.0, 0.5])).step(grads.params)
+    got = members.update_ratios(ensemble, before, ensemble.params)
+    for r, model in enumerate(alone):
+        same_bits(got[r], update_ratios(model, snapshots[r]), f"update ratios of member {r} ({optimizer})")
+    assert (got[3] == 0).all() and (got[[0, 2]] > 0).all() and np.isnan(got[1]).any()

@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from gradlab.nn.trace import MLPTrace
-from gradlab.probes.layers import SATURATION
+from gradlab.probes.layers import SATURATION, safe_ratio
 from gradlab.probes.model import Array, Model, layer_params
 from gradlab.probes.norms import _example_norms, _sq_norm
 
@@ -103,3 +103,17 @@ def saturated_fractions(acts: list, phi: Array) -> Array:
         return np.where(never, 0.0, counts / size)
     counts = np.count_nonzero(act.derivative(phi) < SATURATION * act.max_derivative, axis=tuple(range(1, phi.ndim)))
     return counts / size
+
+
+def update_ratios(model: Model, before: dict[str, Array], after: dict[str, Array]) -> Array:
+    """Per member and layer ||W_after - W_before|| / ||W_after|| over the layer's weight matrices, (R, L), from
+    the ensemble's weights before and after a step: layers.update_ratios of each member."""
+    ratios = []
+    with np.errstate(all="ignore"):
+        for w_names, _ in layer_params(model):
+            moved, size = 0.0, 0.0
+            for n in w_names:  # summed in _norm's order, from 0
+                moved = moved + sq_norms(np.subtract(after[n], before[n]))
+                size = size + sq_norms(after[n])
+            ratios.append([safe_ratio(float(m), float(s)) for m, s in zip(np.sqrt(moved), np.sqrt(size))])
+    return np.asarray(ratios, dtype=np.float64).T

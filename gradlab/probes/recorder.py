@@ -114,7 +114,7 @@ class Recorder:
         self, step: int, grads: Gradients, *, dout: Array | None = None, output: Array | None = None,
         c0: Array | None = None, h0: Array | None = None, cache: object | None = None, last: Gradients | None = None,
         dead_probe: tuple[list[Array], Array] | None = None, grad_norms: tuple[Array, Array] | None = None,
-        columns: dict[str, Array] | None = None,
+        columns: dict[str, Array] | None = None, snapshot_weights: bool = True,
     ) -> None:
         """Layer and time-step stats of a logged step, the dead-unit probe and a weight snapshot;
         call after the backward, before clipping and the optimizer step. cache: the traced forward's
@@ -122,7 +122,7 @@ class Recorder:
         that backward already taken (an ensemble takes it for all its members at once); dead_probe: the
         probe set's dead_masks for this model, already taken (likewise), when dead_due(step); grad_norms and
         columns: the layers table's gradient norms and an MLP's trace columns, already taken (likewise: see
-        gradlab.probes.members)."""
+        gradlab.probes.members); snapshot_weights=False: no snapshot, record_step is given the update ratios."""
         self._collect()
         report = None
         if self.dead_due(step):
@@ -141,22 +141,23 @@ class Recorder:
         self._later += [v for v in (stats, self.timesteps[-1][1] if self.sequence else None) if isinstance(v, Future)]
         if self.optimizer is not None:
             self.optimizer.measure_next(self.weights)
-        else:
+        elif snapshot_weights:
             self._before = snapshot(self.model, self._buffer)
         self._pending = (step, stats, None if report is None else report.collapsed)
 
     def record_step(
         self, step: int, loss: float, grad_norm: float, grad_norm_clipped: float, lr: float,
-        clipped: bool | None = None,
+        clipped: bool | None = None, ratios: Array | None = None,
     ) -> None:
-        """The steps row; on a logged step also the update ratios. Call after the optimizer step."""
+        """The steps row; on a logged step also the update ratios (or `ratios`, already taken: an ensemble
+        takes them for all its members at once). Call after the optimizer step."""
         collapsed = None
         if self._pending is not None and self._pending[0] == step:
             _, stats, collapsed = self._pending
-            if self._before is None:
+            if ratios is None and self._before is None:
                 opt = self.optimizer
                 ratios = update_ratios_from_norms(self.model, getattr(opt, "update_norms", {}), getattr(opt, "param_norms", None))
-            else:
+            elif ratios is None:
                 ratios = update_ratios(self.model, self._before, in_place=True)
             self.layers.append((step, stats, ratios))
             self._buffer, self._pending, self._before = self._before, None, None
