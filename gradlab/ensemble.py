@@ -223,7 +223,8 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
         ratios = None if before is None else update_ratios(model, before, model.params)  # each member's as alone
         for r, (norm, clipped_norm) in updated.items():
             m = active[r]
-            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]), ratios=ratios[r] if logged[r] else None)
+            given = ratios[r] if logged[r] else None
+            m.recorder.record_step(step, loss[r], norm, clipped_norm, float(lr[r]), ratios=given)
             m.done = step == m.steps - 1
 
 

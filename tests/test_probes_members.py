@@ -45,7 +45,8 @@ def test_each_members_squared_norm_is_its_own_on_either_side_of_stacked_max(R, N
 def ensemble_of(activation: str, options: dict, R: int = 4, sizes=(3, 7, 6, 2)):
     """R MLPs built alone (member 1's weights zero and biases equal: constant activations, whose std
     E[a^2] - E[a]^2 cancels), stacked."""
-    alone = [MLP(list(sizes), activation, rng=np.random.default_rng(s), init="xavier_normal", **options) for s in range(R)]
+    rngs = [np.random.default_rng(s) for s in range(R)]
+    alone = [MLP(list(sizes), activation, rng=rng, init="xavier_normal", **options) for rng in rngs]
     for name, p in alone[1].params.items():
         p[...] = 0.0 if name.endswith("weight") else 0.3
     return alone, stack(alone)
@@ -59,8 +60,9 @@ OPTIONS = {"plain": {}, "residual": {"residual": True, "residual_scale": 0.5}, "
 @pytest.mark.parametrize("activation", [*NAMES, "relu and leaky_relu"])
 def test_an_ensembles_layer_columns_are_each_members_alone(activation, options):
     if activation == "relu and leaky_relu":  # one ensemble of ReLUs and leaky ReLUs of two slopes
+        kinds = [("relu", 0.01), ("leaky_relu", 0.01), ("leaky_relu", 0.1), ("relu", 0.01)]
         alone = [MLP([3, 7, 6, 2], act, rng=np.random.default_rng(s), init="he_normal", slope=slope, **OPTIONS[options])
-                 for s, (act, slope) in enumerate([("relu", 0.01), ("leaky_relu", 0.01), ("leaky_relu", 0.1), ("relu", 0.01)])]  # fmt: skip
+                 for s, (act, slope) in enumerate(kinds)]  # fmt: skip
         ensemble = stack(alone)
     else:
         alone, ensemble = ensemble_of(activation, OPTIONS[options])

@@ -55,7 +55,8 @@ def mlp_columns(views: list[Model], trace: MLPTrace) -> list[dict[str, Array]] |
     if trace.a[0].dtype != np.float64:
         return None
     R, L = len(views), len(trace.a)
-    out = [{c: np.empty(L) for c in ("delta_norm", "da_norm", "act_mean", "act_std", "saturated_frac")} for _ in range(R)]
+    names = ("delta_norm", "da_norm", "act_mean", "act_std", "saturated_frac")
+    out = [{c: np.empty(L) for c in names} for _ in range(R)]
     with np.errstate(all="ignore"):
         for l in range(L):
             columns = {

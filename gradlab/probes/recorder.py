@@ -127,11 +127,13 @@ class Recorder:
         report = None
         if self.dead_due(step):
             report = self.dead.update(step, self.model, forwarded=dead_probe)
-        norms = _grad_norms(self.model, grads) if grad_norms is None else grad_norms  # now: clipping rescales the gradients in place next
+        # now: clipping rescales the gradients in place next
+        norms = _grad_norms(self.model, grads) if grad_norms is None else grad_norms
         if last is None and self.sequence and self.model.output == "all" and cache is not None and dout is not None:
             last = self.model.backward(last_step_dout(np.asarray(dout)), cache, input_grad=False)
         traced = Gradients({}, trace=grads.trace)  # what the columns read: the gradients themselves are not kept
-        layers = lambda: layer_stats(self.model, traced, dead=report, dout=dout, output=output, grad_norms=norms, columns=columns)  # noqa: E731
+        layers = lambda: layer_stats(self.model, traced, dead=report, dout=dout, output=output,  # noqa: E731
+                                     grad_norms=norms, columns=columns)  # fmt: skip
         steps = lambda: timestep_stats(self.model, traced, jacobian=self.jacobian, method=self.jacobian_method,  # noqa: E731
                                        c0=c0, h0=h0, examples=self.jacobian_examples, last=last)  # fmt: skip
         later = self._in_background()
