@@ -12,7 +12,7 @@ from gradlab.ensemble import stack
 from gradlab.nn import losses, optim
 from gradlab.nn.activations import NAMES
 from gradlab.probes import members
-from gradlab.probes.layers import layer_stats, snapshot, update_ratios
+from gradlab.probes.layers import act_moments, layer_stats, snapshot, update_ratios
 from gradlab.probes.norms import _sq_norm
 
 TRACE_COLUMNS = ("delta_norm", "da_norm", "act_mean", "act_std", "saturated_frac")
@@ -127,3 +127,19 @@ def test_an_ensembles_update_ratios_are_each_members_alone(optimizer):
     for r, model in enumerate(alone):
         same_bits(got[r], update_ratios(model, snapshots[r]), f"update ratios of member {r} ({optimizer})")
     assert (got[3] == 0).all() and (got[[0, 2]] > 0).all() and np.isnan(got[1]).any()
+
+
+@pytest.mark.parametrize("transposed", [False, True], ids=["contiguous", "transposed"])
+def test_each_members_moments_are_its_own_and_the_cancelled_ones_two_pass(transposed):
+    """Member 1 is constant up to 1e-9 (E[a^2] - E[a]^2 cancels: the two-pass std), member 2 overflows."""
+    rng = np.random.default_rng(11)
+    a = rng.normal(size=(4, 40, 30)) * np.array([1.0, 1e-9, 1e300, 50.0])[:, None, None]
+    a[1] += 3.0
+    if transposed:
+        a = a.swapaxes(1, 2)
+    with np.errstate(all="ignore"):  # member 2's squares overflow, as layer_stats and mlp_columns allow
+        mean, std = members.moments(a)
+        wanted = [act_moments(a[r]) for r in range(4)]
+    for r, want in enumerate(wanted):
+        same_bits([mean[r], std[r]], want, f"(mean, std) of member {r} of {a.shape}")
+    assert np.isnan(std[2]) and 0 < std[1] < 1e-8

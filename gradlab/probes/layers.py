@@ -32,6 +32,7 @@ from gradlab.probes.model import Array, Model, layer_params
 from gradlab.probes.norms import _example_norms, _norm, _sq_norm
 
 SATURATION = 0.01  # a unit is saturated where phi' < SATURATION * max phi'
+CANCELLED = 1e-8  # E[a^2] - E[a]^2 below CANCELLED E[a]^2 (std below 1e-4 of |mean|) has cancelled: two-pass std
 
 
 def act_moments(a: Array) -> tuple[float, float]:
@@ -45,7 +46,7 @@ def act_moments(a: Array) -> tuple[float, float]:
     var = _sq_norm(a) / a.size - mean * mean
     if not np.isfinite(var):
         return mean, float("nan")
-    if var < 1e-8 * mean * mean:
+    if var < CANCELLED * mean * mean:
         return mean, float(a.std())
     return mean, math.sqrt(var)
 
@@ -56,10 +57,15 @@ def saturated_fraction(act: Activation, a: Array) -> float:
         return 0.0
     if act.name in ("relu", "leaky_relu"):
         # phi' is 1 where a > 0 and the slope elsewhere (0 for ReLU): no derivative array needed
-        if act.slope >= SATURATION * act.max_derivative:
+        if never_saturated(act):
             return 0.0
         return float(np.count_nonzero(~(a > 0))) / a.size
     return float(np.count_nonzero(act.derivative(a) < SATURATION * act.max_derivative)) / a.size
+
+
+def never_saturated(act: Activation) -> bool:
+    """A (leaky) ReLU whose smallest derivative, its slope, is at least SATURATION max phi'."""
+    return act.slope >= SATURATION * act.max_derivative
 
 
 def layer_stats(

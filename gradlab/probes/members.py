@@ -1,6 +1,6 @@
 """The layers table's per-member columns of an ensemble (every array with the member axis first), taken for all
 members at once: each member's numbers are those gradlab.probes.layers takes from its slice alone, bit for bit
-(tests/test_probes.py holds them together), in a handful of NumPy calls instead of a handful per member and
+(tests/test_probes_members.py holds them together), in a handful of NumPy calls instead of a handful per member and
 layer.
 
 Why the bits agree: a member's slice of a C-contiguous (R, ...) array is laid out as its array alone, and a
@@ -17,7 +17,7 @@ import math
 import numpy as np
 
 from gradlab.nn.trace import MLPTrace
-from gradlab.probes.layers import SATURATION, safe_ratio
+from gradlab.probes.layers import CANCELLED, SATURATION, never_saturated, safe_ratio
 from gradlab.probes.model import Array, Model, layer_params
 from gradlab.probes.norms import _example_norms, _sq_norm
 
@@ -82,11 +82,14 @@ def example_norm_means(d: Array) -> Array:
 def moments(a: Array) -> tuple[Array, Array]:
     """Each member's (mean, population std) over all its entries, (R, ...) -> (R,), (R,): act_moments(a[r])."""
     R = a.shape[0]
-    mean = a.reshape(R, -1).mean(axis=1)
+    if not a.flags.c_contiguous:  # a member's mean is its reduction in its own layout
+        mean = np.array([a[r].mean() for r in range(R)])
+    else:
+        mean = a.reshape(R, -1).mean(axis=1)
     var = sq_norms(a) / a[0].size - mean * mean
     std = np.sqrt(np.maximum(var, 0.0))
     std[~np.isfinite(var)] = math.nan
-    for r in np.flatnonzero(np.isfinite(var) & (var < 1e-8 * mean * mean)):  # where E[a^2] - E[a]^2 cancels
+    for r in np.flatnonzero(np.isfinite(var) & (var < CANCELLED * mean * mean)):  # where E[a^2] - E[a]^2 cancels
         std[r] = a[r].std()
     return mean, std
 
@@ -100,7 +103,7 @@ def saturated_fractions(acts: list, phi: Array) -> Array:
         return np.zeros(R)
     if act.name in ("relu", "leaky_relu"):
         counts = np.count_nonzero(~(phi > 0), axis=tuple(range(1, phi.ndim)))
-        never = np.array([a.slope >= SATURATION * a.max_derivative for a in acts])  # phi' >= slope everywhere
+        never = np.array([never_saturated(a) for a in acts])
         return np.where(never, 0.0, counts / size)
     counts = np.count_nonzero(act.derivative(phi) < SATURATION * act.max_derivative, axis=tuple(range(1, phi.ndim)))
     return counts / size
