@@ -185,6 +185,26 @@ def test_the_reported_update_norms_are_those_of_the_weights_difference(name, lr)
         assert_close(opt.param_norms["w"], float(np.linalg.norm(params["w"])), f"{name} lr={lr} step {step} ||w after||", rtol=1e-12)
 
 
+@pytest.mark.parametrize("name", ["sgd", "adam"])
+def test_a_measuring_step_takes_its_norms_on_one_blas_thread(monkeypatch, name):
+    """The update norms are BLAS dots, which OpenBLAS threads above 10000 entries: a step that measures holds
+    this thread's BLAS to one thread, and a step that does not leaves the count alone."""
+    from gradlab import _process
+
+    if _process.current_threads() is None:
+        pytest.skip("NumPy's BLAS is not an OpenBLAS whose thread count can be set here")
+    seen = []
+    real = optim._sq
+    monkeypatch.setattr(optim, "_sq", lambda a: seen.append(_process.current_threads()) or real(a))
+    with _process.settings(blas_threads=2):
+        params = {"w": np.ones((300, 300))}
+        opt = optim.get(name, params, lr=0.1)
+        opt.measure_next(["w"])
+        opt.step({"w": np.ones((300, 300))})
+        assert seen and set(seen) == {1}, f"{name}: BLAS threads while the norms were taken: {seen}"
+        assert _process.current_threads() == 2, f"{name}: the step did not restore the thread count"
+
+
 def test_measure_next_rejects_an_unknown_parameter():
     opt = optim.SGD({"w": np.zeros(2)}, lr=0.1)
     with pytest.raises(ValueError, match="measure_next names parameters the optimizer does not have: v"):

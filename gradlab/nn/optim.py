@@ -27,9 +27,11 @@ net has 64 parameter arrays). Larger models keep the per-parameter loop, whose a
 from __future__ import annotations
 
 import math
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 
+from gradlab import _process
 from gradlab.nn import _checks, members
 
 Array = np.ndarray
@@ -86,8 +88,11 @@ def _subtract_scaled(p: Array, lr: float | Array, g: Array, measure: bool = Fals
 
 
 def _sq(a: Array) -> float:
-    """||a||^2 over all entries, accumulated in float64 (einsum: NumPy's threaded dot stalls on a busy machine)."""
+    """||a||^2 over all entries, accumulated in float64: a float64 array's by BLAS's dot (a quarter of einsum's
+    time on a 2^16 block; the caller holds BLAS to one thread, _Measured._threads), any other dtype's by einsum."""
     flat = a.reshape(-1)
+    if flat.dtype == np.float64:
+        return float(np.dot(flat, flat))
     return float(np.einsum("i,i->", flat, flat, dtype=np.float64))
 
 
@@ -191,6 +196,11 @@ class _Measured:
             raise ValueError(f"measure_next names parameters the optimizer does not have: {', '.join(unknown)}")
         self._measure, self.update_norms, self.param_norms = frozenset(names), {}, {}
 
+    def _threads(self) -> AbstractContextManager:
+        """One BLAS thread for a step that measures (_sq's dot: OpenBLAS threads a dot of more than 10000
+        entries, and its second thread stalls whenever another process holds the core); else nothing."""
+        return _process.single_threaded() if self._measure else nullcontext()
+
     def _record(self, name: str, sums: tuple[float, float] | None) -> None:
         """Record ||update|| and ||p_after|| from their squares (None: not measured)."""
         if sums is not None:
@@ -229,6 +239,10 @@ class SGD(_Measured):
 
     @np.errstate(all="ignore")
     def step(self, grads: dict[str, Array]) -> None:
+        with self._threads():
+            self._step(grads)
+
+    def _step(self, grads: dict[str, Array]) -> None:
         layout = self.layout
         if layout is not None and layout.steps_flat(grads, self.lr, self.momentum):
             g = layout.gather(grads, 0)
@@ -273,6 +287,10 @@ class Adam(_Measured):
 
     @np.errstate(all="ignore")
     def step(self, grads: dict[str, Array]) -> None:
+        with self._threads():
+            self._step(grads)
+
+    def _step(self, grads: dict[str, Array]) -> None:
         b1, b2 = self.betas
         self.t += 1
         m_scale = 1 - b1**self.t  # bias correction of m: the step size is lr / m_scale
