@@ -537,7 +537,7 @@ def test_an_optimizer_of_other_arrays_is_not_asked_for_its_update_norms():
     assert rec.optimizer is None, "an optimizer stepping copies of the weights would report the wrong updates"
 
 
-def _recorded(model, x, y, background: bool, **options) -> tuple[dict[str, pd.DataFrame], int]:
+def _recorded(model, x, y, background: bool | None, **options) -> tuple[dict[str, pd.DataFrame], int]:
     """Six SGD steps logged every other one; the tables, and how many logged steps left columns to the helper."""
     opt = optim.SGD(model.params, lr=0.05)
     rec = probes.Recorder(model, every=2, probe_x=x, background=background, optimizer=opt, **options)
@@ -577,6 +577,25 @@ def test_columns_computed_in_the_helper_thread_are_those_computed_at_once(kind):
     for name in ("steps", "layers", "timesteps"):
         pd.testing.assert_frame_equal(tables[True][name], tables[False][name], obj=f"{kind} {name}")
     assert tables[True]["layers"]["weight_grad_norm"].gt(0).all()
+
+
+@pytest.mark.parametrize("free", [1, 2])
+@pytest.mark.parametrize("kind", ["mlp", "rnn", "lstm"])
+def test_by_default_a_recurrent_models_columns_go_to_the_helper_when_a_core_is_free(monkeypatch, kind, free):
+    """Recorder(background=None): a recurrent model's trace columns go to the helper thread when the thread rule
+    gives this process more than one thread (a free core); an MLP's are computed at once either way."""
+    from gradlab import _process
+
+    monkeypatch.setattr(_process.RULE, "threads", lambda: free)
+    rng = np.random.default_rng(0)
+    if kind == "mlp":
+        model, x, y = MLP([3, 8, 2], "tanh", rng=rng), rng.normal(size=(16, 3)), rng.normal(size=(16, 2))
+    else:
+        cls = RNN if kind == "rnn" else LSTM
+        model, x, y = cls(2, 4, 1, rng=rng), rng.normal(size=(8, 5, 2)), rng.normal(size=(8, 1))
+    _, deferred = _recorded(model, x, y, background=None)
+    want = 3 if kind != "mlp" and free > 1 else 0
+    assert deferred == want, f"{kind} with {free} thread(s): {deferred} logged steps left to the helper, want {want}"
 
 
 def test_an_error_in_the_helper_thread_is_raised_once_and_its_step_dropped(monkeypatch):

@@ -66,8 +66,10 @@ class Recorder:
     which the model is a view), a snapshot of the weights is taken. background: compute the columns
     read from the trace (all but the gradient norms, the dead-unit probe and the Jacobians, which are
     taken at once) in a helper thread while training goes on, collected at the next record_backward
-    or frames(): None (default) when gradlab._process's rule sees a free core for it, True always,
-    False never. The trace of the step then lives until it is collected; the columns are the same.
+    or frames(): None (default) for a recurrent model when gradlab._process's rule sees a free core for
+    it (an MLP's columns, a few NumPy calls per layer, took longer beside training than at once: README,
+    Performance), True always, False never. The trace of the step then lives until it is collected; the
+    columns are the same.
     """
 
     def __init__(
@@ -179,7 +181,9 @@ class Recorder:
 
     def _in_background(self) -> bool:
         """Whether this logged step's trace columns go to the helper thread (see the class docstring)."""
-        return self.background if self.background is not None else _process.RULE.threads() > 1
+        if self.background is not None:
+            return self.background
+        return self.sequence and _process.RULE.threads() > 1
 
     def _collect(self) -> None:
         """Wait for the columns still being computed (at most one logged step's); a step whose columns
