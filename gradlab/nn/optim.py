@@ -88,8 +88,8 @@ def _subtract_scaled(p: Array, lr: float | Array, g: Array, measure: bool = Fals
 
 
 def _sq(a: Array) -> float:
-    """||a||^2 over all entries, accumulated in float64: a float64 array's by BLAS's dot (a quarter of einsum's
-    time on a 2^16 block; the caller holds BLAS to one thread, _Measured._threads), any other dtype's by einsum."""
+    """||a||^2 over all entries, accumulated in float64: a float64 array's by BLAS's dot (the caller holds BLAS to
+    one thread: _Measured._threads), any other dtype's by einsum."""
     flat = a.reshape(-1)
     if flat.dtype == np.float64:
         return float(np.dot(flat, flat))
