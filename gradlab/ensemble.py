@@ -43,6 +43,7 @@ from gradlab.nn import GRU, LSTM, MLP, RNN, activations, clip, losses, optim
 from gradlab.nn.activations import Activation
 from gradlab.nn.trace import CellTrace, Gradients, MLPTrace, SequenceTrace
 from gradlab.probes.members import grad_norms, mlp_columns, update_ratios
+from gradlab.probes.model import weight_names
 
 Config = dict[str, Any]
 Model = MLP | RNN | LSTM | GRU
@@ -216,7 +217,7 @@ def _train(model: Model, members: list[Member], optimizer, task) -> None:
         saved = {name: p[stopped].copy() for name, p in model.params.items()} if stopped else {}
         for g in grads.params.values():
             g[stopped] = 0.0
-        before = {n: model.params[n].copy() for n in _weights(model)} if any(logged.values()) else None
+        before = {n: model.params[n].copy() for n in weight_names(model)} if any(logged.values()) else None
         optimizer.step(grads.params)
         for name, kept in saved.items():  # a member that diverged keeps the weights it stopped with
             model.params[name][stopped] = kept
@@ -280,11 +281,6 @@ def _member_steps(members, live, logged, step, grads, out, dout, loss, lr, last=
             continue
         updated[r] = (norm, clipped_norm)
     return updated
-
-
-def _weights(model: Model) -> list[str]:
-    """The names of the weight matrices (not biases) whose update ratios the layers table holds."""
-    return [n for w_names, _ in probes.layer_params(model) for n in w_names]
 
 
 def _layer_columns(members: list[Member], grads: Gradients) -> tuple[tuple[np.ndarray, np.ndarray], list[dict] | None]:

@@ -28,7 +28,7 @@ from gradlab.nn.sequence import split_gates
 from gradlab.nn.trace import CellTrace, Gradients, MLPTrace
 from gradlab.probes.dead import DeadReport
 from gradlab.probes.frames import COLUMNS
-from gradlab.probes.model import Array, Model, layer_params
+from gradlab.probes.model import Array, Model, layer_params, weight_names
 from gradlab.probes.norms import _example_norms, _norm, _sq_norm
 
 SATURATION = 0.01  # a unit is saturated where phi' < SATURATION * max phi'
@@ -167,7 +167,7 @@ def snapshot(model: Model, out: dict[str, Array] | None = None) -> dict[str, Arr
     """Copies of the model's weight matrices (not biases), taken before the optimizer step of a
     logged step; update_ratios compares them with the weights after it. `out`: a previous snapshot
     whose arrays are reused (no new memory)."""
-    names = [n for w_names, _ in layer_params(model) for n in w_names]
+    names = weight_names(model)
     if out is None:
         return {n: model.params[n].copy() for n in names}
     for n in names:

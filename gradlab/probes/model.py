@@ -52,6 +52,11 @@ def layer_params(model: Model) -> list[tuple[list[str], list[str]]]:
     return [*cells, (["readout.weight"], ["readout.bias"])]
 
 
+def weight_names(model: Model) -> list[str]:
+    """Every layer's weight matrices (not biases), in layer_params' order: those the update ratios compare."""
+    return [n for w_names, _ in layer_params(model) for n in w_names]
+
+
 def _c_prev(c: Array, c0: Array | None, out: Array | None = None) -> Array:
     """c_(t-1) for every step, (N, T, H), from c_1..c_T and c_0 (zeros when None)."""
     prev = np.empty_like(c) if out is None else out

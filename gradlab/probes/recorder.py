@@ -35,7 +35,7 @@ from gradlab.nn.trace import Gradients
 from gradlab.probes.dead import DeadTracker
 from gradlab.probes.frames import layers_frame, steps_frame, timesteps_frame
 from gradlab.probes.layers import _grad_norms, layer_stats, snapshot, update_ratios, update_ratios_from_norms
-from gradlab.probes.model import Array, Model, layer_params
+from gradlab.probes.model import Array, Model, weight_names
 from gradlab.probes.steps import step_record
 from gradlab.probes.timesteps import last_step_dout, timestep_stats
 
@@ -100,7 +100,7 @@ class Recorder:
         self._before: dict[str, Array] | None = None
         self._buffer: dict[str, Array] | None = None  # the snapshot's arrays, reused from one log to the next
         self._pending: tuple[int, dict[str, Array], bool | None] | None = None
-        self.weights = [n for w_names, _ in layer_params(model) for n in w_names]
+        self.weights = weight_names(model)
         self.optimizer = optimizer if _steps_these(optimizer, model, self.weights) else None
         self.background = background
         self._later: list[Future] = []  # columns being computed in the helper thread
