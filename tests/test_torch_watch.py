@@ -1203,7 +1203,7 @@ def test_with_optimizer_no_step_call_is_needed():
 @pytest.mark.parametrize("layout", ["batch_first", "time_first", "unbatched"])
 def test_probe_states_from_torch_equal_the_engines(kind, layout):
     """replay_bridge.layer_states (torch's kernel layer by layer, the top layer from the module's output) and
-    _all_gates (gradlab's cell step on all steps at once) give every cell layer's h_1..h_T and gates as
+    step_gates (gradlab's cell step on all steps at once) give every cell layer's h_1..h_T and gates as
     gradlab's engine run through the recurrence does (float64, 1e-12), from a given initial state."""
     from gradlab.torch import replay, replay_bridge
 
@@ -1226,10 +1226,37 @@ def test_probe_states_from_torch_equal_the_engines(kind, layout):
             err = float(np.abs(hs.numpy() - ref.hs[1:].swapaxes(0, 1)).max())
             assert err <= 1e-12, f"{kind} {layout} layer {j} (top from output: {top is not None}): |h - engine h| = {err:.3g}"
             if kind != "rnn":
-                gates = replay_bridge._all_gates(model, kind, j, inp.numpy(), h0.numpy(), hs.numpy())
+                x_steps = inp.numpy().reshape(-1, inp.shape[-1])
+                h_prev = replay_bridge.previous_states(h0.numpy(), hs.numpy())
+                gates = replay_bridge.step_gates(model, kind, j, x_steps, h_prev).reshape(*hs.shape[:2], -1)
                 err = float(np.abs(gates - ref.gates.swapaxes(0, 1)).max())
                 assert err <= 1e-12, f"{kind} {layout} layer {j}: |gates - engine gates| = {err:.3g}"
     assert len(twins) == L, f"twins kept: {len(twins)}, expected one per cell layer ({L})"
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("block_bytes", [1, 1100, 1 << 20])  # one row, 8 (LSTM) or 11 (GRU) of 35, all
+def test_saturated_gates_in_blocks_count_all_the_gates(kind, block_bytes, monkeypatch):
+    """_saturated_gates, forming the gates a block of steps at a time (one row, a block that does not divide
+    N T, all at once), counts the saturated gate units of the engine's gates of the whole run (exact counts),
+    on weights large enough that some, not all, saturate."""
+    from gradlab.probes.layers import GATE_ACTIVATIONS, gates_saturated
+    from gradlab.torch import replay, replay_bridge
+
+    monkeypatch.setattr(replay_bridge, "GATE_BLOCK_BYTES", block_bytes)
+    torch.manual_seed(5)
+    module = {"lstm": nn.LSTM, "gru": nn.GRU}[kind](3, 4, batch_first=True).double()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(6.0)
+    x = torch.randn(5, 7, 3, dtype=torch.float64)
+    run, model = replay.engine_forward(module, x, None), replay.engine_model(module)
+    gates = run.cache.layers[0].gates.swapaxes(0, 1)  # (N, T, G H)
+    expected = gates_saturated(gates, np.empty((5, 7, 4)), GATE_ACTIVATIONS[type(model)])
+    assert 0 < expected < gates.size, f"{kind}: {expected} of {gates.size} saturated, the test needs some but not all"
+    h = run.cache.layers[0].hs[1:].swapaxes(0, 1)
+    got = replay_bridge._saturated_gates(model, kind, 0, x.numpy(), np.zeros((5, 4)), np.ascontiguousarray(h))
+    assert got == expected, f"{kind}, {block_bytes}-byte blocks: {got} saturated gate units, the whole run's gates give {expected}"
 
 
 EDITS = {  # what a loop may do to the gradients between the backward and the optimizer step

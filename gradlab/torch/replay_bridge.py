@@ -20,10 +20,13 @@ import pandas as pd
 import torch
 
 from gradlab import _process
+from gradlab.nn.fast import gru as fast_gru, lstm as fast_lstm
 from gradlab.nn.sequence import project
 from gradlab.probes.layers import GATE_ACTIVATIONS, act_moments, gates_saturated, saturated_fraction
 from gradlab.probes.timesteps import mean_step_norms
 from gradlab.torch import replay as rp
+
+GATE_BLOCK_BYTES = 1 << 20  # the probe forms its gates this many bytes at a time (in cache; measured fastest)
 
 
 FLOAT32_FLOOR = 1e-36  # 100 x float32's smallest normal number: a float32 replay this close to it is redone in float64
@@ -147,8 +150,8 @@ def probe_cells(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch
     steps (from torch's own kernel, layer by layer: layer_states), dead = exactly 0 for every probe example and
     step, saturated over the gate units (LSTM i, f, o against sigmoid's 1/4 and g against tanh's 1; GRU r, z
     and n), or over h_t for an RNN (gradlab.probes.layers' definitions). The gates, which a fused module
-    hides, are the engine's layer forward taken for all steps at once from the known states (_all_gates): a
-    step's gates depend on x_t and h_(t-1) only. output: the module's output on x (the top layer's states);
+    hides, are the engine's (step_gates) of the known pairs (x_t, h_(t-1)), formed in blocks of steps
+    (_saturated_gates): a step's gates depend on x_t and h_(t-1) only. output: the module's output on x (the top layer's states);
     twins: a dict that keeps the one-layer modules of layer_states from one call to the next."""
     kind, dtype = rp.kind_of(module), replay_dtype(module)
     model = rp.engine_model(module, dtype)
@@ -161,21 +164,37 @@ def probe_cells(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch
             if kind == "rnn":
                 sat = saturated_fraction(model.act, h)
             else:
-                gates = _all_gates(model, kind, j, rp._array(inp, "inputs", dtype), rp._array(h0, "hx", dtype), h)
-                sat = gates_saturated(gates, np.empty(h.shape, h.dtype), GATE_ACTIVATIONS[type(model)]) / gates.size
+                count = _saturated_gates(model, kind, j, rp._array(inp, "inputs", dtype), rp._array(h0, "hx", dtype), h)
+                sat = count / (h.size * model.gates)
             out.append({"act_mean": mean, "act_std": std, "dead": dead, "saturated_frac": float(sat)})
     return out
 
 
-def _all_gates(model: Any, kind: str, j: int, inp: np.ndarray, h0: np.ndarray, h: np.ndarray) -> np.ndarray:
-    """Layer j's gate values (N, T, G H) from its input (N, T, D), initial state h0 (N, H) and states h_1..h_T
-    (N, T, H): the engine's own layer forward (its fast path) for one step, with the N T pairs (x_t, h_(t-1))
-    as one batch (the LSTM's c_(t-1), which its gates do not read, as zeros)."""
+def _saturated_gates(model: Any, kind: str, j: int, inp: np.ndarray, h0: np.ndarray, h: np.ndarray) -> int:
+    """How many of layer j's gate units are saturated (gates_saturated) over all N T steps, from its input
+    (N, T, D), initial state h0 (N, H) and states h_1..h_T (N, T, H), the gates formed GATE_BLOCK_BYTES at a
+    time (so that they stay in cache)."""
     N, T, H = h.shape
-    h_prev = np.concatenate([h0[:, None], h[:, :-1]], axis=1).reshape(N * T, H)
-    xw = project(inp.reshape(1, N * T, -1), model.p("weight_ih", j), model.p(model.biases[0], j))  # W_ih x_t + b
-    fwd = model._layer_forward(j, xw, h_prev, np.zeros_like(h_prev) if kind == "lstm" else None)
-    return fwd.gates.reshape(N, T, -1)
+    x, h_prev = inp.reshape(N * T, -1), previous_states(h0, h)
+    rows = max(1, GATE_BLOCK_BYTES // (model.gates * H * h.itemsize))
+    u, acts = np.empty((1, rows, H), h.dtype), GATE_ACTIVATIONS[type(model)]
+    blocks = (slice(start, start + rows) for start in range(0, N * T, rows))
+    return sum(gates_saturated(step_gates(model, kind, j, x[b], h_prev[b])[None], u, acts) for b in blocks)
+
+
+def previous_states(h0: np.ndarray, h: np.ndarray) -> np.ndarray:
+    """h_(t-1) of every step, (N T, H), batch-major rows, from h0 (N, H) and h_1..h_T (N, T, H)."""
+    N, T, H = h.shape
+    return np.concatenate([h0[:, None], h[:, :-1]], axis=1).reshape(N * T, H)
+
+
+def step_gates(model: Any, kind: str, j: int, x: np.ndarray, h_prev: np.ndarray) -> np.ndarray:
+    """Layer j's gate values (M, G H) of M independent steps from their x_t (M, D) and h_(t-1) (M, H): a
+    step's gates read nothing else (the engine's fast-path step_gates, as its forward forms them)."""
+    xw = project(x[None], model.p("weight_ih", j), model.p(model.biases[0], j))[0]  # W_ih x_t + b
+    if kind == "lstm":
+        return fast_lstm.step_gates(xw, h_prev, model.p("weight_hh", j))
+    return fast_gru.step_gates(xw, h_prev, model.p("weight_hh", j), model.p("bias_hh", j))
 
 
 def layer_states(module: torch.nn.Module, x: torch.Tensor, hx: Any, output: torch.Tensor | None = None,

@@ -45,17 +45,36 @@ def gru_forward(xw: Array, h0: Array, weight_hh: Array, bias_hh: Array) -> Forwa
         gates, h_prev, h, hwn = at(xw, t), at(hs, t), at(hs, t + 1), at(hw_n, t)
         np.matmul(h_prev, w_t, out=hw)
         hw += b  # the recurrent parts of r, z, n
-        np.add(gates[..., : 2 * H], hw[..., : 2 * H], out=rz)
-        SIGMOID.forward(rz, out=rz)  # r, z
+        gate_values(gates, hw, rz, n)
         hwn[...] = hw[..., 2 * H :]
-        np.multiply(rz[..., :H], hwn, out=n)  # r * hw_n
-        n += gates[..., 2 * H :]
-        np.tanh(n, out=n)  # the candidate n
         gates[..., : 2 * H], gates[..., 2 * H :] = rz, n  # the gate values, for the backward
         np.subtract(h_prev, n, out=h)
         h *= rz[..., H:]
         h += n  # h_t = n + z (h_(t-1) - n)
     return Forward(hs, None, xw, GRUFastCache(hw_n, weight_hh))
+
+
+def gate_values(xw: Array, hw: Array, rz: Array, n: Array) -> None:
+    """The gates from x_t W_ih^T + b_ih (xw) and W_hh h_(t-1) + b_hh (hw), each (..., 3H): r, z = sigmoid(xw_rz +
+    hw_rz) into rz (..., 2H), the candidate n = tanh(xw_n + r * hw_n) into n (..., H)."""
+    H = n.shape[-1]
+    np.add(xw[..., : 2 * H], hw[..., : 2 * H], out=rz)
+    SIGMOID.forward(rz, out=rz)
+    np.multiply(rz[..., :H], hw[..., 2 * H :], out=n)  # r * hw_n
+    n += xw[..., 2 * H :]
+    np.tanh(n, out=n)
+
+
+def step_gates(xw: Array, h_prev: Array, weight_hh: Array, bias_hh: Array) -> Array:
+    """The gates of independent steps, each from its x_t W_ih^T + b_ih (rows of xw, (M, 3H)) and h_(t-1) (M, H),
+    as gru_forward forms them; xw becomes the gate values (r, z, n). The states h_t are not formed."""
+    H = h_prev.shape[-1]
+    hw = h_prev @ np.ascontiguousarray(weight_hh.mT)
+    hw += bias_hh[..., None, :]
+    rz, n = np.empty((*hw.shape[:-1], 2 * H), hw.dtype), np.empty(h_prev.shape, hw.dtype)
+    gate_values(xw, hw, rz, n)
+    xw[..., : 2 * H], xw[..., 2 * H :] = rz, n
+    return xw
 
 
 def gru_backward(

@@ -43,8 +43,7 @@ def lstm_forward(xw: Array, h0: Array, c0: Array, weight_hh: Array) -> Forward:
         gates, c, th = at(xw, t), at(cs, t + 1), at(tanh_c, t)
         np.matmul(at(hs, t), w_t, out=z)  # W_hh h_(t-1)
         z += gates  # gate pre-activations z_t
-        SIGMOID.forward(z, out=gates)  # i, f, o = sigmoid(z) (the g block is overwritten next)
-        np.tanh(z[..., 2 * H : 3 * H], out=gates[..., 2 * H : 3 * H])  # g = tanh(z_g)
+        gate_values(z, out=gates)
         i, f, g, o = (gates[..., k * H : (k + 1) * H] for k in range(4))
         np.multiply(f, at(cs, t), out=c)  # c_t = f * c_(t-1)
         np.multiply(i, g, out=th)  #  (i * g, in tanh(c_t)'s place until it is known)
@@ -52,6 +51,22 @@ def lstm_forward(xw: Array, h0: Array, c0: Array, weight_hh: Array) -> Forward:
         np.tanh(c, out=th)
         np.multiply(o, th, out=at(hs, t + 1))  # h_t = o * tanh(c_t)
     return Forward(hs, cs, xw, LSTMFastCache(tanh_c, weight_hh))
+
+
+def gate_values(z: Array, out: Array) -> Array:
+    """The gates (i, f, g, o) of pre-activations z (..., 4H), into out: i, f, o = sigmoid(z), g = tanh(z_g)."""
+    H = z.shape[-1] // 4
+    SIGMOID.forward(z, out=out)  # (the g block is overwritten next)
+    np.tanh(z[..., 2 * H : 3 * H], out=out[..., 2 * H : 3 * H])
+    return out
+
+
+def step_gates(xw: Array, h_prev: Array, weight_hh: Array) -> Array:
+    """The gates of independent steps, each from its x_t W_ih^T + b (rows of xw, (M, 4H)) and h_(t-1) (M, H),
+    as lstm_forward forms them; xw becomes the gate values. The states c_t, h_t are not formed."""
+    z = h_prev @ np.ascontiguousarray(weight_hh.mT)  # W_hh h_(t-1), from the row-major matrix as lstm_forward
+    z += xw
+    return gate_values(z, out=xw)
 
 
 def lstm_backward(
