@@ -291,12 +291,12 @@ def _dead(layers: pd.DataFrame, steps: pd.DataFrame | None, hidden: pd.Series) -
     at = layers["step"].to_numpy()
     step = int(at[measured].max())
     rows = measured & (at == step)  # the last measured step's hidden layers
-    d = {c: pd.Series(layers[c].to_numpy()[rows]) for c in ("dead_frac", "born_dead_frac", "died_frac")}
+    d = {c: layers[c].to_numpy(np.float64)[rows] for c in ("dead_frac", "born_dead_frac", "died_frac")}
     out.update(
-        dead_frac=float(d["dead_frac"].mean()),
-        born_dead_frac=float(d["born_dead_frac"].mean()),
-        died_frac=float(d["died_frac"].mean()),
-        fully_dead_layers=int((d["dead_frac"] >= 1.0).sum()),
+        dead_frac=_nanmean(d["dead_frac"]),
+        born_dead_frac=_nanmean(d["born_dead_frac"]),
+        died_frac=_nanmean(d["died_frac"]),
+        fully_dead_layers=int(np.count_nonzero(d["dead_frac"] >= 1.0)),
         dead_step=step,
     )
     if steps is not None and "collapsed" in steps and len(steps):
@@ -304,6 +304,14 @@ def _dead(layers: pd.DataFrame, steps: pd.DataFrame | None, hidden: pd.Series) -
         if len(c) and not pd.isna(c.iloc[0]):
             out["collapsed"] = bool(c.iloc[0])
     return out
+
+
+def _nanmean(a: np.ndarray) -> float:
+    """The mean of a's non-NaN entries (NaN if none), as pandas' Series.mean computes it: the sum with NaN
+    read as 0, over the count (the same bits, without a Series)."""
+    nan = np.isnan(a)
+    count = a.size - np.count_nonzero(nan)
+    return float(np.where(nan, 0.0, a).sum() / count) if count else math.nan
 
 
 def _pct(x: float) -> str:

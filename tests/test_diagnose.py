@@ -13,6 +13,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gradlab import LSTM, MLP, RNN, probes, schema, theory, train
 from gradlab.diagnose import (
@@ -403,3 +405,15 @@ def test_a_stacked_lstm_run_is_diagnosed_per_cell_layer():
         assert d.numbers["dh_log10_change_by_layer"][j] == pytest.approx(9 * math.log10(factor), rel=1e-9)
     last = ts[ts["t"] == 9].set_index("layer")["dh_norm"]
     assert d.numbers["dh_depth_log10_change"] == pytest.approx(math.log10(last[0] / last[1]), rel=1e-12)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.floats(0.0, 1.0), st.just(float("nan"))), max_size=70))
+def test_nanmean_is_pandas_mean_bit_for_bit(values):
+    """diagnose's _nanmean (the dead fractions' means in the runs table) gives the bits of pandas' Series.mean
+    on fractions with NaN among them (NaN when all are), so that no table changes."""
+    from gradlab.diagnose import _nanmean
+
+    a = np.array(values, dtype=np.float64)
+    got, expected = _nanmean(a), float(pd.Series(a, dtype=np.float64).mean())
+    assert (math.isnan(got) and math.isnan(expected)) or got == expected, f"{len(a)} values: _nanmean {got!r}, pandas {expected!r}"

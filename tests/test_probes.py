@@ -11,6 +11,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
 
 from gradlab import LSTM, MLP, RNN, probes
 from gradlab.nn import clip, losses, optim
@@ -361,6 +364,27 @@ def relu_net() -> MLP:
     p["layers.1.bias"][...] = [0.1, 0.1, 0.1]
     p["layers.2.weight"][...] = [[1.0, -1.0, 0.5]]
     return model
+
+
+SPECIAL = [0.0, -0.0, float("nan"), float("inf"), -float("inf"), -2.5]
+EDGES = {np.float64: [5e-324, -5e-324, 1e308], np.float32: [1e-45, -1e-45, 3e38]}  # subnormals; sums that overflow
+
+
+def _special_arrays(dtype):
+    return hnp.arrays(dtype, hnp.array_shapes(min_dims=2, max_dims=4, max_side=6), elements=st.sampled_from(SPECIAL + EDGES[dtype]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.one_of(_special_arrays(np.float64), _special_arrays(np.float32)))
+def test_never_nonzero_is_not_any_over_the_examples(a):
+    """never_nonzero(a) (sum_n |a_nk| == 0) equals ~np.any(a, axis=-2) on every array of zeros of both
+    signs, subnormals, NaN, infinities and values whose sum overflows, in both dtypes and any leading axes."""
+    from gradlab.probes.dead import never_nonzero
+
+    got, expected = never_nonzero(a), ~np.any(a, axis=-2)
+    assert got.shape == expected.shape, f"shape {a.shape}: never_nonzero gives {got.shape}, any gives {expected.shape}"
+    wrong = np.argwhere(got != expected)
+    assert not len(wrong), f"{a.dtype} {a.shape} at {tuple(wrong[0])}: never_nonzero {got[tuple(wrong[0])]}, ~any {expected[tuple(wrong[0])]}"
 
 
 def test_dead_masks_born_dead_died_and_collapsed():

@@ -52,13 +52,21 @@ def dead_masks(model: Model, x: Array) -> tuple[list[Array], Array]:
     if isinstance(model, MLP):
         with frozen_buffers(model):
             y, cache = model.forward(x)
-        masks = [~np.any(c.f, axis=-2) for c in cache.layers]
+        masks = [never_nonzero(c.f) for c in cache.layers]
     else:
         y, cache = model.forward(x)
         masks = [~np.any(layer.hs[..., 1:, :, :], axis=(-3, -2)) for layer in cache.layers]
         lead = y.shape[:1] if model.ensemble else ()  # the member axis
         masks.append(~np.any(y.reshape(*lead, -1, y.shape[-1]), axis=-2))  # over examples (and steps)
     return masks, y
+
+
+def never_nonzero(a: Array) -> Array:
+    """(..., N, K) -> (..., K): True where column k is exactly 0 in every row, ~any(a, axis=-2), computed as
+    sum_n |a_nk| == 0 (a sum of non-negative terms is 0 only when every term is; NaN is not 0): one
+    product, where any's reduction over a strided axis is 4x slower for a narrow layer."""
+    with np.errstate(over="ignore"):  # a sum that overflows is inf: not 0, as it should be
+        return (np.ones(a.shape[-2], dtype=a.dtype) @ np.abs(a)) == 0
 
 
 def output_spread(y: Array) -> tuple[float, float]:
