@@ -223,6 +223,7 @@ def test_an_empty_folder_and_an_older_unmarked_store_are_adopted(tmp_path):
     check_writable(empty)
     older = tmp_path / "older"  # what gradlab wrote before the marker existed
     (older / "runs").mkdir(parents=True)
+    (older / "manifest.json").write_text(json.dumps({"experiment": "exp", "gradlab_version": "0.1.0", "runs": 6}))
     (older / "config.toml").write_text("")
     (older / "runs.parquet").write_bytes(b"")
     check_writable(older)

@@ -25,7 +25,7 @@ import hashlib
 import io
 import json
 import os
-import shutil
+import re
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -42,6 +42,7 @@ OWN_FILES = ("config.toml", "manifest.json", "summary.csv", "report.html", "clai
 OWN_DIRS = ("runs", "figures", QUARANTINE)
 EXPORT_DIR = "export"  # where `gradlab export` writes by default; its ledger lists its files, as figures/ does
 RUN_FILES = ("run.json", CONTENTS, *(f"{t}.parquet" for t in RUN_TABLES))
+UNFINISHED = re.compile(r"\.tmp-(old-)?.+-\d+")  # write_run's folders: .tmp-<run_id>-<pid>, .tmp-old-<run_id>-<pid>
 KEEP_BYTES = 1 << 28  # the tables of the runs it wrote a store keeps for consolidate(), 256 MiB at most
 
 
@@ -75,7 +76,7 @@ class Store:
                 _write_text(self.root / MARKER, json.dumps({"gradlab_store": 1, "created": _now()}), keep=True)
                 if fresh:
                     self._clean()
-                for tmp in self.runs_dir.glob(".tmp-*"):  # unfinished writes (the lock says none is in flight)
+                for tmp in self._unfinished():  # unfinished writes (the lock says none is in flight)
                     self._remove_run_folder(tmp)
                 for folder in sorted(self._run_folders()):
                     why = check_run(folder)
@@ -115,7 +116,7 @@ class Store:
         run.json reads back) and the tables (up to KEEP_BYTES of them in all) for consolidate(), which
         then need not decode the files it has just written; the tables must not change after."""
         tmp = self.runs_dir / f".tmp-{run_id}-{os.getpid()}"
-        if tmp.exists():
+        if os.path.lexists(tmp):
             self._remove_run_folder(tmp)
         tmp.mkdir(parents=True)
         contents = {}
@@ -129,6 +130,8 @@ class Store:
         _write_bytes(tmp / CONTENTS, json.dumps({"run_id": run_id, "files": contents}, indent=1).encode(), 0)
         _fsync_dir(tmp)
         final = self.runs_dir / run_id
+        if os.path.lexists(final) and not _real_dir(final):  # a link or a file in the way: moved aside unfollowed
+            self._quarantine(final, own_run_files(final))
         if final.exists():
             old = self.runs_dir / f".tmp-old-{run_id}-{os.getpid()}"
             final.rename(old)
@@ -192,44 +195,75 @@ class Store:
         _write_text(self.root / name, text)
 
     def _run_folders(self) -> Iterator[Path]:
-        if self.runs_dir.is_dir():
-            yield from (p for p in self.runs_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
+        """The run folders: real folders under runs/ not named with a dot (a link is never one)."""
+        yield from (p for p in _entries(self.runs_dir) if _real_dir(p) and not p.name.startswith("."))
 
-    def _quarantine(self, folder: Path, why: str) -> None:
-        """Move a run folder that failed its check to quarantine/<run_id>[.k]/, with the reason beside it."""
-        if not folder.is_dir():
+    def _unfinished(self) -> Iterator[Path]:
+        """The folders write_run left unfinished (named as it names them; links are not)."""
+        yield from (p for p in _entries(self.runs_dir) if _real_dir(p) and UNFINISHED.fullmatch(p.name))
+
+    def _quarantine(self, entry: Path, why: str) -> None:
+        """Move a run folder that failed its check to quarantine/<run_id>[.k]/, with the reason beside it
+        (QUARANTINED.txt). A link or a file in the way is moved, unfollowed, into a new folder of that name."""
+        if not os.path.lexists(entry):
             return
         target_dir = self.root / QUARANTINE
         target_dir.mkdir(exist_ok=True)
-        target, k = target_dir / folder.name, 1
-        while target.exists():
-            target, k = target_dir / f"{folder.name}.{k}", k + 1
-        folder.rename(target)
-        (target / "QUARANTINED.txt").write_text(f"{_now()}: {why}\n")
-        self.quarantined.append((folder.name.removeprefix(".tmp-old-").removeprefix(".tmp-"), why))
+        target, k = target_dir / entry.name, 1
+        while os.path.lexists(target):
+            target, k = target_dir / f"{entry.name}.{k}", k + 1
+        if _real_dir(entry):
+            entry.rename(target)
+        else:
+            target.mkdir()
+            entry.rename(target / entry.name)
+        _write_new(target, "QUARANTINED.txt", f"{_now()}: {why}\n")
+        self.quarantined.append((entry.name.removeprefix(".tmp-old-").removeprefix(".tmp-"), why))
 
     def _remove_run_folder(self, folder: Path) -> None:
-        """Remove the files gradlab writes in a run folder, then the folder; one that holds anything
-        else is moved to quarantine/ instead, with what remains of it."""
-        for name in RUN_FILES:
-            (folder / name).unlink(missing_ok=True)
+        """Remove a run folder gradlab wrote (own_run_files); anything else in its place (a link, a folder
+        that fails its check or holds other files) is moved to quarantine/ whole, never deleted."""
+        files = own_run_files(folder)
+        if isinstance(files, str):
+            self._quarantine(folder, files)
+            return
+        for path in files:
+            path.unlink()
         try:
             folder.rmdir()
-        except OSError:
-            self._quarantine(folder, "it holds files gradlab did not write (gradlab's own files were removed)")
+        except OSError:  # a file appeared since
+            self._quarantine(folder, "it holds files gradlab did not write")
 
     def _clean(self) -> None:
-        """--fresh: remove the files gradlab writes here (never quarantine/, never anything else)."""
+        """--fresh: remove the files gradlab writes here (never quarantine/, never anything else). A file
+        or link the user put into runs/ stays where it is; a run folder that is not wholly gradlab's goes
+        to quarantine/."""
         for name in OWN_FILES:
             (self.root / name).unlink(missing_ok=True)
             for tmp in self.root.glob(f".{name}.tmp-*"):  # what an interrupted atomic write leaves
                 tmp.unlink(missing_ok=True)
-        if self.runs_dir.is_dir():
-            for folder in self.runs_dir.iterdir():
-                if folder.is_dir():
-                    self._remove_run_folder(folder)
+        for folder in [*self._run_folders(), *self._unfinished()]:
+            self._remove_run_folder(folder)
         for folder in ("figures", EXPORT_DIR):
             remove_files(self.root / folder, owned_files(self.root / folder))
+
+
+def own_run_files(folder: Path) -> list[Path] | str:
+    """The files of a run folder when gradlab wrote all of them: those its contents.json lists (and checks),
+    or, in a folder write_run left unfinished (contents.json is written last), any of RUN_FILES. Otherwise
+    why not, in a few words: a link, a folder that fails its check, or one holding other files."""
+    if not _real_dir(folder):
+        return "a link or a file where a run folder should be (gradlab never follows or removes one)"
+    if UNFINISHED.fullmatch(folder.name):
+        names = set(RUN_FILES)
+    elif why := check_run(folder):
+        return why
+    else:
+        names = {CONTENTS, *json.loads((folder / CONTENTS).read_text())["files"]}
+    entries = list(folder.iterdir())
+    if all(p.name in names and p.is_file() and not p.is_symlink() for p in entries):
+        return entries
+    return "it holds files gradlab did not write"
 
 
 def check_writable(root: str | Path) -> None:
@@ -239,8 +273,13 @@ def check_writable(root: str | Path) -> None:
     root = Path(root)
     if root.exists() and not root.is_dir():
         raise StoreError(f"{root}: is a file, not a folder; give --out a folder")
+    check_not_inside_a_store(root)
     if root.is_dir():
-        if (root / MARKER).is_file() or _is_unmarked_store(root) or not _visible_entries(root):
+        for name in (*OWN_DIRS, EXPORT_DIR):
+            if (root / name).is_symlink() or ((root / name).exists() and not (root / name).is_dir()):
+                raise StoreError(f"{root / name}: a link or a file where gradlab keeps a folder (it never writes "
+                                 "or removes through one); move it, or choose another --out")  # fmt: skip
+        if (root / MARKER).is_file() or _is_unmarked_store(root) or _is_empty(root):
             if not os.access(root, os.W_OK | os.X_OK):
                 raise StoreError(f"{root}: cannot write here (permission denied)")
             return
@@ -253,6 +292,16 @@ def check_writable(root: str | Path) -> None:
         raise StoreError(f"{root}: cannot create it ({parent} is not a writable folder)")
 
 
+def check_not_inside_a_store(path: str | Path) -> None:
+    """StoreError when path is, or lies in, a folder a results folder keeps for itself (runs/, figures/,
+    quarantine/, export/ of a marked folder; links resolved), which gradlab cleans and moves by its own rules."""
+    path = Path(path).resolve()
+    for folder in (path, *path.parents):
+        if folder.name in (*OWN_DIRS, EXPORT_DIR) and (folder.parent / MARKER).is_file():
+            raise StoreError(f"{path}: inside {folder}, a folder the results folder {folder.parent} keeps for "
+                             "itself; choose a folder outside it")  # fmt: skip
+
+
 def check_run(folder: Path) -> str | None:
     """Why a run folder is incomplete or corrupt (its files against its contents.json), or None."""
     try:
@@ -262,12 +311,16 @@ def check_run(folder: Path) -> str | None:
         return f"incomplete: no {CONTENTS}"
     except (OSError, ValueError, KeyError, TypeError) as err:
         return f"{CONTENTS} unreadable ({type(err).__name__})"
+    if not isinstance(files, dict) or not all(isinstance(m, dict) for m in files.values()):
+        return f"{CONTENTS} is not gradlab's (its files are not a table of name -> size, rows, SHA-256)"
     if "run.json" not in files:
         return f"{CONTENTS} lists no run.json"
+    if not set(files) <= set(RUN_FILES) - {CONTENTS}:
+        return f"{CONTENTS} lists files gradlab does not write ({', '.join(sorted(set(files) - set(RUN_FILES)))})"
     for name, meta in files.items():
         path = folder / name
-        if not path.is_file():
-            return f"{name} is missing"
+        if path.is_symlink() or not path.is_file():
+            return f"{name} is missing" if not os.path.lexists(path) else f"{name} is a link or not a file"
         data = path.read_bytes()
         if len(data) != meta.get("bytes"):
             return f"{name} has {len(data)} bytes, {meta.get('bytes')} written"
@@ -444,14 +497,48 @@ def _try_lock(fd: int) -> bool:
 
 
 def _is_unmarked_store(root: Path) -> bool:
-    """A store written before the marker existed: a manifest.json or config.toml, and nothing visible
-    that gradlab does not write."""
-    names = {p.name for p in _visible_entries(root)}
-    return bool(names & {"manifest.json", "config.toml"}) and names <= {*OWN_FILES, *OWN_DIRS, EXPORT_DIR}
+    """A store written before the marker existed: a manifest.json that is gradlab's (an object naming the
+    experiment and the gradlab version), and nothing there that gradlab does not write."""
+    names = {p.name for p in root.iterdir() if not _is_leftover(p.name)}
+    if "manifest.json" not in names or not names <= {*OWN_FILES, *OWN_DIRS, EXPORT_DIR}:
+        return False
+    try:
+        manifest = json.loads((root / "manifest.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and {"experiment", "gradlab_version"} <= manifest.keys()
 
 
-def _visible_entries(root: Path) -> list[Path]:
-    return [p for p in root.iterdir() if not p.name.startswith(".")]
+def _is_empty(root: Path) -> bool:
+    """Nothing in root but what an open() stopped before its marker leaves (a dotfile counts: .git is a user's)."""
+    return all(_is_leftover(p.name) for p in root.iterdir())
+
+
+def _is_leftover(name: str) -> bool:
+    return name == LOCK or name.startswith(f".{MARKER}.tmp-")
+
+
+def _entries(folder: Path) -> list[Path]:
+    """folder's entries; none when it is not a real folder (a link to one is not followed)."""
+    return list(folder.iterdir()) if _real_dir(folder) else []
+
+
+def _real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def _write_new(folder: Path, name: str, text: str) -> None:
+    """Write text to a new file folder/name, or folder/name.k where one exists (never through a link)."""
+    stem, suffix = os.path.splitext(name)
+    for k in range(1000):
+        path = folder / (name if k == 0 else f"{stem}.{k}{suffix}")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        return
 
 
 def _frame_bytes(frames: dict[str, pd.DataFrame]) -> int:
