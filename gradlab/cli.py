@@ -142,14 +142,18 @@ def run(
     count = experiment.count()
     too_many = (f"{experiment.name}: the grid has {count:,} runs, more than --max-runs {max_runs:,}; "
                 f"pass --max-runs {count} to run them all")  # fmt: skip
+    refused = _refused_out(out, no_report)
     if dry_run:
         width = terminal.width()
-        _echo(summary.grid_preview(experiment, width=width, title=experiment.name) + f"\nwould write {out}/ (nothing run)")
-        if count > max_runs:
-            _echo(terminal.wrap(f"refused as it stands: {too_many}", width))
+        plan = f"would write {out}/" if not refused else f"would refuse {out}"
+        _echo(summary.grid_preview(experiment, width=width, title=experiment.name) + f"\n{plan} (nothing run)")
+        for why in [too_many] * (count > max_runs) + [refused] * bool(refused):
+            _echo(terminal.wrap(f"refused as it stands: {why}", width))
         return
     if count > max_runs:
         _bad(too_many)
+    if refused:
+        _bad(refused)
     with Phases(enabled=not quiet) as bar:
         try:
             result = runner.run(experiment, out, executor, workers, address, fresh, progress=bar,
@@ -168,6 +172,20 @@ def run(
     if result.failed:
         _echo("failed: " + ", ".join(rid for rid, _ in result.failed) + f" (see `gradlab show {out}`)", err=True)
         raise typer.Exit(1)
+
+
+def _refused_out(out: Path, no_report: bool) -> str | None:
+    """Why gradlab run may not write the results folder out (its figures too, unless no_report), or None."""
+    from gradlab.plots.draw import check_folder
+    from gradlab.sweep.store import StoreError, check_writable
+
+    try:
+        check_writable(out)
+        if not no_report:
+            check_folder(out / "figures")
+    except StoreError as err:
+        return str(err)
+    return None
 
 
 def _interrupted(err: KeyboardInterrupt, out: Path) -> None:
@@ -218,7 +236,7 @@ def plot(
     Example: gradlab plot results/tour --only clipping --format png
     """
     from gradlab.plots import draw
-    from gradlab.sweep.store import Store, StoreError, load_folders
+    from gradlab.sweep.store import Store, StoreError, check_writable, load_folders
 
     names = [n.strip() for item in only for n in item.split(",") if n.strip()] or None
     try:
@@ -228,20 +246,26 @@ def plot(
         _bad(str(err))
     if out is None and len(paths) > 1:
         _bad(f"{len(paths)} results folders: give --out, the folder their figures go to (figures/ inside it)")
+    twice = next((p for k, p in enumerate(paths) if p.resolve() in {q.resolve() for q in paths[:k]}), None)
+    if twice is not None:
+        _bad(f"{twice}: given twice; give each results folder once")
     try:
         tables = load_folders(paths)
     except (FileNotFoundError, StoreError) as err:
         _bad(str(err))
     target = out or paths[0]
-    if out is not None:
-        try:
-            Store(out).open().close()  # a folder of gradlab's (marked), or refused before anything is written
-        except StoreError as err:
-            _bad(str(err))
     if by is not None and by not in tables["runs"].columns:
         from gradlab.plots.split import fields
 
         _bad(f"--by {by!r}: not a field of these runs; one of {', '.join(fields(tables['runs']))}")
+    try:  # every check before the first write
+        if out is not None:
+            check_writable(out)
+        draw.check_folder(target / "figures", names)
+        if out is not None:
+            Store(out).open().close()  # marked as gradlab's, so that it may write there
+    except StoreError as err:
+        _bad(str(err))
     with _writing(target):
         try:
             written, skipped = draw.draw_all(tables, target, only=names, formats=formats, by=by, workers=workers)
@@ -266,8 +290,27 @@ def report(
     Example: gradlab report results/tour
     """
     tables = _load_tables(path)
+    _claim_report_files(path)
     with _writing(path), Phases() as bar:
         _figures_and_report(path, tables, bar, workers)
+
+
+REPORT_FILES = ("summary.csv", "report.html")  # what _figures_and_report writes beside figures/
+
+
+def _claim_report_files(root: Path) -> None:
+    """Exit 2 unless gradlab may write the figures and REPORT_FILES into root (its own, or new); in a folder
+    without the marker (tables copied by hand), list REPORT_FILES in its ledger, as gradlab's to replace."""
+    from gradlab.plots.draw import check_folder
+    from gradlab.sweep.store import MARKER, StoreError, check_own_files, record_files
+
+    try:
+        check_own_files(root, REPORT_FILES)
+        check_folder(root / "figures")
+    except StoreError as err:
+        _bad(str(err))
+    if not (root / MARKER).is_file():
+        record_files(root, [root / name for name in REPORT_FILES])
 
 
 @app.command()

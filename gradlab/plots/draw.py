@@ -30,7 +30,7 @@ from matplotlib.figure import Figure
 from gradlab.plots import NAMES, style
 from gradlab.plots.split import figure_of, file_name, unique_ids
 from gradlab.sweep.executors import Lost, Processes, stop_on_signals
-from gradlab.sweep.store import owned_files, record_files, remove_files
+from gradlab.sweep.store import FILES_LEDGER, StoreError, owned_files, record_files, remove_files
 
 ERROR = "error: "  # the start of the reason of a figure that raised (not a SkipFigure)
 FORMATS = ("png", "pdf", "svg")  # what --format accepts (matplotlib writes each)
@@ -269,6 +269,11 @@ class FigureFiles:
             return Made(reason=reason)
         stems = tuple(file_name(name, d.suffix) for d in drawn)
         keep = tuple(f"{stem}.{fmt}" for stem in stems for fmt in self.formats)
+        foreign = next((self.folder / f for f in keep if _is_foreign(self.folder, f)), None)
+        if foreign is not None:  # check_folder refuses it earlier; here it is a folder changed since
+            for d in drawn:
+                style.close(d.fig)
+            return Made(reason=f"{ERROR}{foreign} exists and gradlab did not write it", keep=keep)
         paths: list[Path] = []
         try:
             for d, stem in zip(drawn, stems):
@@ -303,6 +308,27 @@ def _drawing(names: list[str], made: dict[str, Made]) -> Drawing:
         if m.notes:
             result.notes[name] = list(m.notes)
     return result
+
+
+def check_folder(folder: str | Path, names: Iterable[str] | None = None) -> None:
+    """StoreError (one line) naming a file in folder that drawing the figures `names` (default all) could
+    overwrite and that gradlab did not write (a figure's file name, not in the folder's ledger); or when
+    folder is a link or a file. Writes nothing."""
+    folder, names = Path(folder), set(check_names(names))
+    if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+        raise StoreError(f"{folder}: a link or a file where gradlab writes its figures; move it")
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        stem, _, fmt = path.name.rpartition(".")
+        parts = stem.split("__")
+        drawable = fmt in FORMATS and parts[0] in names and all("=" in p for p in parts[1:])  # file_name's form
+        if drawable and _is_foreign(folder, path.name):
+            raise StoreError(f"{path}: a figure's name, but gradlab did not write it (not listed in "
+                             f"{folder / FILES_LEDGER}); move it, or draw into another folder with --out")  # fmt: skip
+
+
+def _is_foreign(folder: Path, name: str) -> bool:
+    """folder/name exists (a file or a link) and the folder's ledger does not say gradlab wrote it."""
+    return os.path.lexists(folder / name) and name not in owned_files(folder)
 
 
 def check_by(tables: dict[str, pd.DataFrame], by: str | None) -> None:

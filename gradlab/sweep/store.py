@@ -408,6 +408,19 @@ def owned_files(folder: Path) -> set[str]:
     return {n for n in names if isinstance(n, str) and (folder / n).is_file()}
 
 
+def check_own_files(root: Path, names: Iterable[str]) -> None:
+    """StoreError unless gradlab may write each of names into the results folder root: in a marked store, its
+    own; in a folder without the marker (tables copied by hand), a file that does not exist yet or that root's
+    ledger says gradlab wrote. Writes nothing."""
+    if (root / MARKER).is_file():
+        return
+    own = owned_files(root)
+    for name in names:
+        if os.path.lexists(root / name) and name not in own:
+            raise StoreError(f"{root / name}: exists and gradlab did not write it ({root} has no {MARKER} marker and "
+                             f"{FILES_LEDGER} there does not list it); move it, or give --out a folder of its own")  # fmt: skip
+
+
 def record_files(folder: Path, paths: Iterable[Path]) -> None:
     """Add files gradlab just wrote into folder to its ledger, so that they (and only they) may be removed."""
     names = owned_files(folder) | {Path(p).name for p in paths}
