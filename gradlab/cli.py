@@ -123,17 +123,12 @@ def run(
     Example: gradlab run experiments/mlp_depth.toml --set train.steps=50
     """
     from gradlab.sweep import ConfigError, load, runner, summary
-    from gradlab.sweep.executors import EXECUTORS, ExecutorError
+    from gradlab.sweep.executors import ExecutorError
     from gradlab.sweep.store import StoreError
 
     if executor is None:  # the tour is the README's main command: use every core by default
         executor = "process" if config is None or workers is not None else "serial"
-    if executor not in EXECUTORS:
-        _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
-    if address is not None and executor != "dask":
-        _bad(f"--address {address!r}: needs --executor dask")
-    if workers is not None and executor == "serial":
-        _bad(f"--workers {workers}: needs --executor process or dask (serial runs one at a time)")
+    _check_executor(executor, workers, address)
     try:
         experiment = load(config or _tour(), set_)
     except ConfigError as err:
@@ -172,6 +167,18 @@ def run(
     if result.failed:
         _echo("failed: " + ", ".join(rid for rid, _ in result.failed) + f" (see `gradlab show {out}`)", err=True)
         raise typer.Exit(1)
+
+
+def _check_executor(executor: str, workers: int | None, address: str | None = None) -> None:
+    """Exit 2 on an executor that is not one of EXECUTORS, or options it does not take."""
+    from gradlab.sweep.executors import EXECUTORS
+
+    if executor not in EXECUTORS:
+        _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
+    if address is not None and executor != "dask":
+        _bad(f"--address {address!r}: needs --executor dask")
+    if workers is not None and executor == "serial":
+        _bad(f"--workers {workers}: needs --executor process or dask (serial runs one at a time)")
 
 
 def _refused_out(out: Path, no_report: bool) -> str | None:
@@ -431,7 +438,7 @@ def _bad(message: str) -> None:
 
 @app.command()
 def gradcheck(
-    seed: int = typer.Option(0, help="Seed of the random problems."),
+    seed: int = typer.Option(0, min=0, max=2**32 - 1, help="Seed of the random problems (0 to 2**32 - 1)."),
 ) -> None:
     """Check every backward against central differences in float64. Exit 1 if any relative error exceeds 1e-7.
 
@@ -480,6 +487,11 @@ def bench(
 
     Example: gradlab bench --quick
     """
+    engine_only = [f"--{k}" for k, given in (("only", bool(only)), ("dtype", dtype != "both"), ("no-probes", not probes)) if given]
+    if runner and torch_:
+        _bad("--runner and --torch: give one (each times something else)")
+    if (runner or torch_) and engine_only:
+        _bad(f"{engine_only[0]}: applies to the engine's workloads, not to --{'runner' if runner else 'torch'}")
     if torch_:
         from gradlab.bench import torch_watch
 
@@ -530,7 +542,7 @@ def reproduce(
     from gradlab import reproduce as repro
     from gradlab.reproduce import claims, driver
     from gradlab.sweep import ConfigError
-    from gradlab.sweep.executors import EXECUTORS, ExecutorError
+    from gradlab.sweep.executors import ExecutorError
     from gradlab.sweep.store import StoreError
 
     width = terminal.width()
@@ -542,8 +554,7 @@ def reproduce(
         _bad(f"give a reproduction NAME or --list; NAME is one of {', '.join(repro.NAMES)}")
     if name not in repro.NAMES:
         _bad(f"reproduction {name!r}: must be one of {', '.join(repro.NAMES)}")
-    if executor not in EXECUTORS:
-        _bad(f"--executor {executor!r}: must be one of {', '.join(EXECUTORS)}")
+    _check_executor(executor, workers)
     try:
         with Phases(enabled=not quiet) as bar:
             outcome = driver.reproduce(name, quick, out, executor, workers, echo=_echo, progress=bar)

@@ -113,3 +113,18 @@ def test_draw_all_skips_a_figure_whose_file_is_a_users_not_overwriting_it(store)
     assert user.read_text() == "my own plot"
     assert draw.errors(skipped) == ["loss_curves"] and "gradlab did not write it" in skipped["loss_curves"]
     assert "clipping" in written or "clipping" in skipped and not skipped["clipping"].startswith("error")
+
+
+@pytest.mark.parametrize("args, says", [
+    (["gradcheck", "--seed", "-1"], "--seed"),
+    (["bench", "--runner", "--torch"], "--runner and --torch"),
+    (["bench", "--runner", "--only", "W1"], "--only: applies to the engine's workloads"),
+    (["bench", "--torch", "--dtype", "float32"], "--dtype: applies to the engine's workloads"),
+    (["reproduce", "glorot2010", "--executor", "serial", "--workers", "2"], "--workers 2: needs --executor"),
+    (["run", "CWD"], "a folder, not a config file"),
+])  # fmt: skip
+def test_options_that_cannot_work_together_are_one_line_exit_2(tmp_path, capsys, args, says):
+    before = snapshot(tmp_path)
+    line = one_line_error(*gradlab(capsys, *[tmp_path if a == "CWD" else a for a in args])[::2])
+    assert says in line, line
+    assert snapshot(tmp_path) == before

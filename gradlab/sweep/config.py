@@ -312,6 +312,8 @@ def load(path: str | Path, overrides: list[str] = ()) -> Experiment:
 
 def read(path: Path) -> dict[str, Any]:
     """The parsed TOML file, or a one-line ConfigError if it is missing, not UTF-8 or not valid TOML."""
+    if path.is_dir():
+        raise ConfigError(f"{path}: a folder, not a config file; give a TOML file such as experiments/tour.toml")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
     try:
