@@ -138,20 +138,24 @@ needs_proc = pytest.mark.skipif(not Path("/proc/self/stat").is_file(), reason="f
 
 
 @needs_proc
-def test_a_worker_killed_by_sigkill_fails_its_run_only_and_the_sweep_goes_on(tmp_path):
+@pytest.mark.parametrize("sig, why", [
+    (signal.SIGKILL, "its worker was killed by signal 9 (SIGKILL), possibly out of memory"),  # the OOM killer
+    (signal.SIGTERM, "its worker was killed by signal 15 (SIGTERM)"),  # a user's kill PID: not the sweep's stop
+], ids=["SIGKILL", "SIGTERM"])  # fmt: skip
+def test_a_killed_worker_fails_its_run_only_and_the_sweep_goes_on(tmp_path, sig, why):
     # runs alone: an ensemble whose worker dies is run again member by member (tests/test_ensemble_runs.py)
     cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2", "--no-ensemble")
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(finished_runs(out)) >= 1, what="a first run")
     busy = []
     wait_for(lambda: bool(busy.extend(p for p in children(proc.pid) if state(p) == "R") or busy), what="a busy worker")
-    os.kill(busy[0], signal.SIGKILL)  # what the kernel's OOM killer does
+    os.kill(busy[0], sig)
     stdout, stderr = proc.communicate(timeout=300)
     assert proc.returncode == 1, stderr
     runs = load(out)["runs"]
     failed = runs[runs["status"] == "failed"]
     assert len(runs) == 6 and len(failed) == 1, runs[["run_id", "status", "error"]]
-    assert failed["error"].iloc[0] == "its worker was killed by signal 9 (SIGKILL), possibly out of memory"
+    assert failed["error"].iloc[0] == why
     assert failed["run_id"].iloc[0] in stderr
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "(5 already finished)" in again.stdout, again.stderr
@@ -185,7 +189,7 @@ def test_a_stop_signal_ends_the_sweep_cleanly_and_it_resumes(tmp_path, sig, code
 @needs_proc
 def test_workers_exit_by_themselves_when_the_sweep_is_killed(tmp_path):
     cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
-    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: len(children(proc.pid)) >= 2, what="two workers")
     workers = children(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: the workers must notice on their own
@@ -194,6 +198,7 @@ def test_workers_exit_by_themselves_when_the_sweep_is_killed(tmp_path):
     while any(state(p) not in ("gone", "Z") for p in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(state(p) in ("gone", "Z") for p in workers), "orphaned workers outlived the sweep by 10 s"
+    assert "Traceback" not in proc.stderr.read(), "a worker printed a traceback when its parent died"
 
 
 def test_a_second_sweep_on_the_same_folder_is_refused_and_the_first_finishes_alone(tmp_path):

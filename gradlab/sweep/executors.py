@@ -28,6 +28,7 @@ Task = Callable[[Config], Any]
 EXECUTORS = ("serial", "process", "dask")
 CONNECT_TIMEOUT_S = 5.0  # a Dask scheduler that does not answer within this is reported unreachable
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT) + ((signal.SIGHUP,) if hasattr(signal, "SIGHUP") else ())
+STOP_GRACE_S = 1.0  # how long a worker's stop signal waits for the same signal to reach the parent
 
 
 class ExecutorError(RuntimeError):
@@ -93,8 +94,7 @@ class Processes(Executor):
                     config, outcome = busy.pop(worker), worker.receive()
                     if isinstance(outcome, Lost):
                         worker.stop()
-                        if worker.process.exitcode is not None and -worker.process.exitcode in STOP_SIGNALS:
-                            raise Interrupted(-worker.process.exitcode)  # the sweep is being stopped
+                        _wait_if_stopping(worker.process.exitcode)
                     else:
                         idle.append(worker)
                     yield config, outcome
@@ -140,18 +140,27 @@ class _Worker:
         self.conn.close()
 
 
+def _wait_if_stopping(exitcode: int | None) -> None:
+    """After a worker died of a stop signal: wait STOP_GRACE_S, in which the parent's own handler raises
+    Interrupted if the signal was the sweep's (a process group's SIGTERM reaches the worker first at times).
+    A signal sent to that worker alone costs only its run: the sweep goes on."""
+    if exitcode is not None and -exitcode in STOP_SIGNALS:
+        time.sleep(STOP_GRACE_S)
+
+
 def _serve(conn, task: Task) -> None:
-    """A worker's loop: run each config received, send back the outcome; end at None or EOF."""
+    """A worker's loop: run each config received, send back the outcome; end at None, or when the parent's
+    end of the pipe is gone (it exited, or was killed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole process group: the parent decides
     threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
     while True:
         try:
             config = conn.recv()
-        except EOFError:
+            if config is None:
+                return
+            conn.send(task(config))
+        except (EOFError, OSError):  # ConnectionResetError, BrokenPipeError: no one to answer to
             return
-        if config is None:
-            return
-        conn.send(task(config))
 
 
 def _exit_with_parent(parent: int) -> None:
