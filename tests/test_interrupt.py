@@ -188,10 +188,13 @@ def test_a_stop_signal_ends_the_sweep_cleanly_and_it_resumes(tmp_path, sig, code
 
 @needs_proc
 def test_workers_exit_by_themselves_when_the_sweep_is_killed(tmp_path):
-    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2")
+    cfg, out, cmd = sweep(tmp_path, SLOW, "--executor", "process", "--workers", "2", "--no-ensemble")  # 6 runs, one by one
     proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: len(children(proc.pid)) >= 2, what="two workers")
+    # past their start-up: a worker still reading its spawn data when the parent dies gets EOFError inside
+    # multiprocessing's spawn_main, which prints its traceback before any of gradlab's code runs
+    wait_for(lambda: len(children(proc.pid)) >= 2 and len(finished_runs(out)) >= 1, what="two workers and a run")
     workers = children(proc.pid)
+    assert len(finished_runs(out)) < 6, "the sweep ended before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)  # no chance to clean up: the workers must notice on their own
     proc.wait()
     deadline = time.monotonic() + 10
